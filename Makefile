@@ -1,0 +1,139 @@
+# secretfs - plain Makefile; dependencies through pkg-config.
+#
+#   make                         build ./build/secretfs
+#   make check                   unit tests (cmocka) and integration tests (pytest, needs /dev/fuse)
+#   make SANITIZER=address,undefined check
+#   make install PREFIX=/usr DESTDIR=...
+#   make deps / make test-deps   install the Debian packages that are missing
+#   make demo                    build and mount examples/store.json at $(DEMO_MNT)
+#   make bench                   run the benchmark in bench/
+#   make format
+
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= /sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/secretfs
+DESTDIR ?=
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON ?= /usr/bin/python3
+SANITIZER ?=
+
+comma := ,
+BUILD ?= build$(if $(SANITIZER),-$(subst $(comma),-,$(SANITIZER)))
+
+PKGS := fuse3 jansson inih openssl
+TEST_PKGS := cmocka
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+	-Wmissing-declarations -Wno-unused-parameter -Werror
+HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) $(HARDEN) $(CFLAGS) -Iinclude -Isrc \
+	-DSECRETFS_VERSION='"$(VERSION)"' -DFUSE_USE_VERSION=314 \
+	$(shell $(PKG_CONFIG) --cflags $(PKGS))
+ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now $(LDFLAGS)
+LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread
+
+ifneq ($(SANITIZER),)
+ALL_CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+ALL_LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c src/fs/*.c src/backends/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/src/main.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+
+# Debian packages: to build, to run, and to test.
+DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev
+DEB_RUN := fuse3
+DEB_TEST := libcmocka-dev python3 python3-pytest openssl util-linux procps passwd
+
+.PHONY: all check check-unit check-integration install uninstall clean format deps test-deps \
+	demo demo-stop bench test
+
+all: $(BUILD)/secretfs
+
+$(BUILD)/secretfs: $(MAIN_OBJ) $(BUILD)/libsecretfs.a
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/libsecretfs.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libsecretfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) -Itests/unit \
+		$(ALL_LDFLAGS) -o $@ $< $(BUILD)/libsecretfs.a $(LIBS) \
+		$(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+
+-include $(DEPS)
+
+check: check-unit check-integration
+
+check-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+		SECRETFS_FIXTURES=$(abspath ../shared/fixtures) SECRETFS_TESTDATA=$(abspath tests/data) $$t; done
+
+check-integration: $(BUILD)/secretfs
+	SECRETFS_BIN=$(abspath $(BUILD)/secretfs) SECRETFS_SANITIZER=$(SANITIZER) \
+		$(PYTHON) -m pytest -v -p no:cacheprovider tests/integration
+
+# The README's test command: install what is missing, then run every test.
+test: test-deps
+	$(MAKE) check
+
+deps:
+	@tests/install-deps $(DEB_BUILD) $(DEB_RUN)
+
+test-deps:
+	@tests/install-deps $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
+
+DEMO_DIR ?= /tmp/secretfs-demo
+DEMO_MNT ?= $(DEMO_DIR)/mnt
+demo: deps
+	$(MAKE) all
+	@mkdir -p $(DEMO_MNT)
+	@-fusermount3 -u $(DEMO_MNT) 2>/dev/null || true
+	install -m 0600 examples/store.json $(DEMO_DIR)/store.json
+	$(BUILD)/secretfs file:$(DEMO_DIR)/store.json $(DEMO_MNT)
+	@echo
+	@echo "Mounted. Try:  cat $(DEMO_MNT)/prod/db/password; ls -R $(DEMO_MNT)"
+	@echo "Unmount with:  fusermount3 -u $(DEMO_MNT)"
+
+demo-stop:
+	fusermount3 -u $(DEMO_MNT)
+
+bench: all
+	$(MAKE) -C bench
+	bench/run $(abspath $(BUILD)/secretfs)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(BUILD)/secretfs $(DESTDIR)$(BINDIR)/secretfs
+	install -m 0644 examples/secretfs.conf examples/store.json $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	if [ -f docs/secretfs.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
+		install -m 0644 docs/secretfs.1 $(DESTDIR)$(MANDIR)/man1/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/secretfs $(DESTDIR)$(MANDIR)/man1/secretfs.1
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+format:
+	clang-format -i $(wildcard src/*.c src/*.h src/fs/*.[ch] src/backends/*.[ch] \
+		include/secretfs/*.h tests/unit/*.[ch] bench/*.c)
+
+clean:
+	rm -rf build build-*
+	$(MAKE) -C bench clean 2>/dev/null || true

@@ -1,0 +1,98 @@
+/*
+ * backend.h - the one shape every secret store has.
+ *
+ * A backend is a static const struct backend_ops found by scheme in the
+ * registry (src/backends/registry.c).  A configured instance is a struct
+ * backend.  Backends know nothing about caching, FUSE or logging: they return
+ * negative errno values and a human reason, and the layers above decide what
+ * to log.  Errors:
+ *   -ENOENT       not found
+ *   -EACCES       denied by the backend
+ *   -EAGAIN       throttled or transient (5xx)
+ *   -ETIMEDOUT, -EHOSTUNREACH, -ECONNREFUSED   transport
+ *   -ENOMEM       out of (secure) memory
+ *   -EIO          anything else
+ */
+#ifndef SECRETFS_BACKEND_H
+#define SECRETFS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "secretfs/secret.h"
+
+#define BACKEND_VERSION_MAX 64
+#define BACKEND_REASON_MAX 256
+
+/* What a fetch learnt besides the value. */
+struct backend_info {
+	char version[BACKEND_VERSION_MAX]; /* the store's version id, "" when unknown */
+	uint64_t ttl_hint_usec;            /* the store's own TTL (Vault lease_duration), 0 = none */
+};
+
+/* Flags of a listing entry, stored as the one-byte value of a listing table. */
+enum {
+	BACKEND_LIST_SECRET = 1 << 0, /* the name is a secret */
+	BACKEND_LIST_FOLDER = 1 << 1, /* the name is a prefix of other secrets */
+};
+
+struct backend;
+
+/*
+ * Events a backend may raise from its own threads.  The source layer wires
+ * them to the cache and the log; both may be called concurrently with any op.
+ */
+struct backend_events {
+	/* The store changed: cached values and listings are out of date. */
+	void (*changed)(void *ctx);
+	/* Something went wrong outside a request; @reason names file and line. */
+	void (*error)(void *ctx, const char *reason);
+	void *ctx;
+};
+
+struct backend_ops {
+	/* Scheme in SOURCE, e.g. "file" for "file:/etc/secretfs/store.json". */
+	const char *scheme;
+	/*
+	 * Called once, before mounting and before daemonizing: parse @arg (what
+	 * follows "scheme:"), check the store is usable, start no threads.
+	 * May set b->priv.  Returns 0 or a negative errno with @reason set.
+	 */
+	int (*init)(struct backend *b, const char *arg, char *reason, size_t reasonlen);
+	/* Called after daemonizing; may start threads.  Optional. */
+	int (*start)(struct backend *b, char *reason, size_t reasonlen);
+	/* Stops threads and frees b->priv, wiping whatever it held. */
+	void (*done)(struct backend *b);
+	/*
+	 * Fetches the secret @id ("prod/db", never empty, never with "." or ".."
+	 * components).  On success *ret_value holds a new reference owned by the
+	 * caller: a SECRET_BLOB, or a SECRET_TABLE for a secret whose value is an
+	 * object.  Called from any thread; must be thread-safe.
+	 */
+	int (*fetch)(struct backend *b, const char *id, struct secret **ret_value,
+		     struct backend_info *ret_info, char *reason, size_t reasonlen);
+	/*
+	 * Lists the direct children of the folder @prefix ("" is the top): a
+	 * SECRET_TABLE whose values are one byte of BACKEND_LIST_* flags.
+	 * -ENOENT when the folder does not exist.  NULL when the store cannot
+	 * list; then every name is looked up by fetching it.
+	 */
+	int (*list)(struct backend *b, const char *prefix, struct secret **ret_listing,
+		    char *reason, size_t reasonlen);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	char *source; /* the SOURCE string as given, for logs and audit */
+	struct backend_events events;
+	void *priv;
+};
+
+/* Finds the backend for @source ("file:...") and runs its init. */
+int backend_open(const char *source, const struct backend_events *events,
+		 struct backend **ret, char *reason, size_t reasonlen);
+void backend_close(struct backend *b);
+/* Whether @err is transient: stale values may be served over it. */
+int backend_error_is_transient(int err);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * cache.h - the value cache that sits between the filesystem and a backend.
+ *
+ * Keyed by string (the secret id or folder prefix); one cache instance per
+ * (source, kind of data), so keys need no source prefix.  The cache never
+ * knows which backend it wraps: it calls one fetch function.
+ *
+ * Semantics (DESIGN section 4):
+ *  - fresh hit: no backend call;
+ *  - miss: exactly one fetch per key however many readers wait (single-flight);
+ *    the fetch runs on its own thread so a reader's deadline is real;
+ *  - expired: refetch; on a transient error (backend_error_is_transient) the
+ *    old value is served until stale-until; any other error ends the entry;
+ *  - -ENOENT is remembered for negative_ttl;
+ *  - a reader waits at most fetch_timeout for a fetch, then gets the stale
+ *    value or -EAGAIN;
+ *  - bounded by entries and by bytes, least recently used first;
+ *  - eviction, expiry past the stale window, flush and cache_free drop the
+ *    cache's reference, so the last holder wipes the value.
+ */
+#ifndef SECRETFS_CACHE_H
+#define SECRETFS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "secretfs/backend.h"
+#include "secretfs/secret.h"
+
+/*
+ * Fetches @key.  Called on a cache-owned thread, never with a cache lock
+ * held.  Same contract as backend_ops.fetch.
+ */
+typedef int (*cache_fetch_fn)(void *ctx, const char *key, struct secret **ret_value,
+			      struct backend_info *ret_info, char *reason, size_t reasonlen);
+typedef uint64_t (*cache_clock_fn)(void *ctx);
+
+struct cache_config {
+	uint64_t ttl_usec;           /* fresh time after a fetch (a backend hint overrides) */
+	uint64_t stale_usec;         /* how long past fresh a value may be served on error */
+	uint64_t negative_usec;      /* how long -ENOENT is remembered */
+	uint64_t fetch_timeout_usec; /* longest a reader waits for a fetch, in real time */
+	size_t max_entries;          /* 0 = unbounded */
+	size_t max_bytes;            /* sum of value lengths; 0 = unbounded */
+	cache_clock_fn clock;        /* NULL = CLOCK_MONOTONIC; tests inject one */
+	void *clock_ctx;
+};
+
+enum cache_state {
+	CACHE_HIT,      /* fresh value from memory */
+	CACHE_MISS,     /* fetched for this call (or for a reader it waited with) */
+	CACHE_STALE,    /* expired value served because the refetch failed or is late */
+	CACHE_NEGATIVE, /* -ENOENT remembered from an earlier fetch */
+};
+
+struct cache_result {
+	struct secret *value; /* a reference owned by the caller; NULL on error */
+	enum cache_state state;
+	char version[BACKEND_VERSION_MAX];
+};
+
+struct cache_stats {
+	uint64_t hits, misses, stale_served, negative_hits, fetches, fetch_errors, evictions;
+	size_t entries, bytes;
+};
+
+struct cache;
+
+int cache_new(const struct cache_config *cfg, cache_fetch_fn fetch, void *fetch_ctx,
+	      struct cache **ret);
+/* Waits for in-flight fetches to finish, then drops every value. */
+void cache_free(struct cache *c);
+
+/*
+ * Looks up @key, fetching it if needed.  Returns 0 and fills @ret, or a
+ * negative errno with @reason set (for -ENOENT from a negative entry, ret->state
+ * is still set to CACHE_NEGATIVE).
+ */
+int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *reason,
+	      size_t reasonlen);
+/* Drops the entry for @key, or every entry when @key is NULL. */
+void cache_flush(struct cache *c, const char *key);
+/* Drops entries past their stale window and negative entries past their TTL. */
+void cache_expire(struct cache *c);
+void cache_get_stats(struct cache *c, struct cache_stats *ret);
+
+#endif

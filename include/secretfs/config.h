@@ -1,0 +1,49 @@
+/*
+ * config.h - settings from defaults, the config file and the command line,
+ * in that order of precedence (the command line wins).
+ *
+ * The config file is INI, parsed with libinih.  Every key is validated at
+ * load; an error names the file, the line and the key.
+ */
+#ifndef SECRETFS_CONFIG_H
+#define SECRETFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_ERR_MAX 512
+
+struct config {
+	char *source;     /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
+	char *mountpoint; /* may be NULL until the command line is read */
+	bool foreground;
+	bool debug;
+	uint64_t ttl_usec;
+	uint64_t stale_ttl_usec;
+	uint64_t negative_ttl_usec;
+	uint64_t attr_timeout_usec;
+	uint64_t fetch_timeout_usec;
+	size_t cache_max_entries;
+	size_t cache_max_bytes;
+	char *fuse_options; /* extra -o options from the config file, or NULL */
+};
+
+/* Fills @c with the defaults of DESIGN section 4. */
+void config_init(struct config *c);
+void config_done(struct config *c);
+
+/*
+ * Applies one "key = value" setting by its option name (the same names as
+ * -o NAME=VALUE and as config file keys).  Returns 0, -ENOENT for an unknown
+ * key, or -EINVAL with @err explaining what was wrong with the value.
+ */
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/*
+ * Loads @path into @c.  On error returns a negative errno and writes
+ * "FILE:LINE: key 'KEY': what is wrong" (or "FILE: reason") into @err.
+ */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * secret.h - the one buffer type that holds secret values.
+ *
+ * A struct secret is reference counted; the last secret_unref() wipes the
+ * bytes and frees them.  Buffers come from a locked, non-dumpable heap
+ * (OpenSSL's secure heap) once secret_heap_init() has run, and from the
+ * ordinary heap before that (unit tests).
+ *
+ * A secret is either a blob (the raw bytes of a value) or a table: a packed,
+ * name-sorted list of (name, value) pairs used for secrets whose value is a
+ * JSON object (one file per key) and for directory listings.  The table
+ * layout lives in the secret buffer itself, so a directory secret is wiped
+ * like any other value.
+ */
+#ifndef SECRETFS_SECRET_H
+#define SECRETFS_SECRET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum secret_kind {
+	SECRET_BLOB = 0,
+	SECRET_TABLE = 1,
+};
+
+struct secret {
+	uint32_t refs; /* atomic */
+	uint32_t kind; /* enum secret_kind */
+	size_t len;    /* bytes used in data[] */
+	unsigned char data[];
+};
+
+/*
+ * Sets up the locked heap of @size bytes (rounded up to a power of two).
+ * Returns 0 when the heap is locked, 1 when it exists but mlock() failed (the
+ * caller warns), negative errno on failure.  @hint receives a one-line fix.
+ */
+int secret_heap_init(size_t size, char *hint, size_t hintlen);
+void secret_heap_done(void);
+/* Bytes of the secure heap in use; 0 without a heap. */
+size_t secret_heap_used(void);
+/* Whether mlock() of @size bytes would succeed for this process right now. */
+bool secret_heap_can_lock(size_t size);
+
+/* A new blob of @len bytes, refs = 1, contents zeroed.  NULL on ENOMEM. */
+struct secret *secret_new(size_t len);
+/* A new blob holding a copy of @data. */
+struct secret *secret_dup(const void *data, size_t len);
+struct secret *secret_ref(struct secret *s);
+/* Drops one reference; the last one wipes and frees.  NULL is a no-op. */
+void secret_unref(struct secret *s);
+/* Number of live secret buffers, for leak and wipe checks. */
+long secret_live_count(void);
+/*
+ * Test hook: called with the data of a secret after it was wiped and before it
+ * is freed, so a test can prove the wipe.
+ */
+void secret_set_free_hook(void (*hook)(const unsigned char *data, size_t len));
+
+static inline void secret_unrefp(struct secret **s)
+{
+	secret_unref(*s);
+}
+#define _cleanup_secret_ __attribute__((cleanup(secret_unrefp)))
+
+/*
+ * Tables.  Declare the number of entries and the total bytes of names and
+ * values up front, add entries in strictly increasing name order (memcmp),
+ * then finish.  The table is allocated once, in the secure heap.
+ */
+struct secret_table_builder {
+	struct secret *table;
+	size_t count; /* declared */
+	size_t added;
+	size_t used; /* bytes of table->data in use */
+};
+
+/* Returns 0 or -ENOMEM/-EINVAL. */
+int secret_table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values);
+/* Returns 0, or -EINVAL when out of order or out of room. */
+int secret_table_add(struct secret_table_builder *b, const char *name, size_t namelen,
+		     const void *value, size_t valuelen);
+/* Hands over the table; -EINVAL when fewer entries were added than declared. */
+int secret_table_finish(struct secret_table_builder *b, struct secret **ret);
+/* Drops an unfinished table (wiping it).  Safe after finish. */
+void secret_table_abort(struct secret_table_builder *b);
+
+struct secret_entry {
+	const char *name; /* NUL-terminated inside the table */
+	size_t namelen;
+	const unsigned char *value;
+	size_t valuelen;
+};
+
+size_t secret_table_count(const struct secret *t);
+/* Entry @i in name order; returns false past the end. */
+bool secret_table_at(const struct secret *t, size_t i, struct secret_entry *ret);
+/* Finds @name; returns false when absent. */
+bool secret_table_find(const struct secret *t, const char *name, struct secret_entry *ret);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * util.h - small helpers shared by every module: cleanup attributes in the
+ * systemd style, time, and parsing of durations and sizes.
+ */
+#ifndef SECRETFS_UTIL_H
+#define SECRETFS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define USEC_PER_SEC UINT64_C(1000000)
+#define USEC_PER_MSEC UINT64_C(1000)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+
+static inline void *take_ptr_(void **p)
+{
+	void *v = *p;
+	*p = NULL;
+	return v;
+}
+#define TAKE_PTR(p) ((__typeof__(p))take_ptr_((void **)&(p)))
+
+uint64_t now_usec(void);      /* CLOCK_MONOTONIC */
+uint64_t realtime_usec(void); /* CLOCK_REALTIME */
+
+/*
+ * "300", "1.5s", "250ms", "5m", "2h", "1d" -> microseconds.  A bare number is
+ * seconds.  Returns 0 or -EINVAL.
+ */
+int parse_duration(const char *s, uint64_t *ret_usec);
+/* "1048576", "64K", "16M", "1G" -> bytes.  Returns 0 or -EINVAL. */
+int parse_size(const char *s, size_t *ret);
+/* "1", "true", "yes", "on" / "0", "false", "no", "off".  Returns 0 or -EINVAL. */
+int parse_bool(const char *s, bool *ret);
+/* Decimal unsigned with range check.  Returns 0 or -EINVAL/-ERANGE. */
+int parse_uint(const char *s, uint64_t max, uint64_t *ret);
+
+/* Wipes and frees a heap string; NULL is a no-op. */
+void wipe_free(void *p, size_t len);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * secret.c - the refcounted secret buffer and the locked heap behind it.
+ *
+ * Values live in OpenSSL's secure heap: one mmap()ed arena, mlock()ed, marked
+ * MADV_DONTDUMP and fenced by guard pages.  CRYPTO_secure_clear_free()
+ * cleanses before it frees, so the last secret_unref() always wipes.  Before
+ * secret_heap_init() (unit tests, tools) the same calls use the ordinary heap
+ * and still wipe.
+ *
+ * Tables: data[] = u64 count | u32 offset[count] | entries, where each entry
+ * is u32 namelen | u32 valuelen | name NUL | value, in strictly increasing
+ * name order (memcmp), so a lookup is a binary search.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "secretfs/secret.h"
+
+#define TABLE_HDR sizeof(uint64_t)
+#define ENTRY_HDR (2 * sizeof(uint32_t))
+
+static long live_count;
+static void (*free_hook)(const unsigned char *data, size_t len);
+
+static size_t round_pow2(size_t n)
+{
+	size_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+int secret_heap_init(size_t size, char *hint, size_t hintlen)
+{
+	int r;
+
+	size = round_pow2(size < 65536 ? 65536 : size);
+	r = CRYPTO_secure_malloc_init(size, 32);
+	if (r == 0) {
+		snprintf(hint, hintlen, "cannot set up a secure heap of %zu bytes", size);
+		return -ENOMEM;
+	}
+	if (r == 2) {
+		snprintf(hint, hintlen,
+			 "cannot lock %zu KiB of secret memory, values may be swapped: raise the "
+			 "memlock limit (LimitMEMLOCK= in the unit, ulimit -l) or run with "
+			 "CAP_IPC_LOCK",
+			 size / 1024);
+		return 1;
+	}
+	return 0;
+}
+
+void secret_heap_done(void)
+{
+	if (CRYPTO_secure_malloc_initialized())
+		CRYPTO_secure_malloc_done();
+}
+
+size_t secret_heap_used(void)
+{
+	return CRYPTO_secure_malloc_initialized() ? CRYPTO_secure_used() : 0;
+}
+
+bool secret_heap_can_lock(size_t size)
+{
+	void *p;
+	bool ok;
+
+	size = round_pow2(size < 65536 ? 65536 : size);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	ok = mlock(p, size) == 0;
+	if (ok)
+		munlock(p, size);
+	munmap(p, size);
+	return ok;
+}
+
+struct secret *secret_new(size_t len)
+{
+	struct secret *s;
+
+	if (len > SIZE_MAX - sizeof(*s))
+		return NULL;
+	s = OPENSSL_secure_zalloc(sizeof(*s) + len);
+	if (!s)
+		return NULL;
+	s->refs = 1;
+	s->kind = SECRET_BLOB;
+	s->len = len;
+	__atomic_add_fetch(&live_count, 1, __ATOMIC_RELAXED);
+	return s;
+}
+
+struct secret *secret_dup(const void *data, size_t len)
+{
+	struct secret *s = secret_new(len);
+
+	if (s && len)
+		memcpy(s->data, data, len);
+	return s;
+}
+
+struct secret *secret_ref(struct secret *s)
+{
+	if (s)
+		__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	return s;
+}
+
+void secret_unref(struct secret *s)
+{
+	size_t total;
+
+	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	total = sizeof(*s) + s->len;
+	if (free_hook) {
+		size_t len = s->len;
+
+		OPENSSL_cleanse(s->data, len);
+		free_hook(s->data, len);
+	}
+	OPENSSL_secure_clear_free(s, total);
+	__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
+}
+
+long secret_live_count(void)
+{
+	return __atomic_load_n(&live_count, __ATOMIC_RELAXED);
+}
+
+void secret_set_free_hook(void (*hook)(const unsigned char *data, size_t len))
+{
+	free_hook = hook;
+}
+
+/* ---- tables ---- */
+
+static uint64_t table_count(const struct secret *t)
+{
+	uint64_t n;
+
+	memcpy(&n, t->data, sizeof(n));
+	return n;
+}
+
+static uint32_t table_offset(const struct secret *t, size_t i)
+{
+	uint32_t off;
+
+	memcpy(&off, t->data + TABLE_HDR + i * sizeof(uint32_t), sizeof(off));
+	return off;
+}
+
+int secret_table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values)
+{
+	uint64_t n = count;
+	size_t size;
+
+	memset(b, 0, sizeof(*b));
+	if (count > UINT32_MAX / 4 || names_and_values > UINT32_MAX / 2)
+		return -EINVAL;
+	size = TABLE_HDR + count * (sizeof(uint32_t) + ENTRY_HDR + 1) + names_and_values;
+	b->table = secret_new(size);
+	if (!b->table)
+		return -ENOMEM;
+	b->table->kind = SECRET_TABLE;
+	memcpy(b->table->data, &n, sizeof(n));
+	b->count = count;
+	b->used = TABLE_HDR + count * sizeof(uint32_t);
+	return 0;
+}
+
+static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+int secret_table_add(struct secret_table_builder *b, const char *name, size_t namelen,
+		     const void *value, size_t valuelen)
+{
+	struct secret *t = b->table;
+	uint32_t off, nl = (uint32_t)namelen, vl = (uint32_t)valuelen;
+
+	if (!t || b->added >= b->count || namelen > t->len || valuelen > t->len ||
+	    b->used + ENTRY_HDR + namelen + 1 + valuelen > t->len)
+		return -EINVAL;
+	if (b->added > 0) {
+		struct secret_entry prev;
+
+		secret_table_at(t, b->added - 1, &prev);
+		if (name_cmp(prev.name, prev.namelen, name, namelen) >= 0)
+			return -EINVAL;
+	}
+	off = (uint32_t)b->used;
+	memcpy(t->data + off, &nl, sizeof(nl));
+	memcpy(t->data + off + sizeof(nl), &vl, sizeof(vl));
+	memcpy(t->data + off + ENTRY_HDR, name, namelen);
+	t->data[off + ENTRY_HDR + namelen] = '\0';
+	if (valuelen)
+		memcpy(t->data + off + ENTRY_HDR + namelen + 1, value, valuelen);
+	memcpy(t->data + TABLE_HDR + b->added * sizeof(uint32_t), &off, sizeof(off));
+	b->added++;
+	b->used = off + ENTRY_HDR + namelen + 1 + valuelen;
+	return 0;
+}
+
+int secret_table_finish(struct secret_table_builder *b, struct secret **ret)
+{
+	if (!b->table || b->added != b->count)
+		return -EINVAL;
+	/* len keeps the allocated size, so the wipe covers the unused tail too. */
+	*ret = b->table;
+	b->table = NULL;
+	return 0;
+}
+
+void secret_table_abort(struct secret_table_builder *b)
+{
+	secret_unref(b->table);
+	b->table = NULL;
+}
+
+size_t secret_table_count(const struct secret *t)
+{
+	return t->kind == SECRET_TABLE ? (size_t)table_count(t) : 0;
+}
+
+bool secret_table_at(const struct secret *t, size_t i, struct secret_entry *ret)
+{
+	uint32_t off, nl, vl;
+
+	if (t->kind != SECRET_TABLE || i >= table_count(t))
+		return false;
+	off = table_offset(t, i);
+	if (off == 0)
+		return false;
+	memcpy(&nl, t->data + off, sizeof(nl));
+	memcpy(&vl, t->data + off + sizeof(nl), sizeof(vl));
+	ret->name = (const char *)t->data + off + ENTRY_HDR;
+	ret->namelen = nl;
+	ret->value = t->data + off + ENTRY_HDR + nl + 1;
+	ret->valuelen = vl;
+	return true;
+}
+
+bool secret_table_find(const struct secret *t, const char *name, struct secret_entry *ret)
+{
+	size_t lo = 0, hi = secret_table_count(t), namelen = strlen(name);
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct secret_entry e;
+		int c;
+
+		if (!secret_table_at(t, mid, &e))
+			return false;
+		c = name_cmp(e.name, e.namelen, name, namelen);
+		if (c == 0) {
+			*ret = e;
+			return true;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}

@@ -1,0 +1,149 @@
+/*
+ * util.c - time, and the parsers for durations, sizes and booleans that the
+ * command line and the config file share, so both accept the same spellings.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "secretfs/util.h"
+
+static uint64_t clock_usec(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t now_usec(void)
+{
+	return clock_usec(CLOCK_MONOTONIC);
+}
+
+uint64_t realtime_usec(void)
+{
+	return clock_usec(CLOCK_REALTIME);
+}
+
+/* Parses a non-negative decimal number with an optional fraction. */
+static int parse_number(const char *s, double *ret, const char **ret_end)
+{
+	char *end;
+	double v;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || !isfinite(v) || v < 0)
+		return -EINVAL;
+	*ret = v;
+	*ret_end = end;
+	return 0;
+}
+
+int parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct {
+		const char *suffix;
+		double usec;
+	} units[] = {
+		{ "", 1e6 },  { "s", 1e6 },	 { "ms", 1e3 },	   { "us", 1 },
+		{ "m", 60e6 }, { "min", 60e6 }, { "h", 3600e6 }, { "d", 86400e6 },
+	};
+	const char *end;
+	double v;
+
+	if (parse_number(s, &v, &end) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			double us = v * units[i].usec;
+
+			if (us > 1e18)
+				return -EINVAL;
+			*ret_usec = (uint64_t)us;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int parse_size(const char *s, size_t *ret)
+{
+	static const struct {
+		const char *suffix;
+		double mult;
+	} units[] = {
+		{ "", 1 },
+		{ "K", 1024.0 },
+		{ "M", 1024.0 * 1024 },
+		{ "G", 1024.0 * 1024 * 1024 },
+	};
+	const char *end;
+	double v;
+
+	if (parse_number(s, &v, &end) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcasecmp(end, units[i].suffix) == 0 ||
+		    (units[i].suffix[0] && end[0] && strcasecmp(end + 1, "iB") == 0 &&
+		     toupper((unsigned char)end[0]) == units[i].suffix[0])) {
+			double b = v * units[i].mult;
+
+			if (b > (double)SIZE_MAX / 2 || b != (double)(size_t)b)
+				return -EINVAL;
+			*ret = (size_t)b;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int parse_bool(const char *s, bool *ret)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*ret = true;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*ret = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int parse_uint(const char *s, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	if (v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+void wipe_free(void *p, size_t len)
+{
+	if (!p)
+		return;
+	explicit_bzero(p, len);
+	free(p);
+}
