@@ -96,6 +96,7 @@ struct secret *secret_new(size_t len)
 	s->refs = 1;
 	s->kind = SECRET_BLOB;
 	s->len = len;
+	s->cap = len;
 	__atomic_add_fetch(&live_count, 1, __ATOMIC_RELAXED);
 	return s;
 }
@@ -122,12 +123,10 @@ void secret_unref(struct secret *s)
 
 	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	total = sizeof(*s) + s->len;
+	total = sizeof(*s) + s->cap;
 	if (free_hook) {
-		size_t len = s->len;
-
-		OPENSSL_cleanse(s->data, len);
-		free_hook(s->data, len);
+		OPENSSL_cleanse(s->data, s->cap);
+		free_hook(s->data, s->cap);
 	}
 	OPENSSL_secure_clear_free(s, total);
 	__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
@@ -222,7 +221,7 @@ int secret_table_finish(struct secret_table_builder *b, struct secret **ret)
 {
 	if (!b->table || b->added != b->count)
 		return -EINVAL;
-	/* len keeps the allocated size, so the wipe covers the unused tail too. */
+	b->table->len = b->used;
 	*ret = b->table;
 	b->table = NULL;
 	return 0;

@@ -61,7 +61,9 @@ struct backend_ops {
 	int (*init)(struct backend *b, const char *arg, char *reason, size_t reasonlen);
 	/* Called after daemonizing; may start threads.  Optional. */
 	int (*start)(struct backend *b, char *reason, size_t reasonlen);
-	/* Stops threads and frees b->priv, wiping whatever it held. */
+	/* Stops the threads start() started; no events are raised afterwards.  Optional. */
+	void (*stop)(struct backend *b);
+	/* Frees b->priv, wiping whatever it held.  stop() has run. */
 	void (*done)(struct backend *b);
 	/*
 	 * Fetches the secret @id ("prod/db", never empty, never with "." or ".."

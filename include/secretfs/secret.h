@@ -27,7 +27,8 @@ enum secret_kind {
 struct secret {
 	uint32_t refs; /* atomic */
 	uint32_t kind; /* enum secret_kind */
-	size_t len;    /* bytes used in data[] */
+	size_t len;    /* bytes of the value in data[] */
+	size_t cap;    /* bytes allocated for data[]; the wipe covers all of them */
 	unsigned char data[];
 };
 

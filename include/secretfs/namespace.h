@@ -1,0 +1,53 @@
+/*
+ * namespace.h - how secret ids become paths and values become files.
+ *
+ * DESIGN section 2: "/" separates components; a secret whose value is a JSON
+ * object is a directory with one file per top-level key (strings raw, other
+ * JSON values as compact JSON text); anything else is a file with the raw
+ * bytes; names that are not safe path components are never shown and never
+ * fetched.  This module knows JSON but not FUSE.
+ */
+#ifndef SECRETFS_NAMESPACE_H
+#define SECRETFS_NAMESPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "secretfs/secret.h"
+
+/* A path component we will show: not "", ".", "..", no "/" and no NUL. */
+bool ns_name_is_safe(const char *name, size_t len);
+/* A secret id made only of safe components: "prod/db", not "/x", "a//b", "a/../b". */
+bool ns_id_is_safe(const char *id);
+/* "prod" + "db" -> "prod/db"; "" + "prod" -> "prod".  NULL on ENOMEM. */
+char *ns_join(const char *prefix, const char *name);
+
+enum {
+	/* {"$base64": "..."} is a binary value (the file store's convention). */
+	NS_JSON_BASE64 = 1 << 0,
+};
+
+/*
+ * Turns a JSON value into the secret a backend hands to the cache: an object
+ * becomes a SECRET_TABLE of its keys, a string its raw bytes, anything else
+ * compact JSON text.  Unsafe key names are an error (-EINVAL, @reason names
+ * the key), as is invalid base64.
+ */
+int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char *reason,
+			size_t reasonlen);
+
+/*
+ * Builds the listing of folder @prefix from @n secret ids (any order): the
+ * direct children's names, each with BACKEND_LIST_SECRET and/or
+ * BACKEND_LIST_FOLDER.  Unsafe ids are skipped.  -ENOENT when nothing lies
+ * under a non-empty @prefix.
+ */
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
+			struct secret **ret);
+
+/* Wiping allocators for jansson: every JSON copy is cleansed when freed. */
+void ns_json_use_wiping_alloc(void);
+
+#endif

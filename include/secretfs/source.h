@@ -1,0 +1,34 @@
+/*
+ * source.h - one configured backend instance together with its caches: one
+ * for values, one for folder listings (listings are cheap to keep and, for
+ * some stores, expensive to ask for).  Wires the backend's events: a store
+ * change flushes both caches; an error outside a request is logged.
+ */
+#ifndef SECRETFS_SOURCE_H
+#define SECRETFS_SOURCE_H
+
+#include "secretfs/backend.h"
+#include "secretfs/cache.h"
+#include "secretfs/config.h"
+
+struct source {
+	struct backend *backend;
+	struct cache *values;
+	struct cache *listings; /* NULL when the backend cannot list */
+};
+
+/* Opens the backend of cfg->source and checks it is usable.  No threads yet. */
+int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen);
+/* After daemonizing: lets the backend start its threads (file watching). */
+int source_start(struct source *s, char *reason, size_t reasonlen);
+void source_close(struct source *s);
+
+int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
+		 size_t reasonlen);
+int source_listing(struct source *s, const char *prefix, struct cache_result *ret,
+		   char *reason, size_t reasonlen);
+void source_flush(struct source *s);
+/* Drops expired entries; main calls it periodically. */
+void source_expire(struct source *s);
+
+#endif

@@ -1,0 +1,9 @@
+/* backends.h - the ops tables the registry knows (private to src/backends). */
+#ifndef SECRETFS_BACKENDS_H
+#define SECRETFS_BACKENDS_H
+
+#include "secretfs/backend.h"
+
+extern const struct backend_ops file_backend_ops;
+
+#endif

@@ -1,0 +1,412 @@
+/*
+ * file.c - the embedded file store: one JSON document whose top-level object
+ * maps secret ids to values,
+ *
+ *   {"prod/db": {"username": "app", "password": "s3cr3t"}, "prod/api-key": "abc"}
+ *
+ * An object value is a directory of keys; {"$base64": "..."} is a binary
+ * value.  The document is read once at init (that is how we check the source
+ * is usable) and again whenever inotify says the file changed; a reload that
+ * fails keeps the last good document and reports the file and line through
+ * the error event.  The file must not be writable by group or others and must
+ * belong to root or to the user the daemon runs as, since whoever can write it
+ * decides what every reader sees.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "backends/backends.h"
+#include "secretfs/namespace.h"
+#include "secretfs/util.h"
+
+#define STORE_MAX_BYTES (64u << 20)
+
+struct file_store {
+	char *path; /* absolute */
+	char *dir;
+	char *base;
+
+	pthread_rwlock_t lock;
+	json_t *doc;       /* protected by lock */
+	const char **ids;  /* protected by lock; keys of doc */
+	size_t nids;       /* protected by lock */
+	char version[BACKEND_VERSION_MAX]; /* protected by lock */
+
+	int inotify_fd;
+	int stop_pipe[2];
+	pthread_t thread;
+	bool thread_started;
+};
+
+/* jansson's message may quote the input ("near 's3cr3t'"): keep only what precedes it. */
+static void json_error_text(const json_error_t *e, char *buf, size_t len)
+{
+	const char *near = strstr(e->text, " near ");
+	int n = near ? (int)(near - e->text) : (int)strlen(e->text);
+
+	snprintf(buf, len, "%.*s", n, e->text);
+}
+
+/* Reads the whole file into a malloc'ed buffer; the caller wipes it. */
+static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, struct stat *ret_st,
+		      char *reason, size_t reasonlen)
+{
+	size_t len = 0, cap;
+	struct stat st;
+	char *buf;
+	int fd, r;
+
+	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(reason, reasonlen, "%s: cannot open: %s", fs->path, strerror(errno));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(reason, reasonlen, "%s: not a regular file", fs->path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(reason, reasonlen,
+			 "%s: refusing a store that is writable by group or others (mode %04o); "
+			 "run: chmod go-w %s",
+			 fs->path, (unsigned)(st.st_mode & 07777), fs->path);
+		close(fd);
+		return -EPERM;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(reason, reasonlen,
+			 "%s: refusing a store owned by uid %u: it must belong to root or to the "
+			 "daemon's user (uid %u)",
+			 fs->path, (unsigned)st.st_uid, (unsigned)geteuid());
+		close(fd);
+		return -EPERM;
+	}
+	if ((uintmax_t)st.st_size > STORE_MAX_BYTES) {
+		snprintf(reason, reasonlen, "%s: larger than %u MiB", fs->path,
+			 STORE_MAX_BYTES >> 20);
+		close(fd);
+		return -EFBIG;
+	}
+	cap = (size_t)st.st_size + 1;
+	buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(reason, reasonlen, "%s: read: %s", fs->path, strerror(errno));
+			wipe_free(buf, cap);
+			close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == cap) { /* the file grew while we read it */
+			snprintf(reason, reasonlen, "%s: changed while being read", fs->path);
+			wipe_free(buf, cap);
+			close(fd);
+			return -EAGAIN;
+		}
+	}
+	close(fd);
+	*ret_buf = buf;
+	*ret_len = len; /* the buffer holds len + 1 bytes or more: cap is st_size + 1 */
+	*ret_st = st;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Parses and checks the document; on success swaps it in. */
+static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
+{
+	char *buf = NULL, why[160];
+	const char **ids = NULL;
+	json_t *doc, *v, *old;
+	const char *key;
+	json_error_t je;
+	struct stat st = { 0 };
+	size_t len = 0, n = 0;
+	int r;
+
+	r = read_store(fs, &buf, &len, &st, reason, reasonlen);
+	if (r < 0)
+		return r;
+	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+	wipe_free(buf, (size_t)st.st_size + 1);
+	if (!doc) {
+		json_error_text(&je, why, sizeof(why));
+		snprintf(reason, reasonlen, "%s:%d:%d: %s", fs->path, je.line, je.column, why);
+		return -EINVAL;
+	}
+	if (!json_is_object(doc)) {
+		snprintf(reason, reasonlen,
+			 "%s:1: the store must be a JSON object mapping secret paths to values",
+			 fs->path);
+		r = -EINVAL;
+		goto fail;
+	}
+	ids = calloc(json_object_size(doc) + 1, sizeof(*ids));
+	if (!ids) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	json_object_foreach(doc, key, v) {
+		struct secret *s = NULL;
+
+		if (!ns_id_is_safe(key)) {
+			snprintf(reason, reasonlen,
+				 "%s: secret path '%s' is not usable: components must be non-empty "
+				 "and not '.' or '..', with no leading or trailing '/'",
+				 fs->path, key);
+			r = -EINVAL;
+			goto fail;
+		}
+		/* Convert once to catch bad keys and base64 now rather than at read time. */
+		r = ns_secret_from_json(v, NS_JSON_BASE64, &s, why, sizeof(why));
+		secret_unref(s);
+		if (r < 0) {
+			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key, why);
+			goto fail;
+		}
+		ids[n++] = key;
+	}
+	qsort(ids, n, sizeof(*ids), cmp_str);
+
+	pthread_rwlock_wrlock(&fs->lock);
+	old = fs->doc;
+	free(fs->ids);
+	fs->doc = doc;
+	fs->ids = ids;
+	fs->nids = n;
+	snprintf(fs->version, sizeof(fs->version), "%lld.%09ld", (long long)st.st_mtim.tv_sec,
+		 st.st_mtim.tv_nsec);
+	pthread_rwlock_unlock(&fs->lock);
+	json_decref(old);
+	return 0;
+fail:
+	free(ids);
+	json_decref(doc);
+	return r;
+}
+
+static int file_init(struct backend *b, const char *arg, char *reason, size_t reasonlen)
+{
+	struct file_store *fs;
+	char *copy;
+	int r;
+
+	if (!*arg) {
+		snprintf(reason, reasonlen, "source '%s': expected file:PATH", b->source);
+		return -EINVAL;
+	}
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->inotify_fd = -1;
+	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
+	pthread_rwlock_init(&fs->lock, NULL);
+	/* The daemon changes directory to /, so keep an absolute path. */
+	fs->path = realpath(arg, NULL);
+	if (!fs->path) {
+		r = -errno;
+		snprintf(reason, reasonlen, "%s: %s", arg, strerror(errno));
+		goto fail;
+	}
+	copy = strdup(fs->path);
+	fs->dir = copy ? strdup(dirname(copy)) : NULL;
+	free(copy);
+	copy = strdup(fs->path);
+	fs->base = copy ? strdup(basename(copy)) : NULL;
+	free(copy);
+	if (!fs->dir || !fs->base) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	b->priv = fs;
+	r = load_store(fs, reason, reasonlen);
+	if (r < 0) {
+		b->priv = NULL;
+		goto fail;
+	}
+	return 0;
+fail:
+	free(fs->path);
+	free(fs->dir);
+	free(fs->base);
+	pthread_rwlock_destroy(&fs->lock);
+	free(fs);
+	return r;
+}
+
+/* Watches the directory, so an editor's rename-over-the-file is seen too. */
+static void *watch_thread(void *arg)
+{
+	struct backend *b = arg;
+	struct file_store *fs = b->priv;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	for (;;) {
+		struct pollfd pfd[2] = { { fs->inotify_fd, POLLIN, 0 }, { fs->stop_pipe[0], POLLIN, 0 } };
+		bool ours = false;
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		n = read(fs->inotify_fd, buf, sizeof(buf));
+		if (n <= 0)
+			continue;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->len && strcmp(ev->name, fs->base) == 0)
+				ours = true;
+			p += sizeof(*ev) + ev->len;
+		}
+		if (ours) {
+			char reason[BACKEND_REASON_MAX];
+
+			if (load_store(fs, reason, sizeof(reason)) < 0) {
+				if (b->events.error)
+					b->events.error(b->events.ctx, reason);
+			} else if (b->events.changed) {
+				b->events.changed(b->events.ctx);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int file_start(struct backend *b, char *reason, size_t reasonlen)
+{
+	struct file_store *fs = b->priv;
+	int r;
+
+	fs->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (fs->inotify_fd < 0 || pipe2(fs->stop_pipe, O_CLOEXEC) < 0)
+		goto fail;
+	if (inotify_add_watch(fs->inotify_fd, fs->dir,
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB) < 0)
+		goto fail;
+	r = pthread_create(&fs->thread, NULL, watch_thread, b);
+	if (r != 0) {
+		errno = r;
+		goto fail;
+	}
+	fs->thread_started = true;
+	return 0;
+fail:
+	r = -errno;
+	snprintf(reason, reasonlen, "%s: cannot watch for changes: %s", fs->dir, strerror(errno));
+	return r;
+}
+
+static void file_stop(struct backend *b)
+{
+	struct file_store *fs = b->priv;
+
+	if (fs && fs->thread_started) {
+		(void)!write(fs->stop_pipe[1], "x", 1);
+		pthread_join(fs->thread, NULL);
+		fs->thread_started = false;
+	}
+}
+
+static void file_done(struct backend *b)
+{
+	struct file_store *fs = b->priv;
+
+	if (!fs)
+		return;
+	file_stop(b);
+	if (fs->inotify_fd >= 0)
+		close(fs->inotify_fd);
+	for (int i = 0; i < 2; i++)
+		if (fs->stop_pipe[i] >= 0)
+			close(fs->stop_pipe[i]);
+	json_decref(fs->doc);
+	free(fs->ids);
+	free(fs->path);
+	free(fs->dir);
+	free(fs->base);
+	pthread_rwlock_destroy(&fs->lock);
+	free(fs);
+	b->priv = NULL;
+}
+
+static int file_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		      struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct file_store *fs = b->priv;
+	json_t *v;
+	int r;
+
+	pthread_rwlock_rdlock(&fs->lock);
+	v = json_object_get(fs->doc, id);
+	if (!v) {
+		pthread_rwlock_unlock(&fs->lock);
+		snprintf(reason, reasonlen, "no secret '%s' in %s", id, fs->path);
+		return -ENOENT;
+	}
+	r = ns_secret_from_json(v, NS_JSON_BASE64, ret_value, reason, reasonlen);
+	if (r >= 0) {
+		memset(ret_info, 0, sizeof(*ret_info));
+		snprintf(ret_info->version, sizeof(ret_info->version), "%s", fs->version);
+	}
+	pthread_rwlock_unlock(&fs->lock);
+	return r;
+}
+
+static int file_list(struct backend *b, const char *prefix, struct secret **ret_listing,
+		     char *reason, size_t reasonlen)
+{
+	struct file_store *fs = b->priv;
+	int r;
+
+	pthread_rwlock_rdlock(&fs->lock);
+	r = ns_listing_from_ids(fs->ids, fs->nids, prefix, ret_listing);
+	pthread_rwlock_unlock(&fs->lock);
+	if (r == -ENOENT)
+		snprintf(reason, reasonlen, "no folder '%s' in %s", prefix, fs->path);
+	return r;
+}
+
+const struct backend_ops file_backend_ops = {
+	.scheme = "file",
+	.init = file_init,
+	.start = file_start,
+	.stop = file_stop,
+	.done = file_done,
+	.fetch = file_fetch,
+	.list = file_list,
+};

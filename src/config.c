@@ -1,0 +1,494 @@
+/*
+ * config.c - the daemon's settings: built-in defaults, then the INI config
+ * file (parsed with libinih), then -o NAME=VALUE from the command line.
+ *
+ * One table describes every setting: its -o name, where it lives in the
+ * file, its type and its bounds, so the file and the command line accept
+ * exactly the same values and give the same reasons when they do not.  A
+ * file is loaded into a copy of the settings that replaces the caller's only
+ * when the whole file is valid, so a bad file leaves nothing half-applied.
+ * Nothing here logs: callers get a negative errno and a one-line reason.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "secretfs/config.h"
+#include "secretfs/util.h"
+
+enum opt_type {
+	OPT_SOURCE,
+	OPT_PATH,
+	OPT_FUSE_OPTIONS,
+	OPT_BOOL,
+	OPT_DURATION,
+	OPT_COUNT,
+	OPT_SIZE,
+};
+
+struct config_option {
+	const char *name;    /* -o NAME and config_set() key */
+	const char *section; /* config file section */
+	const char *key;     /* key within that section */
+	enum opt_type type;
+	size_t offset; /* of the field in struct config */
+	uint64_t min, max;
+	const char *bounds; /* the reason given when min/max is violated */
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct config_option options[] = {
+	{ "source", "secretfs", "source", OPT_SOURCE, FIELD(source), 0, 0, NULL },
+	{ "mountpoint", "secretfs", "mountpoint", OPT_PATH, FIELD(mountpoint), 0, 0, NULL },
+	{ "foreground", "secretfs", "foreground", OPT_BOOL, FIELD(foreground), 0, 0, NULL },
+	{ "debug", "secretfs", "debug", OPT_BOOL, FIELD(debug), 0, 0, NULL },
+	{ "fuse_options", "secretfs", "fuse_options", OPT_FUSE_OPTIONS, FIELD(fuse_options), 0, 0,
+	  NULL },
+	{ "ttl", "cache", "ttl", OPT_DURATION, FIELD(ttl_usec), 0, UINT64_MAX, NULL },
+	{ "stale_ttl", "cache", "stale_ttl", OPT_DURATION, FIELD(stale_ttl_usec), 0, UINT64_MAX,
+	  NULL },
+	{ "negative_ttl", "cache", "negative_ttl", OPT_DURATION, FIELD(negative_ttl_usec), 0,
+	  UINT64_MAX, NULL },
+	/* DESIGN section 3 wants kernel attributes short-lived, so st_size follows a rotation. */
+	{ "attr_timeout", "cache", "attr_timeout", OPT_DURATION, FIELD(attr_timeout_usec), 0,
+	  3600 * USEC_PER_SEC, "must be at most 1h" },
+	/* A zero deadline would fail every fetch; DESIGN section 4 forbids an unbounded one. */
+	{ "fetch_timeout", "cache", "fetch_timeout", OPT_DURATION, FIELD(fetch_timeout_usec), 1,
+	  UINT64_MAX, "must be more than 0" },
+	{ "cache_max_entries", "cache", "max_entries", OPT_COUNT, FIELD(cache_max_entries), 1,
+	  SIZE_MAX, "must be at least 1" },
+	/* Below a page the cache could not hold even one ordinary secret. */
+	{ "cache_max_bytes", "cache", "max_bytes", OPT_SIZE, FIELD(cache_max_bytes), 4096, SIZE_MAX,
+	  "must be at least 4096 (4K)" },
+};
+
+void config_init(struct config *c)
+{
+	*c = (struct config){
+		.ttl_usec = 300 * USEC_PER_SEC,
+		.stale_ttl_usec = 24 * 3600 * USEC_PER_SEC,
+		.negative_ttl_usec = 30 * USEC_PER_SEC,
+		.attr_timeout_usec = 1 * USEC_PER_SEC,
+		.fetch_timeout_usec = 5 * USEC_PER_SEC,
+		.cache_max_entries = 10000,
+		.cache_max_bytes = 4 * 1024 * 1024,
+	};
+}
+
+/* A source may carry credentials in a URL, so strings are wiped before they are freed. */
+static void string_free(char **s)
+{
+	if (*s)
+		wipe_free(*s, strlen(*s));
+	*s = NULL;
+}
+
+void config_done(struct config *c)
+{
+	string_free(&c->source);
+	string_free(&c->mountpoint);
+	string_free(&c->fuse_options);
+}
+
+static int string_dup(const char *s, char **ret)
+{
+	char *d = NULL;
+
+	if (s) {
+		d = strdup(s);
+		if (!d)
+			return -ENOMEM;
+	}
+	*ret = d;
+	return 0;
+}
+
+static int config_copy(const struct config *src, struct config *ret)
+{
+	struct config c = *src;
+
+	c.source = c.mountpoint = c.fuse_options = NULL;
+	if (string_dup(src->source, &c.source) < 0 ||
+	    string_dup(src->mountpoint, &c.mountpoint) < 0 ||
+	    string_dup(src->fuse_options, &c.fuse_options) < 0) {
+		config_done(&c);
+		return -ENOMEM;
+	}
+	*ret = c;
+	return 0;
+}
+
+static const struct config_option *option_by_name(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (strcmp(options[i].name, name) == 0)
+			return &options[i];
+	return NULL;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (strcmp(options[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+static const struct config_option *option_by_key(const char *section, const char *key)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
+			return &options[i];
+	return NULL;
+}
+
+/*
+ * Echoing the offending value makes the message actionable, but only short
+ * printable ones: a terminal should not receive escape sequences from a file.
+ */
+static const char *printable(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (s[n] < 0x20 || s[n] > 0x7e)
+			return "(not printable)";
+	return n <= 64 ? s : "(too long to show)";
+}
+
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/* "scheme:rest", scheme of [a-z0-9-]: the backend registry looks backends up by it. */
+static bool source_valid(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-");
+
+	return n > 0 && s[n] == ':';
+}
+
+/* An empty item or a blank would become a malformed -o argument to libfuse. */
+static bool fuse_options_valid(const char *s)
+{
+	bool item_empty = true;
+
+	for (; *s; s++) {
+		if (*s == ',') {
+			if (item_empty)
+				return false;
+			item_empty = true;
+		} else if (*s <= ' ' || *s > '~') {
+			return false;
+		} else {
+			item_empty = false;
+		}
+	}
+	return !item_empty;
+}
+
+static int option_apply(struct config *c, const struct config_option *o, const char *value,
+			char *err, size_t errlen)
+{
+	void *field = (char *)c + o->offset;
+	uint64_t u = 0;
+	size_t sz = 0;
+	char *s;
+	bool b;
+
+	if (!value || !*value)
+		return set_error(err, errlen, -EINVAL, "empty value");
+
+	switch (o->type) {
+	case OPT_SOURCE:
+		if (!source_valid(value))
+			return set_error(err, errlen, -EINVAL,
+					 "expected SCHEME:REST like file:/etc/secretfs/store.json, "
+					 "the scheme made of a-z, 0-9 and '-'");
+		break;
+	case OPT_FUSE_OPTIONS:
+		if (!fuse_options_valid(value))
+			return set_error(err, errlen, -EINVAL,
+					 "expected comma separated FUSE options like "
+					 "allow_root,max_threads=4, without blanks or empty items");
+		break;
+	case OPT_PATH:
+		break;
+	case OPT_BOOL:
+		if (parse_bool(value, &b) < 0)
+			return set_error(err, errlen, -EINVAL,
+					 "expected yes/no, true/false, on/off or 1/0, got '%s'",
+					 printable(value));
+		*(bool *)field = b;
+		return 0;
+	case OPT_DURATION:
+		if (parse_duration(value, &u) < 0)
+			return set_error(err, errlen, -EINVAL,
+					 "expected a duration like 30s, 5m, 1h, got '%s'",
+					 printable(value));
+		if (u < o->min || u > o->max)
+			return set_error(err, errlen, -EINVAL, "%s, got '%s'", o->bounds,
+					 printable(value));
+		*(uint64_t *)field = u;
+		return 0;
+	case OPT_COUNT:
+		if (parse_uint(value, o->max, &u) < 0)
+			return set_error(err, errlen, -EINVAL,
+					 "expected a whole number like 10000, got '%s'",
+					 printable(value));
+		if (u < o->min)
+			return set_error(err, errlen, -EINVAL, "%s, got '%s'", o->bounds,
+					 printable(value));
+		*(size_t *)field = (size_t)u;
+		return 0;
+	case OPT_SIZE:
+		if (parse_size(value, &sz) < 0)
+			return set_error(
+				err, errlen, -EINVAL,
+				"expected a size in bytes like 65536, 64K, 16M, 1G, got '%s'",
+				printable(value));
+		if (sz < o->min || sz > o->max)
+			return set_error(err, errlen, -EINVAL, "%s, got '%s'", o->bounds,
+					 printable(value));
+		*(size_t *)field = sz;
+		return 0;
+	}
+
+	/* The string types: validated above; not echoed, a source URL may hold credentials. */
+	s = strdup(value);
+	if (!s)
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	string_free((char **)field);
+	*(char **)field = s;
+	return 0;
+}
+
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+	const struct config_option *o = option_by_name(key);
+
+	if (!o)
+		return set_error(err, errlen, -ENOENT, "unknown key");
+	return option_apply(c, o, value, err, errlen);
+}
+
+struct load_ctx {
+	FILE *f;
+	/* Staged: replaces the caller's settings only if the whole file is valid. */
+	struct config cfg;
+	/* The line inih is parsing; our reader counts the lines it hands out. */
+	unsigned line;
+	/* That line starts with a blank (inih then reads it as a continuation). */
+	bool indented;
+	/* The line each option was set on, 0 if not yet. */
+	unsigned seen[ARRAY_SIZE(options)];
+	/* The first error the handler or the reader found, 0 if none. */
+	unsigned err_line;
+	int err_code;
+	char err[CONFIG_ERR_MAX];
+};
+
+static void load_error(struct load_ctx *ctx, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void load_error(struct load_ctx *ctx, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ctx->err_line)
+		return;
+	ctx->err_line = ctx->line;
+	ctx->err_code = r;
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * fgets() for inih, so that we know the line number of every handler call
+ * (Debian's inih has no INI_HANDLER_LINENO) and can report an over-long line:
+ * inih would otherwise split it or drop its tail, silently changing a value.
+ * The tail is consumed here and inih gets a blank line, keeping its count and
+ * ours aligned with the file.
+ */
+static char *read_line(char *buf, int num, void *stream)
+{
+	struct load_ctx *ctx = stream;
+	size_t len, klen;
+	char *start;
+	int ch;
+
+	if (!fgets(buf, num, ctx->f))
+		return NULL;
+	ctx->line++;
+	ctx->indented = buf[0] == ' ' || buf[0] == '\t';
+	len = strlen(buf);
+	if (len == 0 || buf[len - 1] == '\n')
+		return buf;
+	ch = getc(ctx->f);
+	if (ch == EOF)
+		return buf; /* the last line, without a newline */
+	while (ch != EOF && ch != '\n')
+		ch = getc(ctx->f);
+	/* Name the key when the line starts like "key =", as every other error does. */
+	start = buf + strspn(buf, " \t");
+	klen = strspn(start, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.");
+	if (klen > 0 && klen <= 64 && start[klen + strspn(start + klen, " \t")] == '=')
+		load_error(ctx, -EINVAL, "key '%.*s': line too long (at most %d characters)",
+			   (int)klen, start, num - 2);
+	else
+		load_error(ctx, -EINVAL, "line too long (at most %d characters)", num - 2);
+	buf[0] = '\n';
+	buf[1] = '\0';
+	return buf;
+}
+
+/* The keys of @section, for the "unknown key" message. */
+static void section_keys(const char *section, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(options) && used < len; i++) {
+		if (strcmp(options[i].section, section) != 0)
+			continue;
+		used += snprintf(buf + used, len - used, "%s%s", used ? ", " : "", options[i].key);
+	}
+}
+
+/* Mistakes that produce a bad value but are really about the file's syntax. */
+static const char *value_hint(const char *value)
+{
+	if (strstr(value, " #") || strstr(value, "\t#"))
+		return "; '#' starts a comment only at the start of a line, use ' ;' after a value";
+	if (value[0] == '"' || value[0] == '\'')
+		return "; values are not quoted";
+	return "";
+}
+
+static int handle_key(void *user, const char *section, const char *key, const char *value)
+{
+	struct load_ctx *ctx = user;
+	const struct config_option *o;
+	char reason[256];
+	size_t idx;
+	int r;
+
+	/* Only the first error is reported; later lines could be fallout from it. */
+	if (ctx->err_line)
+		return 1;
+
+	if (!*section) {
+		load_error(ctx, -EINVAL,
+			   "key '%s': outside of any section, put it under [secretfs] or [cache]",
+			   key);
+		return 0;
+	}
+	if (!section_known(section)) {
+		load_error(ctx, -EINVAL,
+			   "[%s] key '%s': unknown section [%s], expected [secretfs] or [cache]",
+			   section, key, section);
+		return 0;
+	}
+	o = option_by_key(section, key);
+	if (!o) {
+		section_keys(section, reason, sizeof(reason));
+		load_error(ctx, -EINVAL, "[%s] key '%s': unknown key, [%s] has: %s", section, key,
+			   section, reason);
+		return 0;
+	}
+	idx = (size_t)(o - options);
+	if (ctx->seen[idx]) {
+		/* inih reads an indented line as more of the previous key's value. */
+		if (ctx->indented)
+			load_error(ctx, -EINVAL,
+				   "[%s] key '%s': indented line, read as a continuation of '%s' "
+				   "from line %u; remove the indentation",
+				   section, key, key, ctx->seen[idx]);
+		else
+			load_error(ctx, -EINVAL, "[%s] key '%s': given twice, first on line %u",
+				   section, key, ctx->seen[idx]);
+		return 0;
+	}
+
+	r = option_apply(&ctx->cfg, o, value, reason, sizeof(reason));
+	if (r < 0) {
+		load_error(ctx, r, "[%s] key '%s': %s%s", section, key, reason,
+			   r == -EINVAL && *value ? value_hint(value) : "");
+		return 0;
+	}
+	ctx->seen[idx] = ctx->line;
+	return 1;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct load_ctx ctx = { 0 };
+	struct stat st;
+	int r;
+
+	/*
+	 * Opened here rather than by ini_parse() to report why it failed; %m
+	 * rather than strerror(), which is not thread-safe, as a reload may not
+	 * run on the main thread.
+	 */
+	ctx.f = fopen(path, "re");
+	if (!ctx.f)
+		return set_error(err, errlen, -errno, "%s: cannot open: %m", path);
+	if (fstat(fileno(ctx.f), &st) < 0) {
+		r = -errno;
+		fclose(ctx.f);
+		errno = -r;
+		return set_error(err, errlen, r, "%s: cannot stat: %m", path);
+	}
+	/* A directory opens fine and then reads as an empty, "valid" file. */
+	if (!S_ISREG(st.st_mode)) {
+		fclose(ctx.f);
+		return set_error(err, errlen, -EINVAL, "%s: not a regular file", path);
+	}
+	r = config_copy(c, &ctx.cfg);
+	if (r < 0) {
+		fclose(ctx.f);
+		return set_error(err, errlen, r, "%s: out of memory", path);
+	}
+
+	r = ini_parse_stream(read_line, &ctx, handle_key, &ctx);
+
+	if (ferror(ctx.f)) {
+		r = set_error(err, errlen, -EIO, "%s: read error", path);
+	} else if (ctx.err_line && (r <= 0 || ctx.err_line <= (unsigned)r)) {
+		r = set_error(err, errlen, ctx.err_code, "%s:%u: %s", path, ctx.err_line, ctx.err);
+	} else if (r > 0) {
+		/* inih found a line that is neither a section, a key nor a comment. */
+		r = set_error(err, errlen, -EINVAL,
+			      "%s:%d: syntax error, expected [section], key = value or a comment",
+			      path, r);
+	} else if (r < 0) {
+		r = set_error(err, errlen, -ENOMEM, "%s: out of memory", path);
+	}
+	fclose(ctx.f);
+
+	if (r < 0) {
+		config_done(&ctx.cfg);
+		return r;
+	}
+	config_done(c);
+	*c = ctx.cfg;
+	return 0;
+}

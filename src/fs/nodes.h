@@ -1,0 +1,66 @@
+/*
+ * nodes.h - the inodes the kernel knows about (private to src/fs).
+ *
+ * A node is what a lookup found at a tree path: a directory (a folder, a
+ * secret whose value is an object, or both) or a file (a whole secret, or one
+ * key of an object secret).  The inode number is the node's address, as in
+ * libfuse's passthrough_ll; the kernel's lookup count keeps it alive.
+ */
+#ifndef SECRETFS_FS_NODES_H
+#define SECRETFS_FS_NODES_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <fuse_lowlevel.h>
+
+enum node_type {
+	NODE_DIR,
+	NODE_FILE,
+};
+
+struct node {
+	enum node_type type;
+	bool has_secret; /* DIR: the path is also an object secret */
+	bool has_folder; /* DIR: the path is a folder of other secrets */
+	char *id;        /* the secret id (FILE, DIR with a secret) or folder prefix */
+	char *key;       /* FILE inside an object secret: the key; else NULL */
+	char *tpath;     /* tree path, the table's key: id, or id "/" key */
+	uint64_t generation;
+	uint64_t nlookup; /* protected by the table's lock */
+	struct node *hnext; /* protected by the table's lock */
+};
+
+struct node_table {
+	pthread_mutex_t lock;
+	struct node **buckets; /* protected by lock */
+	size_t nbuckets;       /* protected by lock */
+	size_t count;          /* protected by lock */
+	uint64_t next_generation;
+	struct node root;
+};
+
+int nodes_init(struct node_table *t);
+void nodes_done(struct node_table *t);
+
+static inline struct node *nodes_get(struct node_table *t, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? &t->root : (struct node *)(uintptr_t)ino;
+}
+
+static inline fuse_ino_t nodes_ino(struct node_table *t, struct node *n)
+{
+	return n == &t->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/*
+ * Returns the node for @want (type, flags, id, key), with one more lookup
+ * reference: the existing one when it matches, else a new one that replaces
+ * it at that tree path.  NULL on ENOMEM.
+ */
+struct node *nodes_acquire(struct node_table *t, const struct node *want);
+/* Drops @n lookups of the node; frees it at zero. */
+void nodes_forget(struct node_table *t, struct node *node, uint64_t n);
+
+#endif

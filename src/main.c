@@ -1,0 +1,525 @@
+/*
+ * main.c - options, config, hardening, the mount and the loop.
+ *
+ *   secretfs [OPTIONS] SOURCE MOUNTPOINT
+ *   secretfs --config FILE [MOUNTPOINT]
+ *
+ * Everything that can fail is checked before the mount, and a daemonizing
+ * start returns only once the mount is served (or with the reason it is not),
+ * so `secretfs ... && cat MOUNTPOINT/...` works and a failure is never silent.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "secretfs/config.h"
+#include "secretfs/fs.h"
+#include "secretfs/log.h"
+#include "secretfs/namespace.h"
+#include "secretfs/source.h"
+#include "secretfs/util.h"
+
+enum {
+	KEY_OURS,
+	KEY_CONFIG,
+	KEY_HELP,
+	KEY_VERSION,
+};
+
+/* What the command line said, before the config file is known. */
+struct cmdline {
+	char *config_path;
+	char *nonopt[2];
+	int nnonopt;
+	char **settings; /* "key=value" from -o, applied after the config file */
+	size_t nsettings;
+	bool help;
+	bool version;
+	bool bad;
+};
+
+static const struct fuse_opt our_opts[] = {
+	FUSE_OPT_KEY("ttl=", KEY_OURS),
+	FUSE_OPT_KEY("stale_ttl=", KEY_OURS),
+	FUSE_OPT_KEY("negative_ttl=", KEY_OURS),
+	FUSE_OPT_KEY("attr_timeout=", KEY_OURS),
+	FUSE_OPT_KEY("fetch_timeout=", KEY_OURS),
+	FUSE_OPT_KEY("cache_max_entries=", KEY_OURS),
+	FUSE_OPT_KEY("cache_max_bytes=", KEY_OURS),
+	FUSE_OPT_KEY("config=", KEY_CONFIG),
+	FUSE_OPT_KEY("--config=", KEY_CONFIG),
+	FUSE_OPT_KEY("--config ", KEY_CONFIG),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: secretfs [OPTIONS] SOURCE MOUNTPOINT\n"
+		"       secretfs --config FILE [MOUNTPOINT]\n"
+		"\n"
+		"Shows the secrets of SOURCE as read-only files under MOUNTPOINT.\n"
+		"\n"
+		"SOURCE:\n"
+		"    file:PATH              a JSON document mapping secret paths to values\n"
+		"\n"
+		"Options:\n"
+		"    -h, --help             print this help and exit\n"
+		"    -V, --version          print the version and exit\n"
+		"    -f                     stay in the foreground\n"
+		"    -d                     debug: log every request (implies -f)\n"
+		"    --config FILE          read settings from FILE (INI; see secretfs.conf)\n"
+		"    -o config=FILE         the same\n"
+		"    -o ttl=DURATION        how long a fetched value is fresh (default 300s)\n"
+		"    -o stale_ttl=DURATION  how long past that a value is served when the\n"
+		"                           store fails transiently (default 24h)\n"
+		"    -o negative_ttl=DURATION  how long \"not found\" is remembered (default 30s)\n"
+		"    -o attr_timeout=DURATION  kernel attribute and entry cache time (default 1s)\n"
+		"    -o fetch_timeout=DURATION longest a reader waits for the store (default 5s)\n"
+		"    -o cache_max_entries=N    most values held (default 10000)\n"
+		"    -o cache_max_bytes=SIZE   most value bytes held (default 4M); the locked\n"
+		"                           secret heap is twice this, rounded to a power of 2\n"
+		"\n"
+		"DURATION is a number of seconds or has a unit: 250ms, 30s, 5m, 2h, 1d.\n"
+		"SIZE is a number of bytes or has a unit: 64K, 4M, 1G.\n"
+		"Command-line options override the config file.\n"
+		"\n"
+		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Only the user who mounts\n"
+		"can read. Secret files are opened with direct_io: mmap(2) of them fails.\n"
+		"\n"
+		"FUSE options:\n");
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cmdline *cl = data;
+	char **s;
+
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (cl->nnonopt >= 2) {
+			fprintf(stderr, "secretfs: unexpected argument '%s'\n", arg);
+			cl->bad = true;
+			return 0;
+		}
+		cl->nonopt[cl->nnonopt++] = strdup(arg);
+		return 0;
+	case KEY_OURS:
+		s = realloc(cl->settings, (cl->nsettings + 1) * sizeof(*s));
+		if (!s)
+			return -1;
+		cl->settings = s;
+		s[cl->nsettings] = strdup(arg);
+		if (!s[cl->nsettings])
+			return -1;
+		cl->nsettings++;
+		return 0;
+	case KEY_CONFIG:
+		free(cl->config_path);
+		arg += strncmp(arg, "--config", 8) == 0 ? 8 : 6; /* "--config", "config" */
+		while (*arg == '=' || *arg == ' ')
+			arg++;
+		cl->config_path = strdup(arg);
+		return 0;
+	case KEY_HELP:
+		cl->help = true;
+		return 0;
+	case KEY_VERSION:
+		cl->version = true;
+		return 0;
+	default:
+		return 1; /* for libfuse */
+	}
+}
+
+static void cmdline_done(struct cmdline *cl)
+{
+	free(cl->config_path);
+	for (int i = 0; i < cl->nnonopt; i++)
+		free(cl->nonopt[i]);
+	for (size_t i = 0; i < cl->nsettings; i++)
+		free(cl->settings[i]);
+	free(cl->settings);
+}
+
+/* Defaults, then the config file, then the command line. */
+static int build_config(struct cmdline *cl, struct config *cfg)
+{
+	char err[CONFIG_ERR_MAX];
+	int r;
+
+	if (cl->config_path) {
+		r = config_load(cfg, cl->config_path, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: %s\n", err);
+			return r;
+		}
+	}
+	for (size_t i = 0; i < cl->nsettings; i++) {
+		char *eq = strchr(cl->settings[i], '=');
+
+		*eq = '\0';
+		r = config_set(cfg, cl->settings[i], eq + 1, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: -o %s=%s: %s\n", cl->settings[i], eq + 1,
+				r == -ENOENT ? "unknown option" : err);
+			return r;
+		}
+		*eq = '=';
+	}
+	/* Two arguments are SOURCE MOUNTPOINT; one is MOUNTPOINT when a config names the source. */
+	if (cl->nnonopt == 2 || (cl->nnonopt == 1 && !cl->config_path)) {
+		r = config_set(cfg, "source", cl->nonopt[0], err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: SOURCE '%s': %s\n", cl->nonopt[0], err);
+			return r;
+		}
+	}
+	if (cl->nnonopt == 2 || (cl->nnonopt == 1 && cl->config_path)) {
+		free(cfg->mountpoint);
+		cfg->mountpoint = strdup(cl->nonopt[cl->nnonopt - 1]);
+		if (!cfg->mountpoint)
+			return -ENOMEM;
+	}
+	if (!cfg->source) {
+		fprintf(stderr, "secretfs: no SOURCE given (try secretfs --help)\n");
+		return -EINVAL;
+	}
+	if (!cfg->mountpoint) {
+		fprintf(stderr, "secretfs: no MOUNTPOINT given (try secretfs --help)\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The checks whose failure would otherwise show up as a confusing mount error. */
+static int check_mount_prerequisites(const char *mountpoint)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr,
+			"secretfs: /dev/fuse: %s; load the fuse module (modprobe fuse) or, in a "
+			"container, pass the device (--device /dev/fuse)\n",
+			strerror(errno));
+		return -ENODEV;
+	}
+	close(fd);
+	if (strncmp(mountpoint, "/dev/fd/", 8) == 0)
+		return 0; /* an fd passed by a privileged helper: libfuse checks it */
+	if (stat(mountpoint, &st) < 0) {
+		int e = errno;
+
+		fprintf(stderr, "secretfs: mountpoint %s: %s%s\n", mountpoint, strerror(e),
+			e == ENOTCONN ? " (a dead mount is left there: fusermount3 -u it)" : "");
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "secretfs: mountpoint %s: not a directory\n", mountpoint);
+		return -ENOTDIR;
+	}
+	d = opendir(mountpoint);
+	if (!d) {
+		fprintf(stderr, "secretfs: mountpoint %s: %s\n", mountpoint, strerror(errno));
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			closedir(d);
+			fprintf(stderr,
+				"secretfs: mountpoint %s is not empty; secrets would hide its "
+				"files\n",
+				mountpoint);
+			return -ENOTEMPTY;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Before any secret is loaded: no core dumps, no ptrace by peers, no /proc/PID/mem. */
+static void harden_process(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) < 0)
+		fprintf(stderr, "secretfs: warning: cannot disable core dumps: %s\n",
+			strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fprintf(stderr, "secretfs: warning: cannot mark the process undumpable: %s\n",
+			strerror(errno));
+}
+
+static size_t heap_size_for(const struct config *cfg)
+{
+	size_t want = cfg->cache_max_bytes * 2, p = 1;
+
+	while (p < want)
+		p <<= 1;
+	return p;
+}
+
+/*
+ * Daemonizing: the parent waits on a pipe until the child reports that the
+ * mount is served ("R") or exits, and exits with the child's status, so
+ * errors that happen after the fork still reach the terminal.
+ */
+static int ready_fd = -1;
+
+static int daemon_fork(void)
+{
+	int p[2], status;
+	char c;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1 && c == 'R')
+			_exit(0);
+		if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+			_exit(WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+		_exit(1);
+	}
+	close(p[0]);
+	ready_fd = p[1];
+	if (setsid() < 0)
+		return -errno;
+	return 0;
+}
+
+static void daemon_ready(bool foreground)
+{
+	int nullfd;
+
+	if (ready_fd < 0)
+		return;
+	log_open(true, false);
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nullfd >= 0) {
+		dup2(nullfd, 0);
+		dup2(nullfd, 1);
+		dup2(nullfd, 2);
+		if (nullfd > 2)
+			close(nullfd);
+	}
+	if (chdir("/") < 0) {
+		/* harmless: paths are absolute by now */
+	}
+	(void)!write(ready_fd, "R", 1);
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+/* Periodic expiry, so values past their stale window are wiped even if unread. */
+static pthread_mutex_t house_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t house_cond = PTHREAD_COND_INITIALIZER;
+static bool house_stop;
+
+static void *housekeeping(void *arg)
+{
+	struct source *src = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&house_lock);
+	while (!house_stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&house_cond, &house_lock, &ts);
+		if (house_stop)
+			break;
+		pthread_mutex_unlock(&house_lock);
+		source_expire(src);
+		pthread_mutex_lock(&house_lock);
+	}
+	pthread_mutex_unlock(&house_lock);
+	return NULL;
+}
+
+static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
+{
+	char opts[512];
+	const char *fsname = strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
+	int n;
+
+	n = snprintf(opts, sizeof(opts),
+		     "-osubtype=secretfs,fsname=%s,ro,nosuid,nodev,noexec,auto_unmount", fsname);
+	if (n < 0 || (size_t)n >= sizeof(opts))
+		n = snprintf(opts, sizeof(opts),
+			     "-osubtype=secretfs,fsname=secretfs,ro,nosuid,nodev,noexec,"
+			     "auto_unmount");
+	if (fuse_opt_insert_arg(args, 1, opts) < 0)
+		return -ENOMEM;
+	if (cfg->fuse_options) {
+		_cleanup_free_ char *o = NULL;
+
+		if (asprintf(&o, "-o%s", cfg->fuse_options) < 0 || fuse_opt_add_arg(args, o) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = { 0 };
+	struct fuse_loop_config *loop_cfg = NULL;
+	struct fuse_session *se = NULL;
+	struct cmdline cl = { 0 };
+	struct source *src = NULL;
+	struct fs *fs = NULL;
+	struct config cfg;
+	pthread_t house;
+	bool house_started = false;
+	char reason[512] = "";
+	int r, ret = 1;
+
+	config_init(&cfg);
+	if (fuse_opt_parse(&args, &cl, our_opts, opt_proc) < 0 || cl.bad)
+		goto out_args;
+	if (cl.help) {
+		usage(stdout);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out_args;
+	}
+	if (cl.version) {
+		printf("secretfs %s\nlibfuse %s\n", SECRETFS_VERSION, fuse_pkgversion());
+		ret = 0;
+		goto out_args;
+	}
+	if (build_config(&cl, &cfg) < 0)
+		goto out_args;
+	/* fuse_parse_cmdline wants the mountpoint among the arguments. */
+	if (fuse_opt_add_arg(&args, cfg.mountpoint) < 0 || add_mount_defaults(&args, &cfg) < 0)
+		goto out_args;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		goto out_args;
+	opts.foreground |= cfg.foreground || cfg.debug || opts.debug;
+	cfg.debug |= opts.debug;
+	log_open(false, cfg.debug);
+
+	harden_process();
+	ns_json_use_wiping_alloc();
+
+	r = source_open(&cfg, &src, reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_opts;
+	}
+	if (check_mount_prerequisites(opts.mountpoint) < 0)
+		goto out_source;
+	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
+		/* Said now, while a terminal still sees it; the heap is set up after the fork. */
+		fprintf(stderr,
+			"secretfs: warning: cannot lock %zu KiB of secret memory, values may be "
+			"swapped: raise the memlock limit (ulimit -l, LimitMEMLOCK=) or grant "
+			"CAP_IPC_LOCK\n",
+			heap_size_for(&cfg) / 1024);
+	}
+
+	r = fs_new(&(struct fs_params){ .source = src,
+					.attr_timeout_usec = cfg.attr_timeout_usec,
+					.owner = getuid(),
+					.group = getgid() },
+		   &fs);
+	if (r < 0)
+		goto out_source;
+	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!se)
+		goto out_fs;
+	if (!opts.foreground && daemon_fork() < 0) {
+		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
+		goto out_session;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, opts.mountpoint) != 0)
+		goto out_signals;
+
+	/* Locks are not inherited across fork: set up the heap in the serving process. */
+	r = secret_heap_init(heap_size_for(&cfg), reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_unmount;
+	}
+	r = source_start(src, reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_unmount;
+	}
+	r = pthread_create(&house, NULL, housekeeping, src);
+	if (r != 0)
+		goto out_unmount;
+	house_started = true;
+
+	log_info("serving %s at %s", cfg.source, opts.mountpoint);
+	daemon_ready(opts.foreground);
+
+	if (opts.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		loop_cfg = fuse_loop_cfg_create();
+		if (!loop_cfg)
+			goto out_unmount;
+		fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)opts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(loop_cfg, opts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(loop_cfg, opts.max_threads);
+		r = fuse_session_loop_mt(se, loop_cfg);
+	}
+	ret = r == 0 ? 0 : 1;
+	log_info("unmounting %s", opts.mountpoint);
+
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_fs:
+	if (house_started) {
+		pthread_mutex_lock(&house_lock);
+		house_stop = true;
+		pthread_cond_signal(&house_cond);
+		pthread_mutex_unlock(&house_lock);
+		pthread_join(house, NULL);
+	}
+	fs_free(fs);
+out_source:
+	source_close(src); /* wipes every cached value */
+	secret_heap_done();
+out_opts:
+	fuse_loop_cfg_destroy(loop_cfg);
+	free(opts.mountpoint);
+out_args:
+	fuse_opt_free_args(&args);
+	cmdline_done(&cl);
+	config_done(&cfg);
+	return ret;
+}

@@ -1,0 +1,303 @@
+/*
+ * namespace.c - secret ids, path components and the JSON-to-file mapping.
+ *
+ * Backends hand the cache ready-made secrets: a blob for a plain value, a
+ * table for an object.  Doing the conversion once, at fetch time, keeps the
+ * read path free of JSON parsing and keeps the object's bytes inside the
+ * secure heap rather than in a jansson tree.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "secretfs/backend.h"
+#include "secretfs/namespace.h"
+#include "secretfs/util.h"
+
+bool ns_name_is_safe(const char *name, size_t len)
+{
+	if (len == 0 || (len == 1 && name[0] == '.') ||
+	    (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return !memchr(name, '/', len) && !memchr(name, '\0', len);
+}
+
+bool ns_id_is_safe(const char *id)
+{
+	const char *p = id;
+
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (!ns_name_is_safe(p, len))
+			return false;
+		if (!slash)
+			return true;
+		p = slash + 1;
+	}
+}
+
+char *ns_join(const char *prefix, const char *name)
+{
+	size_t pl = strlen(prefix), nl = strlen(name);
+	char *r = malloc(pl + nl + 2);
+
+	if (!r)
+		return NULL;
+	if (pl) {
+		memcpy(r, prefix, pl);
+		r[pl++] = '/';
+	}
+	memcpy(r + pl, name, nl + 1);
+	return r;
+}
+
+/* ---- jansson memory ---- */
+
+/* jansson's free() has no size, so each block carries it in front. */
+struct wipe_hdr {
+	size_t size;
+	max_align_t align[];
+};
+
+static void *wiping_malloc(size_t size)
+{
+	struct wipe_hdr *h;
+
+	if (size > SIZE_MAX - sizeof(*h))
+		return NULL;
+	h = malloc(sizeof(*h) + size);
+	if (!h)
+		return NULL;
+	h->size = size;
+	return h->align;
+}
+
+static void wiping_free(void *p)
+{
+	struct wipe_hdr *h;
+
+	if (!p)
+		return;
+	h = (struct wipe_hdr *)((char *)p - offsetof(struct wipe_hdr, align));
+	OPENSSL_cleanse(p, h->size);
+	free(h);
+}
+
+void ns_json_use_wiping_alloc(void)
+{
+	json_set_alloc_funcs(wiping_malloc, wiping_free);
+}
+
+/* ---- values ---- */
+
+/* The binary form {"$base64": "..."}: returns the base64 text or NULL. */
+static json_t *base64_member(json_t *v, unsigned flags)
+{
+	json_t *b;
+
+	if (!(flags & NS_JSON_BASE64) || !json_is_object(v) || json_object_size(v) != 1)
+		return NULL;
+	b = json_object_get(v, "$base64");
+	return json_is_string(b) ? b : NULL;
+}
+
+/* Decodes base64 @in into a new blob; strict: no whitespace, padding only at the end. */
+static int base64_decode(const char *in, size_t inlen, struct secret **ret)
+{
+	struct secret *s;
+	size_t pad = 0;
+	int n;
+
+	if (inlen % 4 != 0 || inlen > INT32_MAX)
+		return -EINVAL;
+	if (inlen >= 1 && in[inlen - 1] == '=')
+		pad++;
+	if (inlen >= 2 && in[inlen - 2] == '=')
+		pad++;
+	for (size_t i = 0; i < inlen - pad; i++)
+		if (in[i] == '=' || in[i] == ' ' || in[i] == '\n' || in[i] == '\r' || in[i] == '\t')
+			return -EINVAL;
+	s = secret_new(inlen / 4 * 3);
+	if (!s)
+		return -ENOMEM;
+	n = inlen ? EVP_DecodeBlock(s->data, (const unsigned char *)in, (int)inlen) : 0;
+	if (n < 0) {
+		secret_unref(s);
+		return -EINVAL;
+	}
+	s->len = (size_t)n - pad;
+	*ret = s;
+	return 0;
+}
+
+/* One file's bytes for a JSON value: a blob (new reference). */
+static int value_bytes(json_t *v, unsigned flags, struct secret **ret)
+{
+	json_t *b64 = base64_member(v, flags);
+	json_free_t jfree;
+	char *text;
+	size_t len;
+
+	if (b64)
+		return base64_decode(json_string_value(b64), json_string_length(b64), ret);
+	if (json_is_string(v)) {
+		*ret = secret_dup(json_string_value(v), json_string_length(v));
+		return *ret ? 0 : -ENOMEM;
+	}
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text)
+		return -ENOMEM;
+	len = strlen(text);
+	*ret = secret_dup(text, len);
+	OPENSSL_cleanse(text, len);
+	/* json_dumps() allocated with jansson's allocator, which may be ours. */
+	json_get_alloc_funcs(NULL, &jfree);
+	jfree(text);
+	return *ret ? 0 : -ENOMEM;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, char *reason,
+			     size_t reasonlen)
+{
+	size_t n = json_object_size(obj), total = 0, i = 0;
+	struct secret_table_builder b;
+	struct secret **vals = NULL;
+	const char **names = NULL;
+	const char *key;
+	json_t *v;
+	int r;
+
+	names = calloc(n ? n : 1, sizeof(*names));
+	vals = calloc(n ? n : 1, sizeof(*vals));
+	if (!names || !vals) {
+		r = -ENOMEM;
+		goto out;
+	}
+	json_object_foreach(obj, key, v) {
+		if (!ns_name_is_safe(key, strlen(key))) {
+			snprintf(reason, reasonlen, "key '%s' is not a usable file name", key);
+			r = -EINVAL;
+			goto out;
+		}
+		names[i++] = key;
+	}
+	qsort(names, n, sizeof(*names), cmp_names);
+	for (i = 0; i < n; i++) {
+		r = value_bytes(json_object_get(obj, names[i]), flags, &vals[i]);
+		if (r < 0) {
+			snprintf(reason, reasonlen, "key '%s': %s", names[i],
+				 r == -EINVAL ? "invalid base64" : strerror(-r));
+			goto out;
+		}
+		total += strlen(names[i]) + vals[i]->len;
+	}
+	r = secret_table_begin(&b, n, total);
+	if (r < 0)
+		goto out;
+	for (i = 0; i < n && r >= 0; i++)
+		r = secret_table_add(&b, names[i], strlen(names[i]), vals[i]->data, vals[i]->len);
+	if (r >= 0)
+		r = secret_table_finish(&b, ret);
+	secret_table_abort(&b);
+out:
+	if (vals)
+		for (i = 0; i < n; i++)
+			secret_unref(vals[i]);
+	free(vals);
+	free(names);
+	return r;
+}
+
+int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char *reason,
+			size_t reasonlen)
+{
+	int r;
+
+	if (json_is_object(value) && !base64_member(value, flags))
+		return table_from_object(value, flags, ret, reason, reasonlen);
+	r = value_bytes(value, flags, ret);
+	if (r == -EINVAL)
+		snprintf(reason, reasonlen, "invalid base64 in a {\"$base64\": ...} value");
+	return r;
+}
+
+/* ---- listings ---- */
+
+struct child {
+	const char *name; /* points into an id */
+	size_t len;
+	unsigned char flags;
+};
+
+static int cmp_children(const void *a, const void *b)
+{
+	const struct child *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+
+	if (c)
+		return c;
+	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
+			struct secret **ret)
+{
+	size_t pl = strlen(prefix), count = 0, total = 0, out = 0;
+	struct secret_table_builder b;
+	struct child *c;
+	int r = 0;
+
+	c = calloc(n ? n : 1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const char *rest = ids[i], *slash;
+
+		if (!ns_id_is_safe(ids[i]))
+			continue;
+		if (pl) {
+			if (strncmp(ids[i], prefix, pl) != 0 || ids[i][pl] != '/')
+				continue;
+			rest = ids[i] + pl + 1;
+		}
+		slash = strchr(rest, '/');
+		c[count].name = rest;
+		c[count].len = slash ? (size_t)(slash - rest) : strlen(rest);
+		c[count].flags = slash ? BACKEND_LIST_FOLDER : BACKEND_LIST_SECRET;
+		count++;
+	}
+	if (count == 0 && pl) {
+		r = -ENOENT;
+		goto out;
+	}
+	qsort(c, count, sizeof(*c), cmp_children);
+	/* Merge duplicates: a name may be a secret and a folder, or a folder many times. */
+	for (size_t i = 0; i < count; i++) {
+		if (out > 0 && cmp_children(&c[out - 1], &c[i]) == 0) {
+			c[out - 1].flags |= c[i].flags;
+			continue;
+		}
+		c[out++] = c[i];
+		total += c[i].len + 1;
+	}
+	r = secret_table_begin(&b, out, total);
+	for (size_t i = 0; i < out && r >= 0; i++)
+		r = secret_table_add(&b, c[i].name, c[i].len, &c[i].flags, 1);
+	if (r >= 0)
+		r = secret_table_finish(&b, ret);
+	secret_table_abort(&b);
+out:
+	free(c);
+	return r;
+}
