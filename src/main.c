@@ -363,24 +363,19 @@ static void *housekeeping(void *arg)
 
 static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 {
-	char opts[512];
 	const char *fsname = strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
-	int n;
+	_cleanup_free_ char *first = NULL, *extra = NULL;
 
-	n = snprintf(opts, sizeof(opts),
-		     "-osubtype=secretfs,fsname=%s,ro,nosuid,nodev,noexec,auto_unmount", fsname);
-	if (n < 0 || (size_t)n >= sizeof(opts))
-		n = snprintf(opts, sizeof(opts),
-			     "-osubtype=secretfs,fsname=secretfs,ro,nosuid,nodev,noexec,"
-			     "auto_unmount");
-	if (fuse_opt_insert_arg(args, 1, opts) < 0)
+	/* fsname and subtype may be overridden; the safety flags go last so that
+	 * nothing (an fstab "defaults" means "rw") turns them off. */
+	if (asprintf(&first, "-osubtype=secretfs,fsname=%s,auto_unmount", fsname) < 0 ||
+	    fuse_opt_insert_arg(args, 1, first) < 0)
 		return -ENOMEM;
-	if (cfg->fuse_options) {
-		_cleanup_free_ char *o = NULL;
-
-		if (asprintf(&o, "-o%s", cfg->fuse_options) < 0 || fuse_opt_add_arg(args, o) < 0)
-			return -ENOMEM;
-	}
+	if (cfg->fuse_options &&
+	    (asprintf(&extra, "-o%s", cfg->fuse_options) < 0 || fuse_opt_add_arg(args, extra) < 0))
+		return -ENOMEM;
+	if (fuse_opt_add_arg(args, "-oro,nosuid,nodev,noexec") < 0)
+		return -ENOMEM;
 	return 0;
 }
 
