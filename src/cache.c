@@ -1,0 +1,678 @@
+/*
+ * cache.c - the value cache between the filesystem and one backend.
+ *
+ * A chained hash table finds an entry by key and a doubly linked list orders
+ * the entries by use, most recent first, for LRU eviction.  One mutex guards
+ * both.  One condition variable, on CLOCK_MONOTONIC so that a reader's
+ * deadline ignores steps of the wall clock, wakes readers when a fetch ends and
+ * wakes cache_free() when the last fetch thread is done.
+ *
+ * Every backend call runs on its own detached thread as a struct cache_fetch.
+ * Readers of a key join the fetch already running for it (single-flight) and
+ * wait for it at most fetch_timeout; a reader that gives up leaves the fetch
+ * running, and its result still fills the cache.  A fetch pins its entry, so
+ * an entry is never freed, evicted or expired under a running fetch or a
+ * waiting reader.
+ *
+ * cache_flush() cannot stop a backend call already made, so it bumps the
+ * entry's generation instead: a fetch started under an older generation hands
+ * its result to the readers that waited for it, but does not store it, and the
+ * next reader starts a new fetch.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strerrordesc_np: strerror() is not thread-safe */
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "secretfs/backend.h"
+#include "secretfs/cache.h"
+#include "secretfs/util.h"
+
+#define CACHE_MIN_BUCKETS 64
+
+struct cache_entry;
+
+/* One backend call and what it returned, shared by the readers waiting for it. */
+struct cache_fetch {
+	struct cache *c;
+	struct cache_entry *e; /* immutable; pinned until this fetch is freed */
+	uint64_t gen;	       /* immutable; e->gen when the fetch started */
+	unsigned refs;	       /* the fetch thread + waiting readers; protected by c->lock */
+	bool done;	       /* protected by c->lock */
+	int err;	       /* the fetch's return, once done; protected by c->lock */
+	struct secret *value;  /* a reference for the readers, once done; protected by c->lock */
+	char version[BACKEND_VERSION_MAX]; /* protected by c->lock */
+	char reason[BACKEND_REASON_MAX];   /* protected by c->lock */
+};
+
+struct cache_entry {
+	struct cache_entry *hnext;		 /* bucket chain; protected by c->lock */
+	struct cache_entry *lru_prev, *lru_next; /* protected by c->lock */
+	uint64_t hash;				 /* immutable */
+	/* The cache's reference; NULL when negative or nothing is cached yet. */
+	struct secret *value;		   /* protected by c->lock */
+	char version[BACKEND_VERSION_MAX]; /* protected by c->lock */
+	uint64_t fresh_until_usec;	   /* protected by c->lock */
+	/* For a negative entry, the end of its TTL. */
+	uint64_t stale_until_usec; /* protected by c->lock */
+	bool negative;		   /* -ENOENT is remembered; protected by c->lock */
+	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
+	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
+	unsigned pins;		   /* fetches pointing here, alive; protected by c->lock */
+	char key[];		   /* immutable */
+};
+
+struct cache {
+	struct cache_config cfg; /* immutable */
+	cache_fetch_fn fetch;	 /* immutable */
+	void *fetch_ctx;	 /* immutable */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;			 /* a fetch ended; CLOCK_MONOTONIC */
+	struct cache_entry **buckets;		 /* protected by c->lock */
+	size_t nbuckets;			 /* a power of two; protected by c->lock */
+	struct cache_entry *lru_head, *lru_tail; /* protected by c->lock */
+	unsigned running;			 /* fetch threads not done; protected by c->lock */
+	struct cache_stats stats;		 /* entries and bytes too; protected by c->lock */
+};
+
+static void set_reason(char *reason, size_t reasonlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_reason(char *reason, size_t reasonlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!reason || reasonlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, reasonlen, fmt, ap);
+	va_end(ap);
+}
+
+/* strerror() shares a buffer between threads; this is constant text. */
+static const char *errno_desc(int err)
+{
+	const char *desc = strerrordesc_np(-err);
+
+	return desc ? desc : "unknown error";
+}
+
+static uint64_t add_usec(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t cache_now(const struct cache *c)
+{
+	return c->cfg.clock ? c->cfg.clock(c->cfg.clock_ctx) : now_usec();
+}
+
+/* FNV-1a: keys are short paths and chains stay short because the table grows. */
+static uint64_t hash_key(const char *key)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h ^= *p;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+/* ---- LRU list and hash table; all called with c->lock held ---- */
+
+static void lru_unlink(struct cache *c, struct cache_entry *e)
+{
+	if (e->lru_prev)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		c->lru_head = e->lru_next;
+	if (e->lru_next)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		c->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct cache *c, struct cache_entry *e)
+{
+	e->lru_prev = NULL;
+	e->lru_next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->lru_prev = e;
+	else
+		c->lru_tail = e;
+	c->lru_head = e;
+}
+
+static void lru_touch(struct cache *c, struct cache_entry *e)
+{
+	if (c->lru_head == e)
+		return;
+	lru_unlink(c, e);
+	lru_push_front(c, e);
+}
+
+static struct cache_entry *entry_find(struct cache *c, const char *key, uint64_t hash)
+{
+	for (struct cache_entry *e = c->buckets[hash & (c->nbuckets - 1)]; e; e = e->hnext)
+		if (e->hash == hash && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+/* Doubles the table; when memory is short the chains just get longer. */
+static void table_grow(struct cache *c)
+{
+	size_t n = c->nbuckets * 2;
+	struct cache_entry **b;
+
+	if (n > SIZE_MAX / sizeof(*b))
+		return;
+	b = calloc(n, sizeof(*b));
+	if (!b)
+		return;
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		struct cache_entry *e, *next;
+
+		for (e = c->buckets[i]; e; e = next) {
+			next = e->hnext;
+			e->hnext = b[e->hash & (n - 1)];
+			b[e->hash & (n - 1)] = e;
+		}
+	}
+	free(c->buckets);
+	c->buckets = b;
+	c->nbuckets = n;
+}
+
+/* Adds an empty entry for @key at the front of the LRU list. */
+static int entry_add(struct cache *c, const char *key, uint64_t hash, struct cache_entry **ret_e)
+{
+	size_t keylen = strlen(key);
+	struct cache_entry *e;
+	size_t i;
+
+	if (keylen > SIZE_MAX - sizeof(*e) - 1)
+		return -ENOMEM;
+	e = calloc(1, sizeof(*e) + keylen + 1);
+	if (!e)
+		return -ENOMEM;
+	memcpy(e->key, key, keylen + 1);
+	e->hash = hash;
+	if (c->stats.entries >= c->nbuckets)
+		table_grow(c);
+	i = hash & (c->nbuckets - 1);
+	e->hnext = c->buckets[i];
+	c->buckets[i] = e;
+	lru_push_front(c, e);
+	c->stats.entries++;
+	*ret_e = e;
+	return 0;
+}
+
+/* Drops the cache's reference; the last holder of the value wipes it. */
+static void entry_drop_value(struct cache *c, struct cache_entry *e)
+{
+	if (e->value) {
+		c->stats.bytes -= e->value->len;
+		secret_unref(e->value);
+		e->value = NULL;
+	}
+	e->version[0] = '\0';
+}
+
+static void entry_remove(struct cache *c, struct cache_entry *e)
+{
+	struct cache_entry **p = &c->buckets[e->hash & (c->nbuckets - 1)];
+
+	while (*p != e)
+		p = &(*p)->hnext;
+	*p = e->hnext;
+	lru_unlink(c, e);
+	entry_drop_value(c, e);
+	c->stats.entries--;
+	free(e);
+}
+
+/* Nothing to serve and nobody working on it: such an entry only costs a slot. */
+static bool entry_is_empty(const struct cache_entry *e)
+{
+	return !e->value && !e->negative && !e->fetch;
+}
+
+static bool cache_over_bounds(const struct cache *c)
+{
+	return (c->cfg.max_entries && c->stats.entries > c->cfg.max_entries) ||
+	       (c->cfg.max_bytes && c->stats.bytes > c->cfg.max_bytes);
+}
+
+/* Evicts least recently used entries that no fetch or reader holds. */
+static void cache_shrink(struct cache *c)
+{
+	struct cache_entry *e, *prev;
+
+	for (e = c->lru_tail; e && cache_over_bounds(c); e = prev) {
+		prev = e->lru_prev;
+		if (e->pins)
+			continue;
+		entry_remove(c, e);
+		c->stats.evictions++;
+	}
+}
+
+static void entry_unpin(struct cache *c, struct cache_entry *e)
+{
+	if (--e->pins > 0)
+		return;
+	if (entry_is_empty(e))
+		entry_remove(c, e);
+	else
+		/* The bounds may have been exceeded while every old entry was pinned. */
+		cache_shrink(c);
+}
+
+static void fetch_unref(struct cache *c, struct cache_fetch *f)
+{
+	struct cache_entry *e = f->e;
+
+	if (--f->refs > 0)
+		return;
+	secret_unref(f->value);
+	free(f);
+	entry_unpin(c, e);
+}
+
+/* Serves @e's expired value while it is within its stale window. */
+static bool entry_serve_stale(struct cache *c, struct cache_entry *e, uint64_t now,
+			      struct cache_result *ret)
+{
+	if (!e->value || now >= e->stale_until_usec)
+		return false;
+	lru_touch(c, e);
+	ret->value = secret_ref(e->value);
+	ret->state = CACHE_STALE;
+	memcpy(ret->version, e->version, sizeof(ret->version));
+	c->stats.stale_served++;
+	return true;
+}
+
+/* ---- fetch threads ---- */
+
+/* Called with c->lock held once the backend answered for @f. */
+static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct secret *value,
+			 const struct backend_info *info, const char *reason)
+{
+	struct cache_entry *e = f->e;
+	uint64_t now = cache_now(c);
+
+	f->err = err;
+	f->value = value;
+	memcpy(f->version, info->version, sizeof(f->version));
+	memcpy(f->reason, reason, sizeof(f->reason));
+	if (err < 0 && err != -ENOENT)
+		c->stats.fetch_errors++;
+	if (e->fetch == f)
+		e->fetch = NULL;
+
+	/* A flush since the fetch started: its result is older than the flush. */
+	if (f->gen == e->gen) {
+		if (err == 0 && c->cfg.max_bytes && value->len > c->cfg.max_bytes) {
+			/* Kept, it would push every other value out; the readers still get it. */
+			entry_drop_value(c, e);
+			e->negative = false;
+		} else if (err == 0) {
+			uint64_t ttl = info->ttl_hint_usec ? info->ttl_hint_usec : c->cfg.ttl_usec;
+
+			entry_drop_value(c, e);
+			e->value = secret_ref(value);
+			c->stats.bytes += value->len;
+			memcpy(e->version, info->version, sizeof(e->version));
+			e->negative = false;
+			e->fresh_until_usec = add_usec(now, ttl);
+			e->stale_until_usec = add_usec(e->fresh_until_usec, c->cfg.stale_usec);
+			lru_touch(c, e);
+		} else if (err == -ENOENT) {
+			entry_drop_value(c, e);
+			e->negative = true;
+			e->stale_until_usec = add_usec(now, c->cfg.negative_usec);
+			lru_touch(c, e);
+		} else if (!backend_error_is_transient(err) || !e->value ||
+			   now >= e->stale_until_usec) {
+			/*
+			 * A denial or a broken answer ends the entry.  After a
+			 * transient error the expired value stays, times
+			 * unchanged, so the next reader tries the store again.
+			 */
+			entry_drop_value(c, e);
+		}
+	}
+	f->done = true;
+	pthread_cond_broadcast(&c->cond);
+	cache_shrink(c);
+}
+
+static void *fetch_thread(void *arg)
+{
+	struct cache_fetch *f = arg;
+	struct cache *c = f->c;
+	struct backend_info info = { .version = "" };
+	char reason[BACKEND_REASON_MAX] = "";
+	struct secret *value = NULL;
+	int r;
+
+	r = c->fetch(c->fetch_ctx, f->e->key, &value, &info, reason, sizeof(reason));
+	if (r >= 0 && !value) {
+		r = -EIO;
+		set_reason(reason, sizeof(reason), "backend returned no value");
+	}
+	if (r < 0) {
+		secret_unref(value);
+		value = NULL;
+	} else {
+		r = 0;
+	}
+	info.version[sizeof(info.version) - 1] = '\0';
+	reason[sizeof(reason) - 1] = '\0';
+	if (r < 0 && !reason[0])
+		set_reason(reason, sizeof(reason), "fetch failed: %s", errno_desc(r));
+
+	pthread_mutex_lock(&c->lock);
+	fetch_finish(c, f, r, value, &info, reason);
+	c->running--;
+	fetch_unref(c, f);
+	/* After this unlock cache_free() may free c: touch nothing more. */
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Starts a fetch of @e on a new thread.  Called with c->lock held. */
+static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetch **ret_f)
+{
+	struct cache_fetch *f;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	int r;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->c = c;
+	f->e = e;
+	f->gen = e->gen;
+	f->refs = 1;
+
+	r = pthread_attr_init(&attr);
+	if (r) {
+		free(f);
+		return -r;
+	}
+	/*
+	 * Signals are for the main thread; a fetch thread inherits the mask of
+	 * its creator, which may be any caller.  (libfuse does the same for
+	 * its workers.)
+	 */
+	sigfillset(&all);
+	r = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (r == 0)
+		r = pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (r == 0) {
+		r = pthread_create(&tid, &attr, fetch_thread, f);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_attr_destroy(&attr);
+	if (r) {
+		free(f);
+		return -r;
+	}
+	/* The thread blocks on c->lock, which we hold, until this is set up. */
+	e->fetch = f;
+	e->pins++;
+	c->running++;
+	c->stats.fetches++;
+	*ret_f = f;
+	return 0;
+}
+
+/* Waits at most fetch_timeout of real time for @f.  Called with c->lock held. */
+static bool fetch_wait(struct cache *c, struct cache_fetch *f)
+{
+	uint64_t timeout = c->cfg.fetch_timeout_usec;
+	struct timespec deadline;
+
+	if (timeout == 0) {
+		while (!f->done)
+			pthread_cond_wait(&c->cond, &c->lock);
+		return true;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += (time_t)(timeout / USEC_PER_SEC);
+	deadline.tv_nsec += (long)(timeout % USEC_PER_SEC) * 1000;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	while (!f->done)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT)
+			return f->done;
+	return true;
+}
+
+/* ---- the API ---- */
+
+int cache_new(const struct cache_config *cfg, cache_fetch_fn fetch, void *fetch_ctx,
+	      struct cache **ret)
+{
+	pthread_condattr_t attr;
+	struct cache *c;
+	int r;
+
+	if (!cfg || !fetch || !ret)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	c->fetch = fetch;
+	c->fetch_ctx = fetch_ctx;
+	c->nbuckets = CACHE_MIN_BUCKETS;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (!c->buckets) {
+		r = -ENOMEM;
+		goto out_free;
+	}
+	r = -pthread_mutex_init(&c->lock, NULL);
+	if (r < 0)
+		goto out_free;
+	r = -pthread_condattr_init(&attr);
+	if (r < 0)
+		goto out_mutex;
+	r = -pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	if (r == 0)
+		r = -pthread_cond_init(&c->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (r < 0)
+		goto out_mutex;
+	*ret = c;
+	return 0;
+
+out_mutex:
+	pthread_mutex_destroy(&c->lock);
+out_free:
+	free(c->buckets);
+	free(c);
+	return r;
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	while (c->running > 0)
+		pthread_cond_wait(&c->cond, &c->lock);
+	/* No fetch runs now, and no reader may still be inside cache_get(). */
+	while (c->lru_head)
+		entry_remove(c, c->lru_head);
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c->buckets);
+	free(c);
+}
+
+int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *reason,
+	      size_t reasonlen)
+{
+	uint64_t hash, now;
+	struct cache_entry *e;
+	struct cache_fetch *f;
+	int r;
+
+	if (!c || !key || !ret)
+		return -EINVAL;
+	ret->value = NULL;
+	ret->state = CACHE_MISS;
+	ret->version[0] = '\0';
+	hash = hash_key(key);
+
+	pthread_mutex_lock(&c->lock);
+	now = cache_now(c);
+	e = entry_find(c, key, hash);
+	if (e && e->negative) {
+		if (now < e->stale_until_usec) {
+			c->stats.negative_hits++;
+			lru_touch(c, e);
+			ret->state = CACHE_NEGATIVE;
+			pthread_mutex_unlock(&c->lock);
+			set_reason(reason, reasonlen, "not found (remembered)");
+			return -ENOENT;
+		}
+		e->negative = false;
+	}
+	if (e && e->value) {
+		if (now < e->fresh_until_usec) {
+			c->stats.hits++;
+			lru_touch(c, e);
+			ret->value = secret_ref(e->value);
+			ret->state = CACHE_HIT;
+			memcpy(ret->version, e->version, sizeof(ret->version));
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+		/* Too old even to serve over an error: a plain miss. */
+		if (now >= e->stale_until_usec)
+			entry_drop_value(c, e);
+	}
+
+	c->stats.misses++;
+	if (!e) {
+		r = entry_add(c, key, hash, &e);
+		if (r < 0) {
+			pthread_mutex_unlock(&c->lock);
+			set_reason(reason, reasonlen, "out of memory for a cache entry");
+			return r;
+		}
+	}
+	f = e->fetch;
+	if (!f) {
+		r = fetch_start(c, e, &f);
+		if (r < 0) {
+			set_reason(reason, reasonlen, "cannot start a fetch: %s", errno_desc(r));
+			if (entry_serve_stale(c, e, now, ret))
+				r = 0;
+			else if (!e->pins && entry_is_empty(e))
+				entry_remove(c, e);
+			pthread_mutex_unlock(&c->lock);
+			return r;
+		}
+	}
+
+	f->refs++;
+	if (fetch_wait(c, f)) {
+		now = cache_now(c);
+		if (f->err == 0) {
+			/* Even after a flush: these readers asked before it. */
+			ret->value = secret_ref(f->value);
+			memcpy(ret->version, f->version, sizeof(ret->version));
+			r = 0;
+		} else if (backend_error_is_transient(f->err) && f->gen == e->gen &&
+			   entry_serve_stale(c, e, now, ret)) {
+			r = 0;
+		} else {
+			r = f->err;
+		}
+		/* On a stale serve too, so the caller can log why. */
+		set_reason(reason, reasonlen, "%s", f->reason);
+	} else {
+		/* The fetch goes on and will fill the cache; this reader stops here. */
+		now = cache_now(c);
+		r = f->gen == e->gen && entry_serve_stale(c, e, now, ret) ? 0 : -EAGAIN;
+		set_reason(reason, reasonlen, "fetch timed out after %" PRIu64 " ms",
+			   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
+	}
+	fetch_unref(c, f);
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+void cache_flush(struct cache *c, const char *key)
+{
+	struct cache_entry *e, *next;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	for (e = key ? entry_find(c, key, hash_key(key)) : c->lru_head; e; e = next) {
+		next = key ? NULL : e->lru_next;
+		if (!e->pins) {
+			entry_remove(c, e);
+			continue;
+		}
+		/*
+		 * A fetch or a reader still holds the entry: empty it in place
+		 * and move it to a new generation, so the running fetch does
+		 * not store its result and the next reader starts a new one.
+		 * The last unpin removes it if nothing filled it meanwhile.
+		 */
+		entry_drop_value(c, e);
+		e->negative = false;
+		e->gen++;
+		e->fetch = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_expire(struct cache *c)
+{
+	struct cache_entry *e, *next;
+	uint64_t now;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	now = cache_now(c);
+	for (e = c->lru_head; e; e = next) {
+		next = e->lru_next;
+		if (!e->pins && ((!e->negative && !e->value) || now >= e->stale_until_usec))
+			entry_remove(c, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_get_stats(struct cache *c, struct cache_stats *ret)
+{
+	pthread_mutex_lock(&c->lock);
+	*ret = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
