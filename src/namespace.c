@@ -6,6 +6,7 @@
  * read path free of JSON parsing and keeps the object's bytes inside the
  * secure heap rather than in a jansson tree.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,8 +121,10 @@ static int base64_decode(const char *in, size_t inlen, struct secret **ret)
 		pad++;
 	if (inlen >= 2 && in[inlen - 2] == '=')
 		pad++;
+	/* EVP_DecodeBlock() skips whitespace and stops at '-' and the like;
+	 * accept only the alphabet, so what decodes is exactly what was written. */
 	for (size_t i = 0; i < inlen - pad; i++)
-		if (in[i] == '=' || in[i] == ' ' || in[i] == '\n' || in[i] == '\r' || in[i] == '\t')
+		if (!isalnum((unsigned char)in[i]) && in[i] != '+' && in[i] != '/')
 			return -EINVAL;
 	s = secret_new(inlen / 4 * 3);
 	if (!s)
