@@ -95,6 +95,75 @@ void ns_json_use_wiping_alloc(void)
 	json_set_alloc_funcs(wiping_malloc, wiping_free);
 }
 
+void ns_json_error_text(const json_error_t *e, char *buf, size_t len)
+{
+	/* jansson's messages that carry no part of the input once " near ..." is cut. */
+	static const char *const fixed[] = {
+		"'}' expected",		"']' expected",		 "':' expected",
+		"string or '}' expected", "'[' or '{' expected",	 "',' or '}' expected",
+		"',' or ']' expected",	"unexpected token",	 "invalid token",
+		"invalid escape",	"unexpected newline",	 "premature end of input",
+		"end of file expected", "duplicate object key",	 "maximum parsing depth reached",
+		"too big integer",	"real number overflow", "invalid UTF-8",
+		"wrong unicode escape",
+	};
+	const char *near = strstr(e->text, " near ");
+	size_t n = near ? (size_t)(near - e->text) : strlen(e->text);
+	const char *what;
+
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++) {
+		if (strlen(fixed[i]) == n && strncmp(e->text, fixed[i], n) == 0) {
+			snprintf(buf, len, "%s", fixed[i]);
+			return;
+		}
+	}
+	/* These quote a byte or an escape of the input: keep only their kind. */
+	if (strncmp(e->text, "control character", 17) == 0) {
+		snprintf(buf, len, "control character in a string (escape it)");
+		return;
+	}
+	if (strncmp(e->text, "invalid Unicode", 15) == 0) {
+		snprintf(buf, len, "invalid Unicode escape in a string");
+		return;
+	}
+	switch (json_error_code(e)) {
+	case json_error_out_of_memory:
+		what = "out of memory";
+		break;
+	case json_error_stack_overflow:
+		what = "nested too deeply";
+		break;
+	case json_error_invalid_utf8:
+		what = "invalid UTF-8";
+		break;
+	case json_error_premature_end_of_input:
+		what = "unexpected end of input";
+		break;
+	case json_error_end_of_input_expected:
+		what = "text after the end of the JSON value";
+		break;
+	case json_error_null_character:
+		what = "a \\u0000 where it is not allowed";
+		break;
+	case json_error_null_byte_in_key:
+		what = "a \\u0000 in an object key";
+		break;
+	case json_error_duplicate_key:
+		what = "duplicate object key";
+		break;
+	case json_error_numeric_overflow:
+		what = "number out of range";
+		break;
+	case json_error_invalid_syntax:
+		what = "invalid JSON (check quotes, commas, brackets and escapes)";
+		break;
+	default:
+		what = "invalid JSON";
+		break;
+	}
+	snprintf(buf, len, "%s", what);
+}
+
 /* ---- values ---- */
 
 /* The binary form {"$base64": "..."}: returns the base64 text or NULL. */

@@ -47,6 +47,12 @@ int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char
 int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
 			struct secret **ret);
 
+/*
+ * A parse error of jansson's in words that never quote the input: jansson's
+ * own text does ("invalid token near 's3cr3t'"), and the input is a secret.
+ */
+void ns_json_error_text(const json_error_t *e, char *buf, size_t len);
+
 /* Wiping allocators for jansson: every JSON copy is cleansed when freed. */
 void ns_json_use_wiping_alloc(void);
 

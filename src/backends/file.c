@@ -51,15 +51,6 @@ struct file_store {
 	bool thread_started;
 };
 
-/* jansson's message may quote the input ("near 's3cr3t'"): keep only what precedes it. */
-static void json_error_text(const json_error_t *e, char *buf, size_t len)
-{
-	const char *near = strstr(e->text, " near ");
-	int n = near ? (int)(near - e->text) : (int)strlen(e->text);
-
-	snprintf(buf, len, "%.*s", n, e->text);
-}
-
 /* Reads the whole file into a malloc'ed buffer; the caller wipes it. */
 static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, struct stat *ret_st,
 		      char *reason, size_t reasonlen)
@@ -69,7 +60,8 @@ static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, st
 	char *buf;
 	int fd, r;
 
-	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO put in the store's place must not hang us. */
+	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(reason, reasonlen, "%s: cannot open: %s", fs->path, strerror(errno));
@@ -145,7 +137,7 @@ static int cmp_str(const void *a, const void *b)
 /* Parses and checks the document; on success swaps it in. */
 static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 {
-	char *buf = NULL, why[160];
+	char *buf = NULL, why[160] = "";
 	const char **ids = NULL;
 	json_t *doc, *v, *old;
 	const char *key;
@@ -160,7 +152,7 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	wipe_free(buf, (size_t)st.st_size + 1);
 	if (!doc) {
-		json_error_text(&je, why, sizeof(why));
+		ns_json_error_text(&je, why, sizeof(why));
 		snprintf(reason, reasonlen, "%s:%d:%d: %s", fs->path, je.line, je.column, why);
 		return -EINVAL;
 	}
@@ -191,7 +183,8 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 		r = ns_secret_from_json(v, NS_JSON_BASE64, &s, why, sizeof(why));
 		secret_unref(s);
 		if (r < 0) {
-			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key, why);
+			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key,
+				 why[0] ? why : strerror(-r));
 			goto fail;
 		}
 		ids[n++] = key;
