@@ -217,15 +217,23 @@ static int check_mount_prerequisites(const char *mountpoint)
 	DIR *d;
 	int fd;
 
-	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
+	/* Only existence: without root, the setuid fusermount3 opens it for us. */
+	errno = 0;
+	if (stat("/dev/fuse", &st) < 0 || !S_ISCHR(st.st_mode)) {
 		fprintf(stderr,
 			"secretfs: /dev/fuse: %s; load the fuse module (modprobe fuse) or, in a "
 			"container, pass the device (--device /dev/fuse)\n",
-			strerror(errno));
+			errno ? strerror(errno) : "not a character device");
 		return -ENODEV;
 	}
-	close(fd);
+	if (geteuid() == 0) {
+		fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "secretfs: /dev/fuse: %s\n", strerror(errno));
+			return -ENODEV;
+		}
+		close(fd);
+	}
 	if (strncmp(mountpoint, "/dev/fd/", 8) == 0)
 		return 0; /* an fd passed by a privileged helper: libfuse checks it */
 	if (stat(mountpoint, &st) < 0) {
