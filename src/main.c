@@ -11,7 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -102,7 +102,8 @@ static void usage(FILE *f)
 		"Command-line options override the config file.\n"
 		"\n"
 		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Only the user who mounts\n"
-		"can read. Secret files are opened with direct_io: mmap(2) of them fails.\n"
+		"can read. Secret files are opened with direct_io: a shared mmap(2) of them\n"
+		"fails; a private one is page-cached by the kernel until the file is closed.\n"
 		"\n"
 		"FUSE options:\n");
 }
@@ -457,6 +458,7 @@ int main(int argc, char *argv[])
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!se)
 		goto out_fs;
+	fs_set_session(fs, se);
 	if (!opts.foreground && daemon_fork() < 0) {
 		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
 		goto out_session;
@@ -492,11 +494,13 @@ int main(int argc, char *argv[])
 		if (!loop_cfg)
 			goto out_unmount;
 		fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)opts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(loop_cfg, opts.max_idle_threads);
+		if (opts.max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+			fuse_loop_cfg_set_idle_threads(loop_cfg, opts.max_idle_threads);
 		fuse_loop_cfg_set_max_threads(loop_cfg, opts.max_threads);
 		r = fuse_session_loop_mt(se, loop_cfg);
 	}
-	ret = r == 0 ? 0 : 1;
+	/* The loop returns the signal that ended it: a clean stop. */
+	ret = r < 0 ? 1 : 0;
 	log_info("unmounting %s", opts.mountpoint);
 
 out_unmount:

@@ -22,6 +22,8 @@ struct fs;
 
 int fs_new(const struct fs_params *p, struct fs **ret);
 void fs_free(struct fs *fs);
+/* The session the ops run in, for notifications to the kernel. */
+void fs_set_session(struct fs *fs, struct fuse_session *se);
 
 extern const struct fuse_lowlevel_ops fs_ops;
 

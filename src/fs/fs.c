@@ -32,6 +32,7 @@ struct fs {
 	gid_t group;
 	time_t mount_time;
 	struct node_table nodes;
+	struct fuse_session *se;
 };
 
 /* An open secret file: a reference to the value seen at open. */
@@ -73,6 +74,11 @@ void fs_free(struct fs *fs)
 		return;
 	nodes_done(&fs->nodes);
 	free(fs);
+}
+
+void fs_set_session(struct fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
 }
 
 static struct fs *req_fs(fuse_req_t req)
@@ -367,10 +373,18 @@ static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void sfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct fs *fs = req_fs(req);
 
 	secret_unref(h->value);
 	free(h);
 	fuse_reply_err(req, 0);
+	/*
+	 * direct_io keeps read(2) out of the page cache, but the kernel still
+	 * serves a MAP_PRIVATE mapping through it.  Drop any such pages when
+	 * the file is closed rather than at its next open.
+	 */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
 static int dirbuf_add(fuse_req_t req, struct dirbuf *d, const char *name, mode_t type)
