@@ -1,0 +1,92 @@
+"""
+Secret memory (DESIGN section 7), seen from outside the daemon: the secure
+heap is locked and excluded from core dumps, core dumps are off, and a
+process that cannot lock memory says so in one line with the fix.
+"""
+
+import re
+import subprocess
+
+import pytest
+
+from helpers import (
+    SECRETFS_BIN,
+    STORE,
+    force_unmount,
+    read_file,
+    sanitizer_env,
+    stop_daemons,
+    write_store,
+)
+
+
+def _status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _mappings(pid):
+    """(start, end, flags) of every mapping, from /proc/PID/smaps."""
+    out, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                cur = [int(m.group(1), 16), int(m.group(2), 16), set()]
+                out.append(cur)
+            elif line.startswith("VmFlags:"):
+                cur[2] = set(line.split()[1:])
+    return out
+
+
+def test_secure_heap_is_locked_and_not_dumped(secretfs):
+    fs = secretfs(STORE)
+    assert read_file(fs.path("prod/api-key")) == b"abc-api-key-123"
+    # The heap is twice cache_max_bytes (default 4 MiB), rounded to a power of two.
+    locked_kib = int(_status(fs.pid)["VmLck"].split()[0])
+    assert locked_kib >= 8192, f"VmLck {locked_kib} kB: the secret heap is not locked"
+    heaps = [
+        m for m in _mappings(fs.pid)
+        if m[1] - m[0] == 8 << 20 and "dd" in m[2] and ({"lo", "lf"} & m[2])
+    ]
+    assert heaps, "no 8 MiB mapping that is both locked and MADV_DONTDUMP"
+    with open(f"/proc/{fs.pid}/limits") as f:
+        core = next(line for line in f if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+
+
+def test_cache_max_bytes_sizes_the_heap(secretfs):
+    fs = secretfs(STORE, options=["-o", "cache_max_bytes=3M"])
+    read_file(fs.path("prod/api-key"))
+    assert any(
+        m[1] - m[0] == 8 << 20 and "dd" in m[2] for m in _mappings(fs.pid)
+    ), "3M of values should get a heap of 8 MiB (6 MiB rounded up)"
+    locked_kib = int(_status(fs.pid)["VmLck"].split()[0])
+    assert locked_kib == 8192, f"VmLck {locked_kib} kB"
+
+
+def test_unlockable_heap_is_a_one_line_warning_with_the_fix(workdir):
+    """Without CAP_IPC_LOCK and with a 64 KiB memlock limit the heap cannot be locked."""
+    store = workdir / "store.json"
+    write_store(store, STORE)
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    cmd = (
+        "ulimit -l 64 && exec setpriv --bounding-set -ipc_lock "
+        f"\"$0\" file:{store} {mnt}"
+    )
+    try:
+        r = subprocess.run(
+            ["bash", "-c", cmd, SECRETFS_BIN],
+            capture_output=True, text=True, timeout=60, env=sanitizer_env(),
+        )
+        assert r.returncode == 0, r.stderr
+        warnings = [l for l in r.stderr.splitlines() if l.startswith("secretfs: warning:")]
+        assert len(warnings) == 1, r.stderr
+        assert "cannot lock" in warnings[0] and "ulimit -l" in warnings[0], warnings[0]
+        assert "CAP_IPC_LOCK" in warnings[0], warnings[0]
+        # It still serves; values are then merely unlocked, not lost.
+        assert read_file(mnt / "prod/api-key") == b"abc-api-key-123"
+    finally:
+        force_unmount(mnt)
+        stop_daemons(mnt)
