@@ -99,12 +99,12 @@ void ns_json_error_text(const json_error_t *e, char *buf, size_t len)
 {
 	/* jansson's messages that carry no part of the input once " near ..." is cut. */
 	static const char *const fixed[] = {
-		"'}' expected",		"']' expected",		 "':' expected",
-		"string or '}' expected", "'[' or '{' expected",	 "',' or '}' expected",
-		"',' or ']' expected",	"unexpected token",	 "invalid token",
-		"invalid escape",	"unexpected newline",	 "premature end of input",
-		"end of file expected", "duplicate object key",	 "maximum parsing depth reached",
-		"too big integer",	"real number overflow", "invalid UTF-8",
+		"'}' expected",		  "']' expected",	  "':' expected",
+		"string or '}' expected", "'[' or '{' expected",  "',' or '}' expected",
+		"',' or ']' expected",	  "unexpected token",	  "invalid token",
+		"invalid escape",	  "unexpected newline",	  "premature end of input",
+		"end of file expected",	  "duplicate object key", "maximum parsing depth reached",
+		"too big integer",	  "real number overflow", "invalid UTF-8",
 		"wrong unicode escape",
 	};
 	const char *near = strstr(e->text, " near ");
@@ -256,7 +256,8 @@ static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, c
 		r = -ENOMEM;
 		goto out;
 	}
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		if (!ns_name_is_safe(key, strlen(key))) {
 			snprintf(reason, reasonlen, "key '%s' is not a usable file name", key);
 			r = -EINVAL;
@@ -322,8 +323,7 @@ static int cmp_children(const void *a, const void *b)
 	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
-int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
-			struct secret **ret)
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, struct secret **ret)
 {
 	size_t pl = strlen(prefix), count = 0, total = 0, out = 0;
 	struct secret_table_builder b;

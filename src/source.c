@@ -105,8 +105,8 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 	return cache_get(s->values, id, ret, reason, reasonlen);
 }
 
-int source_listing(struct source *s, const char *prefix, struct cache_result *ret,
-		   char *reason, size_t reasonlen)
+int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,
+		   size_t reasonlen)
 {
 	if (!s->listings)
 		return -ENOSYS;

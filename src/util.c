@@ -53,7 +53,7 @@ int parse_duration(const char *s, uint64_t *ret_usec)
 		const char *suffix;
 		double usec;
 	} units[] = {
-		{ "", 1e6 },  { "s", 1e6 },	 { "ms", 1e3 },	   { "us", 1 },
+		{ "", 1e6 },   { "s", 1e6 },	{ "ms", 1e3 },	 { "us", 1 },
 		{ "m", 60e6 }, { "min", 60e6 }, { "h", 3600e6 }, { "d", 86400e6 },
 	};
 	const char *end;

@@ -22,12 +22,12 @@
 #include "secretfs/secret.h"
 
 #define BACKEND_VERSION_MAX 64
-#define BACKEND_REASON_MAX 256
+#define BACKEND_REASON_MAX  256
 
 /* What a fetch learnt besides the value. */
 struct backend_info {
 	char version[BACKEND_VERSION_MAX]; /* the store's version id, "" when unknown */
-	uint64_t ttl_hint_usec;            /* the store's own TTL (Vault lease_duration), 0 = none */
+	uint64_t ttl_hint_usec; /* the store's own TTL (Vault lease_duration), 0 = none */
 };
 
 /* Flags of a listing entry, stored as the one-byte value of a listing table. */
@@ -91,8 +91,8 @@ struct backend {
 };
 
 /* Finds the backend for @source ("file:...") and runs its init. */
-int backend_open(const char *source, const struct backend_events *events,
-		 struct backend **ret, char *reason, size_t reasonlen);
+int backend_open(const char *source, const struct backend_events *events, struct backend **ret,
+		 char *reason, size_t reasonlen);
 void backend_close(struct backend *b);
 /* Whether @err is transient: stale values may be served over it. */
 int backend_error_is_transient(int err);

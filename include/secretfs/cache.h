@@ -37,20 +37,20 @@ typedef int (*cache_fetch_fn)(void *ctx, const char *key, struct secret **ret_va
 typedef uint64_t (*cache_clock_fn)(void *ctx);
 
 struct cache_config {
-	uint64_t ttl_usec;           /* fresh time after a fetch (a backend hint overrides) */
-	uint64_t stale_usec;         /* how long past fresh a value may be served on error */
-	uint64_t negative_usec;      /* how long -ENOENT is remembered */
+	uint64_t ttl_usec;	     /* fresh time after a fetch (a backend hint overrides) */
+	uint64_t stale_usec;	     /* how long past fresh a value may be served on error */
+	uint64_t negative_usec;	     /* how long -ENOENT is remembered */
 	uint64_t fetch_timeout_usec; /* longest a reader waits for a fetch, in real time */
-	size_t max_entries;          /* 0 = unbounded */
-	size_t max_bytes;            /* sum of value lengths; 0 = unbounded */
-	cache_clock_fn clock;        /* NULL = CLOCK_MONOTONIC; tests inject one */
+	size_t max_entries;	     /* 0 = unbounded */
+	size_t max_bytes;	     /* sum of value lengths; 0 = unbounded */
+	cache_clock_fn clock;	     /* NULL = CLOCK_MONOTONIC; tests inject one */
 	void *clock_ctx;
 };
 
 enum cache_state {
-	CACHE_HIT,      /* fresh value from memory */
-	CACHE_MISS,     /* fetched for this call (or for a reader it waited with) */
-	CACHE_STALE,    /* expired value served because the refetch failed or is late */
+	CACHE_HIT,	/* fresh value from memory */
+	CACHE_MISS,	/* fetched for this call (or for a reader it waited with) */
+	CACHE_STALE,	/* expired value served because the refetch failed or is late */
 	CACHE_NEGATIVE, /* -ENOENT remembered from an earlier fetch */
 };
 

@@ -15,7 +15,7 @@
 #define CONFIG_ERR_MAX 512
 
 struct config {
-	char *source;     /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
+	char *source;	  /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
 	char *mountpoint; /* may be NULL until the command line is read */
 	bool foreground;
 	bool debug;

@@ -44,8 +44,7 @@ int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char
  * BACKEND_LIST_FOLDER.  Unsafe ids are skipped.  -ENOENT when nothing lies
  * under a non-empty @prefix.
  */
-int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
-			struct secret **ret);
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, struct secret **ret);
 
 /*
  * A parse error of jansson's in words that never quote the input: jansson's

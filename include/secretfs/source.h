@@ -25,8 +25,8 @@ void source_close(struct source *s);
 
 int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
 		 size_t reasonlen);
-int source_listing(struct source *s, const char *prefix, struct cache_result *ret,
-		   char *reason, size_t reasonlen);
+int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,
+		   size_t reasonlen);
 void source_flush(struct source *s);
 /* Drops expired entries; main calls it periodically. */
 void source_expire(struct source *s);

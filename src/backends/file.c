@@ -40,9 +40,9 @@ struct file_store {
 	char *base;
 
 	pthread_rwlock_t lock;
-	json_t *doc;       /* protected by lock */
-	const char **ids;  /* protected by lock; keys of doc */
-	size_t nids;       /* protected by lock */
+	json_t *doc;			   /* protected by lock */
+	const char **ids;		   /* protected by lock; keys of doc */
+	size_t nids;			   /* protected by lock */
 	char version[BACKEND_VERSION_MAX]; /* protected by lock */
 
 	int inotify_fd;
@@ -168,7 +168,8 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 		r = -ENOMEM;
 		goto fail;
 	}
-	json_object_foreach(doc, key, v) {
+	json_object_foreach(doc, key, v)
+	{
 		struct secret *s = NULL;
 
 		if (!ns_id_is_safe(key)) {
@@ -265,7 +266,8 @@ static void *watch_thread(void *arg)
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
 	for (;;) {
-		struct pollfd pfd[2] = { { fs->inotify_fd, POLLIN, 0 }, { fs->stop_pipe[0], POLLIN, 0 } };
+		struct pollfd pfd[2] = { { fs->inotify_fd, POLLIN, 0 },
+					 { fs->stop_pipe[0], POLLIN, 0 } };
 		bool ours = false;
 		ssize_t n;
 

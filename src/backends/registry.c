@@ -14,8 +14,8 @@ static const struct backend_ops *const registry[] = {
 	&file_backend_ops,
 };
 
-int backend_open(const char *source, const struct backend_events *events,
-		 struct backend **ret, char *reason, size_t reasonlen)
+int backend_open(const char *source, const struct backend_events *events, struct backend **ret,
+		 char *reason, size_t reasonlen)
 {
 	const char *colon = strchr(source, ':');
 	struct backend *b;

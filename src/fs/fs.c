@@ -198,7 +198,8 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 
 			secret_unref(res.value);
 			if (found) {
-				*ret = (struct node){ .type = NODE_FILE, .id = parent->id,
+				*ret = (struct node){ .type = NODE_FILE,
+						      .id = parent->id,
 						      .key = (char *)name };
 				return 0;
 			}
@@ -418,7 +419,8 @@ static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, struct dirbuf
 	struct secret_entry e;
 	int r;
 
-	if ((r = dirbuf_add(req, d, ".", S_IFDIR)) < 0 || (r = dirbuf_add(req, d, "..", S_IFDIR)) < 0)
+	if ((r = dirbuf_add(req, d, ".", S_IFDIR)) < 0 ||
+	    (r = dirbuf_add(req, d, "..", S_IFDIR)) < 0)
 		return r;
 	if (n->has_secret) {
 		r = source_value(fs->src, n->id, &res, reason, sizeof(reason));
@@ -442,7 +444,8 @@ static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, struct dirbuf
 		struct secret_entry k;
 
 		if (keys && secret_table_find(keys, e.name, &k)) {
-			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id, e.name);
+			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
+				 e.name);
 			continue;
 		}
 		/* A secret may be a file or an object; only a lookup would tell. */
@@ -539,8 +542,7 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 	erofs(req);
 }
 
-static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      dev_t rdev)
+static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	erofs(req);
 }

@@ -24,11 +24,11 @@ struct node {
 	enum node_type type;
 	bool has_secret; /* DIR: the path is also an object secret */
 	bool has_folder; /* DIR: the path is a folder of other secrets */
-	char *id;        /* the secret id (FILE, DIR with a secret) or folder prefix */
-	char *key;       /* FILE inside an object secret: the key; else NULL */
-	char *tpath;     /* tree path, the table's key: id, or id "/" key */
+	char *id;	 /* the secret id (FILE, DIR with a secret) or folder prefix */
+	char *key;	 /* FILE inside an object secret: the key; else NULL */
+	char *tpath;	 /* tree path, the table's key: id, or id "/" key */
 	uint64_t generation;
-	uint64_t nlookup; /* protected by the table's lock */
+	uint64_t nlookup;   /* protected by the table's lock */
 	struct node *hnext; /* protected by the table's lock */
 };
 
@@ -36,7 +36,7 @@ struct node_table {
 	pthread_mutex_t lock;
 	struct node **buckets; /* protected by lock */
 	size_t nbuckets;       /* protected by lock */
-	size_t count;          /* protected by lock */
+	size_t count;	       /* protected by lock */
 	uint64_t next_generation;
 	struct node root;
 };
