@@ -12,7 +12,6 @@
 VERSION := 0.1.0
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
-SBINDIR ?= /sbin
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/secretfs
 DESTDIR ?=
@@ -119,7 +118,7 @@ bench: all
 	bench/run $(abspath $(BUILD)/secretfs)
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)/examples
 	install -m 0755 $(BUILD)/secretfs $(DESTDIR)$(BINDIR)/secretfs
 	install -m 0644 examples/secretfs.conf examples/store.json $(DESTDIR)$(DOCDIR)/examples/
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
