@@ -1,13 +1,17 @@
 # secretfs - plain Makefile; dependencies through pkg-config.
 #
 #   make                         build ./build/secretfs
-#   make check                   unit tests (cmocka) and integration tests (pytest, needs /dev/fuse)
+#   make check                   unit tests (cmocka), fuzz corpus replay and integration tests
+#                                (pytest, needs /dev/fuse)
 #   make SANITIZER=address,undefined check
 #   make install PREFIX=/usr DESTDIR=...
 #   make deps / make test-deps   install the Debian packages that are missing
 #   make demo                    build and mount examples/store.json at $(DEMO_MNT)
 #   make bench                   run the benchmark in bench/
 #   make format
+#   make fuzz                    libFuzzer targets (clang) in build-fuzz/; run e.g.
+#                                build-fuzz/fuzz_policy -dict=tests/fuzz/policy.dict \
+#                                    tests/fuzz/corpus/policy
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -54,8 +58,8 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-
 DEB_RUN := fuse3
 DEB_TEST := libcmocka-dev python3 python3-pytest openssl util-linux procps passwd
 
-.PHONY: all check check-unit check-integration install uninstall clean format deps test-deps \
-	demo demo-stop bench test
+.PHONY: all check check-unit check-fuzz-replay check-integration install uninstall clean format \
+	deps test-deps demo demo-stop bench test fuzz
 
 all: $(BUILD)/secretfs
 
@@ -78,11 +82,46 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libsecretfs.a
 
 -include $(DEPS)
 
-check: check-unit check-integration
+check: check-unit check-fuzz-replay check-integration
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 		SECRETFS_FIXTURES=$(abspath ../shared/fixtures) SECRETFS_TESTDATA=$(abspath tests/data) $$t; done
+
+# Each tests/fuzz/fuzz_NAME.c is a libFuzzer target with its corpus in tests/fuzz/corpus/NAME/.
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/replay_%)
+
+# The corpus and past crashers through the same entry point, built with $(CC).
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h \
+		$(BUILD)/libsecretfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz $(ALL_LDFLAGS) -o $@ tests/fuzz/replay.c $< \
+		$(BUILD)/libsecretfs.a $(LIBS)
+
+check-fuzz-replay: $(REPLAY_BIN)
+	@set -e; for n in $(FUZZ_NAMES); do echo "== replay $$n"; \
+		$(BUILD)/tests/replay_$$n tests/fuzz/corpus/$$n; done
+
+# libFuzzer builds: clang, each target linked with the sources it needs, listed below.
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer -Iinclude -Isrc \
+	-Itests/fuzz -fno-sanitize-recover=all
+
+fuzz: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/fuzz_policy: $(addprefix $(FUZZ_BUILD)/,src/policy.o src/util.o)
+
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.o)
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
+
+-include $(wildcard $(FUZZ_BUILD)/*/*.d $(FUZZ_BUILD)/*/*/*.d)
 
 check-integration: $(BUILD)/secretfs
 	SECRETFS_BIN=$(abspath $(BUILD)/secretfs) SECRETFS_SANITIZER=$(SANITIZER) \

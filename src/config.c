@@ -24,6 +24,7 @@ enum opt_type {
 	OPT_SOURCE,
 	OPT_PATH,
 	OPT_FUSE_OPTIONS,
+	OPT_AUDIT,
 	OPT_BOOL,
 	OPT_DURATION,
 	OPT_COUNT,
@@ -65,6 +66,9 @@ static const struct config_option options[] = {
 	/* Below a page the cache could not hold even one ordinary secret. */
 	{ "cache_max_bytes", "cache", "max_bytes", OPT_SIZE, FIELD(cache_max_bytes), 4096, SIZE_MAX,
 	  "must be at least 4096 (4K)" },
+	{ "policy", "access", "policy", OPT_PATH, FIELD(policy), 0, 0, NULL },
+	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
+	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
 };
 
 void config_init(struct config *c)
@@ -88,11 +92,22 @@ static void string_free(char **s)
 	*s = NULL;
 }
 
+static bool option_is_string(const struct config_option *o)
+{
+	return o->type == OPT_SOURCE || o->type == OPT_PATH || o->type == OPT_FUSE_OPTIONS ||
+	       o->type == OPT_AUDIT;
+}
+
+static char **string_field(struct config *c, const struct config_option *o)
+{
+	return (char **)((char *)c + o->offset);
+}
+
 void config_done(struct config *c)
 {
-	string_free(&c->source);
-	string_free(&c->mountpoint);
-	string_free(&c->fuse_options);
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (option_is_string(&options[i]))
+			string_free(string_field(c, &options[i]));
 }
 
 static int string_dup(const char *s, char **ret)
@@ -112,12 +127,16 @@ static int config_copy(const struct config *src, struct config *ret)
 {
 	struct config c = *src;
 
-	c.source = c.mountpoint = c.fuse_options = NULL;
-	if (string_dup(src->source, &c.source) < 0 ||
-	    string_dup(src->mountpoint, &c.mountpoint) < 0 ||
-	    string_dup(src->fuse_options, &c.fuse_options) < 0) {
-		config_done(&c);
-		return -ENOMEM;
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
+		if (option_is_string(&options[i]))
+			*string_field(&c, &options[i]) = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		if (option_is_string(&options[i]) &&
+		    string_dup(*string_field((struct config *)src, &options[i]),
+			       string_field(&c, &options[i])) < 0) {
+			config_done(&c);
+			return -ENOMEM;
+		}
 	}
 	*ret = c;
 	return 0;
@@ -229,6 +248,11 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 					 "allow_root,max_threads=4, without blanks or empty items");
 		break;
 	case OPT_PATH:
+		break;
+	case OPT_AUDIT:
+		if (strcmp(value, "syslog") != 0 && strcmp(value, "stderr") != 0 && value[0] != '/')
+			return set_error(err, errlen, -EINVAL,
+					 "expected syslog, stderr or an absolute file path");
 		break;
 	case OPT_BOOL:
 		if (parse_bool(value, &b) < 0)
@@ -396,13 +420,13 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 
 	if (!*section) {
 		load_error(ctx, -EINVAL,
-			   "key '%s': outside of any section, put it under [secretfs] or [cache]",
+			   "key '%s': outside of any section, put it under [secretfs], [cache] or [access]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
-			   "[%s] key '%s': unknown section [%s], expected [secretfs] or [cache]",
+			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache] or [access]",
 			   section, key, section);
 		return 0;
 	}

@@ -25,10 +25,12 @@
 
 #include <fuse_lowlevel.h>
 
+#include "secretfs/auditlog.h"
 #include "secretfs/config.h"
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
+#include "secretfs/policy.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
 
@@ -59,6 +61,10 @@ static const struct fuse_opt our_opts[] = {
 	FUSE_OPT_KEY("fetch_timeout=", KEY_OURS),
 	FUSE_OPT_KEY("cache_max_entries=", KEY_OURS),
 	FUSE_OPT_KEY("cache_max_bytes=", KEY_OURS),
+	FUSE_OPT_KEY("policy=", KEY_OURS),
+	FUSE_OPT_KEY("audit=", KEY_OURS),
+	FUSE_OPT_KEY("show_denied", KEY_OURS),
+	FUSE_OPT_KEY("show_denied=", KEY_OURS),
 	FUSE_OPT_KEY("config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config ", KEY_CONFIG),
@@ -74,6 +80,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: secretfs [OPTIONS] SOURCE MOUNTPOINT\n"
 		"       secretfs --config FILE [MOUNTPOINT]\n"
+		"       secretfs check-policy FILE USER [--exe PATH] PATH\n"
 		"\n"
 		"Shows the secrets of SOURCE as read-only files under MOUNTPOINT.\n"
 		"\n"
@@ -96,13 +103,18 @@ static void usage(FILE *f)
 		"    -o cache_max_entries=N    most values held (default 10000)\n"
 		"    -o cache_max_bytes=SIZE   most value bytes held (default 4M); the locked\n"
 		"                           secret heap is twice this, rounded to a power of 2\n"
+		"    -o policy=FILE         per-uid access rules (see the README); turns\n"
+		"                           on allow_other; SIGHUP reloads it\n"
+		"    -o show_denied         list entries the caller may not open (still denied)\n"
+		"    -o audit=TARGET        one JSON record per open and listing: a file path\n"
+		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
 		"\n"
 		"DURATION is a number of seconds or has a unit: 250ms, 30s, 5m, 2h, 1d.\n"
 		"SIZE is a number of bytes or has a unit: 64K, 4M, 1G.\n"
 		"Command-line options override the config file.\n"
 		"\n"
-		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Only the user who mounts\n"
-		"can read. Secret files are opened with direct_io: a shared mmap(2) of them\n"
+		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Without a policy only the\n"
+		"user who mounts can read. Secret files are opened with direct_io: a shared mmap(2) of them\n"
 		"fails; a private one is page-cached by the kernel until the file is closed.\n"
 		"\n"
 		"FUSE options:\n");
@@ -127,7 +139,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		if (!s)
 			return -1;
 		cl->settings = s;
-		s[cl->nsettings] = strdup(arg);
+		/* A bare flag is "flag=yes", so every setting has the same shape. */
+		s[cl->nsettings] = strchr(arg, '=') ? strdup(arg) : NULL;
+		if (!strchr(arg, '=') && asprintf(&s[cl->nsettings], "%s=yes", arg) < 0)
+			s[cl->nsettings] = NULL;
 		if (!s[cl->nsettings])
 			return -1;
 		cl->nsettings++;
@@ -370,6 +385,74 @@ static void *housekeeping(void *arg)
 	return NULL;
 }
 
+/* allow_other for a non-root user needs the admin's consent in /etc/fuse.conf. */
+static int check_allow_other(void)
+{
+	char line[256];
+	bool ok = false;
+	FILE *f;
+
+	if (geteuid() == 0)
+		return 0;
+	f = fopen("/etc/fuse.conf", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t");
+
+		if (strncmp(p, "user_allow_other", 16) == 0 && strchr(" \t\r\n", p[16]))
+			ok = true;
+	}
+	if (f)
+		fclose(f);
+	if (ok)
+		return 0;
+	fprintf(stderr, "secretfs: a policy lets other users read, which needs allow_other; as a "
+			"non-root user that needs user_allow_other in /etc/fuse.conf\n");
+	return -EPERM;
+}
+
+/*
+ * SIGHUP reloads the policy and reopens the audit file.  It is blocked in
+ * every thread and taken here with sigwait(), so libfuse's own SIGHUP handler
+ * (which would end the session) never runs.
+ */
+struct reloader {
+	const char *policy_path;
+	struct fs *fs;
+	struct auditlog *audit;
+	pthread_t thread;
+	bool stop; /* atomic */
+};
+
+static void reload(struct reloader *rl)
+{
+	char err[POLICY_ERR_MAX];
+	struct policy *p;
+
+	if (rl->policy_path) {
+		if (policy_load(rl->policy_path, &p, err, sizeof(err)) < 0) {
+			log_error("%s; keeping the previous policy", err);
+		} else {
+			fs_set_policy(rl->fs, p);
+			log_info("%s: policy reloaded", rl->policy_path);
+		}
+	}
+	if (rl->audit && auditlog_reopen(rl->audit, err, sizeof(err)) < 0)
+		log_error("audit log: %s", err);
+}
+
+static void *reload_thread(void *arg)
+{
+	struct reloader *rl = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	while (sigwait(&set, &sig) == 0 && !__atomic_load_n(&rl->stop, __ATOMIC_ACQUIRE))
+		reload(rl);
+	return NULL;
+}
+
 static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 {
 	const char *fsname = strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
@@ -382,6 +465,9 @@ static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 		return -ENOMEM;
 	if (cfg->fuse_options &&
 	    (asprintf(&extra, "-o%s", cfg->fuse_options) < 0 || fuse_opt_add_arg(args, extra) < 0))
+		return -ENOMEM;
+	/* With a policy others may read, each as the policy says. */
+	if (cfg->policy && fuse_opt_add_arg(args, "-oallow_other") < 0)
 		return -ENOMEM;
 	if (fuse_opt_add_arg(args, "-oro,nosuid,nodev,noexec") < 0)
 		return -ENOMEM;
@@ -397,11 +483,19 @@ int main(int argc, char *argv[])
 	struct cmdline cl = { 0 };
 	struct source *src = NULL;
 	struct fs *fs = NULL;
+	struct policy *policy = NULL;
+	struct auditlog *audit = NULL;
+	struct reloader rl = { 0 };
 	struct config cfg;
 	pthread_t house;
-	bool house_started = false;
+	bool house_started = false, reloader_started = false;
 	char reason[512] = "";
+	sigset_t hup;
 	int r, ret = 1;
+
+	/* A subcommand that needs no mount, no root and no FUSE options. */
+	if (argc >= 2 && strcmp(argv[1], "check-policy") == 0)
+		return policy_check_main(argc - 1, argv + 1);
 
 	config_init(&cfg);
 	if (fuse_opt_parse(&args, &cl, our_opts, opt_proc) < 0 || cl.bad)
@@ -432,6 +526,27 @@ int main(int argc, char *argv[])
 	harden_process();
 	ns_json_use_wiping_alloc();
 
+	if (cfg.policy) {
+		if (check_allow_other() < 0)
+			goto out_opts;
+		r = policy_load(cfg.policy, &policy, reason, sizeof(reason));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: %s\n", reason);
+			goto out_opts;
+		}
+	}
+	if (cfg.audit) {
+		if (strcmp(cfg.audit, "stderr") == 0 && !opts.foreground) {
+			fprintf(stderr, "secretfs: audit=stderr needs -f: a daemon has no stderr\n");
+			goto out_opts;
+		}
+		r = auditlog_open(cfg.audit, &audit, reason, sizeof(reason));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: %s\n", reason);
+			goto out_opts;
+		}
+	}
+
 	r = source_open(&cfg, &src, reason, sizeof(reason));
 	if (r < 0) {
 		fprintf(stderr, "secretfs: %s\n", reason);
@@ -451,10 +566,14 @@ int main(int argc, char *argv[])
 	r = fs_new(&(struct fs_params){ .source = src,
 					.attr_timeout_usec = cfg.attr_timeout_usec,
 					.owner = getuid(),
-					.group = getgid() },
+					.group = getgid(),
+					.policy = policy,
+					.audit = audit,
+					.show_denied = cfg.show_denied },
 		   &fs);
 	if (r < 0)
 		goto out_source;
+	policy = NULL; /* the fs owns it now */
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!se)
 		goto out_fs;
@@ -465,6 +584,10 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	/* Before any thread exists, so that all of them inherit the mask. */
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 
@@ -483,6 +606,10 @@ int main(int argc, char *argv[])
 	if (r != 0)
 		goto out_unmount;
 	house_started = true;
+	rl = (struct reloader){ .policy_path = cfg.policy, .fs = fs, .audit = audit };
+	if (pthread_create(&rl.thread, NULL, reload_thread, &rl) != 0)
+		goto out_unmount;
+	reloader_started = true;
 
 	log_info("serving %s at %s", cfg.source, opts.mountpoint);
 	daemon_ready(opts.foreground);
@@ -510,6 +637,11 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out_fs:
+	if (reloader_started) {
+		__atomic_store_n(&rl.stop, true, __ATOMIC_RELEASE);
+		pthread_kill(rl.thread, SIGHUP);
+		pthread_join(rl.thread, NULL);
+	}
 	if (house_started) {
 		pthread_mutex_lock(&house_lock);
 		house_stop = true;
@@ -522,6 +654,9 @@ out_source:
 	source_close(src); /* wipes every cached value */
 	secret_heap_done();
 out_opts:
+	if (policy)
+		policy_unref(policy);
+	auditlog_close(audit);
 	fuse_loop_cfg_destroy(loop_cfg);
 	free(opts.mountpoint);
 out_args:

@@ -27,6 +27,9 @@ struct config {
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
 	char *fuse_options; /* extra -o options from the config file, or NULL */
+	char *policy;       /* access policy file, or NULL: only the mounting user reads */
+	bool show_denied;   /* list entries the caller may not open */
+	char *audit;        /* "syslog", "stderr", an absolute path, or NULL */
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */

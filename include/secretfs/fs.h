@@ -4,24 +4,32 @@
 #ifndef SECRETFS_FS_H
 #define SECRETFS_FS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include <fuse_lowlevel.h>
 
+#include "secretfs/auditlog.h"
+#include "secretfs/policy.h"
 #include "secretfs/source.h"
 
 struct fs_params {
 	struct source *source;
 	uint64_t attr_timeout_usec;
-	uid_t owner; /* the only uid that may read until access policy lands */
+	uid_t owner; /* without a policy, the only uid that may read */
 	gid_t group;
+	struct policy *policy;   /* taken over; NULL: owner only */
+	struct auditlog *audit;  /* borrowed; NULL: no audit */
+	bool show_denied;        /* listings show entries the caller may not open */
 };
 
 struct fs;
 
 int fs_new(const struct fs_params *p, struct fs **ret);
 void fs_free(struct fs *fs);
+/* Swaps in a reloaded policy; takes over @p's reference. */
+void fs_set_policy(struct fs *fs, struct policy *p);
 /* The session the ops run in, for notifications to the kernel. */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
 

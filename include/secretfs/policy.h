@@ -1,15 +1,16 @@
 /*
  * policy.h - who may read which path (DESIGN section 5).
  *
- * A policy file is line-based, like doas.conf:
- *
- *   # action  subject          path glob            options
- *   permit    user:www-data    prod/tls/**          owner=www-data mode=0400
- *   permit    group:app        prod/db/*
- *   deny      user:mallory     prod/**
- *   permit    user:postgres    prod/db/password     exe=/usr/lib/postgresql/15/bin/postgres
- *   permit    *                public/*
- *
+ * A policy file is line-based, like doas.conf.  The example is in line
+ * comments: its globs hold the characters that would open a block comment.
+ */
+//   # action  subject          path glob            options
+//   permit    user:www-data    prod/tls/**          owner=www-data mode=0400
+//   permit    group:app        prod/db/*
+//   deny      user:mallory     prod/**
+//   permit    user:postgres    prod/db/password     exe=/usr/lib/postgresql/15/bin/postgres
+//   permit    *                public/*
+/*
  * Subjects: user:NAME|UID, group:NAME|GID (primary or supplementary), "*".
  * Globs: "*" within one component, "**" (a whole component) across any
  * number of components, "?" and "[...]" as in fnmatch(3).  Paths are relative
@@ -77,7 +78,8 @@ void policy_decide(const struct policy *p, const char *path, const struct policy
 /*
  * May @who open the directory @path ("" is the root)?  Permitted when some
  * permit rule for @who can match a path at or below @path and no later deny
- * rule for @who matches everything below it (e.g. "prod/**" for "prod").
+ * rule for @who matches everything below it (e.g. a deny of "**" below
+ * "prod" hides "prod").
  * Opening a file below is still decided by policy_decide().
  */
 void policy_decide_dir(const struct policy *p, const char *path, const struct policy_subject *who,
@@ -88,5 +90,15 @@ void policy_decide_dir(const struct policy *p, const char *path, const struct po
  * inode, not per caller, so they cannot depend on who asks).
  */
 void policy_attrs(const struct policy *p, const char *path, struct policy_attrs *ret);
+
+/*
+ * `secretfs check-policy FILE USER [--exe PATH] [--dir] PATH`, argv[0] being
+ * "check-policy": loads FILE, takes USER (a name or a uid) with its primary
+ * and supplementary groups from the user database, decides for PATH (a
+ * directory when it ends in "/" or with --dir) and prints the decision, the
+ * deciding rule and what stat would show.  Needs no mount and no privilege.
+ * Returns the exit status: 0 permit, 1 deny, 2 usage or load error.
+ */
+int policy_check_main(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs/access.h"
 #include "fs/nodes.h"
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
@@ -33,6 +34,7 @@ struct fs {
 	time_t mount_time;
 	struct node_table nodes;
 	struct fuse_session *se;
+	struct access access;
 };
 
 /* An open secret file: a reference to the value seen at open. */
@@ -64,6 +66,12 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	fs->owner = p->owner;
 	fs->group = p->group;
 	fs->mount_time = time(NULL);
+	pthread_mutex_init(&fs->access.lock, NULL);
+	fs->access.policy = p->policy;
+	fs->access.audit = p->audit;
+	fs->access.source = p->source->backend->source;
+	fs->access.owner = p->owner;
+	fs->access.show_denied = p->show_denied;
 	*ret = fs;
 	return 0;
 }
@@ -73,7 +81,15 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	nodes_done(&fs->nodes);
+	if (fs->access.policy)
+		policy_unref(fs->access.policy);
+	pthread_mutex_destroy(&fs->access.lock);
 	free(fs);
+}
+
+void fs_set_policy(struct fs *fs, struct policy *p)
+{
+	access_set_policy(&fs->access, p);
 }
 
 void fs_set_session(struct fs *fs, struct fuse_session *se)
@@ -97,23 +113,20 @@ static void log_failure(struct fs *fs, const char *what, const char *path, int r
 			 strerror(-r));
 }
 
-/* Until access policy lands, only the mounting user may read. */
-static int check_access(struct fs *fs, fuse_req_t req)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-
-	return ctx->uid == fs->owner ? 0 : -EACCES;
-}
-
-/* The value a FILE node shows: a reference and the byte range within it. */
-static int node_value(struct fs *fs, struct node *n, struct handle *ret)
+/*
+ * The value a FILE node shows: a reference and the byte range within it.
+ * @res receives the cache's answer (state, version) for the audit record.
+ */
+static int node_value(struct fs *fs, struct node *n, struct handle *ret, struct cache_result *res_out)
 {
 	char reason[BACKEND_REASON_MAX] = "";
+	struct cache_result local, *resp = res_out ? res_out : &local;
 	struct cache_result res;
 	struct secret_entry e;
 	int r;
 
-	r = source_value(fs->src, n->id, &res, reason, sizeof(reason));
+	r = source_value(fs->src, n->id, resp, reason, sizeof(reason));
+	res = *resp;
 	if (r < 0) {
 		log_failure(fs, "fetch", n->id, r, reason);
 		return r;
@@ -137,18 +150,33 @@ static int node_value(struct fs *fs, struct node *n, struct handle *ret)
 	return 0;
 }
 
+/*
+ * What stat shows: the policy's presented owner, group and mode for the path
+ * when a rule sets them, whoever asks (the kernel caches this per inode).
+ */
 static void fill_attr(struct fs *fs, struct node *n, size_t size, struct stat *st)
 {
+	struct policy *p = access_policy(&fs->access);
+	struct policy_attrs pa = { 0 };
+	mode_t perm = n->type == NODE_DIR ? 0500 : 0400;
+
+	if (p) {
+		policy_attrs(p, n->tpath, &pa);
+		policy_unref(p);
+	}
 	memset(st, 0, sizeof(*st));
 	st->st_ino = nodes_ino(&fs->nodes, n);
-	st->st_uid = fs->owner;
-	st->st_gid = fs->group;
+	st->st_uid = pa.has_owner ? pa.owner : fs->owner;
+	st->st_gid = pa.has_group ? pa.group : fs->group;
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
+	/* A rule's mode is for files; a directory keeps x wherever it has r. */
+	if (pa.has_mode)
+		perm = n->type == NODE_DIR ? pa.mode | ((pa.mode & 0444) >> 2) : pa.mode;
 	if (n->type == NODE_DIR) {
-		st->st_mode = S_IFDIR | 0500;
+		st->st_mode = S_IFDIR | perm;
 		st->st_nlink = 2;
 	} else {
-		st->st_mode = S_IFREG | 0400;
+		st->st_mode = S_IFREG | perm;
 		st->st_nlink = 1;
 		st->st_size = (off_t)size;
 		st->st_blksize = 4096;
@@ -163,7 +191,7 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
 	int r;
 
 	if (n->type == NODE_FILE) {
-		r = node_value(fs, n, &h);
+		r = node_value(fs, n, &h, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -319,28 +347,32 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
 	struct node *n = nodes_get(&fs->nodes, ino);
-	struct handle *h;
+	struct policy *p = access_policy(&fs->access);
+	struct cache_result res = { .value = NULL };
+	char rule[ACCESS_RULE_MAX];
+	struct handle *h = NULL;
+	struct caller c;
+	bool permit = false;
 	int r;
 
+	access_caller(&fs->access, req, p, &c);
+	rule[0] = '\0';
 	if (n->type == NODE_DIR) {
-		fuse_reply_err(req, EISDIR);
-		return;
+		r = -EISDIR;
+	} else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		r = -EROFS;
+	} else {
+		r = access_check(&fs->access, p, &c, n->tpath, false, rule, sizeof(rule));
+		permit = r >= 0;
 	}
-	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-		fuse_reply_err(req, EROFS);
-		return;
+	if (r >= 0) {
+		h = calloc(1, sizeof(*h));
+		r = h ? node_value(fs, n, h, &res) : -ENOMEM;
 	}
-	r = check_access(fs, req);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	r = node_value(fs, n, h);
+	access_audit(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0, rule,
+		     permit && (r >= 0 || res.state == CACHE_NEGATIVE) ? &res : NULL);
+	if (p)
+		policy_unref(p);
 	if (r < 0) {
 		free(h);
 		fuse_reply_err(req, -r);
@@ -411,10 +443,21 @@ static int dirbuf_add(fuse_req_t req, struct dirbuf *d, const char *name, mode_t
 }
 
 /* Fills @d with a directory's entries: keys of its object secret, then its children. */
-static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, struct dirbuf *d)
+/* The tree path of @name in directory @n, in @buf; NULL when it does not fit. */
+static const char *child_path(const struct node *n, const char *name, char *buf, size_t len)
+{
+	int w = n->tpath[0] ? snprintf(buf, len, "%s/%s", n->tpath, name)
+			    : snprintf(buf, len, "%s", name);
+
+	return w >= 0 && (size_t)w < len ? buf : NULL;
+}
+
+static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, const struct policy *p,
+		    const struct caller *c, struct dirbuf *d)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct secret *keys = NULL, *children = NULL;
+	char pathbuf[PATH_MAX];
 	struct cache_result res;
 	struct secret_entry e;
 	int r;
@@ -438,18 +481,28 @@ static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, struct dirbuf
 		else if (r != -ENOENT && r != -ENOSYS)
 			goto fail;
 	}
-	for (size_t i = 0; keys && secret_table_at(keys, i, &e) && r >= 0; i++)
-		r = dirbuf_add(req, d, e.name, S_IFREG);
+	/* Entries the caller may not open are hidden, unless show_denied. */
+	for (size_t i = 0; keys && secret_table_at(keys, i, &e) && r >= 0; i++) {
+		const char *path = child_path(n, e.name, pathbuf, sizeof(pathbuf));
+
+		if (path && access_visible(&fs->access, p, c, path, false, false))
+			r = dirbuf_add(req, d, e.name, S_IFREG);
+	}
 	for (size_t i = 0; children && secret_table_at(children, i, &e) && r >= 0; i++) {
 		struct secret_entry k;
+		const char *path;
+		bool folder;
 
 		if (keys && secret_table_find(keys, e.name, &k)) {
 			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
 				 e.name);
 			continue;
 		}
+		path = child_path(n, e.name, pathbuf, sizeof(pathbuf));
+		folder = e.value[0] & BACKEND_LIST_FOLDER;
 		/* A secret may be a file or an object; only a lookup would tell. */
-		r = dirbuf_add(req, d, e.name, (e.value[0] & BACKEND_LIST_FOLDER) ? S_IFDIR : 0);
+		if (path && access_visible(&fs->access, p, c, path, folder, true))
+			r = dirbuf_add(req, d, e.name, folder ? S_IFDIR : 0);
 	}
 	secret_unref(keys);
 	secret_unref(children);
@@ -463,22 +516,27 @@ fail:
 static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct dirbuf *d;
+	struct node *n = nodes_get(&fs->nodes, ino);
+	struct policy *p = access_policy(&fs->access);
+	char rule[ACCESS_RULE_MAX];
+	struct dirbuf *d = NULL;
+	struct caller c;
+	bool permit;
 	int r;
 
-	r = check_access(fs, req);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
+	access_caller(&fs->access, req, p, &c);
+	r = access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
+	permit = r >= 0;
+	if (r >= 0) {
+		d = calloc(1, sizeof(*d));
+		r = d ? list_dir(fs, req, n, p, &c, d) : -ENOMEM;
 	}
-	d = calloc(1, sizeof(*d));
-	if (!d) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	r = list_dir(fs, req, nodes_get(&fs->nodes, ino), d);
+	access_audit(&fs->access, &c, "list", n->tpath, permit, r < 0 ? r : 0, rule, NULL);
+	if (p)
+		policy_unref(p);
 	if (r < 0) {
-		free(d->buf);
+		if (d)
+			free(d->buf);
 		free(d);
 		fuse_reply_err(req, -r);
 		return;
@@ -515,6 +573,34 @@ static void sfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
 	free(d->buf);
 	free(d);
 	fuse_reply_err(req, 0);
+}
+
+/* access(2), e.g. test -r: the same answer open would give, without a record. */
+static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct fs *fs = req_fs(req);
+	struct node *n = nodes_get(&fs->nodes, ino);
+	struct policy *p;
+	char rule[ACCESS_RULE_MAX];
+	struct caller c;
+	int r;
+
+	if (mask & W_OK) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (mask == F_OK) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	p = access_policy(&fs->access);
+	access_caller(&fs->access, req, p, &c);
+	r = access_check(&fs->access, p, &c, n->tpath, n->type == NODE_DIR, rule, sizeof(rule));
+	if (r >= 0 && (mask & X_OK) && n->type != NODE_DIR)
+		r = -EACCES; /* mounted noexec, and secrets are not programs */
+	if (p)
+		policy_unref(p);
+	fuse_reply_err(req, -r);
 }
 
 static void sfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -614,6 +700,7 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.readdir = sfs_readdir,
 	.releasedir = sfs_releasedir,
 	.statfs = sfs_statfs,
+	.access = sfs_access,
 	.setattr = sfs_setattr,
 	.mknod = sfs_mknod,
 	.mkdir = sfs_mkdir,

@@ -1,0 +1,69 @@
+/*
+ * access.h - who is calling, may they, and the audit record of the answer
+ * (private to src/fs).
+ *
+ * Decisions are made in open, opendir and access, which the kernel sends on
+ * every open(2), never in lookup or getattr, whose answers the kernel caches
+ * per inode for every uid (libfuse issue 15).  Without a policy only the
+ * mounting user may read.
+ */
+#ifndef SECRETFS_FS_ACCESS_H
+#define SECRETFS_FS_ACCESS_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <fuse_lowlevel.h>
+
+#include "secretfs/auditlog.h"
+#include "secretfs/cache.h"
+#include "secretfs/policy.h"
+
+#define ACCESS_MAX_GROUPS 256
+#define ACCESS_RULE_MAX (PATH_MAX + 16)
+
+struct access {
+	pthread_mutex_t lock;
+	struct policy *policy; /* protected by lock; NULL: owner only */
+	struct auditlog *audit; /* NULL: no audit */
+	const char *source;
+	uid_t owner;
+	bool show_denied;
+	uint64_t audit_errors_logged; /* protected by lock */
+};
+
+struct caller {
+	struct policy_subject subject;
+	pid_t pid;
+	gid_t groups[ACCESS_MAX_GROUPS];
+	char exe[PATH_MAX];
+};
+
+/* The policy in force, with a reference the caller drops with policy_unref(). */
+struct policy *access_policy(struct access *a);
+/* Replaces the policy (a reload); takes over @p's reference. */
+void access_set_policy(struct access *a, struct policy *p);
+
+/* Fills @ret from the request, gathering groups and exe only when needed. */
+void access_caller(struct access *a, fuse_req_t req, const struct policy *p, struct caller *ret);
+
+/*
+ * 0 or -EACCES for @c opening @path (a directory when @dir).  @rule gets
+ * "FILE:LINE" of the deciding rule, or "" when none decided.
+ */
+int access_check(struct access *a, const struct policy *p, const struct caller *c,
+		 const char *path, bool dir, char *rule, size_t rulelen);
+
+/* Whether a listing shows @path to @c (show_denied shows everything). */
+bool access_visible(struct access *a, const struct policy *p, const struct caller *c,
+		    const char *path, bool dir, bool maybe_dir);
+
+/*
+ * One audit record: @permit is the policy's answer, @error what the caller
+ * got (a permitted open may still fail to fetch); @res may be NULL.
+ */
+void access_audit(struct access *a, const struct caller *c, const char *op, const char *path,
+		  bool permit, int error, const char *rule, const struct cache_result *res);
+
+#endif
