@@ -42,6 +42,7 @@ from helpers import (
     wait_until,
     write_store,
 )
+from users import sfs_users  # noqa: F401  (session fixture: the sfst-* test accounts)
 
 
 def pytest_collection_modifyitems(config, items):
