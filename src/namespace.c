@@ -323,12 +323,37 @@ static int cmp_children(const void *a, const void *b)
 	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
-int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, struct secret **ret)
+/* Sorts @c, merges duplicate names (a secret and a folder, or a folder many times), builds the table. */
+static int listing_table(struct child *c, size_t count, struct secret **ret)
 {
-	size_t pl = strlen(prefix), count = 0, total = 0, out = 0;
 	struct secret_table_builder b;
+	size_t total = 0, out = 0;
+	int r;
+
+	qsort(c, count, sizeof(*c), cmp_children);
+	for (size_t i = 0; i < count; i++) {
+		if (out > 0 && cmp_children(&c[out - 1], &c[i]) == 0) {
+			c[out - 1].flags |= c[i].flags;
+			continue;
+		}
+		c[out++] = c[i];
+		total += c[i].len + 1;
+	}
+	r = secret_table_begin(&b, out, total);
+	for (size_t i = 0; i < out && r >= 0; i++)
+		r = secret_table_add(&b, c[i].name, c[i].len, &c[i].flags, 1);
+	if (r >= 0)
+		r = secret_table_finish(&b, ret);
+	secret_table_abort(&b);
+	return r;
+}
+
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
+			struct secret **ret)
+{
+	size_t pl = strlen(prefix), count = 0;
 	struct child *c;
-	int r = 0;
+	int r;
 
 	c = calloc(n ? n : 1, sizeof(*c));
 	if (!c)
@@ -349,27 +374,34 @@ int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, st
 		c[count].flags = slash ? BACKEND_LIST_FOLDER : BACKEND_LIST_SECRET;
 		count++;
 	}
-	if (count == 0 && pl) {
-		r = -ENOENT;
-		goto out;
-	}
-	qsort(c, count, sizeof(*c), cmp_children);
-	/* Merge duplicates: a name may be a secret and a folder, or a folder many times. */
-	for (size_t i = 0; i < count; i++) {
-		if (out > 0 && cmp_children(&c[out - 1], &c[i]) == 0) {
-			c[out - 1].flags |= c[i].flags;
+	r = count == 0 && pl ? -ENOENT : listing_table(c, count, ret);
+	free(c);
+	return r;
+}
+
+int ns_listing_from_keys(const char *const *keys, size_t n, struct secret **ret)
+{
+	size_t count = 0;
+	struct child *c;
+	int r;
+
+	c = calloc(n ? n : 1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(keys[i]);
+		bool folder = len > 0 && keys[i][len - 1] == '/';
+
+		if (folder)
+			len--;
+		if (!ns_name_is_safe(keys[i], len))
 			continue;
-		}
-		c[out++] = c[i];
-		total += c[i].len + 1;
+		c[count].name = keys[i];
+		c[count].len = len;
+		c[count].flags = folder ? BACKEND_LIST_FOLDER : BACKEND_LIST_SECRET;
+		count++;
 	}
-	r = secret_table_begin(&b, out, total);
-	for (size_t i = 0; i < out && r >= 0; i++)
-		r = secret_table_add(&b, c[i].name, c[i].len, &c[i].flags, 1);
-	if (r >= 0)
-		r = secret_table_finish(&b, ret);
-	secret_table_abort(&b);
-out:
+	r = listing_table(c, count, ret);
 	free(c);
 	return r;
 }

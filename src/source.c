@@ -57,7 +57,7 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 	if (!s)
 		return -ENOMEM;
 	ev.ctx = s;
-	r = backend_open(cfg->source, &ev, &s->backend, reason, reasonlen);
+	r = backend_open(cfg->source, cfg, &ev, &s->backend, reason, reasonlen);
 	if (r < 0)
 		goto fail;
 	r = cache_new(&cc, fetch_value, s->backend, &s->values);

@@ -21,6 +21,8 @@
 
 #include "secretfs/secret.h"
 
+struct config;
+
 #define BACKEND_VERSION_MAX 64
 #define BACKEND_REASON_MAX  256
 
@@ -56,9 +58,11 @@ struct backend_ops {
 	/*
 	 * Called once, before mounting and before daemonizing: parse @arg (what
 	 * follows "scheme:"), check the store is usable, start no threads.
+	 * @cfg holds the settings of every section (a backend reads its own).
 	 * May set b->priv.  Returns 0 or a negative errno with @reason set.
 	 */
-	int (*init)(struct backend *b, const char *arg, char *reason, size_t reasonlen);
+	int (*init)(struct backend *b, const char *arg, const struct config *cfg, char *reason,
+		    size_t reasonlen);
 	/* Called after daemonizing; may start threads.  Optional. */
 	int (*start)(struct backend *b, char *reason, size_t reasonlen);
 	/* Stops the threads start() started; no events are raised afterwards.  Optional. */
@@ -91,8 +95,9 @@ struct backend {
 };
 
 /* Finds the backend for @source ("file:...") and runs its init. */
-int backend_open(const char *source, const struct backend_events *events, struct backend **ret,
-		 char *reason, size_t reasonlen);
+int backend_open(const char *source, const struct config *cfg,
+		 const struct backend_events *events, struct backend **ret, char *reason,
+		 size_t reasonlen);
 void backend_close(struct backend *b);
 /* Whether @err is transient: stale values may be served over it. */
 int backend_error_is_transient(int err);

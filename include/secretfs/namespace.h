@@ -47,6 +47,13 @@ int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char
 int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, struct secret **ret);
 
 /*
+ * Builds a listing from the direct children a store names, "name" for a
+ * secret and "name/" for a folder (Vault's LIST keys).  Both may appear;
+ * unsafe names are skipped.
+ */
+int ns_listing_from_keys(const char *const *keys, size_t n, struct secret **ret);
+
+/*
  * A parse error of jansson's in words that never quote the input: jansson's
  * own text does ("invalid token near 's3cr3t'"), and the input is a secret.
  */

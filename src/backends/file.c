@@ -209,7 +209,8 @@ fail:
 	return r;
 }
 
-static int file_init(struct backend *b, const char *arg, char *reason, size_t reasonlen)
+static int file_init(struct backend *b, const char *arg, const struct config *cfg, char *reason,
+		     size_t reasonlen)
 {
 	struct file_store *fs;
 	char *copy;

@@ -14,8 +14,9 @@ static const struct backend_ops *const registry[] = {
 	&file_backend_ops,
 };
 
-int backend_open(const char *source, const struct backend_events *events, struct backend **ret,
-		 char *reason, size_t reasonlen)
+int backend_open(const char *source, const struct config *cfg,
+		 const struct backend_events *events, struct backend **ret, char *reason,
+		 size_t reasonlen)
 {
 	const char *colon = strchr(source, ':');
 	struct backend *b;
@@ -40,7 +41,7 @@ int backend_open(const char *source, const struct backend_events *events, struct
 		b->ops = registry[i];
 		if (events)
 			b->events = *events;
-		r = b->ops->init(b, colon + 1, reason, reasonlen);
+		r = b->ops->init(b, colon + 1, cfg, reason, reasonlen);
 		if (r < 0) {
 			free(b->source);
 			free(b);

@@ -295,7 +295,7 @@ static void open_fails(struct fx *f, const char *source, int want_r, char *reaso
 	int r;
 
 	reason[0] = '\0';
-	r = backend_open(source, &f->events, &b, reason, len);
+	r = backend_open(source, NULL, &f->events, &b, reason, len);
 	if (r != want_r) {
 		if (r == 0)
 			backend_close(b);
@@ -356,7 +356,7 @@ static void test_fetch_and_list(void **state)
 	int r;
 
 	write_atomic(f->dir, f->path, store_v1, 0600);
-	r = backend_open(f->source, &f->events, &f->b, reason, sizeof(reason));
+	r = backend_open(f->source, NULL, &f->events, &f->b, reason, sizeof(reason));
 	if (r != 0)
 		fail_msg("open: %d %s", r, reason);
 	assert_string_equal(f->b->source, f->source);
@@ -515,7 +515,7 @@ static void test_open_permissions(void **state)
 		write_atomic(f->dir, f->path, "{\"a\": \"1\"}", modes[i].mode);
 		if (modes[i].r == 0) {
 			struct backend *b = NULL;
-			int r = backend_open(f->source, &f->events, &b, reason, sizeof(reason));
+			int r = backend_open(f->source, NULL, &f->events, &b, reason, sizeof(reason));
 
 			if (r != 0)
 				fail_msg("mode %04o: %d %s", (unsigned)modes[i].mode, r, reason);
@@ -542,7 +542,7 @@ static void test_open_permissions(void **state)
 	{
 		struct backend *b = NULL;
 
-		assert_int_equal(backend_open(f->source, &f->events, &b, reason, sizeof(reason)),
+		assert_int_equal(backend_open(f->source, NULL, &f->events, &b, reason, sizeof(reason)),
 				 0);
 		backend_close(b);
 	}
@@ -616,7 +616,7 @@ static void test_open_fifo(void **state)
 	if (pid == 0) {
 		struct backend *b = NULL;
 		char reason[BACKEND_REASON_MAX] = "";
-		int r = backend_open(src, NULL, &b, reason, sizeof(reason));
+		int r = backend_open(src, NULL, NULL, &b, reason, sizeof(reason));
 
 		_exit(r < 0 && strstr(reason, "not a regular file") ? 0 : 1);
 	}
@@ -660,7 +660,7 @@ static void test_reload(void **state)
 	int changed, errors, r;
 
 	write_atomic(f->dir, f->path, "{\"prod/db/password\": \"old\", \"gone\": \"x\"}\n", 0600);
-	r = backend_open(f->source, &f->events, &f->b, reason, sizeof(reason));
+	r = backend_open(f->source, NULL, &f->events, &f->b, reason, sizeof(reason));
 	if (r != 0)
 		fail_msg("open: %d %s", r, reason);
 	assert_non_null(f->b->ops->start);
@@ -757,7 +757,7 @@ static void test_reload_in_place(void **state)
 	int fd, r;
 
 	write_atomic(f->dir, f->path, "{\"k\": \"before\"}\n", 0600);
-	r = backend_open(f->source, &f->events, &f->b, reason, sizeof(reason));
+	r = backend_open(f->source, NULL, &f->events, &f->b, reason, sizeof(reason));
 	if (r != 0)
 		fail_msg("open: %d %s", r, reason);
 	assert_int_equal(f->b->ops->start(f->b, reason, sizeof(reason)), 0);
