@@ -28,7 +28,7 @@ SANITIZER ?=
 comma := ,
 BUILD ?= build$(if $(SANITIZER),-$(subst $(comma),-,$(SANITIZER)))
 
-PKGS := fuse3 jansson inih openssl
+PKGS := fuse3 jansson inih openssl libcurl
 TEST_PKGS := cmocka
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
@@ -54,7 +54,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
 # Debian packages: to build, to run, and to test.
-DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev
+DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := fuse3
 DEB_TEST := libcmocka-dev python3 python3-pytest openssl util-linux procps passwd
 

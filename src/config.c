@@ -69,6 +69,34 @@ static const struct config_option options[] = {
 	{ "policy", "access", "policy", OPT_PATH, FIELD(policy), 0, 0, NULL },
 	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
 	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
+	/* The HTTP layer of the network backends. */
+	{ "ca_file", "http", "ca_file", OPT_PATH, FIELD(http_ca_file), 0, 0, NULL },
+	{ "ca_path", "http", "ca_path", OPT_PATH, FIELD(http_ca_path), 0, 0, NULL },
+	{ "client_cert", "http", "client_cert", OPT_PATH, FIELD(http_client_cert), 0, 0, NULL },
+	{ "client_key", "http", "client_key", OPT_PATH, FIELD(http_client_key), 0, 0, NULL },
+	{ "connect_timeout", "http", "connect_timeout", OPT_DURATION,
+	  FIELD(http_connect_timeout_usec), 1, UINT64_MAX, "must be more than 0" },
+	{ "http_timeout", "http", "timeout", OPT_DURATION, FIELD(http_timeout_usec), 1, UINT64_MAX,
+	  "must be more than 0" },
+	{ "max_body", "http", "max_body", OPT_SIZE, FIELD(http_max_body), 1024, SIZE_MAX,
+	  "must be at least 1K" },
+	{ "max_attempts", "http", "max_attempts", OPT_COUNT, FIELD(http_max_attempts), 1, 100,
+	  "must be between 1 and 100" },
+	{ "insecure", "http", "insecure", OPT_BOOL, FIELD(http_insecure), 0, 0, NULL },
+	/* HashiCorp Vault. */
+	{ "vault_auth", "vault", "auth", OPT_PATH, FIELD(vault_auth), 0, 0, NULL },
+	{ "vault_auth_mount", "vault", "auth_mount", OPT_PATH, FIELD(vault_auth_mount), 0, 0, NULL },
+	{ "vault_token_file", "vault", "token_file", OPT_PATH, FIELD(vault_token_file), 0, 0, NULL },
+	{ "vault_role_id_file", "vault", "role_id_file", OPT_PATH, FIELD(vault_role_id_file), 0, 0,
+	  NULL },
+	{ "vault_secret_id_file", "vault", "secret_id_file", OPT_PATH, FIELD(vault_secret_id_file),
+	  0, 0, NULL },
+	{ "vault_remove_secret_id_file", "vault", "remove_secret_id_file", OPT_BOOL,
+	  FIELD(vault_remove_secret_id_file), 0, 0, NULL },
+	{ "vault_role", "vault", "role", OPT_PATH, FIELD(vault_role), 0, 0, NULL },
+	{ "vault_jwt_file", "vault", "jwt_file", OPT_PATH, FIELD(vault_jwt_file), 0, 0, NULL },
+	{ "vault_kv_version", "vault", "kv_version", OPT_PATH, FIELD(vault_kv_version), 0, 0, NULL },
+	{ "vault_namespace", "vault", "namespace", OPT_PATH, FIELD(vault_namespace), 0, 0, NULL },
 };
 
 void config_init(struct config *c)
@@ -303,6 +331,11 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 	return 0;
 }
 
+bool config_is_option(const char *key)
+{
+	return option_by_name(key) != NULL;
+}
+
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct config_option *o = option_by_name(key);
@@ -420,13 +453,13 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 
 	if (!*section) {
 		load_error(ctx, -EINVAL,
-			   "key '%s': outside of any section, put it under [secretfs], [cache] or [access]",
+			   "key '%s': outside of any section, put it under [secretfs], [cache], [access], [http] or [vault]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
-			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache] or [access]",
+			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], [access], [http] or [vault]",
 			   section, key, section);
 		return 0;
 	}

@@ -54,17 +54,6 @@ struct cmdline {
 };
 
 static const struct fuse_opt our_opts[] = {
-	FUSE_OPT_KEY("ttl=", KEY_OURS),
-	FUSE_OPT_KEY("stale_ttl=", KEY_OURS),
-	FUSE_OPT_KEY("negative_ttl=", KEY_OURS),
-	FUSE_OPT_KEY("attr_timeout=", KEY_OURS),
-	FUSE_OPT_KEY("fetch_timeout=", KEY_OURS),
-	FUSE_OPT_KEY("cache_max_entries=", KEY_OURS),
-	FUSE_OPT_KEY("cache_max_bytes=", KEY_OURS),
-	FUSE_OPT_KEY("policy=", KEY_OURS),
-	FUSE_OPT_KEY("audit=", KEY_OURS),
-	FUSE_OPT_KEY("show_denied", KEY_OURS),
-	FUSE_OPT_KEY("show_denied=", KEY_OURS),
 	FUSE_OPT_KEY("config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config ", KEY_CONFIG),
@@ -134,6 +123,21 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		}
 		cl->nonopt[cl->nnonopt++] = strdup(arg);
 		return 0;
+	case FUSE_OPT_KEY_OPT: {
+		/* Every setting of struct config is also an -o option; the rest is libfuse's. */
+		size_t n = strcspn(arg, "=");
+		char name[64];
+
+		if (n >= sizeof(name) || strncmp(arg, "-", 1) == 0)
+			return 1;
+		memcpy(name, arg, n);
+		name[n] = '\0';
+		if (!config_is_option(name) || strcmp(name, "source") == 0 ||
+		    strcmp(name, "mountpoint") == 0)
+			return 1;
+		key = KEY_OURS;
+	}
+		/* fall through */
 	case KEY_OURS:
 		s = realloc(cl->settings, (cl->nsettings + 1) * sizeof(*s));
 		if (!s)

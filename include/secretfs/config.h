@@ -30,6 +30,29 @@ struct config {
 	char *policy;       /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;   /* list entries the caller may not open */
 	char *audit;        /* "syslog", "stderr", an absolute path, or NULL */
+
+	/* [http]: every network backend; 0 / NULL means the http layer's default. */
+	char *http_ca_file;
+	char *http_ca_path;
+	char *http_client_cert;
+	char *http_client_key;
+	uint64_t http_connect_timeout_usec;
+	uint64_t http_timeout_usec;
+	size_t http_max_body;
+	size_t http_max_attempts;
+	bool http_insecure; /* -o insecure: the only way to turn TLS verification off */
+
+	/* [vault]: NULL means "from the environment, as the vault CLI reads it". */
+	char *vault_auth;       /* "token" (default), "approle", "kubernetes" */
+	char *vault_auth_mount; /* default: the method's name */
+	char *vault_token_file;
+	char *vault_role_id_file;
+	char *vault_secret_id_file;
+	bool vault_remove_secret_id_file;
+	char *vault_role;
+	char *vault_jwt_file;
+	char *vault_kv_version; /* "auto" (default), "1", "2" */
+	char *vault_namespace;
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */
@@ -42,6 +65,9 @@ void config_done(struct config *c);
  * key, or -EINVAL with @err explaining what was wrong with the value.
  */
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Whether @key names a setting (for -o parsing). */
+bool config_is_option(const char *key);
 
 /*
  * Loads @path into @c.  On error returns a negative errno and writes
