@@ -434,8 +434,19 @@ static int write_line(int fd, const char *buf, size_t len)
 	if (n < 0)
 		return -errno;
 	/* Not retried: the rest would land after another process's line, or block. */
-	if ((size_t)n != len)
-		return -EIO;
+	if ((size_t)n != len) {
+		/*
+		 * A full disk takes part of a line.  Cut the fragment off again, so
+		 * the next record does not start in the middle of an unfinished line
+		 * (for a file; on a pipe or terminal the bytes are gone already).
+		 */
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		if (end >= n && ftruncate(fd, end - n) < 0) {
+			/* Nothing better to do: the count below reports the failure. */
+		}
+		return -ENOSPC;
+	}
 	return 0;
 }
 

@@ -42,7 +42,9 @@ from helpers import (
     wait_until,
     write_store,
 )
-from users import sfs_users  # noqa: F401  (session fixture: the sfst-* test accounts)
+# the sfst-* test accounts (session), and the policy tests' mount and agents
+from policy_env import agents, policy_fs  # noqa: F401
+from users import sfs_users  # noqa: F401
 
 
 def pytest_collection_modifyitems(config, items):
