@@ -28,6 +28,7 @@
 #include "secretfs/auditlog.h"
 #include "secretfs/config.h"
 #include "secretfs/fs.h"
+#include "secretfs/http.h"
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
 #include "secretfs/policy.h"
@@ -529,6 +530,11 @@ int main(int argc, char *argv[])
 
 	harden_process();
 	ns_json_use_wiping_alloc();
+	/* libcurl's global state, with wiping allocators: once, before any thread. */
+	if (http_global_init() < 0) {
+		fprintf(stderr, "secretfs: cannot initialise libcurl\n");
+		goto out_opts;
+	}
 
 	if (cfg.policy) {
 		if (check_allow_other() < 0)
@@ -556,6 +562,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "secretfs: %s\n", reason);
 		goto out_opts;
 	}
+	if (src->backend->warning[0])
+		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
 	if (check_mount_prerequisites(opts.mountpoint) < 0)
 		goto out_source;
 	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
@@ -662,6 +670,7 @@ out_opts:
 		policy_unref(policy);
 	auditlog_close(audit);
 	fuse_loop_cfg_destroy(loop_cfg);
+	http_global_cleanup();
 	free(opts.mountpoint);
 out_args:
 	fuse_opt_free_args(&args);

@@ -92,6 +92,12 @@ struct backend {
 	char *source; /* the SOURCE string as given, for logs and audit */
 	struct backend_events events;
 	void *priv;
+	/*
+	 * Set by init when the source works but the user should hear about
+	 * something (TLS verification turned off); "" otherwise.  Backends do
+	 * not log: main prints it once, as "secretfs: warning: ...".
+	 */
+	char warning[BACKEND_REASON_MAX];
 };
 
 /* Finds the backend for @source ("file:...") and runs its init. */

@@ -53,10 +53,20 @@ struct http_response {
 	long status; /* 0 when no response arrived */
 	char *body;  /* NUL-terminated for convenience; may hold secrets */
 	size_t body_len;
-	unsigned attempts;
-	char header_error_type[128]; /* x-amzn-ErrorType, if the server sent one */
+	unsigned attempts; /* requests sent, retries included; set on failure too */
+	/*
+	 * x-amzn-ErrorType as sent, trimmed and cut to fit ("" if absent); the
+	 * AWS backend takes the code from it (before ':', after '#').
+	 */
+	char header_error_type[128];
 };
 
+/*
+ * A client: its settings and a pool of connections.  http_do() may be called
+ * from any number of threads at once on one client; http_client_free() only
+ * once none is in flight.  The config's strings are copied.  @cfg NULL: all
+ * defaults.
+ */
 struct http_client;
 
 int http_client_new(const struct http_config *cfg, struct http_client **ret, char *reason,
@@ -68,11 +78,27 @@ void http_client_free(struct http_client *c);
  * whatever its status (the caller maps it with http_status_to_errno()).
  * Returns 0 when a response arrived, or a negative errno when none did:
  * -ECONNREFUSED, -EHOSTUNREACH, -ETIMEDOUT, -EFBIG (body past max_body),
- * -EIO (TLS verification failed, protocol error), with @reason set.
+ * -EIO (TLS verification failed, body cut short, protocol error), -EINVAL
+ * (a malformed request or URL), -ENOMEM, with @reason set.  A reason names
+ * the failure (curl's own words for transport and TLS errors) and never
+ * quotes a body or a header value.
+ *
+ * On failure *@ret holds no body, status 0 and the number of attempts, so
+ * http_response_done() is safe on it either way.
+ *
+ * A retry waits Retry-After if the server sent one, else a random time up
+ * to backoff_base_usec doubled per retry (at most backoff_max_usec).  No
+ * retry starts whose wait would end past max_retry_usec: the last response
+ * or error is returned instead, and a retry's timeout is cut to the time left.
+ *
+ * Every method is retried, POST included: what secretfs sends are reads, and
+ * logins or renewals that are safe to repeat.  Redirects are not followed
+ * (curl would send our token headers to wherever they point).  Proxies come
+ * from http_proxy, https_proxy and no_proxy, read by curl itself.
  */
 int http_do(struct http_client *c, const struct http_request *req, struct http_response *ret,
 	    char *reason, size_t reasonlen);
-/* Wipes and frees the body. */
+/* Wipes and frees the body; safe on an empty or already-done response. */
 void http_response_done(struct http_response *r);
 
 /* The one status -> errno table: 0 for 2xx. */
@@ -82,12 +108,18 @@ bool http_status_is_retryable(long status);
 
 /*
  * Process-wide setup: curl_global_init_mem() with wiping allocators, so
- * every buffer libcurl frees is cleansed first.  Call once before threads.
+ * every buffer libcurl frees is cleansed first.  Call once before threads
+ * and before any other use of libcurl.  Requests set CURLOPT_NOSIGNAL, so
+ * the process should ignore SIGPIPE.
  */
 int http_global_init(void);
 void http_global_cleanup(void);
 
-/* Percent-encodes @in for a URL path (keeping '/' when @keep_slash). NULL on ENOMEM. */
+/*
+ * Percent-encodes @in for a URL path: RFC 3986 unreserved characters stay,
+ * '/' stays when @keep_slash, every other byte becomes %XX (uppercase).
+ * Returns a malloc'ed string, or NULL on ENOMEM.
+ */
 char *http_escape_path(const char *in, bool keep_slash);
 
 #endif

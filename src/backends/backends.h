@@ -5,5 +5,6 @@
 #include "secretfs/backend.h"
 
 extern const struct backend_ops file_backend_ops;
+extern const struct backend_ops vault_backend_ops;
 
 #endif
