@@ -530,6 +530,8 @@ int main(int argc, char *argv[])
 
 	harden_process();
 	ns_json_use_wiping_alloc();
+	/* libcurl runs with CURLOPT_NOSIGNAL; a peer that hangs up must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
 	/* libcurl's global state, with wiping allocators: once, before any thread. */
 	if (http_global_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libcurl\n");
