@@ -12,7 +12,6 @@
 
 static const struct backend_ops *const registry[] = {
 	&file_backend_ops,
-	&vault_backend_ops,
 };
 
 int backend_open(const char *source, const struct config *cfg,
@@ -51,7 +50,7 @@ int backend_open(const char *source, const struct config *cfg,
 		*ret = b;
 		return 0;
 	}
-	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file, vault)",
+	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }
