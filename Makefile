@@ -56,9 +56,9 @@ DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 # Debian packages: to build, to run, and to test.
 DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := fuse3
-DEB_TEST := libcmocka-dev python3 python3-pytest openssl util-linux procps passwd
+DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac openssl util-linux procps passwd
 
-.PHONY: all check check-unit check-fuzz-replay check-integration install uninstall clean format \
+.PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
 	deps test-deps demo demo-stop bench test fuzz
 
 all: $(BUILD)/secretfs
@@ -82,7 +82,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libsecretfs.a
 
 -include $(DEPS)
 
-check: check-unit check-fuzz-replay check-integration
+check: check-unit check-fuzz-replay check-servers check-integration
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
@@ -122,6 +122,10 @@ $(FUZZ_BUILD)/%.o: %.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c -o $@ $<
 
 -include $(wildcard $(FUZZ_BUILD)/*/*.d $(FUZZ_BUILD)/*/*/*.d)
+
+# The test servers against the vendors' own clients (hvac), so they cannot drift.
+check-servers:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/servers
 
 check-integration: $(BUILD)/secretfs
 	SECRETFS_BIN=$(abspath $(BUILD)/secretfs) SECRETFS_SANITIZER=$(SANITIZER) \

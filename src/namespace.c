@@ -259,12 +259,15 @@ static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, c
 	json_object_foreach(obj, key, v)
 	{
 		if (!ns_name_is_safe(key, strlen(key))) {
+			if (!(flags & NS_JSON_STRICT_NAMES))
+				continue; /* never shown, never served */
 			snprintf(reason, reasonlen, "key '%s' is not a usable file name", key);
 			r = -EINVAL;
 			goto out;
 		}
 		names[i++] = key;
 	}
+	n = i;
 	qsort(names, n, sizeof(*names), cmp_names);
 	for (i = 0; i < n; i++) {
 		r = value_bytes(json_object_get(obj, names[i]), flags, &vals[i]);

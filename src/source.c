@@ -36,7 +36,7 @@ static void on_changed(void *ctx)
 
 static void on_error(void *ctx, const char *reason)
 {
-	log_error("%s; keeping the last good content", reason);
+	log_error("%s", reason);
 }
 
 int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen)

@@ -27,13 +27,16 @@ char *ns_join(const char *prefix, const char *name);
 enum {
 	/* {"$base64": "..."} is a binary value (the file store's convention). */
 	NS_JSON_BASE64 = 1 << 0,
+	/* An object key that is not a usable file name is an error, not hidden. */
+	NS_JSON_STRICT_NAMES = 1 << 1,
 };
 
 /*
  * Turns a JSON value into the secret a backend hands to the cache: an object
  * becomes a SECRET_TABLE of its keys, a string its raw bytes, anything else
- * compact JSON text.  Unsafe key names are an error (-EINVAL, @reason names
- * the key), as is invalid base64.
+ * compact JSON text.  Keys that are not usable file names are hidden (DESIGN
+ * section 2), or with NS_JSON_STRICT_NAMES an error (-EINVAL, @reason names
+ * the key).  Invalid base64 is an error.
  */
 int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char *reason,
 			size_t reasonlen);

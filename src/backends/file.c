@@ -181,7 +181,7 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 			goto fail;
 		}
 		/* Convert once to catch bad keys and base64 now rather than at read time. */
-		r = ns_secret_from_json(v, NS_JSON_BASE64, &s, why, sizeof(why));
+		r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &s, why, sizeof(why));
 		secret_unref(s);
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key,
@@ -290,9 +290,13 @@ static void *watch_thread(void *arg)
 			p += sizeof(*ev) + ev->len;
 		}
 		if (ours) {
-			char reason[BACKEND_REASON_MAX];
+			char reason[BACKEND_REASON_MAX + 64];
 
 			if (load_store(fs, reason, sizeof(reason)) < 0) {
+				size_t used = strlen(reason);
+
+				snprintf(reason + used, sizeof(reason) - used,
+					 "; keeping the last good content");
 				if (b->events.error)
 					b->events.error(b->events.ctx, reason);
 			} else if (b->events.changed) {
@@ -374,7 +378,7 @@ static int file_fetch(struct backend *b, const char *id, struct secret **ret_val
 		snprintf(reason, reasonlen, "no secret '%s' in %s", id, fs->path);
 		return -ENOENT;
 	}
-	r = ns_secret_from_json(v, NS_JSON_BASE64, ret_value, reason, reasonlen);
+	r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, ret_value, reason, reasonlen);
 	if (r >= 0) {
 		memset(ret_info, 0, sizeof(*ret_info));
 		snprintf(ret_info->version, sizeof(ret_info->version), "%s", fs->version);

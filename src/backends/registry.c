@@ -12,6 +12,7 @@
 
 static const struct backend_ops *const registry[] = {
 	&file_backend_ops,
+	&vault_backend_ops,
 };
 
 int backend_open(const char *source, const struct config *cfg,
@@ -50,7 +51,7 @@ int backend_open(const char *source, const struct config *cfg,
 		*ret = b;
 		return 0;
 	}
-	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file)",
+	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file, vault)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }

@@ -211,6 +211,7 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 	struct cache_result res;
 	struct secret_entry e;
 	unsigned char flags;
+	bool unlisted = false; /* the folder could not be listed: guess from a fetch */
 	_cleanup_free_ char *path = NULL;
 	int r;
 
@@ -243,9 +244,14 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 	if (!path)
 		return -ENOMEM;
 	r = source_listing(fs->src, parent->id, &res, reason, sizeof(reason));
-	if (r == -ENOSYS) {
-		/* A store that cannot list: every name is a secret until it says no. */
-		flags = BACKEND_LIST_SECRET;
+	if (r == -ENOSYS || r == -EACCES) {
+		/*
+		 * A store that cannot list, or a token that may read but not list
+		 * (common in Vault policies): a name is a secret if a fetch finds
+		 * it, else a folder whose contents we cannot see.
+		 */
+		flags = BACKEND_LIST_SECRET | BACKEND_LIST_FOLDER;
+		unlisted = true;
 	} else if (r < 0) {
 		if (r != -ENOENT)
 			log_failure(fs, "list", parent->id[0] ? parent->id : "/", r, reason);
@@ -265,12 +271,14 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 		if (r >= 0) {
 			if (res.value->kind == SECRET_TABLE)
 				ret->has_secret = true;
-			else if (!ret->has_folder)
-				ret->type = NODE_FILE;
+			else if (!ret->has_folder || unlisted)
+				*ret = (struct node){ .type = NODE_FILE };
 			else
 				log_warn("'%s' is both a secret and a folder; showing the folder",
 					 path);
 			secret_unref(res.value);
+		} else if (unlisted && (r == -ENOENT || r == -EACCES)) {
+			/* Not a secret we may read: a folder, as far as we can tell. */
 		} else if (r != -ENOENT || !ret->has_folder) {
 			if (r != -ENOENT)
 				log_failure(fs, "fetch", path, r, reason);
@@ -478,9 +486,11 @@ static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, const struct 
 		r = source_listing(fs->src, n->id, &res, reason, sizeof(reason));
 		if (r >= 0)
 			children = res.value;
-		else if (r != -ENOENT && r != -ENOSYS)
+		/* Gone, or a store (or token) that cannot list: an empty folder. */
+		else if (r != -ENOENT && r != -ENOSYS && r != -EACCES)
 			goto fail;
 	}
+	r = 0;
 	/* Entries the caller may not open are hidden, unless show_denied. */
 	for (size_t i = 0; keys && secret_table_at(keys, i, &e) && r >= 0; i++) {
 		const char *path = child_path(n, e.name, pathbuf, sizeof(pathbuf));

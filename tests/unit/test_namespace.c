@@ -425,13 +425,22 @@ static void test_from_json_unsafe_keys(void **state)
 		json_t *v = json_pack("{sssssi}", "good", "hunter2value", keys[i], "v", "zz", 1);
 
 		assert_non_null(v);
-		assert_int_equal(ns_secret_from_json(v, NS_JSON_BASE64, &s, reason, sizeof(reason)),
+		/* Strict (the file store): an error naming the key, never the values. */
+		assert_int_equal(ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &s,
+						     reason, sizeof(reason)),
 				 -EINVAL);
 		assert_ptr_equal(s, sentinel);
 		snprintf(want, sizeof(want), "'%s'", keys[i]);
 		if (!strstr(reason, want))
 			fail_msg("reason '%s' does not name key %s", reason, want);
 		assert_null(strstr(reason, "hunter2value"));
+		/* Otherwise (network stores): the key is hidden, the rest is served. */
+		s = NULL;
+		assert_int_equal(ns_secret_from_json(v, NS_JSON_BASE64, &s, reason, sizeof(reason)),
+				 0);
+		expect_table(s, 2, (const char *const[]){ "good", "zz" },
+			     (const char *const[]){ "hunter2value", "1" }, NULL);
+		secret_unref(s);
 		json_decref(v);
 	}
 	/* Nested objects are values, not directories: their keys are not names. */
