@@ -86,7 +86,7 @@ check: check-unit check-fuzz-replay check-servers check-integration
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
-		SECRETFS_FIXTURES=$(abspath ../shared/fixtures) SECRETFS_TESTDATA=$(abspath tests/data) $$t; done
+		SECRETFS_FIXTURES=$(abspath tests/data/fixtures) SECRETFS_TESTDATA=$(abspath tests/data) $$t; done
 
 # Each tests/fuzz/fuzz_NAME.c is a libFuzzer target with its corpus in tests/fuzz/corpus/NAME/.
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))

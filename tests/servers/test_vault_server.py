@@ -33,7 +33,10 @@ from vault_server import (  # noqa: E402
     spawn_cli,
 )
 
-FIXTURES = os.environ.get("VAULT_FIXTURES", "/work/shared/fixtures/vault")
+FIXTURES = os.environ.get(
+    "VAULT_FIXTURES",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "fixtures", "vault"),
+)
 
 
 # ---------------------------------------------------------------- fixtures

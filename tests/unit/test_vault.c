@@ -37,7 +37,7 @@ static char *fixture_body(const char *name)
 	char *text;
 
 	if (!dir)
-		dir = "../shared/fixtures";
+		dir = "tests/data/fixtures";
 	snprintf(path, sizeof(path), "%s/vault/%s", dir, name);
 	doc = json_load_file(path, 0, &je);
 	if (!doc)
