@@ -25,6 +25,7 @@ enum opt_type {
 	OPT_PATH,
 	OPT_FUSE_OPTIONS,
 	OPT_AUDIT,
+	OPT_CHOICE, /* one of the '|'-separated words in bounds */
 	OPT_BOOL,
 	OPT_DURATION,
 	OPT_COUNT,
@@ -84,7 +85,8 @@ static const struct config_option options[] = {
 	  "must be between 1 and 100" },
 	{ "insecure", "http", "insecure", OPT_BOOL, FIELD(http_insecure), 0, 0, NULL },
 	/* HashiCorp Vault. */
-	{ "vault_auth", "vault", "auth", OPT_PATH, FIELD(vault_auth), 0, 0, NULL },
+	{ "vault_auth", "vault", "auth", OPT_CHOICE, FIELD(vault_auth), 0, 0,
+	  "token|approle|kubernetes" },
 	{ "vault_auth_mount", "vault", "auth_mount", OPT_PATH, FIELD(vault_auth_mount), 0, 0, NULL },
 	{ "vault_token_file", "vault", "token_file", OPT_PATH, FIELD(vault_token_file), 0, 0, NULL },
 	{ "vault_role_id_file", "vault", "role_id_file", OPT_PATH, FIELD(vault_role_id_file), 0, 0,
@@ -95,7 +97,8 @@ static const struct config_option options[] = {
 	  FIELD(vault_remove_secret_id_file), 0, 0, NULL },
 	{ "vault_role", "vault", "role", OPT_PATH, FIELD(vault_role), 0, 0, NULL },
 	{ "vault_jwt_file", "vault", "jwt_file", OPT_PATH, FIELD(vault_jwt_file), 0, 0, NULL },
-	{ "vault_kv_version", "vault", "kv_version", OPT_PATH, FIELD(vault_kv_version), 0, 0, NULL },
+	{ "vault_kv_version", "vault", "kv_version", OPT_CHOICE, FIELD(vault_kv_version), 0, 0,
+	  "auto|1|2" },
 	{ "vault_namespace", "vault", "namespace", OPT_PATH, FIELD(vault_namespace), 0, 0, NULL },
 };
 
@@ -123,7 +126,7 @@ static void string_free(char **s)
 static bool option_is_string(const struct config_option *o)
 {
 	return o->type == OPT_SOURCE || o->type == OPT_PATH || o->type == OPT_FUSE_OPTIONS ||
-	       o->type == OPT_AUDIT;
+	       o->type == OPT_AUDIT || o->type == OPT_CHOICE;
 }
 
 static char **string_field(struct config *c, const struct config_option *o)
@@ -277,6 +280,21 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 		break;
 	case OPT_PATH:
 		break;
+	case OPT_CHOICE: {
+		size_t vl = strlen(value);
+		bool found = false;
+
+		for (const char *w = o->bounds; *w;) {
+			size_t wl = strcspn(w, "|");
+
+			found |= wl == vl && strncmp(w, value, vl) == 0;
+			w += wl + (w[wl] == '|');
+		}
+		if (!found)
+			return set_error(err, errlen, -EINVAL, "expected one of %s, got '%s'",
+					 o->bounds, printable(value));
+		break;
+	}
 	case OPT_AUDIT:
 		if (strcmp(value, "syslog") != 0 && strcmp(value, "stderr") != 0 && value[0] != '/')
 			return set_error(err, errlen, -EINVAL,

@@ -326,3 +326,15 @@ def test_version_prints_the_version_and_exits_0(flag):
     if want and os.path.realpath(SECRETFS_BIN).startswith(str(REPO)):
         assert m.group(1) == want
     assert re.search(r"^libfuse \d+\.\d+", r.stdout, re.M), r.stdout
+
+
+def test_help_names_every_setting_of_the_config_table():
+    """Every -o setting in src/config.c's table is in --help, so the help cannot fall behind."""
+    table = (REPO / "src" / "config.c").read_text()
+    names = re.findall(r'^\s*\{ "([a-z_0-9]+)", "[a-z]+", "[a-z_]+", OPT_', table, re.M)
+    assert len(names) > 20, "the option table was not found in src/config.c"
+    # Positional arguments and -f/-d have their own spelling; fuse_options is for the file.
+    spelled_otherwise = {"source", "mountpoint", "foreground", "debug", "fuse_options"}
+    text = run_secretfs(["--help"]).stdout
+    missing = [n for n in names if n not in spelled_otherwise and not re.search(rf"\b{n}\b", text)]
+    assert not missing, f"settings missing from --help: {missing}"

@@ -585,6 +585,48 @@ static void test_load_directory(void **state)
 	config_done(&c);
 }
 
+/* examples/vault.conf stays loadable and says what it documents. */
+static void test_example_vault_file(void **state)
+{
+	const char *dir = getenv("SECRETFS_TESTDATA");
+	char path[4096], err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	if (!dir) {
+		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/../../examples/vault.conf", dir);
+	config_init(&c);
+	if (config_load(&c, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.source, "vault:https://vault.example.com:8200/secret");
+	assert_string_equal(c.vault_auth, "approle");
+	assert_string_equal(c.vault_kv_version, "auto");
+	assert_string_equal(c.http_ca_file, "/etc/secretfs/vault-ca.pem");
+	assert_int_equal(c.http_max_body, 1024 * 1024);
+	assert_int_equal(c.http_max_attempts, 4);
+	assert_false(c.http_insecure);
+	config_done(&c);
+}
+
+static void test_choice_values(void **state)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	config_init(&c);
+	assert_int_equal(config_set(&c, "vault_auth", "approle", err, sizeof(err)), 0);
+	assert_string_equal(c.vault_auth, "approle");
+	assert_int_equal(config_set(&c, "vault_auth", "ldap", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "token|approle|kubernetes"));
+	assert_string_equal(c.vault_auth, "approle");
+	assert_int_equal(config_set(&c, "vault_kv_version", "2", err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "vault_kv_version", "3", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_set(&c, "vault_kv_version", "", err, sizeof(err)), -EINVAL);
+	config_done(&c);
+}
+
 static void test_example_file(void **state)
 {
 	const char *dir = getenv("SECRETFS_TESTDATA");
@@ -634,6 +676,8 @@ int main(void)
 		cmocka_unit_test(test_load_missing),
 		cmocka_unit_test(test_load_directory),
 		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_example_vault_file),
+		cmocka_unit_test(test_choice_values),
 	};
 	/* clang-format on */
 
