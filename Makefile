@@ -56,7 +56,7 @@ DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 # Debian packages: to build, to run, and to test.
 DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev
 DEB_RUN := fuse3
-DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac openssl util-linux procps passwd
+DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
 	deps test-deps demo demo-stop bench test fuzz
@@ -79,6 +79,12 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libsecretfs.a
 	$(CC) $(ALL_CFLAGS) $(shell $(PKG_CONFIG) --cflags $(TEST_PKGS)) -Itests/unit \
 		$(ALL_LDFLAGS) -o $@ $< $(BUILD)/libsecretfs.a $(LIBS) \
 		$(shell $(PKG_CONFIG) --libs $(TEST_PKGS))
+
+# The signer as a JSON-lines filter, for the differential test against botocore
+# (tests/integration/test_sigv4_botocore.py finds it through SECRETFS_BUILD).
+$(BUILD)/tests/sigv4_tool: tests/unit/sigv4_tool.c $(BUILD)/libsecretfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libsecretfs.a $(LIBS)
 
 -include $(DEPS)
 
@@ -127,8 +133,9 @@ $(FUZZ_BUILD)/%.o: %.c
 check-servers:
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/servers
 
-check-integration: $(BUILD)/secretfs
+check-integration: $(BUILD)/secretfs $(BUILD)/tests/sigv4_tool
 	SECRETFS_BIN=$(abspath $(BUILD)/secretfs) SECRETFS_SANITIZER=$(SANITIZER) \
+		SECRETFS_BUILD=$(abspath $(BUILD)) \
 		$(PYTHON) -m pytest -v -p no:cacheprovider tests/integration
 
 # The README's test command: install what is missing, then run every test.

@@ -53,7 +53,7 @@
 struct aws_credentials {
 	char *access_key_id;
 	char *secret_access_key;
-	char *session_token;      /* NULL: long-term credentials */
+	char *session_token;	  /* NULL: long-term credentials */
 	uint64_t expiration_usec; /* CLOCK_REALTIME; 0: never expires */
 };
 
@@ -70,8 +70,9 @@ struct sigv4_request {
 	 * signed.
 	 */
 	const char *host;
-	const char *path;  /* as sent (already percent-encoded); NULL or "": "/"; else starts with '/' */
-	const char *query; /* as sent, without '?'; NULL: none */
+	/* As sent (already percent-encoded), from its first '/'; NULL or "": "/". */
+	const char *path;
+	const char *query; /* as sent, without the '?'; NULL: none */
 	/*
 	 * Every other header that will be sent, in the order sent.  Host,
 	 * X-Amz-Date, X-Amz-Security-Token, Authorization and Date are the
@@ -100,13 +101,13 @@ struct sigv4_request {
 
 /* The result of sigv4_sign(); release with sigv4_signed_done(). */
 struct sigv4_signed {
-	char amz_date[17];       /* X-Amz-Date: "YYYYMMDDTHHMMSSZ" */
+	char amz_date[17];	 /* X-Amz-Date: "YYYYMMDDTHHMMSSZ" */
 	char content_sha256[65]; /* the hashed payload as signed (hex, or the caller's value) */
-	char *host;              /* Host, as signed */
-	char *authorization;     /* Authorization: "AWS4-HMAC-SHA256 Credential=..." */
-	char *security_token;    /* X-Amz-Security-Token (a copy); NULL without a token */
+	char *host;		 /* Host, as signed */
+	char *authorization;	 /* Authorization: "AWS4-HMAC-SHA256 Credential=..." */
+	char *security_token;	 /* X-Amz-Security-Token (a copy); NULL without a token */
 	char *canonical_request; /* SIGV4_KEEP_TEXT only, else NULL; may hold the token */
-	char *string_to_sign;    /* SIGV4_KEEP_TEXT only, else NULL */
+	char *string_to_sign;	 /* SIGV4_KEEP_TEXT only, else NULL */
 };
 
 /*
@@ -155,8 +156,8 @@ void sigv4_cache_clear(void);
 /* Counters of the key cache, for tests and diagnostics. */
 struct sigv4_cache_stats {
 	uint64_t derivations; /* signing keys derived since start (cached or not) */
-	uint64_t hits;        /* signatures that reused a cached key */
-	size_t entries;       /* slots in use */
+	uint64_t hits;	      /* signatures that reused a cached key */
+	size_t entries;	      /* slots in use */
 	size_t capacity;      /* slots in all */
 	/*
 	 * Non-zero bytes left in the key material of all slots, used or free:
