@@ -4,7 +4,7 @@
 #   make check                   unit tests (cmocka), fuzz corpus replay and integration tests
 #                                (pytest, needs /dev/fuse)
 #   make SANITIZER=address,undefined check
-#   make install PREFIX=/usr DESTDIR=...
+#   make install PREFIX=/usr DESTDIR=...   binary, systemd units, man pages, examples
 #   make deps / make test-deps   install the Debian packages that are missing
 #   make demo                    build and mount examples/store.json at $(DEMO_MNT)
 #   make bench                   run the benchmark in bench/
@@ -28,8 +28,17 @@ SANITIZER ?=
 comma := ,
 BUILD ?= build$(if $(SANITIZER),-$(subst $(comma),-,$(SANITIZER)))
 
-PKGS := fuse3 jansson inih openssl libcurl
+PKGS := fuse3 jansson inih openssl libcurl libsystemd
 TEST_PKGS := cmocka
+
+# Units go where systemd looks: its own directory for PREFIX=/usr (pkg-config
+# systemd), PREFIX/lib/systemd/system otherwise (/usr/local/lib/systemd/system
+# is on systemd's search path too).  Their ExecStart= is rewritten to BINDIR.
+SYSTEMDUNITDIR ?= $(if $(filter /usr,$(PREFIX)),$(or $(shell $(PKG_CONFIG) \
+	--variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system),$(PREFIX)/lib/systemd/system)
+UNITS := secretfs.service secretfs@.service
+MAN5 := docs/secretfs.conf.5
+MAN8 := docs/secretfs.8
 
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
 	-Wmissing-declarations -Wno-unused-parameter -Werror
@@ -54,9 +63,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
 # Debian packages: to build, to run, and to test.
-DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev
-DEB_RUN := fuse3
-DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd
+DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev \
+	libsystemd-dev
+DEB_RUN := fuse3 libsystemd0
+DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
+	systemd man-db groff-base
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
 	deps test-deps demo demo-stop bench test fuzz
@@ -167,16 +178,23 @@ bench: all
 	$(MAKE) -C bench
 	bench/run $(abspath $(BUILD)/secretfs)
 
+# mount.fuse3 runs `secretfs` from PATH for fuse.secretfs: no /sbin/mount.secretfs needed.
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)/examples
 	install -m 0755 $(BUILD)/secretfs $(DESTDIR)$(BINDIR)/secretfs
-	install -m 0644 examples/secretfs.conf examples/store.json $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	set -e; for u in $(UNITS); do \
+		sed 's|/usr/bin/secretfs|$(BINDIR)/secretfs|' systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
+	install -m 0644 $(wildcard examples/*) $(DESTDIR)$(DOCDIR)/examples/
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
-	if [ -f docs/secretfs.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
-		install -m 0644 docs/secretfs.1 $(DESTDIR)$(MANDIR)/man1/; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/secretfs $(DESTDIR)$(MANDIR)/man1/secretfs.1
+	rm -f $(DESTDIR)$(BINDIR)/secretfs $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8))) \
+		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 format:

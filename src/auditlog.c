@@ -62,9 +62,13 @@ enum auditlog_kind {
 	AUDITLOG_STDERR,
 };
 
+/*
+ * kind, path and fd change only in auditlog_reopen() and auditlog_retarget(),
+ * which the one reload thread calls; it may read them without the lock.
+ */
 struct auditlog {
-	enum auditlog_kind kind;
-	char *path; /* file target only; immutable */
+	enum auditlog_kind kind; /* protected by lock */
+	char *path;		 /* file target only; protected by lock */
 	pthread_mutex_t lock;
 	int fd;		       /* protected by lock; -1 for syslog */
 	uint64_t records;      /* atomic */
@@ -224,6 +228,52 @@ int auditlog_reopen(struct auditlog *a, char *err, size_t errlen)
 	pthread_mutex_unlock(&a->lock);
 	/* No writer can hold the old descriptor now: they all take the lock to use it. */
 	close(old);
+	return 0;
+}
+
+int auditlog_retarget(struct auditlog *a, const char *target, char *err, size_t errlen)
+{
+	enum auditlog_kind kind, old_kind;
+	char *path = NULL, *old_path;
+	int fd = -1, old_fd, r;
+
+	assert(a && target);
+	if (strcmp(target, "syslog") == 0)
+		kind = AUDITLOG_SYSLOG;
+	else if (strcmp(target, "stderr") == 0)
+		kind = AUDITLOG_STDERR;
+	else if (target[0] == '/')
+		kind = AUDITLOG_FILE;
+	else
+		return set_error(err, errlen, -EINVAL,
+				 "%s: not \"syslog\", \"stderr\" or an absolute path", target);
+	if (kind == a->kind && (kind != AUDITLOG_FILE || strcmp(target, a->path) == 0))
+		return auditlog_reopen(a, err, errlen);
+	/* A daemon's stderr is /dev/null: whether it still has one is main's to know. */
+	if (kind == AUDITLOG_STDERR || a->kind == AUDITLOG_STDERR)
+		return set_error(err, errlen, -EINVAL,
+				 "switching the audit log to or from stderr needs a restart");
+	if (kind == AUDITLOG_FILE) {
+		path = strdup(target);
+		if (!path)
+			return set_error(err, errlen, -ENOMEM, "out of memory");
+		r = open_file(path, &fd, err, errlen);
+		if (r < 0) {
+			free(path);
+			return r;
+		}
+	}
+	pthread_mutex_lock(&a->lock);
+	old_kind = a->kind;
+	old_fd = a->fd;
+	old_path = a->path;
+	a->kind = kind;
+	a->fd = fd;
+	a->path = path;
+	pthread_mutex_unlock(&a->lock);
+	if (old_kind == AUDITLOG_FILE)
+		close(old_fd);
+	free(old_path);
 	return 0;
 }
 
@@ -459,14 +509,17 @@ int auditlog_write(struct auditlog *a, const struct auditlog_record *r)
 	n = format_record(buf, sizeof(buf), r);
 	if (n < 0) {
 		ret = n;
-	} else if (a->kind == AUDITLOG_SYSLOG) {
-		/* syslog(3) locks on its own and reports no failure. */
-		buf[n - 1] = '\0';
-		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", buf);
-		ret = 0;
 	} else {
+		/* Under the lock even for syslog: a reload may switch the target. */
 		pthread_mutex_lock(&a->lock);
-		ret = write_line(a->fd, buf, (size_t)n);
+		if (a->kind == AUDITLOG_SYSLOG) {
+			/* syslog(3) reports no failure. */
+			buf[n - 1] = '\0';
+			syslog(LOG_AUTHPRIV | LOG_INFO, "%s", buf);
+			ret = 0;
+		} else {
+			ret = write_line(a->fd, buf, (size_t)n);
+		}
 		pthread_mutex_unlock(&a->lock);
 	}
 	if (ret < 0)

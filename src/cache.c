@@ -41,6 +41,9 @@
 struct cache_entry;
 
 /* One backend call and what it returned, shared by the readers waiting for it. */
+/* How long a transient failure spares the store more questions about a key. */
+#define CACHE_RETRY_HOLD_USEC (1 * USEC_PER_SEC)
+
 struct cache_fetch {
 	struct cache *c;
 	struct cache_entry *e; /* immutable; pinned until this fetch is freed */
@@ -51,6 +54,13 @@ struct cache_fetch {
 	struct secret *value;  /* a reference for the readers, once done; protected by c->lock */
 	char version[BACKEND_VERSION_MAX]; /* protected by c->lock */
 	char reason[BACKEND_REASON_MAX];   /* protected by c->lock */
+	/*
+	 * When readers stop waiting for this fetch (CLOCK_MONOTONIC); immutable.
+	 * It belongs to the fetch, not to each reader: one open(2) is several
+	 * FUSE requests (lookups, getattr, open) that all wait on the same
+	 * fetch, and together they must not wait longer than fetch_timeout.
+	 */
+	struct timespec deadline;
 };
 
 struct cache_entry {
@@ -64,6 +74,14 @@ struct cache_entry {
 	/* For a negative entry, the end of its TTL. */
 	uint64_t stale_until_usec; /* protected by c->lock */
 	bool negative;		   /* -ENOENT is remembered; protected by c->lock */
+	/*
+	 * After a transient failure, the stale value is served without asking
+	 * the store again until then: one open(2) is several FUSE requests, and
+	 * a store that is down must not be asked (and waited for) by each of
+	 * them.  Protected by c->lock.
+	 */
+	uint64_t retry_after_usec;
+	int last_err; /* that failure; protected by c->lock */
 	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
 	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
 	unsigned pins;		   /* fetches pointing here, alive; protected by c->lock */
@@ -339,6 +357,7 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 			memcpy(e->version, info->version, sizeof(e->version));
 			e->negative = false;
 			e->fresh_until_usec = add_usec(now, ttl);
+			e->retry_after_usec = 0;
 			e->stale_until_usec = add_usec(e->fresh_until_usec, c->cfg.stale_usec);
 			lru_touch(c, e);
 		} else if (err == -ENOENT) {
@@ -351,9 +370,12 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 			/*
 			 * A denial or a broken answer ends the entry.  After a
 			 * transient error the expired value stays, times
-			 * unchanged, so the next reader tries the store again.
+			 * unchanged, and the store is asked again after a pause.
 			 */
 			entry_drop_value(c, e);
+		} else {
+			e->retry_after_usec = add_usec(now, CACHE_RETRY_HOLD_USEC);
+			e->last_err = err;
 		}
 	}
 	f->done = true;
@@ -409,6 +431,13 @@ static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetc
 		return -ENOMEM;
 	f->c = c;
 	f->e = e;
+	clock_gettime(CLOCK_MONOTONIC, &f->deadline);
+	f->deadline.tv_sec += (time_t)(c->cfg.fetch_timeout_usec / USEC_PER_SEC);
+	f->deadline.tv_nsec += (long)(c->cfg.fetch_timeout_usec % USEC_PER_SEC) * 1000;
+	if (f->deadline.tv_nsec >= 1000000000L) {
+		f->deadline.tv_sec++;
+		f->deadline.tv_nsec -= 1000000000L;
+	}
 	f->gen = e->gen;
 	f->refs = 1;
 
@@ -444,26 +473,16 @@ static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetc
 	return 0;
 }
 
-/* Waits at most fetch_timeout of real time for @f.  Called with c->lock held. */
+/* Waits for @f until its deadline (real time).  Called with c->lock held. */
 static bool fetch_wait(struct cache *c, struct cache_fetch *f)
 {
-	uint64_t timeout = c->cfg.fetch_timeout_usec;
-	struct timespec deadline;
-
-	if (timeout == 0) {
+	if (c->cfg.fetch_timeout_usec == 0) {
 		while (!f->done)
 			pthread_cond_wait(&c->cond, &c->lock);
 		return true;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += (time_t)(timeout / USEC_PER_SEC);
-	deadline.tv_nsec += (long)(timeout % USEC_PER_SEC) * 1000;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	while (!f->done)
-		if (pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &f->deadline) == ETIMEDOUT)
 			return f->done;
 	return true;
 }
@@ -573,6 +592,14 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 		/* Too old even to serve over an error: a plain miss. */
 		if (now >= e->stale_until_usec)
 			entry_drop_value(c, e);
+		/* The store failed a moment ago: serve stale without asking again. */
+		else if (now < e->retry_after_usec && !e->fetch &&
+			 entry_serve_stale(c, e, now, ret)) {
+			pthread_mutex_unlock(&c->lock);
+			set_reason(reason, reasonlen, "the store failed a moment ago: %s",
+				   errno_desc(e->last_err));
+			return 0;
+		}
 	}
 
 	c->stats.misses++;
@@ -675,4 +702,61 @@ void cache_get_stats(struct cache *c, struct cache_stats *ret)
 	pthread_mutex_lock(&c->lock);
 	*ret = c->stats;
 	pthread_mutex_unlock(&c->lock);
+}
+
+struct secret *cache_peek(struct cache *c, const char *key)
+{
+	struct cache_entry *e;
+	struct secret *v = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	e = entry_find(c, key, hash_key(key));
+	if (e && e->value)
+		v = secret_ref(e->value);
+	pthread_mutex_unlock(&c->lock);
+	return v;
+}
+
+void cache_invalidate(struct cache *c, const char *key)
+{
+	struct cache_entry *e;
+
+	pthread_mutex_lock(&c->lock);
+	e = entry_find(c, key, hash_key(key));
+	if (e) {
+		/* As a flush does for a running fetch: its result predates the request. */
+		e->fresh_until_usec = 0;
+		e->retry_after_usec = 0; /* ask the store now, even right after a failure */
+		e->negative = false;
+		e->gen++;
+		e->fetch = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+int cache_keys(struct cache *c, char ***ret_keys, size_t *ret_n)
+{
+	struct cache_entry *e;
+	char **keys;
+	size_t n = 0;
+
+	pthread_mutex_lock(&c->lock);
+	keys = calloc(c->stats.entries + 1, sizeof(*keys));
+	for (e = c->lru_head; keys && e; e = e->lru_next) {
+		keys[n] = strdup(e->key);
+		if (!keys[n]) {
+			while (n > 0)
+				free(keys[--n]);
+			free(keys);
+			keys = NULL;
+		} else {
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!keys)
+		return -ENOMEM;
+	*ret_keys = keys;
+	*ret_n = n;
+	return 0;
 }

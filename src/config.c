@@ -70,6 +70,9 @@ static const struct config_option options[] = {
 	{ "policy", "access", "policy", OPT_PATH, FIELD(policy), 0, 0, NULL },
 	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
 	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
+	/* The admin control socket; checked when it is created (control.c). */
+	{ "control", "control", "socket", OPT_PATH, FIELD(control), 0, 0, NULL },
+	{ "control_admin", "control", "admin_uid", OPT_PATH, FIELD(control_admin), 0, 0, NULL },
 	/* The HTTP layer of the network backends. */
 	{ "ca_file", "http", "ca_file", OPT_PATH, FIELD(http_ca_file), 0, 0, NULL },
 	{ "ca_path", "http", "ca_path", OPT_PATH, FIELD(http_ca_path), 0, 0, NULL },
@@ -100,6 +103,13 @@ static const struct config_option options[] = {
 	{ "vault_kv_version", "vault", "kv_version", OPT_CHOICE, FIELD(vault_kv_version), 0, 0,
 	  "auto|1|2" },
 	{ "vault_namespace", "vault", "namespace", OPT_PATH, FIELD(vault_namespace), 0, 0, NULL },
+	/* AWS Secrets Manager and Parameter Store. */
+	{ "aws_profile", "aws", "profile", OPT_PATH, FIELD(aws_profile), 0, 0, NULL },
+	{ "aws_version_stage", "aws", "version_stage", OPT_PATH, FIELD(aws_version_stage), 0, 0,
+	  NULL },
+	/* ListSecrets has a small quota and lags about 5 minutes: listings keep their own time. */
+	{ "aws_list_ttl", "aws", "list_ttl", OPT_DURATION, FIELD(aws_list_ttl_usec), 0, UINT64_MAX,
+	  NULL },
 };
 
 void config_init(struct config *c)
@@ -112,6 +122,7 @@ void config_init(struct config *c)
 		.fetch_timeout_usec = 5 * USEC_PER_SEC,
 		.cache_max_entries = 10000,
 		.cache_max_bytes = 4 * 1024 * 1024,
+		.aws_list_ttl_usec = 300 * USEC_PER_SEC,
 	};
 }
 
@@ -471,13 +482,13 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 
 	if (!*section) {
 		load_error(ctx, -EINVAL,
-			   "key '%s': outside of any section, put it under [secretfs], [cache], [access], [http] or [vault]",
+			   "key '%s': outside of any section, put it under [secretfs], [cache], [access], [control], [http], [vault] or [aws]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
-			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], [access], [http] or [vault]",
+			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], [access], [control], [http], [vault] or [aws]",
 			   section, key, section);
 		return 0;
 	}

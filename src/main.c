@@ -27,11 +27,13 @@
 
 #include "secretfs/auditlog.h"
 #include "secretfs/config.h"
+#include "secretfs/control.h"
 #include "secretfs/fs.h"
 #include "secretfs/http.h"
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
 #include "secretfs/policy.h"
+#include "secretfs/service.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
 
@@ -40,11 +42,13 @@ enum {
 	KEY_CONFIG,
 	KEY_HELP,
 	KEY_VERSION,
+	KEY_READY_FILE,
 };
 
 /* What the command line said, before the config file is known. */
 struct cmdline {
 	char *config_path;
+	char *ready_file; /* --ready-file PATH */
 	char *nonopt[2];
 	int nnonopt;
 	char **settings; /* "key=value" from -o, applied after the config file */
@@ -58,6 +62,8 @@ static const struct fuse_opt our_opts[] = {
 	FUSE_OPT_KEY("config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config=", KEY_CONFIG),
 	FUSE_OPT_KEY("--config ", KEY_CONFIG),
+	FUSE_OPT_KEY("--ready-file=", KEY_READY_FILE),
+	FUSE_OPT_KEY("--ready-file ", KEY_READY_FILE),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -71,6 +77,7 @@ static void usage(FILE *f)
 		"usage: secretfs [OPTIONS] SOURCE MOUNTPOINT\n"
 		"       secretfs --config FILE [MOUNTPOINT]\n"
 		"       secretfs check-policy FILE USER [--exe PATH] PATH\n"
+		"       secretfs ctl [--socket PATH] status|metrics|flush|refresh|reload [PATH]\n"
 		"\n"
 		"Shows the secrets of SOURCE as read-only files under MOUNTPOINT.\n"
 		"\n"
@@ -78,6 +85,8 @@ static void usage(FILE *f)
 		"    file:PATH              a JSON document mapping secret paths to values\n"
 		"    vault:https://HOST:PORT/MOUNT[/PREFIX]  a HashiCorp Vault KV mount (v1 or v2)\n"
 		"    vault:MOUNT[/PREFIX]   the same, the server from VAULT_ADDR\n"
+		"    aws-sm:REGION[/PREFIX] AWS Secrets Manager (aws-sm: takes AWS_REGION)\n"
+		"    aws-ssm:REGION[/PATH]  AWS Systems Manager Parameter Store, the tree under PATH\n"
 		"\n"
 		"Options:\n"
 		"    -h, --help             print this help and exit\n"
@@ -86,6 +95,7 @@ static void usage(FILE *f)
 		"    -d                     debug: log every request (implies -f)\n"
 		"    --config FILE          read settings from FILE (INI; see secretfs.conf)\n"
 		"    -o config=FILE         the same\n"
+		"    --ready-file PATH      create PATH once the mount is served; removed at exit\n"
 		"    -o ttl=DURATION        how long a fetched value is fresh (default 300s)\n"
 		"    -o stale_ttl=DURATION  how long past that a value is served when the\n"
 		"                           store fails transiently (default 24h)\n"
@@ -115,9 +125,23 @@ static void usage(FILE *f)
 		"    -o vault_role=ROLE, vault_jwt_file=F    Kubernetes login\n"
 		"    -o vault_auth_mount=PATH, vault_namespace=NS, vault_kv_version=auto|1|2\n"
 		"\n"
+		"AWS ([aws] in the config file; the AWS_* environment is read as the SDKs do):\n"
+		"    -o aws_profile=NAME    the shared-files profile (default AWS_PROFILE, default);\n"
+		"                           naming one skips AWS_ACCESS_KEY_ID, as --profile does\n"
+		"    -o aws_version_stage=STAGE  Secrets Manager staging label (default AWSCURRENT)\n"
+		"    -o aws_list_ttl=DURATION    how long a listing is kept (default 5m)\n"
+		"\n"
+		"Control ([control] in the config file; see secretfs ctl --help):\n"
+		"    -o control=PATH|auto   serve the admin socket (status, metrics, flush, refresh,\n"
+		"                           reload); auto: $RUNTIME_DIRECTORY/secretfs.sock or\n"
+		"                           /run/secretfs/NAME.sock after the mountpoint\n"
+		"    -o control_admin=USER  a user (name or uid) who may use it besides root\n"
+		"\n"
 		"DURATION is a number of seconds or has a unit: 250ms, 30s, 5m, 2h, 1d.\n"
 		"SIZE is a number of bytes or has a unit: 64K, 4M, 1G.\n"
 		"Command-line options override the config file.\n"
+		"SIGHUP re-reads the policy and the audit settings (from the config file too)\n"
+		"and reopens the audit file; other settings need a restart.\n"
 		"\n"
 		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Without a policy only the\n"
 		"user who mounts can read. Secret files are opened with direct_io: a shared mmap(2) of them\n"
@@ -175,6 +199,13 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			arg++;
 		cl->config_path = strdup(arg);
 		return 0;
+	case KEY_READY_FILE:
+		free(cl->ready_file);
+		arg += strlen("--ready-file");
+		while (*arg == '=' || *arg == ' ')
+			arg++;
+		cl->ready_file = strdup(arg);
+		return cl->ready_file ? 0 : -1;
 	case KEY_HELP:
 		cl->help = true;
 		return 0;
@@ -189,6 +220,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 static void cmdline_done(struct cmdline *cl)
 {
 	free(cl->config_path);
+	free(cl->ready_file);
 	for (int i = 0; i < cl->nnonopt; i++)
 		free(cl->nonopt[i]);
 	for (size_t i = 0; i < cl->nsettings; i++)
@@ -435,30 +467,133 @@ static int check_allow_other(void)
  * SIGHUP reloads the policy and reopens the audit file.  It is blocked in
  * every thread and taken here with sigwait(), so libfuse's own SIGHUP handler
  * (which would end the session) never runs.
+ *
+ * With --config, the file is read again first (with the command line's -o on
+ * top, as at start) for the policy and audit paths.  Nothing else in it is
+ * applied: the source, the mountpoint, the cache, the HTTP and backend
+ * settings and the mount options need a restart, and so does turning the
+ * policy or the audit log on or off (allow_other is fixed at mount time).
  */
 struct reloader {
 	const char *policy_path;
 	struct fs *fs;
 	struct auditlog *audit;
+	const char *audit_target;
+	const struct cmdline *cl; /* the config file and the -o settings, for a reload */
+	struct config cfg;        /* the last re-read config; the paths above point into it */
 	pthread_t thread;
 	bool stop; /* atomic */
 };
 
-static void reload(struct reloader *rl)
+/* A setting that can only be turned on or off by a restart keeps its current value. */
+static int reload_keep(const char *what, const char *now, char **want)
 {
+	if (!now == !*want)
+		return 0;
+	log_warn("%s the %s needs a restart; keeping %s", *want ? "turning on" : "turning off",
+		 what, now ? now : "none");
+	free(*want);
+	*want = now ? strdup(now) : NULL;
+	return now && !*want ? -ENOMEM : 0;
+}
+
+static int reload_config(struct reloader *rl, char *err, size_t errlen)
+{
+	const struct cmdline *cl = rl->cl;
+	struct config c;
+	int r;
+
+	config_init(&c);
+	r = config_load(&c, cl->config_path, err, errlen);
+	for (size_t i = 0; r >= 0 && i < cl->nsettings; i++) {
+		_cleanup_free_ char *key = strdup(cl->settings[i]);
+		char *eq = key ? strchr(key, '=') : NULL;
+
+		if (!eq) {
+			r = -ENOMEM;
+			snprintf(err, errlen, "out of memory");
+			break;
+		}
+		*eq = '\0';
+		r = config_set(&c, key, eq + 1, err, errlen);
+	}
+	if (r >= 0)
+		r = reload_keep("policy", rl->policy_path, &c.policy);
+	if (r >= 0)
+		r = reload_keep("audit log", rl->audit_target, &c.audit);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			snprintf(err, errlen, "%s: out of memory", cl->config_path);
+		config_done(&c);
+		return r;
+	}
+	rl->policy_path = c.policy;
+	rl->audit_target = c.audit;
+	config_done(&rl->cfg);
+	rl->cfg = c;
+	return 0;
+}
+
+/* The first failure of a reload is what `secretfs ctl reload` answers. */
+static void reload_note(char *msg, size_t msglen, const char *what, const char *err,
+			const char *then)
+{
+	if (msg && msglen && !msg[0])
+		snprintf(msg, msglen, "%s%s%s", what, err, then);
+}
+
+/* Returns 0, or -EINVAL with @msg (may be NULL) saying what failed first. */
+static int reload(struct reloader *rl, char *msg, size_t msglen)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	char err[POLICY_ERR_MAX];
+	const char *failed = NULL;
 	struct policy *p;
 
+	if (msg && msglen)
+		msg[0] = '\0';
+	pthread_mutex_lock(&lock);
+	service_reloading();
+	if (rl->cl && rl->cl->config_path) {
+		if (reload_config(rl, err, sizeof(err)) < 0) {
+			log_error("%s; keeping the previous settings", err);
+			reload_note(msg, msglen, "", err, "; keeping the previous settings");
+			failed = "the config file (see the log)";
+		} else {
+			log_info("%s: re-read for the policy and audit settings", rl->cl->config_path);
+		}
+	}
 	if (rl->policy_path) {
 		if (policy_load(rl->policy_path, &p, err, sizeof(err)) < 0) {
 			log_error("%s; keeping the previous policy", err);
+			reload_note(msg, msglen, "", err, "; keeping the previous policy");
+			failed = "the policy (see the log)";
 		} else {
 			fs_set_policy(rl->fs, p);
 			log_info("%s: policy reloaded", rl->policy_path);
 		}
 	}
-	if (rl->audit && auditlog_reopen(rl->audit, err, sizeof(err)) < 0)
+	/* The same target is reopened (logrotate); a new one is opened before the switch. */
+	if (rl->audit && auditlog_retarget(rl->audit, rl->audit_target, err, sizeof(err)) < 0) {
 		log_error("audit log: %s", err);
+		reload_note(msg, msglen, "audit log: ", err, "");
+		failed = "the audit log (see the log)";
+	}
+	if (!failed && msg && msglen)
+		snprintf(msg, msglen, "%s%s%s%s",
+			 rl->policy_path ? "reloaded the policy " : "",
+			 rl->policy_path ? rl->policy_path : "",
+			 rl->policy_path && rl->audit ? " and " : "",
+			 rl->audit ? "reopened the audit log"
+				   : rl->policy_path ? "" : "nothing to reload: no policy, no audit log");
+	service_reloaded(failed);
+	pthread_mutex_unlock(&lock);
+	return failed ? -EINVAL : 0;
+}
+
+static int reload_for_control(void *ctx, char *msg, size_t msglen)
+{
+	return reload(ctx, msg, msglen);
 }
 
 static void *reload_thread(void *arg)
@@ -470,7 +605,7 @@ static void *reload_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
 	while (sigwait(&set, &sig) == 0 && !__atomic_load_n(&rl->stop, __ATOMIC_ACQUIRE))
-		reload(rl);
+		reload(rl, NULL, 0);
 	return NULL;
 }
 
@@ -507,6 +642,8 @@ int main(int argc, char *argv[])
 	struct policy *policy = NULL;
 	struct auditlog *audit = NULL;
 	struct reloader rl = { 0 };
+	struct control *ctl = NULL;
+	char *control_path = NULL;
 	struct config cfg;
 	pthread_t house;
 	bool house_started = false, reloader_started = false;
@@ -517,6 +654,8 @@ int main(int argc, char *argv[])
 	/* A subcommand that needs no mount, no root and no FUSE options. */
 	if (argc >= 2 && strcmp(argv[1], "check-policy") == 0)
 		return policy_check_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+		return control_client_main(argc - 1, argv + 1);
 
 	config_init(&cfg);
 	if (fuse_opt_parse(&args, &cl, our_opts, opt_proc) < 0 || cl.bad)
@@ -551,6 +690,11 @@ int main(int argc, char *argv[])
 	/* libcurl's global state, with wiping allocators: once, before any thread. */
 	if (http_global_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libcurl\n");
+		goto out_opts;
+	}
+	/* Early: a stale ready file goes even when the start fails below. */
+	if (service_init(cl.ready_file, reason, sizeof(reason)) < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
 		goto out_opts;
 	}
 
@@ -636,12 +780,41 @@ int main(int argc, char *argv[])
 	if (r != 0)
 		goto out_unmount;
 	house_started = true;
-	rl = (struct reloader){ .policy_path = cfg.policy, .fs = fs, .audit = audit };
+	rl = (struct reloader){ .policy_path = cfg.policy,
+				.fs = fs,
+				.audit = audit,
+				.audit_target = cfg.audit,
+				.cl = &cl };
 	if (pthread_create(&rl.thread, NULL, reload_thread, &rl) != 0)
 		goto out_unmount;
 	reloader_started = true;
+	/* The admin socket; before readiness, so that "ready" means it answers. */
+	if (cfg.control) {
+		r = control_socket_path(cfg.control, opts.mountpoint, &control_path, reason,
+					sizeof(reason));
+		if (r >= 0 && control_path)
+			r = control_start(&(struct control_params){ .socket_path = control_path,
+								   .admin = cfg.control_admin,
+								   .mountpoint = opts.mountpoint,
+								   .policy_path = cfg.policy,
+								   .source = src,
+								   .fs = fs,
+								   .audit = audit,
+								   .reload = reload_for_control,
+								   .reload_ctx = &rl },
+					  &ctl, reason, sizeof(reason));
+		if (r < 0) {
+			fprintf(stderr, "secretfs: %s\n", reason);
+			goto out_unmount;
+		}
+	}
 
 	log_info("serving %s at %s", cfg.source, opts.mountpoint);
+	/* READY=1 and the ready file: the mount is live, requests queue until the loop runs. */
+	if (service_ready(cfg.source, opts.mountpoint, reason, sizeof(reason)) < 0) {
+		log_error("%s", reason);
+		goto out_unmount;
+	}
 	daemon_ready(opts.foreground);
 
 	if (opts.singlethread) {
@@ -661,16 +834,19 @@ int main(int argc, char *argv[])
 	log_info("unmounting %s", opts.mountpoint);
 
 out_unmount:
+	service_stopping(); /* STOPPING=1, the ready file removed: before the mount goes */
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out_fs:
+	control_stop(ctl); /* it uses the reloader, the fs and the source */
 	if (reloader_started) {
 		__atomic_store_n(&rl.stop, true, __ATOMIC_RELEASE);
 		pthread_kill(rl.thread, SIGHUP);
 		pthread_join(rl.thread, NULL);
+		config_done(&rl.cfg);
 	}
 	if (house_started) {
 		pthread_mutex_lock(&house_lock);
@@ -687,9 +863,11 @@ out_opts:
 	if (policy)
 		policy_unref(policy);
 	auditlog_close(audit);
+	service_done();
 	fuse_loop_cfg_destroy(loop_cfg);
 	http_global_cleanup();
 	free(opts.mountpoint);
+	free(control_path);
 out_args:
 	fuse_opt_free_args(&args);
 	cmdline_done(&cl);

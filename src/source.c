@@ -1,5 +1,9 @@
 /*
  * source.c - a backend plus the caches in front of it.
+ *
+ * The cache calls the backend through the two functions below, which time
+ * every call and count it by outcome for the metrics.  They run on the
+ * cache's fetch threads only, so a cache hit never reaches them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -8,22 +12,74 @@
 
 #include "secretfs/log.h"
 #include "secretfs/source.h"
+#include "secretfs/util.h"
+
+static void op_record(struct source_op_metrics *m, int r, uint64_t start_usec)
+{
+	uint64_t end = now_usec();
+
+	metrics_errno_count(&m->outcomes, r < 0 ? r : 0);
+	metrics_histogram_observe(&m->duration, end > start_usec ? end - start_usec : 0);
+}
+
+/*
+ * Holds backends to DESIGN section 8's error set, so the cache's idea of
+ * "transient" and the reader's errno mean the same for every store.
+ */
+static int normalise_error(int r)
+{
+	switch (r) {
+	case -ENOENT:
+	case -EACCES:
+	case -EAGAIN:
+	case -ETIMEDOUT:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+	case -ENOMEM:
+	case -EIO:
+		return r;
+	default:
+		return r < 0 ? -EIO : r;
+	}
+}
 
 static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
 		       struct backend_info *ret_info, char *reason, size_t reasonlen)
 {
-	struct backend *b = ctx;
+	struct source *s = ctx;
+	struct backend *b = s->backend;
+	uint64_t start = now_usec();
+	int r;
 
-	return b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
+	r = b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
+	op_record(&s->fetch_metrics, r, start);
+	return normalise_error(r);
 }
 
 static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
 			 struct backend_info *ret_info, char *reason, size_t reasonlen)
 {
-	struct backend *b = ctx;
+	struct source *s = ctx;
+	struct backend *b = s->backend;
+	uint64_t start = now_usec();
+	int r;
 
 	*ret_info = (struct backend_info){ .version = "" };
-	return b->ops->list(b, key, ret_value, reason, reasonlen);
+	r = b->ops->list(b, key, ret_value, reason, reasonlen);
+	op_record(&s->list_metrics, r, start);
+	return normalise_error(r);
+}
+
+/*
+ * How long a listing is fresh.  AWS's ListSecrets has a small quota and
+ * lags about 5 minutes behind, so the AWS stores' listings keep their own
+ * time (aws_list_ttl); every other store's follow the values' ttl.
+ */
+static uint64_t listing_ttl(const struct config *cfg, const struct backend *b)
+{
+	return strncmp(b->ops->scheme, "aws-", 4) == 0 ? cfg->aws_list_ttl_usec : cfg->ttl_usec;
 }
 
 static void on_changed(void *ctx)
@@ -60,11 +116,12 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 	r = backend_open(cfg->source, cfg, &ev, &s->backend, reason, reasonlen);
 	if (r < 0)
 		goto fail;
-	r = cache_new(&cc, fetch_value, s->backend, &s->values);
+	r = cache_new(&cc, fetch_value, s, &s->values);
 	if (r >= 0 && s->backend->ops->list) {
 		/* Listings hold names only; bound them by count, not by the value budget. */
 		cc.max_bytes = 0;
-		r = cache_new(&cc, fetch_listing, s->backend, &s->listings);
+		cc.ttl_usec = listing_ttl(cfg, s->backend);
+		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
 	if (r < 0) {
 		snprintf(reason, reasonlen, "cannot set up the cache: %s", strerror(-r));
@@ -102,7 +159,20 @@ void source_close(struct source *s)
 int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
 		 size_t reasonlen)
 {
-	return cache_get(s->values, id, ret, reason, reasonlen);
+	static uint64_t last_usec; /* rate limit for the message below */
+	int r = cache_get(s->values, id, ret, reason, reasonlen);
+	uint64_t now;
+
+	/* A stale serve is a failure too: say so, at most once a second. */
+	if (r >= 0 && ret->state == CACHE_STALE) {
+		now = now_usec();
+		if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) >= USEC_PER_SEC) {
+			__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
+			log_warn("%s: serving a stale value of '%s': %s", s->backend->source, id,
+				 reason[0] ? reason : "the store failed");
+		}
+	}
+	return r;
 }
 
 int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,

@@ -147,3 +147,13 @@ void wipe_free(void *p, size_t len)
 	explicit_bzero(p, len);
 	free(p);
 }
+
+int format_rfc3339(uint64_t realtime_usec, char *buf, size_t len)
+{
+	time_t t = (time_t)(realtime_usec / USEC_PER_SEC);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -EINVAL;
+	return 0;
+}

@@ -51,6 +51,14 @@ void auditlog_close(struct auditlog *a);
 /* Reopens a file target (after logrotate moved it); a no-op for the others. */
 int auditlog_reopen(struct auditlog *a, char *err, size_t errlen);
 /*
+ * A reload: points the log at @target ("syslog" or an absolute file path),
+ * or reopens it when @target is the current one.  The new file is opened
+ * before the switch, so on error the log keeps its old target.  Switching
+ * to or from "stderr" is refused (-EINVAL): that needs a restart.  Called
+ * from one thread at a time, like auditlog_reopen().
+ */
+int auditlog_retarget(struct auditlog *a, const char *target, char *err, size_t errlen);
+/*
  * Writes one record.  Returns 0, or a negative errno when the write failed
  * (counted; the caller may warn, rate-limited).  Never blocks on a full
  * disk or a slow reader beyond one write(2).

@@ -22,6 +22,7 @@
 #include "secretfs/secret.h"
 
 struct config;
+struct json_t; /* jansson's json_t, for describe() */
 
 #define BACKEND_VERSION_MAX 64
 #define BACKEND_REASON_MAX  256
@@ -85,6 +86,15 @@ struct backend_ops {
 	 */
 	int (*list)(struct backend *b, const char *prefix, struct secret **ret_listing,
 		    char *reason, size_t reasonlen);
+	/*
+	 * Adds what an operator wants to know about this instance to the JSON
+	 * object @obj for `secretfs ctl status`: where the store is, how it
+	 * authenticates ("auth": method, state, "token_expires" in RFC 3339,
+	 * "renewable"), a document version.  Never a token, a key or a value.
+	 * Called from the control thread at any time after init; must be
+	 * thread-safe.  Returns 0 or -ENOMEM.  Optional.
+	 */
+	int (*describe)(struct backend *b, struct json_t *obj);
 };
 
 struct backend {

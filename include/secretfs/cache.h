@@ -85,4 +85,25 @@ void cache_flush(struct cache *c, const char *key);
 void cache_expire(struct cache *c);
 void cache_get_stats(struct cache *c, struct cache_stats *ret);
 
+/*
+ * For the control interface (status, flush, refresh); none of these fetch or
+ * count a hit or a miss.
+ *
+ * cache_peek: a new reference to the value cached for @key, fresh or stale,
+ * or NULL when there is none.
+ */
+struct secret *cache_peek(struct cache *c, const char *key);
+/*
+ * Makes the next cache_get() of @key fetch again (a fetch already running is
+ * left to finish but its result is not stored), while the value stays
+ * available as a stale one should that fetch fail transiently.
+ */
+void cache_invalidate(struct cache *c, const char *key);
+/*
+ * Every key with an entry (a value, a remembered not-found or a fetch under
+ * way), most recently used first: *ret_keys is a malloc'ed array of @ret_n
+ * malloc'ed strings.  Returns 0 or -ENOMEM.
+ */
+int cache_keys(struct cache *c, char ***ret_keys, size_t *ret_n);
+
 #endif

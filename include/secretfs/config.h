@@ -31,6 +31,10 @@ struct config {
 	bool show_denied;   /* list entries the caller may not open */
 	char *audit;        /* "syslog", "stderr", an absolute path, or NULL */
 
+	/* [control]: the admin socket (see control.h). */
+	char *control;	     /* socket path, "auto", or NULL: no control socket */
+	char *control_admin; /* a user name or uid besides root, or NULL */
+
 	/* [http]: every network backend; 0 / NULL means the http layer's default. */
 	char *http_ca_file;
 	char *http_ca_path;
@@ -53,6 +57,11 @@ struct config {
 	char *vault_jwt_file;
 	char *vault_kv_version; /* "auto" (default), "1", "2" */
 	char *vault_namespace;
+
+	/* [aws]: aws-sm and aws-ssm; NULL means "as the AWS SDKs decide". */
+	char *aws_profile;	     /* default: AWS_PROFILE, else "default" */
+	char *aws_version_stage;     /* Secrets Manager staging label; default AWSCURRENT */
+	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */

@@ -33,6 +33,13 @@ void fs_set_policy(struct fs *fs, struct policy *p);
 /* The session the ops run in, for notifications to the kernel. */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
 
+struct fs_stats {
+	uint64_t access_denied; /* opens, listings and access(2) the decision refused */
+};
+
+/* Thread-safe; for the control interface. */
+void fs_get_stats(struct fs *fs, struct fs_stats *ret);
+
 extern const struct fuse_lowlevel_ops fs_ops;
 
 #endif

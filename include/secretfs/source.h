@@ -10,11 +10,20 @@
 #include "secretfs/backend.h"
 #include "secretfs/cache.h"
 #include "secretfs/config.h"
+#include "secretfs/metrics.h"
+
+/* Every call into the backend, timed and counted by outcome (lock-free). */
+struct source_op_metrics {
+	struct metrics_errno_counter outcomes; /* 0 = ok, else the errno returned */
+	struct metrics_histogram duration;
+};
 
 struct source {
 	struct backend *backend;
 	struct cache *values;
 	struct cache *listings; /* NULL when the backend cannot list */
+	struct source_op_metrics fetch_metrics; /* backend fetch calls */
+	struct source_op_metrics list_metrics;	/* backend list calls */
 };
 
 /* Opens the backend of cfg->source and checks it is usable.  No threads yet. */

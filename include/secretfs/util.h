@@ -46,4 +46,7 @@ int parse_uint(const char *s, uint64_t max, uint64_t *ret);
 /* Wipes and frees a heap string; NULL is a no-op. */
 void wipe_free(void *p, size_t len);
 
+/* A CLOCK_REALTIME time as RFC 3339 UTC, "2026-11-26T12:00:00Z"; @len >= 21.  0 or -EINVAL. */
+int format_rfc3339(uint64_t realtime_usec, char *buf, size_t len);
+
 #endif

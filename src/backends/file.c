@@ -401,6 +401,26 @@ static int file_list(struct backend *b, const char *prefix, struct secret **ret_
 	return r;
 }
 
+/* For `secretfs ctl status`: which document, which version of it (its mtime). */
+static int file_describe(struct backend *b, struct json_t *obj)
+{
+	struct file_store *fs = b->priv;
+	json_t *auth = json_object();
+	int r = 0;
+
+	if (!auth)
+		return -ENOMEM;
+	r |= json_object_set_new(auth, "method", json_string("file permissions"));
+	r |= json_object_set_new(auth, "state", json_string("ok"));
+	r |= json_object_set_new(obj, "path", json_string(fs->path));
+	pthread_rwlock_rdlock(&fs->lock);
+	r |= json_object_set_new(obj, "version", json_string(fs->version));
+	r |= json_object_set_new(obj, "secrets", json_integer((json_int_t)fs->nids));
+	pthread_rwlock_unlock(&fs->lock);
+	r |= json_object_set_new(obj, "auth", auth);
+	return r ? -ENOMEM : 0;
+}
+
 const struct backend_ops file_backend_ops = {
 	.scheme = "file",
 	.init = file_init,
@@ -409,4 +429,5 @@ const struct backend_ops file_backend_ops = {
 	.done = file_done,
 	.fetch = file_fetch,
 	.list = file_list,
+	.describe = file_describe,
 };

@@ -13,6 +13,8 @@
 static const struct backend_ops *const registry[] = {
 	&file_backend_ops,
 	&vault_backend_ops,
+	&aws_sm_backend_ops,
+	&aws_ssm_backend_ops,
 };
 
 int backend_open(const char *source, const struct config *cfg,
@@ -51,7 +53,7 @@ int backend_open(const char *source, const struct config *cfg,
 		*ret = b;
 		return 0;
 	}
-	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file, vault)",
+	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file, vault, aws-sm, aws-ssm)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }

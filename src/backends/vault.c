@@ -1263,6 +1263,86 @@ static void vault_done(struct backend *b)
 	b->priv = NULL;
 }
 
+/* ---- status ---- */
+
+static const char *auth_method_name(enum vault_auth_method m)
+{
+	switch (m) {
+	case AUTH_TOKEN:
+		return "token";
+	case AUTH_APPROLE:
+		return "approle";
+	case AUTH_KUBERNETES:
+		return "kubernetes";
+	}
+	return "unknown";
+}
+
+/* For `secretfs ctl status`: the token's facts, read under v->lock; never the token. */
+static int vault_describe(struct backend *b, struct json_t *obj)
+{
+	struct vault *v = b->priv;
+	uint64_t ttl, at, now, remaining;
+	bool renewable, capped, have_token, warned;
+	unsigned failures;
+	const char *state;
+	char when[32];
+	json_t *auth;
+	int r = 0;
+
+	pthread_mutex_lock(&v->lock);
+	have_token = v->token != NULL;
+	ttl = v->ti.ttl_usec;
+	at = v->ti_at_usec;
+	renewable = v->ti.renewable;
+	capped = v->capped;
+	failures = v->failures;
+	warned = v->warned_expiry;
+	pthread_mutex_unlock(&v->lock);
+
+	now = now_usec();
+	remaining = ttl == 0 ? 0 : at + ttl > now ? at + ttl - now : 0;
+	if (!have_token)
+		state = "no token";
+	else if (ttl != 0 && remaining == 0)
+		state = "expired";
+	else if (failures > 0)
+		state = v->auth == AUTH_TOKEN ? "renewal failing" : "renewal or login failing";
+	else if (warned || (capped && v->auth == AUTH_TOKEN))
+		state = "expiring"; /* it cannot be renewed any further */
+	else
+		state = "ok";
+
+	auth = json_object();
+	if (!auth)
+		return -ENOMEM;
+	r |= json_object_set_new(auth, "method", json_string(auth_method_name(v->auth)));
+	if (v->auth != AUTH_TOKEN)
+		r |= json_object_set_new(auth, "mount", json_string(v->auth_mount));
+	r |= json_object_set_new(auth, "state", json_string(state));
+	if (have_token && ttl != 0 &&
+	    format_rfc3339(realtime_usec() + remaining, when, sizeof(when)) == 0) {
+		r |= json_object_set_new(auth, "token_expires", json_string(when));
+		r |= json_object_set_new(auth, "token_ttl_seconds",
+					 json_integer((json_int_t)(remaining / USEC_PER_SEC)));
+	} else {
+		/* A root token (ttl 0) never expires. */
+		r |= json_object_set_new(auth, "token_expires", json_null());
+		r |= json_object_set_new(auth, "token_ttl_seconds", json_null());
+	}
+	r |= json_object_set_new(auth, "renewable", json_boolean(renewable));
+	r |= json_object_set_new(auth, "consecutive_failures", json_integer(failures));
+
+	r |= json_object_set_new(obj, "address", json_string(v->base_url));
+	r |= json_object_set_new(obj, "mount", json_string(v->mount));
+	r |= json_object_set_new(obj, "prefix", json_string(v->prefix ? v->prefix : ""));
+	r |= json_object_set_new(obj, "kv_version", json_integer(v->kv_version));
+	r |= json_object_set_new(obj, "namespace",
+				 v->namespace ? json_string(v->namespace) : json_null());
+	r |= json_object_set_new(obj, "auth", auth);
+	return r ? -ENOMEM : 0;
+}
+
 const struct backend_ops vault_backend_ops = {
 	.scheme = "vault",
 	.init = vault_init,
@@ -1271,4 +1351,5 @@ const struct backend_ops vault_backend_ops = {
 	.done = vault_done,
 	.fetch = vault_fetch,
 	.list = vault_list,
+	.describe = vault_describe,
 };

@@ -69,17 +69,23 @@ int access_check(struct access *a, const struct policy *p, const struct caller *
 		 const char *path, bool dir, char *rule, size_t rulelen)
 {
 	struct policy_decision d;
+	bool permit;
 
 	rule[0] = '\0';
-	if (!p)
-		return c->subject.uid == a->owner ? 0 : -EACCES;
-	if (dir)
-		policy_decide_dir(p, path, &c->subject, &d);
-	else
-		policy_decide(p, path, &c->subject, &d);
-	if (d.line)
-		snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
-	return d.permit ? 0 : -EACCES;
+	if (!p) {
+		permit = c->subject.uid == a->owner;
+	} else {
+		if (dir)
+			policy_decide_dir(p, path, &c->subject, &d);
+		else
+			policy_decide(p, path, &c->subject, &d);
+		if (d.line)
+			snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
+		permit = d.permit;
+	}
+	if (!permit)
+		__atomic_fetch_add(&a->denied, 1, __ATOMIC_RELAXED);
+	return permit ? 0 : -EACCES;
 }
 
 bool access_visible(struct access *a, const struct policy *p, const struct caller *c,

@@ -31,6 +31,7 @@ struct access {
 	uid_t owner;
 	bool show_denied;
 	uint64_t audit_errors_logged; /* protected by lock */
+	uint64_t denied;	      /* decisions that refused the caller; atomic */
 };
 
 struct caller {
@@ -50,7 +51,8 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 
 /*
  * 0 or -EACCES for @c opening @path (a directory when @dir).  @rule gets
- * "FILE:LINE" of the deciding rule, or "" when none decided.
+ * "FILE:LINE" of the deciding rule, or "" when none decided.  A refusal is
+ * counted in a->denied.
  */
 int access_check(struct access *a, const struct policy *p, const struct caller *c,
 		 const char *path, bool dir, char *rule, size_t rulelen);

@@ -97,6 +97,11 @@ void fs_set_session(struct fs *fs, struct fuse_session *se)
 	fs->se = se;
 }
 
+void fs_get_stats(struct fs *fs, struct fs_stats *ret)
+{
+	ret->access_denied = __atomic_load_n(&fs->access.denied, __ATOMIC_RELAXED);
+}
+
 static struct fs *req_fs(fuse_req_t req)
 {
 	return fuse_req_userdata(req);

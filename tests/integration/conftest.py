@@ -147,12 +147,14 @@ def secretfs(workdir, request):
     """
     Factory: secretfs(doc, options=[...]) writes @doc to a 0600 store, runs
     `secretfs -f [options] file:STORE MNT` (or `secretfs -f *argv(store, mnt)`)
-    with stderr in a file, waits until the mount is live and returns a Daemon.
+    with stderr in a file, waits until the mount is live and returns a Daemon
+    (wait=False: returns at once, for tests that watch the start themselves).
     """
     started = []
     counter = [0]
 
-    def start(doc, *, options=(), argv=None, secrets=(), raw=None, env=None, store_mode=0o600):
+    def start(doc, *, options=(), argv=None, secrets=(), raw=None, env=None, store_mode=0o600,
+              wait=True):
         counter[0] += 1
         n = counter[0]
         store = workdir / f"store{n}.json"
@@ -173,6 +175,8 @@ def secretfs(workdir, request):
             )
         d = Daemon(proc, mnt, store, errpath, all_secrets)
         started.append(d)
+        if not wait:
+            return d
 
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(mnt):

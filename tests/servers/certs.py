@@ -16,19 +16,26 @@ and returns a Certs object with those paths as attributes (ca, ca_key, server,
 server_key, client, client_key, rogue_ca, rogue_client, rogue_client_key,
 wronghost, wronghost_key, dir).
 
+generate_expired_cert(dir) adds expired.pem / expired.key: signed by the ca
+of that directory, SAN IP:127.0.0.1, DNS:localhost, but valid only in the
+past (openssl 3.0's x509 cannot back-date, so it is signed with `openssl
+ca -startdate/-enddate`).
+
 CLI:  certs.py DIR   (prints the JSON of paths)
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 
-__all__ = ["generate_certs", "Certs"]
+__all__ = ["generate_certs", "generate_expired_cert", "Certs"]
 
 
 class Certs:
@@ -123,6 +130,60 @@ def generate_certs(directory=None, *, days=7, key_type="ec", extras=True):
         if name.endswith(".key"):
             os.chmod(os.path.join(d, name), 0o600)
     return Certs(**paths)
+
+
+def generate_expired_cert(directory, *, name="expired", ca="ca", key_type="ec",
+                          ended_days_ago=1, lasted_days=1):
+    """
+    A server certificate (SAN IP:127.0.0.1, DNS:localhost) signed by @ca of
+    @directory (made by generate_certs) whose validity ended @ended_days_ago
+    days ago.  Returns (pem path, key path).
+    """
+    d = directory
+    end = (datetime.datetime.now(datetime.timezone.utc)
+           - datetime.timedelta(days=ended_days_ago))
+    start = end - datetime.timedelta(days=lasted_days)
+    db = os.path.join(d, f"{name}-ca.db")
+    shutil.rmtree(db, ignore_errors=True)
+    os.makedirs(db)
+    open(os.path.join(db, "index.txt"), "w").close()
+    cnf = os.path.join(d, f"{name}-ca.cnf")
+    with open(cnf, "w") as f:
+        f.write("\n".join([
+            "[ca]", "default_ca = this_ca",
+            "[this_ca]",
+            f"database = {db}/index.txt",
+            f"new_certs_dir = {db}",
+            "rand_serial = yes",
+            "default_md = sha256",
+            "policy = any_names",
+            "unique_subject = no",
+            "email_in_dn = no",
+            "copy_extensions = none",
+            "[any_names]", "organizationName = optional", "commonName = supplied",
+        ]) + "\n")
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("\n".join([
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "subjectKeyIdentifier=hash",
+            "authorityKeyIdentifier=keyid,issuer",
+            "extendedKeyUsage=serverAuth",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ]) + "\n")
+    _run(["req", "-new", "-nodes", *_newkey_args(key_type), "-sha256",
+          "-keyout", f"{name}.key", "-out", f"{name}.csr",
+          "-subj", "/O=secretfs tests/CN=localhost"], d)
+    _run(["ca", "-batch", "-notext", "-config", cnf, "-cert", f"{ca}.pem",
+          "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out", f"{name}.pem",
+          "-startdate", start.strftime("%Y%m%d%H%M%SZ"),
+          "-enddate", end.strftime("%Y%m%d%H%M%SZ"), "-extfile", ext], d)
+    for leftover in (f"{name}.csr", ext, cnf):
+        os.unlink(os.path.join(d, leftover))
+    shutil.rmtree(db)
+    os.chmod(os.path.join(d, f"{name}.key"), 0o600)
+    return os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
 
 
 if __name__ == "__main__":

@@ -900,6 +900,133 @@ static void test_reopen_under_load(void **state)
 	assert_int_equal(st.write_errors, 0);
 }
 
+/* A reload names a new file: records go there from then on, the old file keeps its own. */
+static void test_retarget_file_to_file(void **state)
+{
+	struct fx *f = *state;
+	struct auditlog_record r = base_record();
+	char other[160], err[256] = "";
+	struct lines *ls;
+
+	snprintf(other, sizeof(other), "%s/other.log", f->dir);
+	open_ok(f, f->path);
+	r.path = "before";
+	write_ok(f->a, &r);
+	if (auditlog_retarget(f->a, other, err, sizeof(err)) != 0)
+		fail_msg("retarget: %s", err);
+	r.path = "after";
+	write_ok(f->a, &r);
+
+	ls = read_lines(f->path);
+	assert_int_equal(ls->n, 1);
+	check_str(ls->v[0], "path", "before");
+	free_lines(ls);
+	ls = read_lines(other);
+	assert_int_equal(ls->n, 1);
+	check_str(ls->v[0], "path", "after");
+	free_lines(ls);
+	assert_int_equal(file_mode(other), 0600);
+}
+
+/* The same target is a reopen, so logrotate's SIGHUP works through a reload too. */
+static void test_retarget_same_path_reopens(void **state)
+{
+	struct fx *f = *state;
+	struct auditlog_record r = base_record();
+	char rotated[160], err[256] = "";
+	struct lines *ls;
+
+	snprintf(rotated, sizeof(rotated), "%s.1", f->path);
+	open_ok(f, f->path);
+	assert_int_equal(rename(f->path, rotated), 0);
+	if (auditlog_retarget(f->a, f->path, err, sizeof(err)) != 0)
+		fail_msg("retarget: %s", err);
+	r.path = "after";
+	write_ok(f->a, &r);
+	ls = read_lines(f->path);
+	assert_int_equal(ls->n, 1);
+	free_lines(ls);
+	ls = read_lines(rotated);
+	assert_int_equal(ls->n, 0);
+	free_lines(ls);
+}
+
+/* A new file that cannot be opened leaves the log where it was. */
+static void test_retarget_failure_keeps_old(void **state)
+{
+	struct fx *f = *state;
+	struct auditlog_record r = base_record();
+	char missing[160], err[256] = "";
+	struct lines *ls;
+
+	snprintf(missing, sizeof(missing), "%s/no-such-dir/audit.log", f->dir);
+	open_ok(f, f->path);
+	assert_true(auditlog_retarget(f->a, missing, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, missing));
+	write_ok(f->a, &r);
+	ls = read_lines(f->path);
+	assert_int_equal(ls->n, 1);
+	free_lines(ls);
+}
+
+/* File to syslog and back; stderr either way and relative paths are refused. */
+static void test_retarget_kinds(void **state)
+{
+	struct fx *f = *state;
+	struct auditlog_record r = base_record();
+	struct auditlog *e = NULL;
+	char other[160], err[256] = "";
+	struct lines *ls;
+
+	snprintf(other, sizeof(other), "%s/other.log", f->dir);
+	open_ok(f, f->path);
+	assert_int_equal(auditlog_retarget(f->a, "syslog", err, sizeof(err)), 0);
+	r.path = "test_auditlog/retarget-syslog";
+	write_ok(f->a, &r);
+	if (auditlog_retarget(f->a, other, err, sizeof(err)) != 0)
+		fail_msg("retarget: %s", err);
+	write_ok(f->a, &r);
+	ls = read_lines(f->path);
+	assert_int_equal(ls->n, 0); /* the syslog record went to syslog */
+	free_lines(ls);
+	ls = read_lines(other);
+	assert_int_equal(ls->n, 1);
+	free_lines(ls);
+
+	assert_int_equal(auditlog_retarget(f->a, "stderr", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "restart"));
+	assert_int_equal(auditlog_retarget(f->a, "relative.log", err, sizeof(err)), -EINVAL);
+	assert_int_equal(auditlog_open("stderr", &e, err, sizeof(err)), 0);
+	assert_int_equal(auditlog_retarget(e, other, err, sizeof(err)), -EINVAL);
+	assert_int_equal(auditlog_retarget(e, "stderr", err, sizeof(err)), 0);
+	auditlog_close(e);
+}
+
+/* Eight writers while the target flips between two files: each record exactly once. */
+static void test_retarget_under_load(void **state)
+{
+	struct fx *f = *state;
+	struct worker w[THREADS] = { 0 };
+	struct auditlog_stats st;
+	char paths[2][160], err[256];
+	unsigned flips = 0;
+
+	snprintf(paths[0], sizeof(paths[0]), "%s", f->path);
+	snprintf(paths[1], sizeof(paths[1]), "%s/other.log", f->dir);
+	open_ok(f, f->path);
+	run_workers(f->a, w);
+	while (__atomic_load_n(&workers_done, __ATOMIC_ACQUIRE) < THREADS || flips < 16) {
+		flips++;
+		if (auditlog_retarget(f->a, paths[flips % 2], err, sizeof(err)) != 0)
+			fail_msg("retarget: %s", err);
+	}
+	join_workers(w);
+	check_all_records(paths, ARRAY_SIZE(paths));
+	auditlog_get_stats(f->a, &st);
+	assert_int_equal(st.records, THREADS * RECORDS_PER_THREAD);
+	assert_int_equal(st.write_errors, 0);
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -922,6 +1049,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_syslog_smoke, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_under_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retarget_file_to_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retarget_same_path_reopens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retarget_failure_keeps_old, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retarget_kinds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retarget_under_load, setup, teardown),
 	};
 	/* clang-format on */
 

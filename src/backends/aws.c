@@ -1,0 +1,865 @@
+/*
+ * aws.c - AWS Secrets Manager (aws-sm) and Systems Manager Parameter Store
+ * (aws-ssm), over the awsJson1_1 protocol, signed with SigV4.
+ *
+ *   aws-sm:REGION[/PREFIX]    aws-sm:  or  aws-sm:/PREFIX
+ *   aws-ssm:REGION[/PATH]     aws-ssm: or  aws-ssm:/PATH
+ *
+ * Without a region in SOURCE it comes from AWS_REGION, AWS_DEFAULT_REGION,
+ * then the profile's region in the config file.  Endpoints are
+ * https://secretsmanager.REGION.amazonaws.com and https://ssm.REGION...,
+ * or what AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_SSM (and
+ * AWS_ENDPOINT_URL_STS for web identity), else AWS_ENDPOINT_URL, say, as
+ * the SDKs read them.  The CA is [http] ca_file, else AWS_CA_BUNDLE.
+ *
+ * Secrets Manager: GetSecretValue of the configured stage (aws_version_stage,
+ * AWSCURRENT by default); a SecretString holding a JSON object is a
+ * directory of its keys, any other string a file, a SecretBinary its
+ * decoded bytes; the version is VersionId.  Names hold '/', so prod/db is
+ * a directory prod with db in it.  Listings come from ListSecrets with a
+ * name-prefix filter, every page.  The cache calls fetch again when a value
+ * expires; as the AWS caching clients do, we then ask DescribeSecret
+ * whether the version we hold still carries the stage, and if so serve the
+ * value we kept (a small map id -> (VersionId, value) bounded like the
+ * cache) without another GetSecretValue.
+ *
+ * Parameter Store: GetParameter WithDecryption (a StringList as stored);
+ * the PATH is a prefix under which the tree is shown; listings come from a
+ * recursive GetParametersByPath, paged until NextToken is absent, empty
+ * pages included.
+ *
+ * Errors: the code from x-amzn-ErrorType or the body, mapped by
+ * aws_error_to_errno().  Throttling arrives as a 400 that the http layer
+ * does not retry: we retry it here with backoff, then give -EAGAIN so the
+ * cache serves what it has.  ExpiredTokenException makes the credentials
+ * refresh, and the request is sent once more.  AWS's error message goes
+ * into the reason (its first line only: a signature error goes on with the
+ * canonical request, which holds the session token).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "backends/aws_creds.h"
+#include "backends/aws_parse.h"
+#include "backends/backends.h"
+#include "secretfs/aws_sigv4.h"
+#include "secretfs/config.h"
+#include "secretfs/http.h"
+#include "secretfs/util.h"
+
+#define JSON_CT "application/x-amz-json-1.1"
+/* Bounds of one listing: names, and pages (Parameter Store may send empty ones). */
+#define LIST_MAX_NAMES 100000
+#define LIST_MAX_PAGES 20000
+/* Backoff for throttling: full jitter up to BASE * 2^retry, at most MAX. */
+#define THROTTLE_BASE_USEC (200 * USEC_PER_MSEC)
+#define THROTTLE_MAX_USEC  (5 * USEC_PER_SEC)
+#define STAGE_MAX	   256
+#define WHY_MAX		   BACKEND_REASON_MAX
+
+/* A value kept for revalidation: Secrets Manager only. */
+struct kept {
+	struct kept *hnext;	    /* hash chain */
+	struct kept *newer, *older; /* least recently used last */
+	struct secret *value;
+	char version[BACKEND_VERSION_MAX];
+	char id[];
+};
+
+struct aws {
+	struct backend *b;
+	enum aws_service svc;
+	const char *service; /* signing name: "secretsmanager" or "ssm" */
+	const char *target;  /* X-Amz-Target prefix: "secretsmanager" or "AmazonSSM" */
+	char *region;
+	char *prefix;
+	char *stage;
+	struct aws_endpoint ep;
+	struct http_client *http;
+	struct aws_creds *creds;
+	unsigned throttle_retries;
+
+	pthread_mutex_t kept_lock;
+	struct kept **buckets; /* protected by kept_lock */
+	size_t nbuckets;
+	struct kept *newest, *oldest; /* protected by kept_lock */
+	size_t kept_n, kept_bytes;    /* protected by kept_lock */
+	size_t kept_max_n, kept_max_bytes;
+	bool describe_denied; /* protected by kept_lock: DescribeSecret is not ours to call */
+};
+
+/* ---- the kept values ---- */
+
+static size_t hash_id(const struct aws *a, const char *s)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
+	return (size_t)(h & (a->nbuckets - 1));
+}
+
+/* The link that points at @id's entry, or at the NULL that ends its chain. */
+static struct kept **kept_link(struct aws *a, const char *id)
+{
+	struct kept **l = &a->buckets[hash_id(a, id)];
+
+	while (*l && strcmp((*l)->id, id) != 0)
+		l = &(*l)->hnext;
+	return l;
+}
+
+static void lru_unlink(struct aws *a, struct kept *k)
+{
+	if (k->newer)
+		k->newer->older = k->older;
+	else
+		a->newest = k->older;
+	if (k->older)
+		k->older->newer = k->newer;
+	else
+		a->oldest = k->newer;
+	k->newer = k->older = NULL;
+}
+
+static void lru_push(struct aws *a, struct kept *k)
+{
+	k->older = a->newest;
+	k->newer = NULL;
+	if (a->newest)
+		a->newest->newer = k;
+	a->newest = k;
+	if (!a->oldest)
+		a->oldest = k;
+}
+
+/* Removes the entry @l points at; kept_lock held. */
+static void kept_drop(struct aws *a, struct kept **l)
+{
+	struct kept *k = *l;
+
+	*l = k->hnext;
+	lru_unlink(a, k);
+	a->kept_n--;
+	a->kept_bytes -= k->value->len;
+	secret_unref(k->value);
+	free(k);
+}
+
+/* A new reference to the value kept for @id and its version, or NULL. */
+static struct secret *kept_get(struct aws *a, const char *id, char *version)
+{
+	struct secret *v = NULL;
+	struct kept *k;
+
+	pthread_mutex_lock(&a->kept_lock);
+	k = a->buckets && !a->describe_denied ? *kept_link(a, id) : NULL;
+	if (k) {
+		lru_unlink(a, k);
+		lru_push(a, k);
+		v = secret_ref(k->value);
+		memcpy(version, k->version, BACKEND_VERSION_MAX);
+	}
+	pthread_mutex_unlock(&a->kept_lock);
+	return v;
+}
+
+static void kept_forget(struct aws *a, const char *id)
+{
+	struct kept **l;
+
+	if (!a->buckets)
+		return;
+	pthread_mutex_lock(&a->kept_lock);
+	l = kept_link(a, id);
+	if (*l)
+		kept_drop(a, l);
+	pthread_mutex_unlock(&a->kept_lock);
+}
+
+/* Keeps @value (a new reference is taken) as the value of @id at @version. */
+static void kept_put(struct aws *a, const char *id, const char *version, struct secret *value)
+{
+	struct kept **l, *k;
+
+	if (!a->buckets || !*version)
+		return;
+	pthread_mutex_lock(&a->kept_lock);
+	l = kept_link(a, id);
+	k = *l;
+	if (k) {
+		a->kept_bytes -= k->value->len;
+		secret_unref(k->value);
+		lru_unlink(a, k);
+	} else {
+		k = calloc(1, sizeof(*k) + strlen(id) + 1);
+		if (!k) {
+			pthread_mutex_unlock(&a->kept_lock);
+			return; /* only an optimisation is lost */
+		}
+		memcpy(k->id, id, strlen(id) + 1);
+		*l = k;
+		a->kept_n++;
+	}
+	k->value = secret_ref(value);
+	snprintf(k->version, sizeof(k->version), "%s", version);
+	a->kept_bytes += value->len;
+	lru_push(a, k);
+	while (a->oldest && a->oldest != k &&
+	       (a->kept_n > a->kept_max_n ||
+		(a->kept_max_bytes && a->kept_bytes > a->kept_max_bytes)))
+		kept_drop(a, kept_link(a, a->oldest->id));
+	pthread_mutex_unlock(&a->kept_lock);
+}
+
+static void kept_clear(struct aws *a)
+{
+	if (!a->buckets)
+		return;
+	pthread_mutex_lock(&a->kept_lock);
+	while (a->oldest)
+		kept_drop(a, kept_link(a, a->oldest->id));
+	pthread_mutex_unlock(&a->kept_lock);
+}
+
+/* ---- requests ---- */
+
+static uint64_t random_below(uint64_t n)
+{
+	uint64_t x;
+
+	if (n == 0)
+		return 0;
+	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
+		x = now_usec() * UINT64_C(0x9e3779b97f4a7c15);
+	return x % n;
+}
+
+static void sleep_usec(uint64_t usec)
+{
+	struct timespec ts = { .tv_sec = (time_t)(usec / USEC_PER_SEC),
+			       .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* "aws-sm us-east-1: GetSecretValue prod/db" */
+static void what(const struct aws *a, const char *op, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %.32s: %s%s%.100s", a->svc == AWS_SM ? "aws-sm" : "aws-ssm",
+		 a->region, op, name ? " " : "", name ? name : "");
+}
+
+/* Signs and sends one request with the current credentials. */
+static int send_signed(struct aws *a, const char *target, const char *body, size_t body_len,
+		       struct http_response *resp, uint64_t *ret_gen, char *reason,
+		       size_t reasonlen)
+{
+	const struct http_header signed_hdrs[] = {
+		{ "Content-Type", JSON_CT, false },
+		{ "X-Amz-Target", target, false },
+	};
+	struct http_header h[1 + SIGV4_ADDED_HEADERS];
+	struct sigv4_signed sig = { 0 };
+	struct aws_creds_ref cr = { 0 };
+	char why[WHY_MAX - 32];
+	size_t n;
+	int r;
+
+	r = aws_creds_get(a->creds, &cr, why, sizeof(why));
+	if (r < 0) {
+		snprintf(reason, reasonlen, "credentials: %s", why);
+		return r;
+	}
+	*ret_gen = cr.gen;
+	r = sigv4_sign(&cr.view, a->region, a->service, realtime_usec(),
+		       &(struct sigv4_request){ .method = "POST",
+						.host = a->ep.host,
+						.path = a->ep.path,
+						.headers = signed_hdrs,
+						.nheaders = ARRAY_SIZE(signed_hdrs),
+						.body = body,
+						.body_len = body_len },
+		       0, &sig, why, sizeof(why));
+	aws_creds_put(&cr);
+	if (r < 0) {
+		snprintf(reason, reasonlen, "signing: %s", why);
+		return r == -EKEYEXPIRED ? -EACCES : r;
+	}
+	h[0] = (struct http_header){ "X-Amz-Target", target, false };
+	n = 1 + sigv4_added_headers(&sig, h + 1);
+	r = http_do(a->http,
+		    &(struct http_request){ .method = "POST",
+					    .url = a->ep.url,
+					    .headers = h,
+					    .nheaders = n,
+					    .body = body,
+					    .body_len = body_len,
+					    .content_type = JSON_CT },
+		    resp, reason, reasonlen);
+	sigv4_signed_done(&sig);
+	return r;
+}
+
+/*
+ * Calls @op with @body.  0: a 2xx answer is in @resp (the caller parses it
+ * and calls http_response_done()).  Otherwise a negative errno and
+ * "WHAT: Code: message (status)" in @reason; @resp is done.
+ */
+static int aws_call(struct aws *a, const char *op, const char *name, const char *body,
+		    size_t body_len, struct http_response *resp, char *reason, size_t reasonlen)
+{
+	char target[64], w[WHY_MAX], why[WHY_MAX];
+	char code[AWS_CODE_MAX], msg[AWS_MESSAGE_MAX + 1];
+	unsigned throttled = 0;
+	bool renewed = false;
+	uint64_t gen = 0;
+	int r;
+
+	snprintf(target, sizeof(target), "%s.%s", a->target, op);
+	what(a, op, name, w, sizeof(w));
+	for (;;) {
+		r = send_signed(a, target, body, body_len, resp, &gen, why, sizeof(why));
+		if (r < 0) {
+			snprintf(reason, reasonlen, "%s: %s", w, why);
+			return r;
+		}
+		if (resp->status >= 200 && resp->status <= 299)
+			return 0;
+		aws_parse_error(resp->header_error_type, resp->body, resp->body_len, code,
+				sizeof(code), msg, sizeof(msg));
+		if (aws_error_is_expired_token(code) && !renewed) {
+			/* Our temporary credentials ran out before we thought: new ones, once. */
+			renewed = true;
+			aws_creds_expired(a->creds, gen);
+			http_response_done(resp);
+			continue;
+		}
+		if (aws_error_is_throttling(code) && throttled < a->throttle_retries) {
+			uint64_t cap = THROTTLE_BASE_USEC << (throttled < 10 ? throttled : 10);
+
+			throttled++;
+			http_response_done(resp);
+			sleep_usec(random_below(cap < THROTTLE_MAX_USEC ? cap : THROTTLE_MAX_USEC));
+			continue;
+		}
+		break;
+	}
+	r = aws_error_to_errno(code, resp->status);
+	snprintf(reason, reasonlen, "%s: %s%s%s (%ld%s)", w, code[0] ? code : "failed",
+		 msg[0] ? ": " : "", msg, resp->status,
+		 throttled ? ", still throttled after retries" : "");
+	http_response_done(resp);
+	return r;
+}
+
+/* Prefixes @reason with @what and ": ". */
+static void reason_prefix(char *reason, size_t reasonlen, const char *w)
+{
+	char tmp[WHY_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", reason);
+	snprintf(reason, reasonlen, "%s: %s", w, tmp);
+}
+
+/* ---- Secrets Manager ---- */
+
+static int sm_get_value(struct aws *a, const char *name, struct secret **ret_value,
+			struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *body = NULL;
+	char w[WHY_MAX];
+	size_t len;
+	int r;
+
+	r = aws_body_get_secret_value(name, a->stage, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "GetSecretValue", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_get_secret_value(resp.body, resp.body_len, ret_value, ret_info, reason,
+				       reasonlen);
+	http_response_done(&resp);
+	if (r < 0) {
+		what(a, "GetSecretValue", name, w, sizeof(w));
+		reason_prefix(reason, reasonlen, w);
+	}
+	return r;
+}
+
+/* Whether the version we hold of @name still carries the stage. */
+static int sm_still_current(struct aws *a, const char *name, const char *version, bool *ret_current,
+			    char *reason, size_t reasonlen)
+{
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *body = NULL;
+	char w[WHY_MAX];
+	size_t len;
+	int r;
+
+	r = aws_body_describe_secret(name, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "DescribeSecret", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_describe_secret(resp.body, resp.body_len, version, a->stage, ret_current,
+				      reason, reasonlen);
+	http_response_done(&resp);
+	if (r < 0) {
+		what(a, "DescribeSecret", name, w, sizeof(w));
+		reason_prefix(reason, reasonlen, w);
+	}
+	return r;
+}
+
+static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		    struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id);
+	char version[BACKEND_VERSION_MAX];
+	struct secret *kept;
+	bool current = false;
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	kept = kept_get(a, id, version);
+	if (kept) {
+		r = sm_still_current(a, name, version, &current, reason, reasonlen);
+		if (r >= 0 && current) {
+			*ret_value = kept;
+			*ret_info = (struct backend_info){ .ttl_hint_usec = 0 };
+			memcpy(ret_info->version, version, sizeof(version));
+			return 0;
+		}
+		secret_unref(kept);
+		if (r == -ENOENT) {
+			kept_forget(a, id);
+			return r;
+		}
+		if (r == -EACCES) {
+			/* Allowed GetSecretValue but not DescribeSecret: read every time. */
+			pthread_mutex_lock(&a->kept_lock);
+			a->describe_denied = true;
+			pthread_mutex_unlock(&a->kept_lock);
+			kept_clear(a);
+		} else if (r < 0) {
+			return r; /* transient: the cache serves what it has */
+		}
+	}
+	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
+	if (r >= 0)
+		kept_put(a, id, ret_info->version, *ret_value);
+	else if (r != -EAGAIN)
+		kept_forget(a, id);
+	return r;
+}
+
+/* Every name under @filter ("" for all), through every page. */
+static int sm_names(struct aws *a, const char *filter, struct aws_names *names, char *reason,
+		    size_t reasonlen)
+{
+	char *token = NULL, w[WHY_MAX];
+	int r = 0;
+
+	what(a, "ListSecrets", *filter ? filter : NULL, w, sizeof(w));
+	for (unsigned page = 0; page < LIST_MAX_PAGES; page++) {
+		struct http_response resp = { 0 };
+		char *body = NULL, *next = NULL;
+		size_t len;
+
+		r = aws_body_list_secrets(filter, token, &body, &len);
+		free(token);
+		token = NULL;
+		if (r < 0)
+			return r;
+		r = aws_call(a, "ListSecrets", *filter ? filter : NULL, body, len, &resp, reason,
+			     reasonlen);
+		free(body);
+		if (r < 0)
+			return r;
+		r = aws_parse_list_secrets(resp.body, resp.body_len, names, LIST_MAX_NAMES, &next,
+					   reason, reasonlen);
+		http_response_done(&resp);
+		if (r < 0) {
+			reason_prefix(reason, reasonlen, w);
+			return r;
+		}
+		if (!next)
+			return 0;
+		token = next;
+	}
+	free(token);
+	snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
+	return -EFBIG;
+}
+
+static int sm_list(struct backend *b, const char *folder, struct secret **ret_listing, char *reason,
+		   size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *full = aws_name_for_id(AWS_SM, a->prefix, folder), *filter = NULL;
+	struct aws_names names = { 0 };
+	int r;
+
+	if (!full || asprintf(&filter, "%s%s", full, *full ? "/" : "") < 0) {
+		filter = NULL;
+		return -ENOMEM;
+	}
+	r = sm_names(a, filter, &names, reason, reasonlen);
+	if (r >= 0) {
+		r = aws_listing_from_names(AWS_SM, &names, a->prefix, folder, ret_listing);
+		if (r == -ENOENT)
+			snprintf(reason, reasonlen, "no secret is named %s...", filter);
+	}
+	aws_names_done(&names);
+	return r;
+}
+
+/* ---- Parameter Store ---- */
+
+static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
+		   struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *body = NULL;
+	char w[WHY_MAX];
+	size_t len;
+	int r;
+
+	r = aws_body_get_parameter(name, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "GetParameter", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_get_parameter(resp.body, resp.body_len, ret_value, ret_info, reason,
+				    reasonlen);
+	http_response_done(&resp);
+	if (r < 0) {
+		what(a, "GetParameter", name, w, sizeof(w));
+		reason_prefix(reason, reasonlen, w);
+	}
+	return r;
+}
+
+static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SSM, a->prefix, id);
+	char why[WHY_MAX];
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	r = ssm_get(a, name, ret_value, ret_info, reason, reasonlen);
+	if (r == -ENOENT && !*a->prefix && !strchr(id, '/')) {
+		/* A parameter outside any hierarchy ("db", not "/db") shows at the top too. */
+		int r2 = ssm_get(a, id, ret_value, ret_info, why, sizeof(why));
+
+		if (r2 != -ENOENT) {
+			snprintf(reason, reasonlen, "%s", why);
+			r = r2;
+		}
+	}
+	return r;
+}
+
+static int ssm_list(struct backend *b, const char *folder, struct secret **ret_listing,
+		    char *reason, size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *path = aws_name_for_id(AWS_SSM, a->prefix, folder);
+	struct aws_names names = { 0 };
+	char *token = NULL, w[WHY_MAX];
+	unsigned page;
+	int r = 0;
+
+	if (!path)
+		return -ENOMEM;
+	what(a, "GetParametersByPath", path, w, sizeof(w));
+	/* Results are best effort: a page may be empty and still have a NextToken. */
+	for (page = 0; page < LIST_MAX_PAGES; page++) {
+		struct http_response resp = { 0 };
+		char *body = NULL, *next = NULL;
+		size_t len;
+
+		r = aws_body_parameters_by_path(path, token, &body, &len);
+		free(token);
+		token = NULL;
+		if (r < 0)
+			break;
+		r = aws_call(a, "GetParametersByPath", path, body, len, &resp, reason, reasonlen);
+		free(body);
+		if (r < 0)
+			break;
+		r = aws_parse_parameters_by_path(resp.body, resp.body_len, &names, LIST_MAX_NAMES,
+						 &next, reason, reasonlen);
+		http_response_done(&resp);
+		if (r < 0) {
+			reason_prefix(reason, reasonlen, w);
+			break;
+		}
+		if (!next)
+			break;
+		token = next;
+	}
+	free(token);
+	if (r >= 0 && page == LIST_MAX_PAGES) {
+		snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
+		r = -EFBIG;
+	}
+	if (r >= 0) {
+		r = aws_listing_from_names(AWS_SSM, &names, a->prefix, folder, ret_listing);
+		if (r == -ENOENT)
+			snprintf(reason, reasonlen, "no parameter lies under %s", path);
+	}
+	aws_names_done(&names);
+	return r;
+}
+
+/* ---- init ---- */
+
+/* A staging label: AWSCURRENT, AWSPREVIOUS or one of the user's, 1 to 256 printable characters. */
+static bool stage_is_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > STAGE_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, as the SDKs read it. */
+static const char *endpoint_env(const char *service_var)
+{
+	const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+	const char *v;
+
+	if (ignore && strcasecmp(ignore, "true") == 0)
+		return NULL;
+	v = getenv(service_var);
+	if (v && *v)
+		return v;
+	v = getenv("AWS_ENDPOINT_URL");
+	return v && *v ? v : NULL;
+}
+
+/* An endpoint from the environment, or the service's default in @region. */
+static int endpoint(const char *service_var, const char *service, const char *region,
+		    struct aws_endpoint *ret, char *reason, size_t reasonlen)
+{
+	const char *url = endpoint_env(service_var);
+	char why[WHY_MAX - 64];
+	int r;
+
+	if (!url)
+		return aws_default_endpoint(service, region, ret);
+	r = aws_parse_endpoint(url, ret, why, sizeof(why));
+	if (r < 0)
+		snprintf(reason, reasonlen, "%s (or AWS_ENDPOINT_URL): %s", service_var, why);
+	return r;
+}
+
+static void aws_free(struct aws *a)
+{
+	if (!a)
+		return;
+	kept_clear(a);
+	aws_creds_free(a->creds);
+	http_client_free(a->http);
+	aws_endpoint_done(&a->ep);
+	free(a->buckets);
+	free(a->region);
+	free(a->prefix);
+	free(a->stage);
+	pthread_mutex_destroy(&a->kept_lock);
+	free(a);
+	/* The signing keys were derived from the credentials just wiped. */
+	sigv4_cache_clear();
+}
+
+static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
+		    const struct config *cfg, char *reason, size_t reasonlen)
+{
+	const char *scheme = svc == AWS_SM ? "aws-sm" : "aws-ssm";
+	struct aws_env_secrets env = { 0 };
+	struct aws_endpoint sts = { 0 };
+	struct aws_source src = { 0 };
+	const char *region, *stage;
+	char why[WHY_MAX];
+	struct aws *a;
+	int r;
+
+	/* First of all, whatever happens next: no secret stays in our environment. */
+	aws_env_secrets_take(&env);
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		aws_env_secrets_done(&env);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&a->kept_lock, NULL);
+	a->b = b;
+	a->svc = svc;
+	a->service = svc == AWS_SM ? "secretsmanager" : "ssm";
+	a->target = svc == AWS_SM ? "secretsmanager" : "AmazonSSM";
+	r = aws_creds_new(cfg->aws_profile, &env, &a->creds, why, sizeof(why));
+	if (r < 0) {
+		snprintf(reason, reasonlen, "%s: %s", scheme, why);
+		goto fail;
+	}
+	region = getenv("AWS_REGION");
+	if (!region || !*region)
+		region = getenv("AWS_DEFAULT_REGION");
+	if (!region || !*region)
+		region = aws_creds_profile_region(a->creds);
+	r = aws_parse_source(svc, arg, region, &src, why, sizeof(why));
+	if (r < 0) {
+		snprintf(reason, reasonlen, "source '%s': %s", b->source, why);
+		goto fail;
+	}
+	a->region = TAKE_PTR(src.region);
+	a->prefix = TAKE_PTR(src.prefix);
+	stage = cfg->aws_version_stage ? cfg->aws_version_stage : "AWSCURRENT";
+	if (!stage_is_valid(stage)) {
+		snprintf(reason, reasonlen,
+			 "%s: aws_version_stage must be 1 to %d printable characters, like "
+			 "AWSCURRENT",
+			 scheme, STAGE_MAX);
+		r = -EINVAL;
+		goto fail;
+	}
+	a->stage = strdup(stage);
+	if (!a->stage) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = endpoint(svc == AWS_SM ? "AWS_ENDPOINT_URL_SECRETS_MANAGER" : "AWS_ENDPOINT_URL_SSM",
+		     a->service, a->region, &a->ep, why, sizeof(why));
+	if (r >= 0)
+		r = endpoint("AWS_ENDPOINT_URL_STS", "sts", a->region, &sts, why, sizeof(why));
+	if (r < 0) {
+		snprintf(reason, reasonlen, "%s: %s", scheme, r == -ENOMEM ? "out of memory" : why);
+		goto fail;
+	}
+	if ((!a->ep.tls || !sts.tls) && !cfg->http_insecure) {
+		snprintf(reason, reasonlen,
+			 "%s: %s is plain HTTP, which would carry the session token and the "
+			 "secrets in clear: use https://, or pass -o insecure",
+			 scheme, !a->ep.tls ? a->ep.url : sts.url);
+		r = -EPERM;
+		goto fail;
+	}
+	{
+		const char *bundle = getenv("AWS_CA_BUNDLE");
+		/* The reason of a failed resolve lists every provider tried: give it room. */
+		char tried[512];
+		struct http_config hc = {
+			/* [http] ca_file wins over the SDKs' AWS_CA_BUNDLE. */
+			.ca_file = cfg->http_ca_file   ? cfg->http_ca_file
+				   : bundle && *bundle ? bundle
+						       : NULL,
+			.ca_path = cfg->http_ca_path,
+			.client_cert = cfg->http_client_cert,
+			.client_key = cfg->http_client_key,
+			.insecure = cfg->http_insecure,
+			.connect_timeout_usec = cfg->http_connect_timeout_usec,
+			.timeout_usec = cfg->http_timeout_usec,
+			.max_body = cfg->http_max_body,
+			.max_attempts = (unsigned)cfg->http_max_attempts,
+		};
+
+		if (cfg->http_insecure)
+			snprintf(b->warning, sizeof(b->warning),
+				 "%s %s: %s: anyone on the network path can read the session token "
+				 "and the secrets",
+				 scheme, a->ep.url,
+				 a->ep.tls ? "TLS certificate verification is off (-o insecure)"
+					   : "plain HTTP (-o insecure)");
+		r = http_client_new(&hc, &a->http, why, sizeof(why));
+		if (r < 0) {
+			snprintf(reason, reasonlen, "%s: %s", scheme, why);
+			goto fail;
+		}
+		r = aws_creds_resolve(a->creds, &sts, &hc, tried, sizeof(tried));
+		if (r < 0) {
+			snprintf(reason, reasonlen, "%s %s: %s", scheme, a->region, tried);
+			goto fail;
+		}
+	}
+	a->throttle_retries = cfg->http_max_attempts ? (unsigned)cfg->http_max_attempts - 1 : 3;
+	if (svc == AWS_SM) {
+		size_t want = cfg->cache_max_entries ? cfg->cache_max_entries : 1024;
+
+		a->kept_max_n = want;
+		a->kept_max_bytes = cfg->cache_max_bytes;
+		a->nbuckets = 64;
+		while (a->nbuckets < want && a->nbuckets < (1u << 16))
+			a->nbuckets <<= 1;
+		a->buckets = calloc(a->nbuckets, sizeof(*a->buckets));
+		if (!a->buckets) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	aws_endpoint_done(&sts);
+	b->priv = a;
+	return 0;
+fail:
+	if (r == -ENOMEM && !*reason)
+		snprintf(reason, reasonlen, "%s: out of memory", scheme);
+	aws_source_done(&src);
+	aws_endpoint_done(&sts);
+	aws_free(a);
+	b->warning[0] = '\0';
+	return r;
+}
+
+static int sm_init(struct backend *b, const char *arg, const struct config *cfg, char *reason,
+		   size_t reasonlen)
+{
+	return aws_init(b, AWS_SM, arg, cfg, reason, reasonlen);
+}
+
+static int ssm_init(struct backend *b, const char *arg, const struct config *cfg, char *reason,
+		    size_t reasonlen)
+{
+	return aws_init(b, AWS_SSM, arg, cfg, reason, reasonlen);
+}
+
+static void aws_done(struct backend *b)
+{
+	aws_free(b->priv);
+	b->priv = NULL;
+}
+
+const struct backend_ops aws_sm_backend_ops = {
+	.scheme = "aws-sm",
+	.init = sm_init,
+	.done = aws_done,
+	.fetch = sm_fetch,
+	.list = sm_list,
+};
+
+const struct backend_ops aws_ssm_backend_ops = {
+	.scheme = "aws-ssm",
+	.init = ssm_init,
+	.done = aws_done,
+	.fetch = ssm_fetch,
+	.list = ssm_list,
+};
