@@ -610,6 +610,26 @@ static void test_example_vault_file(void **state)
 	config_done(&c);
 }
 
+/* examples/aws.conf stays loadable. */
+static void test_example_aws_file(void **state)
+{
+	const char *dir = getenv("SECRETFS_TESTDATA");
+	char path[4096], err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	if (!dir) {
+		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/../../examples/aws.conf", dir);
+	config_init(&c);
+	if (config_load(&c, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_non_null(c.source);
+	assert_int_equal(strncmp(c.source, "aws-", 4), 0);
+	config_done(&c);
+}
+
 static void test_choice_values(void **state)
 {
 	char err[CONFIG_ERR_MAX] = "";
@@ -677,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_load_directory),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_example_vault_file),
+		cmocka_unit_test(test_example_aws_file),
 		cmocka_unit_test(test_choice_values),
 	};
 	/* clang-format on */
