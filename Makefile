@@ -67,7 +67,8 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-
 	libsystemd-dev
 DEB_RUN := fuse3 libsystemd0
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
-	systemd man-db groff-base
+	systemd man-db groff-base \
+	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
 	deps test-deps demo demo-stop bench test fuzz
@@ -178,6 +179,10 @@ bench: all
 	$(MAKE) -C bench
 	bench/run $(abspath $(BUILD)/secretfs)
 
+# examples/ holds files and one level of directories (container/, kubernetes/).
+EXAMPLE_DIRS := $(patsubst %/.,%,$(wildcard examples/*/.))
+EXAMPLE_FILES := $(filter-out $(EXAMPLE_DIRS),$(wildcard examples/*))
+
 # mount.fuse3 runs `secretfs` from PATH for fuse.secretfs: no /sbin/mount.secretfs needed.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
@@ -188,7 +193,9 @@ install: all
 	set -e; for u in $(UNITS); do \
 		sed 's|/usr/bin/secretfs|$(BINDIR)/secretfs|' systemd/$$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; done
-	install -m 0644 $(wildcard examples/*) $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 $(EXAMPLE_FILES) $(DESTDIR)$(DOCDIR)/examples/
+	set -e; for d in $(EXAMPLE_DIRS); do install -d $(DESTDIR)$(DOCDIR)/$$d; \
+		install -m 0644 $$d/* $(DESTDIR)$(DOCDIR)/$$d/; done
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
 
 uninstall:

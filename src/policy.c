@@ -892,7 +892,11 @@ int policy_load(const char *path, struct policy **ret, char *err, size_t errlen)
 	int fd, e;
 
 	/* As for the store: no symlink to follow, and a FIFO in its place must not hang us. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	/*
+	 * Symlinks are followed: Kubernetes mounts ConfigMaps as links into
+	 * "..data".  What is checked (owner, mode) is the file actually opened.
+	 */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return set_error(err, errlen, -errno, "%s: cannot open: %m", path);
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

@@ -61,7 +61,8 @@ static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, st
 	int fd, r;
 
 	/* O_NONBLOCK: a FIFO put in the store's place must not hang us. */
-	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	/* Symlinks are followed (Kubernetes Secret volumes); the opened file is checked. */
+	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(reason, reasonlen, "%s: cannot open: %s", fs->path, strerror(errno));

@@ -2,12 +2,13 @@
 `make install` and the man pages.
 
 `make install DESTDIR=TMP PREFIX=/usr` puts exactly the binary, the two
-systemd units, secretfs(8), secretfs.conf(5), the README and the examples in
-their usual places with the usual modes, and `make uninstall` takes them away
-again.  The installed man pages render with `man -l` and with groff's
-warnings on without a single warning, have the usual sections, and between
-them name every setting of src/config.c's table (secretfs.conf(5) under the
-right [section]), so the documentation cannot fall behind the code.
+systemd units, secretfs(8), secretfs.conf(5), the README and the examples
+(examples/container/ and examples/kubernetes/ included) in their usual places
+with the usual modes, and `make uninstall` takes them away again.  The
+installed man pages render with `man -l` and with groff's warnings on without
+a single warning, have the usual sections, and between them name every
+setting of src/config.c's table (secretfs.conf(5) under the right
+[section]), so the documentation cannot fall behind the code.
 """
 
 import os
@@ -73,9 +74,10 @@ def expected_files():
         "usr/share/man/man5/secretfs.conf.5": 0o644,
         "usr/share/doc/secretfs/README.md": 0o644,
     }
-    for ex in sorted((REPO / "examples").iterdir()):
+    # the examples with their folders (container/, kubernetes/)
+    for ex in sorted((REPO / "examples").rglob("*")):
         if ex.is_file():
-            want[f"usr/share/doc/secretfs/examples/{ex.name}"] = 0o644
+            want[f"usr/share/doc/secretfs/examples/{ex.relative_to(REPO / 'examples')}"] = 0o644
     return want
 
 
