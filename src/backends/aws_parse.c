@@ -807,7 +807,9 @@ void aws_parse_error(const char *header_error_type, const char *body, size_t len
 /* What an error code says, in the terms backend.h knows. */
 enum code_kind {
 	KIND_NOT_FOUND, /* -ENOENT */
-	KIND_DENIED,	/* -EACCES: denied, or credentials AWS does not accept */
+	KIND_DENIED,	/* -EACCES: the credentials are good, the policy says no */
+	KIND_REJECTED,	/* -EIO: AWS does not accept the credentials at all (a setup
+			 * error, not a denial: the mount must not guess around it) */
 	KIND_THROTTLED, /* -EAGAIN, and we retry it ourselves (it comes as a 400) */
 	KIND_SERVER,	/* -EAGAIN: the service's own trouble (5xx, retried by the http layer) */
 	KIND_ANSWER,	/* -EIO: the store's answer about this request, nothing to wait for */
@@ -824,14 +826,14 @@ static const struct {
 	{ "AccessDeniedException", KIND_DENIED },
 	{ "AccessDenied", KIND_DENIED },
 	{ "NotAuthorized", KIND_DENIED },
-	{ "UnrecognizedClientException", KIND_DENIED },
-	{ "InvalidClientTokenId", KIND_DENIED },
-	{ "InvalidSignatureException", KIND_DENIED },
-	{ "SignatureDoesNotMatch", KIND_DENIED },
-	{ "IncompleteSignature", KIND_DENIED },
-	{ "IncompleteSignatureException", KIND_DENIED },
-	{ "MissingAuthenticationToken", KIND_DENIED },
-	{ "MissingAuthenticationTokenException", KIND_DENIED },
+	{ "UnrecognizedClientException", KIND_REJECTED },
+	{ "InvalidClientTokenId", KIND_REJECTED },
+	{ "InvalidSignatureException", KIND_REJECTED },
+	{ "SignatureDoesNotMatch", KIND_REJECTED },
+	{ "IncompleteSignature", KIND_REJECTED },
+	{ "IncompleteSignatureException", KIND_REJECTED },
+	{ "MissingAuthenticationToken", KIND_REJECTED },
+	{ "MissingAuthenticationTokenException", KIND_REJECTED },
 	{ "ExpiredToken", KIND_DENIED },
 	{ "ExpiredTokenException", KIND_DENIED },
 	{ "InvalidIdentityToken", KIND_DENIED },
@@ -885,6 +887,8 @@ int aws_error_to_errno(const char *code, long status)
 		return -ENOENT;
 	case KIND_DENIED:
 		return -EACCES;
+	case KIND_REJECTED:
+		return -EIO;
 	case KIND_THROTTLED:
 	case KIND_SERVER:
 		return -EAGAIN;

@@ -9,24 +9,43 @@ revalidation, Parameter Store trees with empty pages, errors (ENOENT,
 EACCES, DecryptionFailure, throttling, expired tokens), every credential
 source end to end and the order of the chain, refreshing temporary
 credentials before they expire, and where credentials must never appear
-(stderr, the audit log, /proc/PID/environ, a credential_process's
-environment).
+(stderr, the audit log, /proc/PID/environ and cmdline, a credential_process's
+environment).  Also: the whole Secrets Manager and Parameter Store trees
+against what boto3 reads from the same server, a wrong secret key (every
+request rejected, nothing served), a throttling burst under 16 readers,
+single-flight, an outage (the server as a process, killed, then restarted on
+its port), a slow server past fetch_timeout, and rotation through boto3.
 
 Counts come from the server's own counters.  Cache TTLs are a second or
 so, since the cache runs on the real monotonic clock.
 """
 
+import base64
 import errno
 import json
 import os
+import secrets as pysecrets
+import signal
 import stat
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, TIME_SCALE, is_mounted, read_file, run_secretfs, sanitizer_env, wait_until
+from helpers import (
+    POLL_TIMEOUT,
+    REPO,
+    STOP_TIMEOUT,
+    TIME_SCALE,
+    is_mounted,
+    read_file,
+    run_secretfs,
+    sanitizer_env,
+    wait_until,
+)
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, AdminClient, spawn_cli  # noqa: E402
@@ -41,7 +60,7 @@ CONFIG = {
     "secrets": [
         {"name": "prod/db", "secret_string": json.dumps(DB_JSON)},
         {"name": "prod/api-key", "secret_string": "api-key-plain-77"},
-        {"name": "prod/blob", "secret_binary_b64": __import__("base64").b64encode(BINARY).decode()},
+        {"name": "prod/blob", "secret_binary_b64": base64.b64encode(BINARY).decode()},
         {"name": "single", "secret_string": "single-value-xyz"},
         {"name": "broken-json", "secret_string": "{\"a\": 1"},
         {"name": "denied/x", "secret_string": "denied-value-1"},
@@ -134,6 +153,74 @@ def aws(aws_server):
     return aws_server
 
 
+class AwsProcess(Aws):
+    """
+    aws_server.py as a child process of its own, so that it can be killed (SIGKILL: no
+    goodbye on its connections) and started again on the same port and with the same admin
+    token, from the same startup config (CONFIG: its state starts over).
+    """
+
+    def __init__(self, certs, workdir):  # not super().__init__(), which spawns at once
+        self.certs, self.dir = certs, Path(workdir)
+        self.admin_token = pysecrets.token_hex(16)
+        self.proc = self.port = self.url = self.metadata_url = self.admin = None
+
+    def start(self):
+        args = ["--admin-token", self.admin_token]
+        if self.port:
+            args += ["--port", str(self.port)]
+        deadline = time.monotonic() + POLL_TIMEOUT
+        while True:
+            try:
+                self.proc, info = spawn_cli(self.certs.server, self.certs.server_key,
+                                            str(self.dir), config=CONFIG, extra_args=args,
+                                            python=sys.executable)
+                break
+            except RuntimeError:  # the port not free yet after a kill
+                if not self.port or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert not self.port or info["port"] == self.port
+        self.port, self.url, self.metadata_url = info["port"], info["url"], info["metadata_url"]
+        self.admin = AdminClient(self.url, self.admin_token, cafile=self.certs.ca)
+        return self
+
+    def kill(self):
+        """SIGKILL: the server vanishes mid-connection."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+        self._close_pipes()
+        self.proc = None
+
+    def restart(self):
+        assert self.proc is None, "kill() it first"
+        return self.start()
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self._close_pipes()
+            self.proc = None
+
+    def _close_pipes(self):
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+
+
+@pytest.fixture
+def aws_proc(certs, workdir):
+    """A started AwsProcess (CONFIG), stopped in teardown."""
+    p = AwsProcess(certs, workdir / "aws-proc")
+    yield p.start()
+    p.stop()
+
+
 def aws_env(workdir, aws, certs, **extra):
     """The daemon's environment: no AWS_* of ours, a HOME without ~/.aws, no instance metadata."""
     env = {k: v for k, v in sanitizer_env().items() if not k.startswith("AWS_")}
@@ -150,10 +237,13 @@ STATIC = {"AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": DEFA
 
 @pytest.fixture
 def amount(secretfs, workdir, aws, certs):
-    """Factory: mounts @source (default aws-sm:us-east-1) with the static key in the environment."""
+    """Factory: mounts @source (default aws-sm:us-east-1) with the static key in the environment,
+    on the module's server or on @server (an AwsProcess)."""
 
-    def start(source="aws-sm:us-east-1", *, options=(), env=None, static=True, secrets=()):
-        e = aws_env(workdir, aws, certs, **({**(STATIC if static else {}), **(env or {})}))
+    def start(source="aws-sm:us-east-1", *, options=(), env=None, static=True, secrets=(),
+              server=None):
+        e = aws_env(workdir, server or aws, certs,
+                    **({**(STATIC if static else {}), **(env or {})}))
         leak = [*VALUES, *(s.encode() if isinstance(s, str) else s for s in secrets)]
         return secretfs(None, argv=lambda store, mnt: [*options, source, str(mnt)], env=e,
                         secrets=leak)
@@ -191,6 +281,102 @@ def no_secret_in_environ(pid):
 
 def pause(seconds):
     time.sleep(seconds * TIME_SCALE)
+
+
+def timed_read(path):
+    """(the bytes read or the errno, seconds the open and read took)."""
+    t0 = time.monotonic()
+    try:
+        got = read_file(path)
+    except OSError as e:
+        got = e.errno
+    return got, time.monotonic() - t0
+
+
+# What a reader may get when the store cannot be reached (as in test_vault.py).
+UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
+
+
+def parallel_reads(paths, timeout=POLL_TIMEOUT):
+    """Reads each of @paths in a thread of its own, all released at once: bytes or errno."""
+    results, barrier = [None] * len(paths), threading.Barrier(len(paths))
+
+    def reader(i):
+        barrier.wait()
+        try:
+            results[i] = read_file(paths[i])
+        except OSError as e:
+            results[i] = e.errno
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a reader hung"
+    return results
+
+
+def boto3_client(server, certs, service):
+    """A boto3 client for @server's @service, with the default static key."""
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    return boto3.client(service, region_name="us-east-1", endpoint_url=server.url,
+                        verify=certs.ca, aws_access_key_id=DEFAULT_ACCESS_KEY,
+                        aws_secret_access_key=DEFAULT_SECRET_KEY,
+                        config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+
+def served(value):
+    """How a JSON value of an object's key reads through the mount (src/namespace.c
+    value_bytes): a string as its bytes, anything else compact JSON in the stored key order."""
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def expected_tree(values):
+    """
+    The mount's tree for {relative name: str (a SecretString or a parameter's Value) or
+    bytes (a SecretBinary, or a StringList's Value as stored)}: ({file: bytes},
+    {directory: set of child names}).  Names hold '/' as folders; a string whose JSON is an
+    object (after leading blanks) is a directory of its keys (src/backends/aws_parse.c
+    string_value); anything else a file with the exact bytes.
+    """
+    files, dirs = {}, {"": set()}
+    for rel, v in values.items():
+        parts = rel.split("/")
+        for i in range(len(parts)):
+            dirs.setdefault("/".join(parts[:i]), set()).add(parts[i])
+        obj = None
+        if isinstance(v, str) and v.lstrip(" \t\r\n").startswith("{"):
+            try:
+                obj = json.loads(v)
+            except ValueError:
+                obj = None
+        if isinstance(obj, dict):
+            dirs.setdefault(rel, set()).update(obj)
+            for k, x in obj.items():
+                files[f"{rel}/{k}"] = served(x)
+        else:
+            files[rel] = v if isinstance(v, bytes) else v.encode()
+    assert not set(files) & set(dirs), "a name both a file and a folder: fix the test data"
+    return files, dirs
+
+
+def mount_tree(root):
+    """The mount's tree, walked, in expected_tree()'s form: ({file: bytes}, {dir: names})."""
+    files, dirs = {}, {}
+    for dp, dn, fn in os.walk(root):
+        rel = os.path.relpath(dp, root)
+        rel = "" if rel == "." else rel
+        dirs[rel] = set(dn) | set(fn)
+        for f in fn:
+            p = os.path.join(dp, f)
+            files[os.path.join(rel, f)] = read_file(p)
+            assert os.stat(p).st_size == len(files[os.path.join(rel, f)]), p
+    return files, dirs
 
 
 # ---------------------------------------------------------------- Secrets Manager
@@ -608,3 +794,477 @@ def test_ca_file_wins_over_aws_ca_bundle(aws, amount, certs, workdir):
     d2 = amount(env={"AWS_CA_BUNDLE": certs.rogue_ca})
     assert read_err(d2.path("single")) == errno.EIO
     assert "certificate" in d2.wait_stderr("certificate")
+
+
+# ---------------------------------------------------------------- against boto3
+
+# A Secrets Manager tree for the boto3 comparison, created through boto3: nested names, a
+# secret that is also a folder, JSON objects holding every JSON type (floats exact in
+# binary, so jansson's %.17g and Python print them alike), plain strings, strings that are
+# JSON but not an object, broken JSON, and SecretBinary with every byte value.
+SM_TREE = {
+    "cmp/db": json.dumps({
+        "password": "pw-<&>-\"q\"-9f2k", "port": 5432, "tls": True, "off": False, "ratio": 1.5,
+        "neg": -0.25, "whole": 2.0, "none": None, "big": 2 ** 62,
+        "hosts": ["db1.internal", 2, False, None], "empty": "", "emptyobj": {},
+        "emptylist": [], "nested": {"b": [1, {"c": "ü-<tag>&"}], "a": "x/y"},
+        "unicode": "пароль-秘密-🔑", "multi": "line1\nline2\n", "ключ-🔑": "välue-ñ-Ωmega"},
+        ensure_ascii=False),
+    "cmp/escaped": json.dumps({"k": "escaped-ü-✓", "t\u00e9": "tab\there"}),  # \u escapes
+    "cmp/svc": json.dumps({"self": "svc-itself-value"}),
+    "cmp/svc/child": json.dumps({"k": "svc-child-value"}),
+    "cmp/api-key": "plain-api-key-5150",
+    "cmp/a/b/c/d": "deep-plain-value-d",
+    "cmp/spaced": '  \n\t{"k": "spaced-object-value"}',  # leading blanks: still an object
+    "cmp/list": '["not", "an", "object"]',
+    "cmp/number": "42",
+    "cmp/broken": '{"a": 1',
+    "cmp/empty-object": "{}",
+    "cmp/name.with@odd+chars=_-": "odd-name-value-77",
+    "cmp/bin/all-bytes": bytes(range(256)),
+    "cmp/bin/reversed": bytes(range(255, -1, -1)) + b"\x00\x00",
+}
+
+
+def leak_values(files):
+    return [v for v in files.values() if len(v) >= 6]
+
+
+def test_sm_mount_matches_boto3(aws, amount, certs):
+    sm = boto3_client(aws, certs, "secretsmanager")
+    for name, v in SM_TREE.items():
+        sm.create_secret(Name=name, **({"SecretBinary": v} if isinstance(v, bytes)
+                                        else {"SecretString": v}))
+    # boto3's view: ListSecrets with the name filter, every page, then each value
+    names = [s["Name"] for page in sm.get_paginator("list_secrets").paginate(
+        Filters=[{"Key": "name", "Values": ["cmp/"]}]) for s in page["SecretList"]]
+    assert sorted(names) == sorted(SM_TREE)
+    values = {}
+    for n in names:
+        r = sm.get_secret_value(SecretId=n)
+        values[n[len("cmp/"):]] = r["SecretString"] if "SecretString" in r else r["SecretBinary"]
+    files, dirs = expected_tree(values)
+    assert files["bin/all-bytes"] == bytes(range(256))  # boto3 decoded it
+    assert "child" in dirs["svc"] and "self" in dirs["svc"]
+
+    aws.post("/_test/reset-counts")
+    d = amount("aws-sm:us-east-1/cmp", secrets=leak_values(files))
+    got_files, got_dirs = mount_tree(d.mnt)
+    assert got_dirs == dirs
+    assert sorted(got_files) == sorted(files)
+    wrong = [k for k in files if got_files[k] != files[k]]
+    assert not wrong, {k: (got_files[k][:60], files[k][:60]) for k in wrong}
+    lists = [r for r in aws.get("/_test/requests")["requests"]
+             if r["op_key"] == "secretsmanager.ListSecrets"]
+    assert lists and all(r["status"] == 200 for r in lists)
+    assert "warning" not in d.stderr().lower()
+
+
+# A Parameter Store tree of 25 parameters under /cmp (three GetParametersByPath pages of
+# 10): String, StringList (as stored, even when it looks like JSON), SecureString
+# (decrypted), and a String holding a JSON object (a directory, as for Secrets Manager).
+SSM_TREE = {
+    "/cmp/app/db/url": ("String", "postgres://cmp.internal:5432/app"),
+    "/cmp/app/db/password": ("SecureString", "cmp-secure-pw-<&>"),
+    "/cmp/app/db/config": ("String", '{"pool": 5, "ssl": true, "host": "db-cfg.internal",'
+                                     ' "ratio": 0.5, "tags": ["a", null]}'),
+    "/cmp/app/db/secure-json": ("SecureString", '{"user": "sec-json-user", "n": 7}'),
+    "/cmp/app/hosts": ("StringList", "h1.internal,h2.internal,h3"),
+    "/cmp/app/braces": ("StringList", '{"x":1,"y":2}'),
+    "/cmp/app/unicode": ("String", "välue-ñ-Ωmega-秘密"),
+    "/cmp/deep/a/b/c/d/e": ("SecureString", "deep-secure-value"),
+    "/cmp/dev/x": ("String", "dev-x-value-cmp"),
+    "/cmp/dev/list-json": ("String", '["a", "b"]'),
+    **{f"/cmp/svc/s{i:02d}": ("String" if i % 3 else "SecureString", f"svc-value-{i:02d}-cmp")
+       for i in range(15)},
+}
+
+
+def test_ssm_mount_matches_boto3(aws, amount, certs):
+    ssm = boto3_client(aws, certs, "ssm")
+    for name, (typ, value) in SSM_TREE.items():
+        ssm.put_parameter(Name=name, Type=typ, Value=value)
+    assert len(SSM_TREE) > 20
+    # boto3's view: GetParametersByPath, recursive, decrypted, every page
+    pages = list(ssm.get_paginator("get_parameters_by_path").paginate(
+        Path="/cmp", Recursive=True, WithDecryption=True))
+    assert len(pages) >= 3
+    values = {}
+    for page in pages:
+        for prm in page["Parameters"]:
+            v = prm["Value"]
+            values[prm["Name"][len("/cmp/"):]] = v.encode() if prm["Type"] == "StringList" else v
+    assert len(values) == len(SSM_TREE)
+    assert values["app/db/password"] == "cmp-secure-pw-<&>"  # decrypted
+    files, dirs = expected_tree(values)
+
+    aws.post("/_test/reset-counts")
+    d = amount("aws-ssm:us-east-1/cmp", secrets=leak_values(files))
+    got_files, got_dirs = mount_tree(d.mnt)
+    assert got_dirs == dirs
+    assert sorted(got_files) == sorted(files)
+    wrong = [k for k in files if got_files[k] != files[k]]
+    assert not wrong, {k: (got_files[k][:60], files[k][:60]) for k in wrong}
+    # the top listing took every page (10 a page)
+    top = [r for r in aws.get("/_test/requests")["requests"]
+           if r["op_key"] == "AmazonSSM.GetParametersByPath" and r["names"] == ["/cmp/"]]
+    assert len(top) >= 3 and all(r["status"] == 200 for r in top)
+    assert "warning" not in d.stderr().lower()
+
+
+# ---------------------------------------------------------------- a wrong signature
+
+
+def test_wrong_secret_key_is_never_accepted(aws, amount):
+    """
+    The right key id with the wrong secret: the server refuses every request
+    (InvalidSignatureException), nothing is listed or served, reads fail with EACCES or
+    EIO, and the daemon's stderr says why without quoting either key.
+    """
+    wrong = "wRoNgSecretKeyForSecretfsTests/0123456789"
+    aws.post("/_test/reset-counts")
+    d = amount(env={"AWS_SECRET_ACCESS_KEY": wrong}, secrets=[wrong])
+
+    def main_requests():
+        return [r for r in aws.get("/_test/requests")["requests"] if r["listener"] == "main"]
+
+    def only_rejected():
+        reqs = main_requests()
+        assert all(r["access_key"] == DEFAULT_ACCESS_KEY and r["signed"] for r in reqs)
+        assert all(r["auth"] == "InvalidSignatureException" and r["status"] == 400
+                   for r in reqs), [(r["op_key"], r["auth"], r["status"]) for r in reqs]
+        c = aws.counts()
+        assert c["auth_failures"] == ({"InvalidSignatureException": len(reqs)} if reqs else {})
+        assert set(c["statuses"]) <= {"400"}, c["statuses"]
+        return reqs
+
+    only_rejected()  # whatever the daemon sent to start (it may send nothing)
+    first = read_err(d.path("single"))
+    assert only_rejected(), "the first read never asked the server"
+    assert first != 0
+
+    problems = []
+    try:
+        listing = os.listdir(d.mnt)
+        if listing:  # an empty listing serves nothing; anything else would
+            problems.append(f"the top lists {listing}")
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EIO):
+            problems.append(f"listing the top: {errno.errorcode[e.errno]}")
+    reads = {"single": first}
+    for rel in ("prod/db/password", "prod/api-key", "prod/blob", "no-such-secret"):
+        reads[rel] = read_err(d.path(rel))
+    for rel, got in reads.items():
+        assert got != 0, f"{rel} was served"
+        if got not in (errno.EACCES, errno.EIO):
+            try:
+                mode = oct(os.stat(d.path(rel)).st_mode)
+            except OSError as e:
+                mode = errno.errorcode[e.errno]
+            problems.append(f"reading {rel}: {errno.errorcode[got]} (stat: {mode})")
+    reqs = only_rejected()
+    # The daemon asked (a listing fails first, so it need not get as far as a value).
+    assert any(r["op_key"].startswith("secretsmanager.") for r in reqs)
+
+    time.sleep(0.5)  # give a log line time to land
+    err = d.stderr()
+    assert wrong not in err and DEFAULT_SECRET_KEY not in err
+    if "InvalidSignatureException" not in err:
+        problems.append("stderr does not name the failure (InvalidSignatureException):\n" + err)
+    assert not problems, "with a wrong secret key:\n" + "\n".join(problems)
+
+
+# ---------------------------------------------------------------- throttling, single-flight
+
+
+@pytest.mark.parametrize("service", ["aws-sm", "aws-ssm"])
+def test_throttling_burst_under_16_readers(aws, amount, service):
+    """The next N requests are throttled (N < max_attempts) while 16 threads read cold
+    values: each call has max_attempts - 1 throttling retries, so every read succeeds."""
+    max_attempts, n = 4, 3
+    if service == "aws-sm":
+        want = {"prod/db/password": b"pa55-w0rd-db", "prod/db/username": b"db-user-41",
+                "prod/db/port": b"5432", "prod/api-key": b"api-key-plain-77",
+                "prod/blob": BINARY, "single": b"single-value-xyz",
+                **{f"fill/s{i:03d}": b"filler-value" for i in range(10)}}
+        d = amount(options=["-o", f"max_attempts={max_attempts}", "-o", "fetch_timeout=20s"])
+        fault = aws.fault(kind="throttle", service="secretsmanager", count=n)
+    else:
+        want = {"prod/db/url": b"postgres://db.internal/app",
+                "prod/db/password": b"ssm-secure-pw-9", "prod/hosts": b"h1,h2,h3",
+                "prod/deep/a/b/c": b"deep-value-c", "dev/x": b"dev-value-x"}
+        d = amount("aws-ssm:us-east-1/app",
+                   options=["-o", f"max_attempts={max_attempts}", "-o", "fetch_timeout=20s"])
+        fault = aws.fault(kind="throttle", service="ssm", count=n)
+    paths = [list(want)[i % len(want)] for i in range(16)]
+    results = parallel_reads([d.path(p) for p in paths], timeout=POLL_TIMEOUT * 2)
+    bad = {p: r for p, r in zip(paths, results) if r != want[p]}
+    assert not bad, {p: errno.errorcode.get(r, r) if isinstance(r, int) else r[:40]
+                     for p, r in bad.items()}
+    fired = [f for f in aws.get("/_test/faults")["faults"] if f["id"] == fault]
+    assert fired and fired[0]["fired"] == n
+    assert aws.counts()["errors"].get("ThrottlingException") == n
+
+
+def test_single_flight(aws, amount):
+    """64 readers of a cold secret (three of its keys): one GetSecretValue."""
+    d = amount(options=["-o", "ttl=60s"])
+    aws.fault(kind="latency", operation="GetSecretValue", name="^prod/db$", latency_ms=300)
+    want = {"password": b"pa55-w0rd-db", "username": b"db-user-41", "port": b"5432"}
+    keys = [list(want)[i % 3] for i in range(64)]
+    results = parallel_reads([d.path("prod/db", k) for k in keys])
+    assert results == [want[k] for k in keys]
+    assert aws.secret_op("prod/db", "GetSecretValue") == 1
+    assert aws.secret_op("prod/db", "DescribeSecret") == 0
+    # and the listings on the way were single-flight too: the top (two pages) and prod/
+    assert aws.op("secretsmanager.ListSecrets") == 3
+
+
+# ---------------------------------------------------------------- outages and slow servers
+
+
+def test_outage_kill_and_restart(aws_proc, amount):
+    """
+    The server process is killed: within stale_ttl the old value is served and the
+    failure is logged; past it reads fail promptly; a server started again on the
+    same port is used again.
+    """
+    ttl, stale_ttl, fetch_timeout = 1.0, 2.0, 1.0
+    srv = aws_proc
+    d = amount(server=srv, options=["-o", "ttl=1s", "-o", "stale_ttl=2s",
+                                    "-o", "fetch_timeout=1s", "-o", "max_attempts=2"])
+    pw = d.path("prod/db/password")
+    assert read_file(pw) == b"pa55-w0rd-db"
+    fetched = time.monotonic()  # the value was stored before this: stale until at most +3 s
+    assert srv.secret_op("prod/db", "GetSecretValue") == 1
+
+    srv.kill()
+    time.sleep(max(0.0, fetched + ttl + 0.1 - time.monotonic()))  # let the value expire
+    got, took = timed_read(pw)
+    assert got == b"pa55-w0rd-db", f"not the stale value: {got!r}\n{d.stderr()}"
+    assert took < fetch_timeout + 1.5 * TIME_SCALE
+
+    def failure_logged():
+        return [ln for ln in d.stderr().splitlines() if "prod/db" in ln and
+                any(w in ln.lower() for w in ("connection refused", "connection lost",
+                                              "connection reset"))]
+
+    deadline = time.monotonic() + 1.0 * TIME_SCALE
+    while not failure_logged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logged_while_stale = failure_logged()
+
+    # Past the stale window: an error, never the old value, and never a hang.
+    errs = []
+
+    def fails():
+        t = time.monotonic()
+        got, took = timed_read(pw)
+        if isinstance(got, bytes):
+            assert got == b"pa55-w0rd-db"
+            assert t < fetched + ttl + stale_ttl + 0.05, "served past its stale window"
+            return False
+        errs.append((got, took))
+        return True
+
+    wait_until(fails, stale_ttl + POLL_TIMEOUT, interval=0.1, what="the stale window's end")
+    err, took = errs[0]
+    assert err in UNREACHABLE, os.strerror(err)
+    assert took < fetch_timeout + 1.5, f"an erroring read took {took:.2f}s"
+    got, took = timed_read(d.path("single"))  # never cached: fails as promptly
+    assert got in UNREACHABLE and took < fetch_timeout + 1.5, (got, took)
+
+    # The server comes back on the same port: reads work again, from the new process.
+    url = srv.url
+    srv.restart()
+    assert srv.url == url
+    d.wait_value("prod/db/password", b"pa55-w0rd-db")
+    assert read_file(d.path("single")) == b"single-value-xyz"
+    assert srv.secret_op("prod/db", "GetSecretValue") == 1  # the new process's first
+    assert logged_while_stale, ("no stderr line names prod/db and the error while the stale "
+                                "value was served:\n" + d.stderr())
+
+
+def test_slow_server_past_the_deadline(aws, amount):
+    """
+    A server 3 s slow, fetch_timeout=500ms: the stale value (cached and expired), or an
+    error (never fetched), within the deadline plus slack; the fetches given up on land.
+    """
+    deadline, slack = 0.5, 1.0 * TIME_SCALE
+    d = amount(options=["-o", "ttl=1s", "-o", "fetch_timeout=500ms"])
+    pw = d.path("prod/db/password")
+    assert read_file(pw) == b"pa55-w0rd-db"
+    fetched = time.monotonic()
+    for op in ("GetSecretValue", "DescribeSecret"):
+        aws.fault(kind="latency", operation=op, latency_ms=3000)
+    time.sleep(max(0.0, fetched + 1.1 - time.monotonic()))  # let the value expire
+
+    stale, stale_took = timed_read(pw)  # asserted last, after the rest is checked
+    got, took = timed_read(d.path("single"))  # never fetched: an error
+    assert got in (errno.EAGAIN, errno.EIO, errno.ETIMEDOUT), got
+    assert took < deadline + slack, f"the error took {took:.2f}s"
+    # the fetches that were given up on still land: the values come back without the fault
+    aws.post("/_test/faults/clear")
+    d.wait_value("single", b"single-value-xyz")
+    assert aws.secret_op("single", "GetSecretValue") == 1
+    assert stale == b"pa55-w0rd-db"
+    assert stale_took < deadline + slack, \
+        f"the stale value took {stale_took:.2f}s with fetch_timeout={deadline}s"
+    # the revalidation given up on landed too: DescribeSecret, no second GetSecretValue
+    wait_until(lambda: aws.secret_op("prod/db", "DescribeSecret") >= 1, what="DescribeSecret")
+    assert read_file(pw) == b"pa55-w0rd-db"
+    assert aws.secret_op("prod/db", "GetSecretValue") == 1
+
+
+# ---------------------------------------------------------------- rotation through boto3
+
+
+def test_sm_rotation_after_the_ttl_not_before(aws, amount, certs):
+    """
+    PutSecretValue through boto3 shows after the TTL and not before.  Past the TTL with no
+    rotation, the revalidation is one DescribeSecret; a new AWSPENDING version (the first
+    step of a rotation) changes nothing; a new AWSCURRENT costs exactly one more
+    GetSecretValue.
+    """
+    sm = boto3_client(aws, certs, "secretsmanager")
+    ttl = 2.0
+    new = ["pending-key-3333", "rotated-key-4444", "rotated-key-5555"]
+    d = amount(options=["-o", "ttl=2s"], secrets=new)
+    key = d.path("prod/api-key")
+    gets = lambda: aws.secret_op("prod/api-key", "GetSecretValue")  # noqa: E731
+    describes = lambda: aws.secret_op("prod/api-key", "DescribeSecret")  # noqa: E731
+
+    t0 = time.monotonic()
+    assert read_file(key) == b"api-key-plain-77"
+    assert (gets(), describes()) == (1, 0)
+
+    # past the TTL, no rotation: DescribeSecret only
+    time.sleep(max(0.0, t0 + ttl + 0.2 - time.monotonic()))
+    t1 = time.monotonic()
+    assert read_file(key) == b"api-key-plain-77"
+    assert (gets(), describes()) == (1, 1)
+
+    # AWSPENDING: AWSCURRENT has not moved, so past the TTL it is still DescribeSecret only
+    sm.put_secret_value(SecretId="prod/api-key", SecretString="pending-key-3333",
+                        VersionStages=["AWSPENDING"])
+    time.sleep(max(0.0, t1 + ttl + 0.2 - time.monotonic()))
+    t2 = time.monotonic()
+    assert read_file(key) == b"api-key-plain-77"
+    assert (gets(), describes()) == (1, 2)
+
+    def rotate_and_wait(value, old, since):
+        """PutSecretValue (AWSCURRENT): not seen before the TTL, then is, with one
+        DescribeSecret and one GetSecretValue."""
+        g, ds = gets(), describes()
+        sm.put_secret_value(SecretId="prod/api-key", SecretString=value)
+        assert read_file(key) == old  # still fresh: the old value, from memory
+        assert (gets(), describes()) == (g, ds)
+        seen = []
+
+        def check():
+            t = time.monotonic()
+            v = read_file(key)
+            assert v in (old, value.encode()), v
+            if v == value.encode():
+                seen.append((t, time.monotonic()))
+            return v == value.encode()
+
+        wait_until(check, ttl + POLL_TIMEOUT, interval=0.05, what=f"{value!r} after the TTL")
+        # the old value was fresh until at least `since` + TTL
+        assert seen[0][1] - since >= ttl, seen[0][1] - since
+        assert (gets(), describes()) == (g + 1, ds + 1)
+        return seen[0][0]
+
+    since = rotate_and_wait("rotated-key-4444", b"api-key-plain-77", t2)
+    rotate_and_wait("rotated-key-5555", b"rotated-key-4444", since)
+    stages = aws.get("/_test/secret?name=prod/api-key")["version_ids_to_stages"]
+    assert sorted(s for v in stages.values() for s in v) == ["AWSCURRENT", "AWSPENDING",
+                                                             "AWSPREVIOUS"]
+
+
+def test_sm_pending_promoted_to_current(aws, amount, certs):
+    """AWSPENDING becomes AWSCURRENT (UpdateSecretVersionStage, the last step of a
+    rotation): seen after the TTL, with one more GetSecretValue."""
+    from botocore.exceptions import ClientError
+
+    sm = boto3_client(aws, certs, "secretsmanager")
+    probe = aws.put_secret("probe/stage", secret_string="probe-current")
+    pend = aws.put_secret("probe/stage", secret_string="probe-pending", stages=["AWSPENDING"])
+    try:
+        sm.update_secret_version_stage(SecretId="probe/stage", VersionStage="AWSCURRENT",
+                                       MoveToVersionId=pend["version_id"],
+                                       RemoveFromVersionId=probe["version_id"])
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("UnknownOperationException", "InvalidAction"):
+            pytest.skip("tests/servers/aws_server.py does not implement "
+                        "UpdateSecretVersionStage")
+        raise
+
+    cur = aws.put_secret("rot/x", secret_string="current-value-rot1")
+    pend = aws.put_secret("rot/x", secret_string="pending-value-rot2", stages=["AWSPENDING"])
+    d = amount(options=["-o", "ttl=1s"], secrets=["current-value-rot1", "pending-value-rot2"])
+    t0 = time.monotonic()
+    assert read_file(d.path("rot/x")) == b"current-value-rot1"
+    sm.update_secret_version_stage(SecretId="rot/x", VersionStage="AWSCURRENT",
+                                   MoveToVersionId=pend["version_id"],
+                                   RemoveFromVersionId=cur["version_id"])
+    d.wait_value("rot/x", b"pending-value-rot2")
+    assert time.monotonic() - t0 >= 1.0
+    assert aws.secret_op("rot/x", "GetSecretValue") == 2
+
+
+# ---------------------------------------------------------------- where credentials go
+
+
+def assert_no_credentials(d, creds, audit=None):
+    """No credential in @d's argv, environment, stderr or audit log."""
+    cmdline = Path(f"/proc/{d.pid}/cmdline").read_bytes()
+    environ = Path(f"/proc/{d.pid}/environ").read_bytes()
+    stderr = d.stderr_bytes()
+    text = audit.read_bytes() if audit else b""
+    for c in creds:
+        c = c.encode()
+        for where, blob in (("argv", cmdline), ("environ", environ), ("stderr", stderr),
+                            ("audit log", text)):
+            assert c not in blob, f"a credential ({c[:8]!r}...) in the daemon's {where}"
+    for name in (b"AWS_SECRET_ACCESS_KEY", b"AWS_SESSION_TOKEN"):
+        assert name not in cmdline and name + b"=" not in environ, name
+
+
+def test_credentials_in_no_argv_environ_stderr_or_audit(aws, amount, workdir):
+    token = "IQoJb3JpZ2luX2VjELeakCheckSessionToken0123456789abcdef"
+    secret = "leakCheckTemporarySecretKey0123456789abcd"
+    tmp = aws.key(session_token=token, secret_access_key=secret, expires_in=3600)
+    creds = {"AWS_ACCESS_KEY_ID": tmp["access_key_id"], "AWS_SECRET_ACCESS_KEY": secret,
+             "AWS_SESSION_TOKEN": token}
+    audit = workdir / "audit.log"
+    d = amount(options=["-o", f"audit={audit}", "-o", "ttl=1s"], env=creds,
+               secrets=[token, secret])
+    assert sorted(os.listdir(d.path("prod"))) == ["api-key", "blob", "db"]
+    assert read_file(d.path("prod/db/password")) == b"pa55-w0rd-db"
+    assert read_err(d.path("nope")) == errno.ENOENT
+    assert read_err(d.path("kms/broken")) == errno.EIO  # an error that is logged
+    d.wait_stderr("DecryptionFailure")
+    pause(1.2)
+    assert read_file(d.path("prod/db/password")) == b"pa55-w0rd-db"  # revalidated
+    reqs = [r for r in aws.get("/_test/requests")["requests"] if r["listener"] == "main"]
+    assert reqs and all(r["session_token_sent"] and r["access_key"] == tmp["access_key_id"]
+                        for r in reqs)
+    assert audit.read_text().count('"open"') >= 2
+    assert_no_credentials(d, [secret, token], audit)
+
+    # The server stops accepting the daemon's secret for that key id: its signature error
+    # goes on with the canonical request, which carries the session token
+    # (signature_debug); the daemon logs the error, but not that part.
+    aws.post("/_test/config", {"signature_debug": True})
+    aws.key(access_key_id=tmp["access_key_id"], session_token=token, expires_in=3600,
+            secret_access_key="leakCheckOtherSecretKey00000000000000000")
+    pause(1.2)
+    # Rejected credentials are a setup error (EIO), not a policy denial (EACCES).
+    assert read_err(d.path("prod/db/password")) == errno.EIO
+    err = d.wait_stderr("InvalidSignatureException")
+    assert "signature we calculated does not match" in err
+    assert "Canonical String" not in err and "x-amz-security-token" not in err.lower()
+    last = [r for r in aws.get("/_test/requests")["requests"] if r["listener"] == "main"][-1]
+    assert last["auth"] == "InvalidSignatureException" and last["session_token_sent"]
+    assert_no_credentials(d, [secret, token, "leakCheckOtherSecretKey00000000000000000"], audit)

@@ -236,8 +236,10 @@ static void test_error_errno_table(void **state)
 		{ "ParameterVersionNotFound", 400, -ENOENT, false, false },
 		{ "AccessDeniedException", 400, -EACCES, false, false },
 		{ "AccessDenied", 403, -EACCES, false, false },
-		{ "UnrecognizedClientException", 400, -EACCES, false, false },
-		{ "InvalidSignatureException", 400, -EACCES, false, false },
+		/* Credentials AWS rejects are a setup error, not a denial. */
+		{ "UnrecognizedClientException", 400, -EIO, false, false },
+		{ "InvalidSignatureException", 400, -EIO, false, false },
+		{ "SignatureDoesNotMatch", 403, -EIO, false, false },
 		{ "ExpiredTokenException", 400, -EACCES, false, true },
 		{ "ExpiredToken", 400, -EACCES, false, true },
 		{ "ThrottlingException", 400, -EAGAIN, true, false },
