@@ -97,7 +97,7 @@ SIGNING_NAME = {"secretsmanager": "secretsmanager", "ssm": "ssm", "sts": "sts"}
 AWSCURRENT, AWSPREVIOUS = "AWSCURRENT", "AWSPREVIOUS"
 SM_OPERATIONS = ("GetSecretValue", "BatchGetSecretValue", "DescribeSecret", "ListSecrets",
                  "ListSecretVersionIds", "PutSecretValue", "CreateSecret", "DeleteSecret",
-                 "RestoreSecret")
+                 "RestoreSecret", "UpdateSecretVersionStage")
 SSM_OPERATIONS = ("GetParameter", "GetParameters", "GetParametersByPath", "PutParameter",
                   "DeleteParameter")
 _ALNUM = string.ascii_letters + string.digits
@@ -1918,6 +1918,40 @@ class AwsServer:
         ver = self._sm_add_version(sec, crt, s, b, stages)
         return {"ARN": sec.arn, "Name": sec.name, "VersionId": ver.version_id,
                 "VersionStages": list(ver.stages)}
+
+    def _sm_UpdateSecretVersionStage(self, req, p):
+        """Moves a stage label between versions, as rotation's finishSecret step does:
+        AWSPENDING's version becomes AWSCURRENT, the old current gets AWSPREVIOUS."""
+        sec = self._sm_live(req, p)
+        stage = self._req_str(p, "VersionStage", "versionStage")
+        move_to = p.get("MoveToVersionId")
+        remove_from = p.get("RemoveFromVersionId")
+        holder = sec.by_stage(stage)
+        if move_to is not None and move_to not in sec.versions:
+            raise AwsError("ResourceNotFoundException",
+                           f"Secrets Manager can't find the specified secret version: {move_to}")
+        if holder is not None and holder.version_id != move_to:
+            if remove_from != holder.version_id:
+                raise AwsError("InvalidParameterException",
+                               f"The parameter RemoveFromVersionId can't be empty. Staging label "
+                               f"{stage} is currently attached to version {holder.version_id}, "
+                               "so you must explicitly reference that version in "
+                               "RemoveFromVersionId.")
+            holder.stages = [x for x in holder.stages if x != stage]
+            if stage == AWSCURRENT:
+                for v in sec.versions.values():
+                    v.stages = [x for x in v.stages if x != AWSPREVIOUS]
+                holder.stages.append(AWSPREVIOUS)
+        elif holder is None and remove_from is not None:
+            raise AwsError("InvalidParameterException",
+                           f"Staging label {stage} is not attached to version {remove_from}.")
+        if move_to is not None:
+            target = sec.versions[move_to]
+            if stage not in target.stages:
+                target.stages.append(stage)
+            if stage == AWSCURRENT:
+                target.stages = [x for x in target.stages if x != AWSPREVIOUS]
+        return {"ARN": sec.arn, "Name": sec.name}
 
     def _sm_CreateSecret(self, req, p):
         name = self._req_str(p, "Name", "name")
