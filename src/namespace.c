@@ -164,6 +164,32 @@ void ns_json_error_text(const json_error_t *e, char *buf, size_t len)
 	snprintf(buf, len, "%s", what);
 }
 
+json_t *ns_json_load_object(const char *body, size_t len, size_t flags, const char *who,
+			    char *reason, size_t reasonlen)
+{
+	json_error_t je;
+	char why[128];
+	json_t *j;
+
+	if (!body || len == 0) {
+		snprintf(reason, reasonlen, "%s sent an empty body where JSON was expected", who);
+		return NULL;
+	}
+	j = json_loadb(body, len, flags, &je);
+	if (!j) {
+		ns_json_error_text(&je, why, sizeof(why));
+		snprintf(reason, reasonlen, "%s sent malformed JSON (%s at line %d, column %d)", who,
+			 why, je.line, je.column);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		snprintf(reason, reasonlen, "%s sent JSON that is not an object", who);
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
 /* ---- values ---- */
 
 /* The binary form {"$base64": "..."}: returns the base64 text or NULL. */

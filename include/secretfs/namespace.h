@@ -62,6 +62,13 @@ int ns_listing_from_keys(const char *const *keys, size_t n, struct secret **ret)
  */
 void ns_json_error_text(const json_error_t *e, char *buf, size_t len);
 
+/*
+ * Parses a store's response @body as a JSON object, or says why not in
+ * @reason ("@who sent malformed JSON (...)"), never quoting the body.
+ */
+json_t *ns_json_load_object(const char *body, size_t len, size_t flags, const char *who,
+			    char *reason, size_t reasonlen);
+
 /* Wiping allocators for jansson: every JSON copy is cleansed when freed. */
 void ns_json_use_wiping_alloc(void);
 

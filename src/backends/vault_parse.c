@@ -159,27 +159,7 @@ void vault_addr_done(struct vault_addr *a)
 static json_t *load_object(const char *body, size_t len, size_t flags, char *reason,
 			   size_t reasonlen)
 {
-	json_error_t je;
-	char why[128];
-	json_t *j;
-
-	if (!body || len == 0) {
-		snprintf(reason, reasonlen, "Vault sent an empty body where JSON was expected");
-		return NULL;
-	}
-	j = json_loadb(body, len, flags, &je);
-	if (!j) {
-		ns_json_error_text(&je, why, sizeof(why));
-		snprintf(reason, reasonlen, "Vault sent malformed JSON (%s at line %d, column %d)",
-			 why, je.line, je.column);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		snprintf(reason, reasonlen, "Vault sent JSON that is not an object");
-		json_decref(j);
-		return NULL;
-	}
-	return j;
+	return ns_json_load_object(body, len, flags, "Vault", reason, reasonlen);
 }
 
 /* A non-negative integer member; absent gives @def.  -EIO on a wrong type. */
