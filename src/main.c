@@ -687,8 +687,11 @@ int main(int argc, char *argv[])
 	ns_json_use_wiping_alloc();
 	/* libcurl runs with CURLOPT_NOSIGNAL; a peer that hangs up must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
-	/* libcurl's global state, with wiping allocators: once, before any thread. */
-	if (http_global_init() < 0) {
+	/*
+	 * libcurl's global state, with wiping allocators: once, before any
+	 * thread, and only for a network store (it costs megabytes of RSS).
+	 */
+	if (strncmp(cfg.source, "file:", 5) != 0 && http_global_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libcurl\n");
 		goto out_opts;
 	}
@@ -865,7 +868,8 @@ out_opts:
 	auditlog_close(audit);
 	service_done();
 	fuse_loop_cfg_destroy(loop_cfg);
-	http_global_cleanup();
+	if (cfg.source && strncmp(cfg.source, "file:", 5) != 0)
+		http_global_cleanup();
 	free(opts.mountpoint);
 	free(control_path);
 out_args:
