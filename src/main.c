@@ -761,10 +761,19 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
-	/* Before any thread exists, so that all of them inherit the mask. */
+	/*
+	 * Before any thread exists, so that all of them inherit the mask.
+	 * SIGTERM and SIGINT are blocked too until the loop starts: libfuse's
+	 * handler only ends the session promptly when it runs on the main
+	 * thread or a FUSE worker, whose blocking call it interrupts; our own
+	 * threads (file watch, renewal, housekeeping, control) must not take it.
+	 */
 	sigemptyset(&hup);
 	sigaddset(&hup, SIGHUP);
+	sigaddset(&hup, SIGTERM);
+	sigaddset(&hup, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &hup, NULL);
+	sigdelset(&hup, SIGHUP); /* what the main thread unblocks before the loop */
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 
@@ -819,6 +828,8 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	}
 	daemon_ready(opts.foreground);
+	/* The loop's threads inherit this: they, and not ours, take SIGTERM/SIGINT. */
+	pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
 
 	if (opts.singlethread) {
 		r = fuse_session_loop(se);
