@@ -512,7 +512,7 @@ def test_ssm_tree_paging_and_types(aws, amount):
 
 
 def test_errors_map_to_errno(aws, amount):
-    deny = aws.key(access_key_id="AKIADENYTEST00000001", secret_access_key="deny-secret-key-1",
+    deny = aws.key(access_key_id="AKIADENYEXAMPLE00001", secret_access_key="deny-secret-key-1",
                    deny=["secretsmanager:GetSecretValue:denied/*",
                          "secretsmanager:DescribeSecret:*"])
     d = amount(options=["-o", "ttl=1s"],

@@ -598,7 +598,7 @@ def test_signature_verification(aws, mk, sm, certs):
     assert code_of(ei) == "InvalidSignatureException" and status_of(ei) == 403
     aws.configure(auth_error_status=400)
 
-    unknown = mk("secretsmanager", aws_access_key_id="AKIAUNKNOWNKEY000000",
+    unknown = mk("secretsmanager", aws_access_key_id="AKIAUNKNOWNEXAMPLE01",
                  aws_secret_access_key="x")
     with pytest.raises(ClientError) as ei:
         unknown.get_secret_value(SecretId="sig")
