@@ -81,7 +81,7 @@ struct cache_entry {
 	 * them.  Protected by c->lock.
 	 */
 	uint64_t retry_after_usec;
-	int last_err; /* that failure; protected by c->lock */
+	int last_err;		   /* that failure; protected by c->lock */
 	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
 	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
 	unsigned pins;		   /* fetches pointing here, alive; protected by c->lock */

@@ -90,8 +90,10 @@ static const struct config_option options[] = {
 	/* HashiCorp Vault. */
 	{ "vault_auth", "vault", "auth", OPT_CHOICE, FIELD(vault_auth), 0, 0,
 	  "token|approle|kubernetes" },
-	{ "vault_auth_mount", "vault", "auth_mount", OPT_PATH, FIELD(vault_auth_mount), 0, 0, NULL },
-	{ "vault_token_file", "vault", "token_file", OPT_PATH, FIELD(vault_token_file), 0, 0, NULL },
+	{ "vault_auth_mount", "vault", "auth_mount", OPT_PATH, FIELD(vault_auth_mount), 0, 0,
+	  NULL },
+	{ "vault_token_file", "vault", "token_file", OPT_PATH, FIELD(vault_token_file), 0, 0,
+	  NULL },
 	{ "vault_role_id_file", "vault", "role_id_file", OPT_PATH, FIELD(vault_role_id_file), 0, 0,
 	  NULL },
 	{ "vault_secret_id_file", "vault", "secret_id_file", OPT_PATH, FIELD(vault_secret_id_file),
@@ -482,13 +484,15 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 
 	if (!*section) {
 		load_error(ctx, -EINVAL,
-			   "key '%s': outside of any section, put it under [secretfs], [cache], [access], [control], [http], [vault] or [aws]",
+			   "key '%s': outside of any section, put it under [secretfs], [cache], "
+			   "[access], [control], [http], [vault] or [aws]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
-			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], [access], [control], [http], [vault] or [aws]",
+			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], "
+			   "[access], [control], [http], [vault] or [aws]",
 			   section, key, section);
 		return 0;
 	}

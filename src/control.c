@@ -222,34 +222,20 @@ int control_socket_path(const char *setting, const char *mountpoint, char **ret,
 
 /* ---- the admin ---- */
 
-/* getpwnam_r(), or getpwuid_r() when @name is NULL: the uid and primary gid. */
+/* The uid and primary gid of a user, by name or (with @name NULL) by uid. */
 static int passwd_lookup(const char *name, uid_t uid, uid_t *ret_uid, gid_t *ret_gid)
 {
-	struct passwd pw, *res = NULL;
-	size_t len = 4096;
+	struct passwd pw;
 	char *buf;
-	int e;
+	int r;
 
-	for (;;) {
-		buf = malloc(len);
-		if (!buf)
-			return -ENOMEM;
-		e = name ? getpwnam_r(name, &pw, buf, len, &res)
-			 : getpwuid_r(uid, &pw, buf, len, &res);
-		if (e != ERANGE || len >= 1024 * 1024)
-			break;
-		free(buf);
-		len *= 4;
-	}
-	if (res) {
-		*ret_uid = pw.pw_uid;
-		*ret_gid = pw.pw_gid;
-	}
+	r = user_lookup(name, uid, &pw, &buf);
+	if (r < 0)
+		return r;
+	*ret_uid = pw.pw_uid;
+	*ret_gid = pw.pw_gid;
 	free(buf);
-	if (res)
-		return 0;
-	/* NSS says "not found" in several ways. */
-	return e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM ? -ENOENT : -e;
+	return 0;
 }
 
 /*

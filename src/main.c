@@ -83,10 +83,12 @@ static void usage(FILE *f)
 		"\n"
 		"SOURCE:\n"
 		"    file:PATH              a JSON document mapping secret paths to values\n"
-		"    vault:https://HOST:PORT/MOUNT[/PREFIX]  a HashiCorp Vault KV mount (v1 or v2)\n"
+		"    vault:https://HOST:PORT/MOUNT[/PREFIX]  a HashiCorp Vault KV mount (v1 or "
+		"v2)\n"
 		"    vault:MOUNT[/PREFIX]   the same, the server from VAULT_ADDR\n"
 		"    aws-sm:REGION[/PREFIX] AWS Secrets Manager (aws-sm: takes AWS_REGION)\n"
-		"    aws-ssm:REGION[/PATH]  AWS Systems Manager Parameter Store, the tree under PATH\n"
+		"    aws-ssm:REGION[/PATH]  AWS Systems Manager Parameter Store, the tree under "
+		"PATH\n"
 		"\n"
 		"Options:\n"
 		"    -h, --help             print this help and exit\n"
@@ -109,7 +111,8 @@ static void usage(FILE *f)
 		"                           on allow_other; SIGHUP reloads it\n"
 		"    -o show_denied         list entries the caller may not open (still denied)\n"
 		"    -o audit=TARGET        one JSON record per open and listing: a file path\n"
-		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"		"\n"
+		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
+		"\n"
 		"Network stores ([http] in the config file):\n"
 		"    -o ca_file=PEM, ca_path=DIR      CA to verify the server (default: system)\n"
 		"    -o client_cert=PEM,client_key=PEM  TLS client certificate (mTLS)\n"
@@ -126,13 +129,16 @@ static void usage(FILE *f)
 		"    -o vault_auth_mount=PATH, vault_namespace=NS, vault_kv_version=auto|1|2\n"
 		"\n"
 		"AWS ([aws] in the config file; the AWS_* environment is read as the SDKs do):\n"
-		"    -o aws_profile=NAME    the shared-files profile (default AWS_PROFILE, default);\n"
+		"    -o aws_profile=NAME    the shared-files profile (default AWS_PROFILE, "
+		"default);\n"
 		"                           naming one skips AWS_ACCESS_KEY_ID, as --profile does\n"
-		"    -o aws_version_stage=STAGE  Secrets Manager staging label (default AWSCURRENT)\n"
+		"    -o aws_version_stage=STAGE  Secrets Manager staging label (default "
+		"AWSCURRENT)\n"
 		"    -o aws_list_ttl=DURATION    how long a listing is kept (default 5m)\n"
 		"\n"
 		"Control ([control] in the config file; see secretfs ctl --help):\n"
-		"    -o control=PATH|auto   serve the admin socket (status, metrics, flush, refresh,\n"
+		"    -o control=PATH|auto   serve the admin socket (status, metrics, flush, "
+		"refresh,\n"
 		"                           reload); auto: $RUNTIME_DIRECTORY/secretfs.sock or\n"
 		"                           /run/secretfs/NAME.sock after the mountpoint\n"
 		"    -o control_admin=USER  a user (name or uid) who may use it besides root\n"
@@ -144,7 +150,8 @@ static void usage(FILE *f)
 		"and reopens the audit file; other settings need a restart.\n"
 		"\n"
 		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Without a policy only the\n"
-		"user who mounts can read. Secret files are opened with direct_io: a shared mmap(2) of them\n"
+		"user who mounts can read. Secret files are opened with direct_io: a shared "
+		"mmap(2) of them\n"
 		"fails; a private one is page-cached by the kernel until the file is closed.\n"
 		"\n"
 		"FUSE options:\n");
@@ -480,7 +487,7 @@ struct reloader {
 	struct auditlog *audit;
 	const char *audit_target;
 	const struct cmdline *cl; /* the config file and the -o settings, for a reload */
-	struct config cfg;        /* the last re-read config; the paths above point into it */
+	struct config cfg;	  /* the last re-read config; the paths above point into it */
 	pthread_t thread;
 	bool stop; /* atomic */
 };
@@ -560,7 +567,8 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 			reload_note(msg, msglen, "", err, "; keeping the previous settings");
 			failed = "the config file (see the log)";
 		} else {
-			log_info("%s: re-read for the policy and audit settings", rl->cl->config_path);
+			log_info("%s: re-read for the policy and audit settings",
+				 rl->cl->config_path);
 		}
 	}
 	if (rl->policy_path) {
@@ -580,12 +588,12 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 		failed = "the audit log (see the log)";
 	}
 	if (!failed && msg && msglen)
-		snprintf(msg, msglen, "%s%s%s%s",
-			 rl->policy_path ? "reloaded the policy " : "",
+		snprintf(msg, msglen, "%s%s%s%s", rl->policy_path ? "reloaded the policy " : "",
 			 rl->policy_path ? rl->policy_path : "",
 			 rl->policy_path && rl->audit ? " and " : "",
-			 rl->audit ? "reopened the audit log"
-				   : rl->policy_path ? "" : "nothing to reload: no policy, no audit log");
+			 rl->audit	   ? "reopened the audit log"
+			 : rl->policy_path ? ""
+					   : "nothing to reload: no policy, no audit log");
 	service_reloaded(failed);
 	pthread_mutex_unlock(&lock);
 	return failed ? -EINVAL : 0;
@@ -712,7 +720,8 @@ int main(int argc, char *argv[])
 	}
 	if (cfg.audit) {
 		if (strcmp(cfg.audit, "stderr") == 0 && !opts.foreground) {
-			fprintf(stderr, "secretfs: audit=stderr needs -f: a daemon has no stderr\n");
+			fprintf(stderr,
+				"secretfs: audit=stderr needs -f: a daemon has no stderr\n");
 			goto out_opts;
 		}
 		r = auditlog_open(cfg.audit, &audit, reason, sizeof(reason));
@@ -806,14 +815,14 @@ int main(int argc, char *argv[])
 					sizeof(reason));
 		if (r >= 0 && control_path)
 			r = control_start(&(struct control_params){ .socket_path = control_path,
-								   .admin = cfg.control_admin,
-								   .mountpoint = opts.mountpoint,
-								   .policy_path = cfg.policy,
-								   .source = src,
-								   .fs = fs,
-								   .audit = audit,
-								   .reload = reload_for_control,
-								   .reload_ctx = &rl },
+								    .admin = cfg.control_admin,
+								    .mountpoint = opts.mountpoint,
+								    .policy_path = cfg.policy,
+								    .source = src,
+								    .fs = fs,
+								    .audit = audit,
+								    .reload = reload_for_control,
+								    .reload_ctx = &rl },
 					  &ctl, reason, sizeof(reason));
 		if (r < 0) {
 			fprintf(stderr, "secretfs: %s\n", reason);

@@ -178,8 +178,8 @@ json_t *ns_json_load_object(const char *body, size_t len, size_t flags, const ch
 	j = json_loadb(body, len, flags, &je);
 	if (!j) {
 		ns_json_error_text(&je, why, sizeof(why));
-		snprintf(reason, reasonlen, "%s sent malformed JSON (%s at line %d, column %d)", who,
-			 why, je.line, je.column);
+		snprintf(reason, reasonlen, "%s sent malformed JSON (%s at line %d, column %d)",
+			 who, why, je.line, je.column);
 		return NULL;
 	}
 	if (!json_is_object(j)) {
@@ -352,7 +352,8 @@ static int cmp_children(const void *a, const void *b)
 	return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
 }
 
-/* Sorts @c, merges duplicate names (a secret and a folder, or a folder many times), builds the table. */
+/* Sorts @c, merges duplicate names (a secret and a folder, or a folder many times), builds the
+ * table. */
 static int listing_table(struct child *c, size_t count, struct secret **ret)
 {
 	struct secret_table_builder b;
@@ -377,8 +378,7 @@ static int listing_table(struct child *c, size_t count, struct secret **ret)
 	return r;
 }
 
-int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix,
-			struct secret **ret)
+int ns_listing_from_ids(const char *const *ids, size_t n, const char *prefix, struct secret **ret)
 {
 	size_t pl = strlen(prefix), count = 0;
 	struct child *c;

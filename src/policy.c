@@ -118,72 +118,6 @@ static inline uint64_t bit(unsigned i)
 
 /* ---- the user database ---- */
 
-/* getpwnam_r() and friends report "not found" through any of these, depending on NSS. */
-static bool db_not_found(int e)
-{
-	return e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM;
-}
-
-/*
- * getpwnam_r(), or getpwuid_r() when @name is NULL.  *ret_buf holds the
- * strings *ret_pw points to; the caller frees it.  Returns 0, -ENOENT when
- * there is no such user, or another negative errno.
- */
-static int pw_get(const char *name, uid_t uid, struct passwd *ret_pw, char **ret_buf)
-{
-	struct passwd pw, *res = NULL;
-	size_t len = 1024;
-	char *buf;
-	int e;
-
-	for (;;) {
-		buf = malloc(len);
-		if (!buf)
-			return -ENOMEM;
-		e = name ? getpwnam_r(name, &pw, buf, len, &res)
-			 : getpwuid_r(uid, &pw, buf, len, &res);
-		if (e != ERANGE || len >= 1024 * 1024)
-			break;
-		free(buf);
-		len *= 4;
-	}
-	if (!res) {
-		free(buf);
-		return db_not_found(e) ? -ENOENT : -e;
-	}
-	*ret_pw = pw;
-	*ret_buf = buf;
-	return 0;
-}
-
-/* The same for groups. */
-static int gr_get(const char *name, gid_t gid, struct group *ret_gr, char **ret_buf)
-{
-	struct group gr, *res = NULL;
-	size_t len = 1024;
-	char *buf;
-	int e;
-
-	for (;;) {
-		buf = malloc(len);
-		if (!buf)
-			return -ENOMEM;
-		e = name ? getgrnam_r(name, &gr, buf, len, &res)
-			 : getgrgid_r(gid, &gr, buf, len, &res);
-		if (e != ERANGE || len >= 1024 * 1024)
-			break;
-		free(buf);
-		len *= 4;
-	}
-	if (!res) {
-		free(buf);
-		return db_not_found(e) ? -ENOENT : -e;
-	}
-	*ret_gr = gr;
-	*ret_buf = buf;
-	return 0;
-}
-
 /* (uid_t)-1 and (gid_t)-1 mean "no id" to chown() and setresuid(); never a subject. */
 #define ID_MAX (UINT32_MAX - 1)
 
@@ -202,7 +136,7 @@ static int user_id(const char *s, uid_t *ret)
 		*ret = (uid_t)v;
 		return 0;
 	}
-	r = pw_get(s, 0, &pw, &buf);
+	r = user_lookup(s, 0, &pw, &buf);
 	if (r < 0)
 		return r;
 	*ret = pw.pw_uid;
@@ -223,7 +157,7 @@ static int group_id(const char *s, gid_t *ret)
 		*ret = (gid_t)v;
 		return 0;
 	}
-	r = gr_get(s, 0, &gr, &buf);
+	r = group_lookup(s, 0, &gr, &buf);
 	if (r < 0)
 		return r;
 	*ret = gr.gr_gid;
@@ -1015,9 +949,9 @@ static int check_subject(const char *user, struct policy_subject *ret, gid_t **r
 	if (isdigit((unsigned char)user[0]) && user[strspn(user, "0123456789")] == '\0') {
 		if (parse_uint(user, ID_MAX, &v) < 0)
 			return -ENOENT;
-		e = pw_get(NULL, (uid_t)v, &pw, &buf);
+		e = user_lookup(NULL, (uid_t)v, &pw, &buf);
 	} else {
-		e = pw_get(user, 0, &pw, &buf);
+		e = user_lookup(user, 0, &pw, &buf);
 	}
 	if (e < 0)
 		return e;
@@ -1055,9 +989,9 @@ static void id_name(bool user, unsigned id, char *name, size_t len)
 	struct passwd pw;
 	struct group gr;
 
-	if (user && pw_get(NULL, id, &pw, &buf) == 0)
+	if (user && user_lookup(NULL, id, &pw, &buf) == 0)
 		snprintf(name, len, "%s", pw.pw_name);
-	else if (!user && gr_get(NULL, id, &gr, &buf) == 0)
+	else if (!user && group_lookup(NULL, id, &gr, &buf) == 0)
 		snprintf(name, len, "%s", gr.gr_name);
 	else
 		snprintf(name, len, "%u", id);

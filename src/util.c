@@ -3,6 +3,8 @@
  * command line and the config file share, so both accept the same spellings.
  */
 #include <ctype.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -155,5 +157,73 @@ int format_rfc3339(uint64_t realtime_usec, char *buf, size_t len)
 
 	if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		return -EINVAL;
+	return 0;
+}
+
+/* ---- the user database ---- */
+
+/* getpwnam_r() and friends report "not found" through any of these, depending on NSS. */
+static bool db_not_found(int e)
+{
+	return e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM;
+}
+
+/*
+ * getpwnam_r(), or getpwuid_r() when @name is NULL.  *ret_buf holds the
+ * strings *ret_pw points to; the caller frees it.  Returns 0, -ENOENT when
+ * there is no such user, or another negative errno.
+ */
+int user_lookup(const char *name, uid_t uid, struct passwd *ret_pw, char **ret_buf)
+{
+	struct passwd pw, *res = NULL;
+	size_t len = 1024;
+	char *buf;
+	int e;
+
+	for (;;) {
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+		e = name ? getpwnam_r(name, &pw, buf, len, &res)
+			 : getpwuid_r(uid, &pw, buf, len, &res);
+		if (e != ERANGE || len >= 1024 * 1024)
+			break;
+		free(buf);
+		len *= 4;
+	}
+	if (!res) {
+		free(buf);
+		return db_not_found(e) ? -ENOENT : -e;
+	}
+	*ret_pw = pw;
+	*ret_buf = buf;
+	return 0;
+}
+
+/* The same for groups. */
+int group_lookup(const char *name, gid_t gid, struct group *ret_gr, char **ret_buf)
+{
+	struct group gr, *res = NULL;
+	size_t len = 1024;
+	char *buf;
+	int e;
+
+	for (;;) {
+		buf = malloc(len);
+		if (!buf)
+			return -ENOMEM;
+		e = name ? getgrnam_r(name, &gr, buf, len, &res)
+			 : getgrgid_r(gid, &gr, buf, len, &res);
+		if (e != ERANGE || len >= 1024 * 1024)
+			break;
+		free(buf);
+		len *= 4;
+	}
+	if (!res) {
+		free(buf);
+		return db_not_found(e) ? -ENOENT : -e;
+	}
+	*ret_gr = gr;
+	*ret_buf = buf;
 	return 0;
 }

@@ -26,15 +26,15 @@ struct auditlog_record {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	const char *exe;      /* NULL: unknown */
-	const char *op;       /* "open", "opendir", "list" */
-	const char *path;     /* relative to the mount root */
-	const char *source;   /* the SOURCE string */
+	const char *exe;    /* NULL: unknown */
+	const char *op;	    /* "open", "opendir", "list" */
+	const char *path;   /* relative to the mount root */
+	const char *source; /* the SOURCE string */
 	bool permit;
-	const char *rule;     /* "FILE:LINE", or NULL when no rule matched / no policy */
-	int error;            /* errno returned to the caller, 0 on success */
-	const char *cache;    /* "hit", "miss", "stale", "negative", or NULL */
-	const char *version;  /* backend version, NULL or "" when unknown */
+	const char *rule;    /* "FILE:LINE", or NULL when no rule matched / no policy */
+	int error;	     /* errno returned to the caller, 0 on success */
+	const char *cache;   /* "hit", "miss", "stale", "negative", or NULL */
+	const char *version; /* backend version, NULL or "" when unknown */
 };
 
 struct auditlog_stats {

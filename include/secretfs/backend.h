@@ -111,9 +111,8 @@ struct backend {
 };
 
 /* Finds the backend for @source ("file:...") and runs its init. */
-int backend_open(const char *source, const struct config *cfg,
-		 const struct backend_events *events, struct backend **ret, char *reason,
-		 size_t reasonlen);
+int backend_open(const char *source, const struct config *cfg, const struct backend_events *events,
+		 struct backend **ret, char *reason, size_t reasonlen);
 void backend_close(struct backend *b);
 /* Whether @err is transient: stale values may be served over it. */
 int backend_error_is_transient(int err);

@@ -27,9 +27,9 @@ struct config {
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
 	char *fuse_options; /* extra -o options from the config file, or NULL */
-	char *policy;       /* access policy file, or NULL: only the mounting user reads */
+	char *policy;	    /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;   /* list entries the caller may not open */
-	char *audit;        /* "syslog", "stderr", an absolute path, or NULL */
+	char *audit;	    /* "syslog", "stderr", an absolute path, or NULL */
 
 	/* [control]: the admin socket (see control.h). */
 	char *control;	     /* socket path, "auto", or NULL: no control socket */
@@ -47,7 +47,7 @@ struct config {
 	bool http_insecure; /* -o insecure: the only way to turn TLS verification off */
 
 	/* [vault]: NULL means "from the environment, as the vault CLI reads it". */
-	char *vault_auth;       /* "token" (default), "approle", "kubernetes" */
+	char *vault_auth;	/* "token" (default), "approle", "kubernetes" */
 	char *vault_auth_mount; /* default: the method's name */
 	char *vault_token_file;
 	char *vault_role_id_file;
@@ -59,8 +59,8 @@ struct config {
 	char *vault_namespace;
 
 	/* [aws]: aws-sm and aws-ssm; NULL means "as the AWS SDKs decide". */
-	char *aws_profile;	     /* default: AWS_PROFILE, else "default" */
-	char *aws_version_stage;     /* Secrets Manager staging label; default AWSCURRENT */
+	char *aws_profile;	    /* default: AWS_PROFILE, else "default" */
+	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
 };
 

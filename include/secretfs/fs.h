@@ -19,9 +19,9 @@ struct fs_params {
 	uint64_t attr_timeout_usec;
 	uid_t owner; /* without a policy, the only uid that may read */
 	gid_t group;
-	struct policy *policy;   /* taken over; NULL: owner only */
-	struct auditlog *audit;  /* borrowed; NULL: no audit */
-	bool show_denied;        /* listings show entries the caller may not open */
+	struct policy *policy;	/* taken over; NULL: owner only */
+	struct auditlog *audit; /* borrowed; NULL: no audit */
+	bool show_denied;	/* listings show entries the caller may not open */
 };
 
 struct fs;

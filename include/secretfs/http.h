@@ -18,15 +18,15 @@
 #include <stdint.h>
 
 struct http_config {
-	const char *ca_file;     /* PEM bundle; NULL: the system's */
-	const char *ca_path;     /* directory of hashed certificates; NULL: none */
-	const char *client_cert; /* PEM, for mTLS; NULL: none */
-	const char *client_key;  /* PEM; NULL: in client_cert or none */
-	bool insecure;           /* skip peer and host verification (explicit opt-in only) */
+	const char *ca_file;	       /* PEM bundle; NULL: the system's */
+	const char *ca_path;	       /* directory of hashed certificates; NULL: none */
+	const char *client_cert;       /* PEM, for mTLS; NULL: none */
+	const char *client_key;	       /* PEM; NULL: in client_cert or none */
+	bool insecure;		       /* skip peer and host verification (explicit opt-in only) */
 	uint64_t connect_timeout_usec; /* 0: 5 s */
-	uint64_t timeout_usec;         /* whole request, per attempt; 0: 30 s */
-	size_t max_body;               /* 0: 1 MiB */
-	unsigned max_attempts;         /* 0: 4 (1 means no retry) */
+	uint64_t timeout_usec;	       /* whole request, per attempt; 0: 30 s */
+	size_t max_body;	       /* 0: 1 MiB */
+	unsigned max_attempts;	       /* 0: 4 (1 means no retry) */
 	uint64_t max_retry_usec;       /* total time across attempts; 0: 60 s */
 	uint64_t backoff_base_usec;    /* first backoff; 0: 100 ms */
 	uint64_t backoff_max_usec;     /* largest single backoff; 0: 10 s */

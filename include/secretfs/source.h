@@ -21,7 +21,7 @@ struct source_op_metrics {
 struct source {
 	struct backend *backend;
 	struct cache *values;
-	struct cache *listings; /* NULL when the backend cannot list */
+	struct cache *listings;			/* NULL when the backend cannot list */
 	struct source_op_metrics fetch_metrics; /* backend fetch calls */
 	struct source_op_metrics list_metrics;	/* backend list calls */
 };

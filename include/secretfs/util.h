@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define USEC_PER_SEC  UINT64_C(1000000)
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -48,5 +49,16 @@ void wipe_free(void *p, size_t len);
 
 /* A CLOCK_REALTIME time as RFC 3339 UTC, "2026-11-26T12:00:00Z"; @len >= 21.  0 or -EINVAL. */
 int format_rfc3339(uint64_t realtime_usec, char *buf, size_t len);
+
+/*
+ * getpwnam_r(), or getpwuid_r() when @name is NULL (getgrnam_r/getgrgid_r for
+ * groups).  *ret_buf holds the strings the result points to; the caller
+ * frees it.  Returns 0, -ENOENT when there is no such entry (however NSS
+ * says so), or another negative errno.
+ */
+struct passwd;
+struct group;
+int user_lookup(const char *name, uid_t uid, struct passwd *ret_pw, char **ret_buf);
+int group_lookup(const char *name, gid_t gid, struct group *ret_gr, char **ret_buf);
 
 #endif

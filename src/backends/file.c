@@ -182,7 +182,8 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 			goto fail;
 		}
 		/* Convert once to catch bad keys and base64 now rather than at read time. */
-		r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &s, why, sizeof(why));
+		r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &s, why,
+					sizeof(why));
 		secret_unref(s);
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key,
@@ -379,7 +380,8 @@ static int file_fetch(struct backend *b, const char *id, struct secret **ret_val
 		snprintf(reason, reasonlen, "no secret '%s' in %s", id, fs->path);
 		return -ENOENT;
 	}
-	r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, ret_value, reason, reasonlen);
+	r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, ret_value, reason,
+				reasonlen);
 	if (r >= 0) {
 		memset(ret_info, 0, sizeof(*ret_info));
 		snprintf(ret_info->version, sizeof(ret_info->version), "%s", fs->version);

@@ -17,9 +17,8 @@ static const struct backend_ops *const registry[] = {
 	&aws_ssm_backend_ops,
 };
 
-int backend_open(const char *source, const struct config *cfg,
-		 const struct backend_events *events, struct backend **ret, char *reason,
-		 size_t reasonlen)
+int backend_open(const char *source, const struct config *cfg, const struct backend_events *events,
+		 struct backend **ret, char *reason, size_t reasonlen)
 {
 	const char *colon = strchr(source, ':');
 	struct backend *b;
@@ -53,7 +52,9 @@ int backend_open(const char *source, const struct config *cfg,
 		*ret = b;
 		return 0;
 	}
-	snprintf(reason, reasonlen, "source '%s': unknown backend '%.*s' (this build has: file, vault, aws-sm, aws-ssm)",
+	snprintf(reason, reasonlen,
+		 "source '%s': unknown backend '%.*s' (this build has: file, vault, aws-sm, "
+		 "aws-ssm)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }

@@ -52,7 +52,8 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 		ng = fuse_req_getgroups(req, ACCESS_MAX_GROUPS, ret->groups);
 		if (ng > 0) {
 			ret->subject.groups = ret->groups;
-			ret->subject.ngroups = (size_t)(ng < ACCESS_MAX_GROUPS ? ng : ACCESS_MAX_GROUPS);
+			ret->subject.ngroups =
+				(size_t)(ng < ACCESS_MAX_GROUPS ? ng : ACCESS_MAX_GROUPS);
 		}
 	}
 	if (want_exe(a, p)) {
@@ -65,8 +66,8 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 	}
 }
 
-int access_check(struct access *a, const struct policy *p, const struct caller *c,
-		 const char *path, bool dir, char *rule, size_t rulelen)
+int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,
+		 bool dir, char *rule, size_t rulelen)
 {
 	struct policy_decision d;
 	bool permit;

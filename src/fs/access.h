@@ -21,11 +21,11 @@
 #include "secretfs/policy.h"
 
 #define ACCESS_MAX_GROUPS 256
-#define ACCESS_RULE_MAX (PATH_MAX + 16)
+#define ACCESS_RULE_MAX	  (PATH_MAX + 16)
 
 struct access {
 	pthread_mutex_t lock;
-	struct policy *policy; /* protected by lock; NULL: owner only */
+	struct policy *policy;	/* protected by lock; NULL: owner only */
 	struct auditlog *audit; /* NULL: no audit */
 	const char *source;
 	uid_t owner;
@@ -54,8 +54,8 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
  * "FILE:LINE" of the deciding rule, or "" when none decided.  A refusal is
  * counted in a->denied.
  */
-int access_check(struct access *a, const struct policy *p, const struct caller *c,
-		 const char *path, bool dir, char *rule, size_t rulelen);
+int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,
+		 bool dir, char *rule, size_t rulelen);
 
 /* Whether a listing shows @path to @c (show_denied shows everything). */
 bool access_visible(struct access *a, const struct policy *p, const struct caller *c,

@@ -122,7 +122,8 @@ static void log_failure(struct fs *fs, const char *what, const char *path, int r
  * The value a FILE node shows: a reference and the byte range within it.
  * @res receives the cache's answer (state, version) for the audit record.
  */
-static int node_value(struct fs *fs, struct node *n, struct handle *ret, struct cache_result *res_out)
+static int node_value(struct fs *fs, struct node *n, struct handle *ret,
+		      struct cache_result *res_out)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct cache_result local, *resp = res_out ? res_out : &local;
