@@ -515,7 +515,8 @@ static void test_open_permissions(void **state)
 		write_atomic(f->dir, f->path, "{\"a\": \"1\"}", modes[i].mode);
 		if (modes[i].r == 0) {
 			struct backend *b = NULL;
-			int r = backend_open(f->source, NULL, &f->events, &b, reason, sizeof(reason));
+			int r = backend_open(f->source, NULL, &f->events, &b, reason,
+					     sizeof(reason));
 
 			if (r != 0)
 				fail_msg("mode %04o: %d %s", (unsigned)modes[i].mode, r, reason);
@@ -542,8 +543,8 @@ static void test_open_permissions(void **state)
 	{
 		struct backend *b = NULL;
 
-		assert_int_equal(backend_open(f->source, NULL, &f->events, &b, reason, sizeof(reason)),
-				 0);
+		assert_int_equal(
+			backend_open(f->source, NULL, &f->events, &b, reason, sizeof(reason)), 0);
 		backend_close(b);
 	}
 }

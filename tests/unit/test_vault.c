@@ -194,9 +194,9 @@ static void test_kv2_unsafe_keys_hidden(void **state)
 	struct secret_entry e;
 	struct secret *s = NULL;
 
-	assert_int_equal(vault_parse_kv2_read(200, body, strlen(body), &s, &info, reason,
-					      sizeof(reason)),
-			 0);
+	assert_int_equal(
+		vault_parse_kv2_read(200, body, strlen(body), &s, &info, reason, sizeof(reason)),
+		0);
 	assert_int_equal(secret_table_count(s), 1);
 	assert_true(secret_table_find(s, "ok", &e));
 	assert_int_equal(e.valuelen, 1);
