@@ -299,10 +299,11 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = req_fs(req);
 	struct fuse_entry_param e = { 0 };
-	struct node want, *n;
+	struct node want, *n, *pn = nodes_get(&fs->nodes, parent);
 	int r;
 
-	r = resolve(fs, nodes_get(&fs->nodes, parent), name, &want);
+	/* A name below a replaced directory would be found through another node. */
+	r = nodes_detached(pn) ? -ESTALE : resolve(fs, pn, name, &want);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -347,10 +348,11 @@ static void sfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_da
 static void sfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
+	struct node *n = nodes_get(&fs->nodes, ino);
 	struct stat st;
 	int r;
 
-	r = node_attr(fs, nodes_get(&fs->nodes, ino), &st);
+	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, &st);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -371,7 +373,9 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	access_caller(&fs->access, req, p, &c);
 	rule[0] = '\0';
-	if (n->type == NODE_DIR) {
+	if (nodes_detached(n)) {
+		r = -ESTALE; /* replaced at its path: reached through a kept descriptor */
+	} else if (n->type == NODE_DIR) {
 		r = -EISDIR;
 	} else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		r = -EROFS;
@@ -541,7 +545,9 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	int r;
 
 	access_caller(&fs->access, req, p, &c);
-	r = access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
+	rule[0] = '\0';
+	r = nodes_detached(n) ? -ESTALE
+			      : access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
 	permit = r >= 0;
 	if (r >= 0) {
 		d = calloc(1, sizeof(*d));
@@ -601,6 +607,10 @@ static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	struct caller c;
 	int r;
 
+	if (nodes_detached(n)) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	if (mask & W_OK) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -617,6 +627,29 @@ static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	if (p)
 		policy_unref(p);
 	fuse_reply_err(req, -r);
+}
+
+/*
+ * No extended attributes.  Answered rather than left ENOSYS (which the kernel
+ * remembers for the whole mount) so that a replaced node is ESTALE here too.
+ */
+static void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct fs *fs = req_fs(req);
+
+	fuse_reply_err(req, nodes_detached(nodes_get(&fs->nodes, ino)) ? ESTALE : ENODATA);
+}
+
+static void sfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = req_fs(req);
+
+	if (nodes_detached(nodes_get(&fs->nodes, ino)))
+		fuse_reply_err(req, ESTALE);
+	else if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
 }
 
 static void sfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -717,6 +750,8 @@ const struct fuse_lowlevel_ops fs_ops = {
 	.releasedir = sfs_releasedir,
 	.statfs = sfs_statfs,
 	.access = sfs_access,
+	.getxattr = sfs_getxattr,
+	.listxattr = sfs_listxattr,
 	.setattr = sfs_setattr,
 	.mknod = sfs_mknod,
 	.mkdir = sfs_mkdir,

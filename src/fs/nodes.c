@@ -127,7 +127,7 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 		n = *pp;
 		*pp = n->hnext;
 		n->hnext = NULL;
-		n->tpath[0] = '\0'; /* marks it detached */
+		__atomic_store_n(&n->detached, true, __ATOMIC_RELEASE);
 		t->count--;
 		break;
 	}
@@ -168,7 +168,7 @@ void nodes_forget(struct node_table *t, struct node *node, uint64_t n)
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
-	if (node->tpath[0] != '\0') {
+	if (!node->detached) {
 		size_t h = hash_str(node->tpath) & (t->nbuckets - 1);
 
 		for (pp = &t->buckets[h]; *pp; pp = &(*pp)->hnext) {

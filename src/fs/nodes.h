@@ -26,8 +26,16 @@ struct node {
 	bool has_folder; /* DIR: the path is a folder of other secrets */
 	char *id;	 /* the secret id (FILE, DIR with a secret) or folder prefix */
 	char *key;	 /* FILE inside an object secret: the key; else NULL */
-	char *tpath;	 /* tree path, the table's key: id, or id "/" key */
+	char *tpath;	 /* tree path, the table's key: id, or id "/" key; never changes */
 	uint64_t generation;
+	/*
+	 * Set (under the table's lock, read atomically) when a lookup found
+	 * another kind of node at tpath: the node left the table and answers
+	 * ESTALE from then on, so that a descriptor kept from before (O_PATH,
+	 * /proc/PID/fd) reaches nothing.  Its tpath and id stay as they were:
+	 * a request in flight still decides and fetches by one and the same path.
+	 */
+	bool detached;
 	uint64_t nlookup;   /* protected by the table's lock */
 	struct node *hnext; /* protected by the table's lock */
 };
@@ -60,6 +68,12 @@ static inline fuse_ino_t nodes_ino(struct node_table *t, struct node *n)
  * it at that tree path.  NULL on ENOMEM.
  */
 struct node *nodes_acquire(struct node_table *t, const struct node *want);
+/* Whether @n was replaced at its path by a node of another kind. */
+static inline bool nodes_detached(const struct node *n)
+{
+	return __atomic_load_n(&n->detached, __ATOMIC_ACQUIRE);
+}
+
 /* Drops @n lookups of the node; frees it at zero. */
 void nodes_forget(struct node_table *t, struct node *node, uint64_t n);
 

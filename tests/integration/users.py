@@ -17,6 +17,7 @@ the pid every audit record must name.
 """
 
 import base64
+import ctypes
 import errno
 import fcntl
 import grp
@@ -221,6 +222,38 @@ def _serve(rfd, wfd):
                 res = {"uid": st.st_uid, "gid": st.st_gid, "mode": st.st_mode}
             elif op == "access":
                 res = {"ok": os.access(path, os.R_OK)}
+            elif op == "opath":  # a descriptor kept open in the agent, as an attacker keeps one
+                res = {"fd": os.open(path, os.O_PATH | os.O_CLOEXEC | req.get("flags", 0))}
+            elif op == "fdop":  # what a holder of that descriptor can do through /proc/self/fd
+                fdpath = f"/proc/self/fd/{req['fd']}"
+                what = req["what"]
+                if what == "read":
+                    fd = os.open(fdpath, os.O_RDONLY)
+                    try:
+                        res = {"data": base64.b64encode(os.read(fd, 1 << 20)).decode()}
+                    finally:
+                        os.close(fd)
+                elif what == "list":
+                    res = {"names": sorted(os.listdir(fdpath))}
+                elif what == "stat":
+                    st = os.stat(fdpath)
+                    res = {"mode": st.st_mode, "size": st.st_size}
+                elif what == "getxattr":
+                    res = {"value": os.getxattr(fdpath, "user.secretfs").decode(errors="replace")}
+                elif what == "access":  # os.access() hides the errno: call access(2) itself
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    if libc.access(fdpath.encode(), os.R_OK) == 0:
+                        res = {"ok": True}
+                    else:
+                        res = {"errno": errname(ctypes.get_errno())}
+                elif what == "lookup":  # a name looked up below the descriptor, not through its path
+                    st = os.stat(req["name"], dir_fd=req["fd"])
+                    res = {"mode": st.st_mode, "size": st.st_size}
+                else:
+                    res = {"bad request": what}
+            elif op == "closefd":
+                os.close(req["fd"])
+                res = {"ok": True}
             elif op == "ids":
                 res = {
                     "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
@@ -305,6 +338,23 @@ class Agent:
     def access(self, path):
         r = self.call("access", path)
         return r["ok"] if "ok" in r else r["errno"]
+
+    def opath(self, path):
+        """An O_PATH descriptor of @path, kept open in the agent: its number, or the errno name."""
+        r = self.call("opath", path)
+        return r["fd"] if "fd" in r else r["errno"]
+
+    def fdop(self, fd, what, **kw):
+        """@what (read, list, stat, getxattr, access, lookup) through /proc/self/fd/@fd."""
+        r = self.call("fdop", fd=fd, what=what, **kw)
+        if "errno" in r:
+            return r["errno"]
+        if "data" in r:
+            return base64.b64decode(r["data"])
+        return r.get("names", r.get("ok", r))
+
+    def closefd(self, fd):
+        self.call("closefd", fd=fd)
 
     def close(self):
         """Ends the child (EOF on its requests) and reaps it, killing it if it hangs."""
