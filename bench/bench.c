@@ -7,6 +7,10 @@
  * the run; anything else (a short or long read, an errno) aborts the run with
  * exit status 1, so a figure is never printed for a file that was not read.
  *
+ * With --stat, an iteration is one stat(2) of PATH instead, which must show
+ * the same st_size (the cost of attributes the kernel may not cache, e.g.
+ * secretfs -o hide_denied_size).
+ *
  * Each thread stops after N iterations (--iterations, default 20000) or when
  * SECONDS (default 10) have passed since the start, whichever comes first.
  * The result is one machine-readable line on stdout:
@@ -17,7 +21,7 @@
  * ops_per_s is all iterations divided by the wall time from the first start
  * to the last finish.
  *
- *   bench PATH THREADS [SECONDS] [--iterations N]
+ *   bench PATH THREADS [SECONDS] [--iterations N] [--stat]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +49,7 @@ struct bench_config {
 	off_t expect_size;
 	size_t iterations;
 	uint64_t deadline_nsec; /* absolute, CLOCK_MONOTONIC */
+	int stat_only;		/* --stat: stat(2) instead of open + read + close */
 	pthread_barrier_t start;
 };
 
@@ -109,6 +114,16 @@ static long long read_once(const char *path, char *buf)
 	return total;
 }
 
+/* One stat(2); returns st_size, or a negative errno. */
+static long long stat_once(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	return (long long)st.st_size;
+}
+
 static void *worker_main(void *arg)
 {
 	struct bench_worker *w = arg;
@@ -120,7 +135,7 @@ static void *worker_main(void *arg)
 	w->first_nsec = now_nsec();
 	t0 = w->first_nsec;
 	while (w->n < cfg->iterations) {
-		got = read_once(cfg->path, w->buf);
+		got = cfg->stat_only ? stat_once(cfg->path) : read_once(cfg->path, w->buf);
 		t1 = now_nsec();
 		if (got < 0)
 			die("%s: %s", cfg->path, strerror((int)-got));
@@ -182,8 +197,9 @@ static double parse_seconds(const char *s)
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-		"usage: %s PATH THREADS [SECONDS] [--iterations N]\n"
-		"  each thread loops open+read-to-EOF+close on PATH, at most N times\n"
+		"usage: %s PATH THREADS [SECONDS] [--iterations N] [--stat]\n"
+		"  each thread loops open+read-to-EOF+close (or stat with --stat) on PATH,\n"
+		"  at most N times\n"
 		"  (default %lu) and at most SECONDS (default %.0f) from the start\n",
 		argv0, BENCH_DEF_ITERATIONS, BENCH_DEF_SECONDS);
 	exit(2);
@@ -209,6 +225,8 @@ int main(int argc, char *argv[])
 		} else if (strncmp(argv[a], "--iterations=", 13) == 0) {
 			cfg.iterations =
 				parse_ulong(argv[a] + 13, "--iterations", BENCH_MAX_ITERATIONS);
+		} else if (strcmp(argv[a], "--stat") == 0) {
+			cfg.stat_only = 1;
 		} else if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
 			usage(argv[0]);
 		} else if (pos == 0) {

@@ -69,6 +69,8 @@ static const struct config_option options[] = {
 	  "must be at least 4096 (4K)" },
 	{ "policy", "access", "policy", OPT_PATH, FIELD(policy), 0, 0, NULL },
 	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
+	{ "hide_denied_size", "access", "hide_denied_size", OPT_BOOL, FIELD(hide_denied_size), 0, 0,
+	  NULL },
 	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
 	/* The admin control socket; checked when it is created (control.c). */
 	{ "control", "control", "socket", OPT_PATH, FIELD(control), 0, 0, NULL },

@@ -110,7 +110,9 @@ static void usage(FILE *f)
 		"    -o policy=FILE         per-uid access rules (see the README); turns\n"
 		"                           on allow_other; SIGHUP reloads it\n"
 		"    -o show_denied         list entries the caller may not open (still denied)\n"
-		"    -o audit=TARGET        one JSON record per open and listing: a file path\n"
+		"    -o hide_denied_size    stat shows size 0 to callers who may not open a secret\n"
+		"    -o audit=TARGET        one JSON record per open and listing, and per denied\n"
+		"                           lookup (once per uid and path per ttl): a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
 		"\n"
 		"Network stores ([http] in the config file):\n"
@@ -755,7 +757,9 @@ int main(int argc, char *argv[])
 					.group = getgid(),
 					.policy = policy,
 					.audit = audit,
-					.show_denied = cfg.show_denied },
+					.show_denied = cfg.show_denied,
+					.hide_denied_size = cfg.hide_denied_size,
+					.lookup_audit_usec = cfg.ttl_usec },
 		   &fs);
 	if (r < 0)
 		goto out_source;

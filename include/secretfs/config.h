@@ -29,6 +29,7 @@ struct config {
 	char *fuse_options; /* extra -o options from the config file, or NULL */
 	char *policy;	    /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;   /* list entries the caller may not open */
+	bool hide_denied_size; /* st_size 0 for callers the policy does not permit */
 	char *audit;	    /* "syslog", "stderr", an absolute path, or NULL */
 
 	/* [control]: the admin socket (see control.h). */

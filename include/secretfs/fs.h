@@ -22,6 +22,14 @@ struct fs_params {
 	struct policy *policy;	/* taken over; NULL: owner only */
 	struct auditlog *audit; /* borrowed; NULL: no audit */
 	bool show_denied;	/* listings show entries the caller may not open */
+	/*
+	 * A secret file's st_size is 0 for callers the policy does not permit;
+	 * secret files then get an attribute timeout of 0 (the kernel caches
+	 * attributes per inode, not per caller).
+	 */
+	bool hide_denied_size;
+	/* How long a denied lookup of one path by one uid is not audited again. */
+	uint64_t lookup_audit_usec;
 };
 
 struct fs;

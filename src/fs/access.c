@@ -3,11 +3,13 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "fs/access.h"
 #include "secretfs/log.h"
+#include "secretfs/util.h"
 
 struct policy *access_policy(struct access *a)
 {
@@ -66,24 +68,28 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 	}
 }
 
+bool access_permits(struct access *a, const struct policy *p, const struct caller *c,
+		    const char *path, bool dir, char *rule, size_t rulelen)
+{
+	struct policy_decision d;
+
+	rule[0] = '\0';
+	if (!p)
+		return c->subject.uid == a->owner;
+	if (dir)
+		policy_decide_dir(p, path, &c->subject, &d);
+	else
+		policy_decide(p, path, &c->subject, &d);
+	if (d.line)
+		snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
+	return d.permit;
+}
+
 int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,
 		 bool dir, char *rule, size_t rulelen)
 {
-	struct policy_decision d;
-	bool permit;
+	bool permit = access_permits(a, p, c, path, dir, rule, rulelen);
 
-	rule[0] = '\0';
-	if (!p) {
-		permit = c->subject.uid == a->owner;
-	} else {
-		if (dir)
-			policy_decide_dir(p, path, &c->subject, &d);
-		else
-			policy_decide(p, path, &c->subject, &d);
-		if (d.line)
-			snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
-		permit = d.permit;
-	}
 	if (!permit)
 		__atomic_fetch_add(&a->denied, 1, __ATOMIC_RELAXED);
 	return permit ? 0 : -EACCES;
@@ -106,6 +112,57 @@ bool access_visible(struct access *a, const struct policy *p, const struct calle
 	/* A secret not yet fetched may turn out to be an object, i.e. a directory. */
 	policy_decide_dir(p, path, &c->subject, &d);
 	return d.permit;
+}
+
+static uint64_t seen_key(uid_t uid, const char *path)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)uid; /* FNV-1a over uid, then path */
+
+	for (; *path; path++)
+		h = (h ^ (unsigned char)*path) * 1099511628211ull;
+	h ^= h >> 29; /* spread the high bits into the slot index */
+	return h ? h : 1;
+}
+
+/* Whether (uid, path) is new within the window; marks it seen.  a->lock held. */
+static bool seen_first(struct access *a, uint64_t key, uint64_t now)
+{
+	size_t base = key & (ACCESS_SEEN_SLOTS - 1), victim = base;
+
+	for (size_t i = 0; i < ACCESS_SEEN_PROBE; i++) {
+		struct access_seen *s = &a->seen[(base + i) & (ACCESS_SEEN_SLOTS - 1)];
+
+		if (s->key == key && s->until_usec > now)
+			return false;
+		if (s->key == key || s->key == 0 || s->until_usec <= now) {
+			victim = (base + i) & (ACCESS_SEEN_SLOTS - 1);
+			break;
+		}
+		if (s->until_usec < a->seen[victim].until_usec)
+			victim = (base + i) & (ACCESS_SEEN_SLOTS - 1);
+	}
+	a->seen[victim] = (struct access_seen){ .key = key, .until_usec = now + a->lookup_audit_usec };
+	return true;
+}
+
+void access_audit_lookup(struct access *a, const struct caller *c, const char *path,
+			 const char *rule)
+{
+	uint64_t now = now_usec();
+	bool first = true;
+
+	if (!a->audit)
+		return;
+	if (a->lookup_audit_usec) {
+		pthread_mutex_lock(&a->lock);
+		if (!a->seen)
+			a->seen = calloc(ACCESS_SEEN_SLOTS, sizeof(*a->seen));
+		if (a->seen)
+			first = seen_first(a, seen_key(c->subject.uid, path), now);
+		pthread_mutex_unlock(&a->lock);
+	}
+	if (first)
+		access_audit(a, c, "lookup", path, false, 0, rule, NULL); /* answered, not refused */
 }
 
 static const char *cache_state_name(enum cache_state s)

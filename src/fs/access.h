@@ -22,6 +22,14 @@
 
 #define ACCESS_MAX_GROUPS 256
 #define ACCESS_RULE_MAX	  (PATH_MAX + 16)
+/* Denied lookups remembered so each (uid, path) is audited once per window. */
+#define ACCESS_SEEN_SLOTS 4096
+#define ACCESS_SEEN_PROBE 8
+
+struct access_seen {
+	uint64_t key; /* hash of (uid, path); 0: free */
+	uint64_t until_usec;
+};
 
 struct access {
 	pthread_mutex_t lock;
@@ -32,6 +40,8 @@ struct access {
 	bool show_denied;
 	uint64_t audit_errors_logged; /* protected by lock */
 	uint64_t denied;	      /* decisions that refused the caller; atomic */
+	uint64_t lookup_audit_usec;   /* window of seen[] */
+	struct access_seen *seen;     /* protected by lock; NULL: not allocated yet */
 };
 
 struct caller {
@@ -56,6 +66,19 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
  */
 int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,
 		 bool dir, char *rule, size_t rulelen);
+
+/* The policy's answer for @c at @path (a directory when @dir), without counting it. */
+bool access_permits(struct access *a, const struct policy *p, const struct caller *c,
+		    const char *path, bool dir, char *rule, size_t rulelen);
+
+/*
+ * A lookup or stat of @path that the policy refuses @c: one "lookup" record,
+ * unless the same uid's lookup of the same path was recorded within
+ * lookup_audit_usec (a bounded table: past ACCESS_SEEN_SLOTS busy entries the
+ * oldest nearby one is forgotten, so a flood can only add records, never hide one).
+ */
+void access_audit_lookup(struct access *a, const struct caller *c, const char *path,
+			 const char *rule);
 
 /* Whether a listing shows @path to @c (show_denied shows everything). */
 bool access_visible(struct access *a, const struct policy *p, const struct caller *c,

@@ -29,6 +29,7 @@
 struct fs {
 	struct source *src;
 	double attr_timeout; /* seconds */
+	bool hide_denied_size;
 	uid_t owner;
 	gid_t group;
 	time_t mount_time;
@@ -63,6 +64,8 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	}
 	fs->src = p->source;
 	fs->attr_timeout = (double)p->attr_timeout_usec / USEC_PER_SEC;
+	fs->hide_denied_size = p->hide_denied_size;
+	fs->access.lookup_audit_usec = p->lookup_audit_usec;
 	fs->owner = p->owner;
 	fs->group = p->group;
 	fs->mount_time = time(NULL);
@@ -84,6 +87,7 @@ void fs_free(struct fs *fs)
 	if (fs->access.policy)
 		policy_unref(fs->access.policy);
 	pthread_mutex_destroy(&fs->access.lock);
+	free(fs->access.seen);
 	free(fs);
 }
 
@@ -190,13 +194,16 @@ static void fill_attr(struct fs *fs, struct node *n, size_t size, struct stat *s
 	}
 }
 
-/* The stat of a node; a FILE's size is the true length of its value. */
-static int node_attr(struct fs *fs, struct node *n, struct stat *st)
+/*
+ * The stat of a node; a FILE's size is the true length of its value, or 0
+ * when @hide_size (nothing is fetched then).
+ */
+static int node_attr(struct fs *fs, struct node *n, bool hide_size, struct stat *st)
 {
 	struct handle h = { 0 };
 	int r;
 
-	if (n->type == NODE_FILE) {
+	if (n->type == NODE_FILE && !hide_size) {
 		r = node_value(fs, n, &h, NULL);
 		if (r < 0)
 			return r;
@@ -295,6 +302,40 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 	return 0;
 }
 
+/*
+ * A lookup or stat decides too, when an option needs it: whether the policy
+ * refuses the caller @n, audited once per uid and path per window (a lookup
+ * fetches, and tells existence and size).  Returns whether st_size must be
+ * hidden.  Opens still decide for themselves.
+ */
+static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
+{
+	char rule[ACCESS_RULE_MAX];
+	struct policy *p;
+	struct caller c;
+	bool permit;
+
+	if ((!fs->hide_denied_size && !fs->access.audit) || n == &fs->nodes.root)
+		return false;
+	p = access_policy(&fs->access);
+	if (!p)
+		return false; /* without a policy the kernel keeps other uids out */
+	access_caller(&fs->access, req, p, &c);
+	permit = access_permits(&fs->access, p, &c, n->tpath, n->type == NODE_DIR, rule,
+				sizeof(rule));
+	policy_unref(p);
+	if (permit)
+		return false;
+	access_audit_lookup(&fs->access, &c, n->tpath, rule);
+	return fs->hide_denied_size && n->type == NODE_FILE;
+}
+
+/* Secret files' attributes differ per caller with hide_denied_size: the kernel must not keep them. */
+static double attr_timeout_of(struct fs *fs, struct node *n)
+{
+	return fs->hide_denied_size && n->type == NODE_FILE ? 0.0 : fs->attr_timeout;
+}
+
 static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = req_fs(req);
@@ -315,7 +356,7 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = node_attr(fs, n, &e.attr);
+	r = node_attr(fs, n, attr_denied(fs, req, n), &e.attr);
 	if (r < 0) {
 		nodes_forget(&fs->nodes, n, 1);
 		fuse_reply_err(req, -r);
@@ -323,7 +364,7 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	e.ino = nodes_ino(&fs->nodes, n);
 	e.generation = n->generation;
-	e.attr_timeout = fs->attr_timeout;
+	e.attr_timeout = attr_timeout_of(fs, n);
 	e.entry_timeout = fs->attr_timeout;
 	fuse_reply_entry(req, &e);
 }
@@ -352,11 +393,11 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct stat st;
 	int r;
 
-	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, &st);
+	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, attr_denied(fs, req, n), &st);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, fs->attr_timeout);
+		fuse_reply_attr(req, &st, attr_timeout_of(fs, n));
 }
 
 static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

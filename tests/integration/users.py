@@ -222,6 +222,8 @@ def _serve(rfd, wfd):
                 res = {"uid": st.st_uid, "gid": st.st_gid, "mode": st.st_mode}
             elif op == "access":
                 res = {"ok": os.access(path, os.R_OK)}
+            elif op == "size":
+                res = {"size": os.stat(path).st_size}
             elif op == "opath":  # a descriptor kept open in the agent, as an attacker keeps one
                 res = {"fd": os.open(path, os.O_PATH | os.O_CLOEXEC | req.get("flags", 0))}
             elif op == "fdop":  # what a holder of that descriptor can do through /proc/self/fd
@@ -334,6 +336,11 @@ class Agent:
     def stat(self, path):
         r = self.call("stat", path)
         return (r["uid"], r["gid"], r["mode"]) if "mode" in r else r["errno"]
+
+    def size(self, path):
+        """st_size of @path as this user sees it, or the errno name."""
+        r = self.call("size", path)
+        return r["size"] if "size" in r else r["errno"]
 
     def access(self, path):
         r = self.call("access", path)
