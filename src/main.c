@@ -33,6 +33,7 @@
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
 #include "secretfs/policy.h"
+#include "secretfs/secret.h"
 #include "secretfs/service.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
@@ -691,6 +692,9 @@ int main(int argc, char *argv[])
 	cfg.debug |= opts.debug;
 	log_open(false, cfg.debug);
 
+	/* First, before OpenSSL allocates: its buffers (TLS records) are wiped when freed. */
+	if (!secret_wipe_openssl_allocations())
+		fprintf(stderr, "secretfs: warning: cannot install OpenSSL's wiping allocator\n");
 	harden_process();
 	ns_json_use_wiping_alloc();
 	/* libcurl runs with CURLOPT_NOSIGNAL; a peer that hangs up must not kill us. */
@@ -731,23 +735,40 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	r = source_open(&cfg, &src, reason, sizeof(reason));
-	if (r < 0) {
-		fprintf(stderr, "secretfs: %s\n", reason);
-		goto out_opts;
-	}
-	if (src->backend->warning[0])
-		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
 	if (check_mount_prerequisites(opts.mountpoint) < 0)
-		goto out_source;
+		goto out_opts;
 	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
-		/* Said now, while a terminal still sees it; the heap is set up after the fork. */
+		/* Said now, while a terminal surely sees it; the heap is set up after the fork. */
 		fprintf(stderr,
 			"secretfs: warning: cannot lock %zu KiB of secret memory, values may be "
 			"swapped: raise the memlock limit (ulimit -l, LimitMEMLOCK=) or grant "
 			"CAP_IPC_LOCK\n",
 			heap_size_for(&cfg) / 1024);
 	}
+	/*
+	 * Fork before any credential or value is read: mlock() is not inherited,
+	 * so the locked heap must be made by the process that serves, and it
+	 * must exist before the store is parsed or a token is read.  Errors from
+	 * here on still reach the terminal: the parent waits for "ready" or
+	 * relays the child's exit status, and the child keeps its stderr until
+	 * then.
+	 */
+	if (!opts.foreground && daemon_fork() < 0) {
+		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
+		goto out_opts;
+	}
+	r = secret_heap_init(heap_size_for(&cfg), reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_opts;
+	}
+	r = source_open(&cfg, &src, reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_source;
+	}
+	if (src->backend->warning[0])
+		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
 
 	r = fs_new(&(struct fs_params){ .source = src,
 					.attr_timeout_usec = cfg.attr_timeout_usec,
@@ -764,10 +785,6 @@ int main(int argc, char *argv[])
 	if (!se)
 		goto out_fs;
 	fs_set_session(fs, se);
-	if (!opts.foreground && daemon_fork() < 0) {
-		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
-		goto out_session;
-	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	/*
@@ -786,12 +803,6 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 
-	/* Locks are not inherited across fork: set up the heap in the serving process. */
-	r = secret_heap_init(heap_size_for(&cfg), reason, sizeof(reason));
-	if (r < 0) {
-		fprintf(stderr, "secretfs: %s\n", reason);
-		goto out_unmount;
-	}
 	r = source_start(src, reason, sizeof(reason));
 	if (r < 0) {
 		fprintf(stderr, "secretfs: %s\n", reason);

@@ -16,10 +16,12 @@ import os
 import re
 import secrets as pysecrets
 import sys
+import time
 
 import pytest
 
 from helpers import (
+    POLL_TIMEOUT,
     REPO,
     SANITIZER,
     SECRETFS_BIN,
@@ -118,20 +120,16 @@ def assert_only_locked(pid, needles, when):
 
 def assert_gone(pid, needles, when):
     """Polls until no needle is anywhere in the daemon's memory (expiry is asynchronous)."""
-    last = {}
-
-    def gone():
-        hits = scan(pid, needles)
-        last.clear()
-        last.update({k: v for k, v in hits.items() if v})
-        return not last
-
-    try:
-        wait_until(gone, what=f"{when}: the values to leave memory")
-    except Exception:
-        lines = [f"{label} at {h['at']:x} in {describe(h)}"
-                 for label, hs in last.items() for h in hs]
-        pytest.fail(f"{when}: still in memory:\n" + "\n".join(lines))
+    deadline = time.monotonic() + POLL_TIMEOUT
+    while True:
+        hits = {k: v for k, v in scan(pid, needles).items() if v}
+        if not hits:
+            return
+        if time.monotonic() > deadline:
+            lines = [f"{label} at {h['at']:x} in {describe(h)}"
+                     for label, hs in hits.items() for h in hs]
+            pytest.fail(f"{when}: still in memory:\n" + "\n".join(lines))
+        time.sleep(0.2)
 
 
 def ctl_flush(sock):
