@@ -89,8 +89,8 @@ int http_global_init(void)
 {
 	/* A second call (or curl already initialised) only bumps curl's counter. */
 	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, secret_mem_alloc, secret_mem_free,
-				 secret_mem_realloc, secret_mem_strdup, secret_mem_calloc) !=
-	    CURLE_OK)
+				 secret_mem_realloc, secret_mem_strdup,
+				 secret_mem_calloc) != CURLE_OK)
 		return -EIO;
 	return 0;
 }

@@ -426,9 +426,23 @@ static pthread_mutex_t house_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t house_cond = PTHREAD_COND_INITIALIZER;
 static bool house_stop;
 
+/* Scratch copies that did not fit the locked heap: said at the first and at every doubling. */
+static void note_heap_fallbacks(unsigned long *next)
+{
+	unsigned long n = secret_heap_fallbacks();
+
+	if (n < *next)
+		return;
+	log_warn("the locked heap was full %lu time%s: copies of secrets being parsed or "
+		 "received went to ordinary memory (wiped when freed); raise cache_max_bytes",
+		 n, n == 1 ? "" : "s");
+	*next = n * 2;
+}
+
 static void *housekeeping(void *arg)
 {
 	struct source *src = arg;
+	unsigned long next_fallback_note = 1;
 	struct timespec ts;
 
 	pthread_mutex_lock(&house_lock);
@@ -440,6 +454,7 @@ static void *housekeeping(void *arg)
 			break;
 		pthread_mutex_unlock(&house_lock);
 		source_expire(src);
+		note_heap_fallbacks(&next_fallback_note);
 		pthread_mutex_lock(&house_lock);
 	}
 	pthread_mutex_unlock(&house_lock);
