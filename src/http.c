@@ -13,9 +13,10 @@
  * (X-Vault-Token and the like) to wherever a Location points.
  *
  * One copy outlives a request: curl keeps its receive buffer with the easy
- * handle, so the last response's bytes sit in an idle pooled handle until
- * the next transfer overwrites them or the handle is cleaned up (and
- * cleansed, by the allocators).  libcurl has no call to clear it.
+ * handle, so the last response's bytes sit in an idle pooled handle (in the
+ * locked heap, like everything libcurl allocates) until the next transfer
+ * overwrites them or the handle is cleaned up and wiped:
+ * http_client_drop_idle(), at a flush.  libcurl has no call to clear it.
  *
  * Nothing here logs.  Failures come back as a negative errno and a reason
  * that names what went wrong; a reason never quotes a body or a header
@@ -33,8 +34,10 @@
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include "secretfs/http.h"
+#include "secretfs/secret.h"
 #include "secretfs/util.h"
 
 #ifndef SECRETFS_VERSION
@@ -82,85 +85,12 @@ struct http_attempt {
 	char error_type[sizeof(((struct http_response *)0)->header_error_type)];
 };
 
-/* ---- wiping allocators for libcurl ---- */
-
-/*
- * Each block carries its size in front, so free and realloc know how much to
- * cleanse.  The header keeps the alignment malloc promises.
- */
-struct wblock {
-	_Alignas(max_align_t) size_t size;
-};
-
-static void *wmalloc(size_t size)
-{
-	struct wblock *b;
-
-	if (size > SIZE_MAX - sizeof(*b))
-		return NULL;
-	b = malloc(sizeof(*b) + size);
-	if (!b)
-		return NULL;
-	b->size = size;
-	return b + 1;
-}
-
-static void wfree(void *p)
-{
-	struct wblock *b;
-
-	if (!p)
-		return;
-	b = (struct wblock *)p - 1;
-	OPENSSL_cleanse(b, sizeof(*b) + b->size);
-	free(b);
-}
-
-/* Never realloc() in place: the old block must be cleansed, not left to the heap. */
-static void *wrealloc(void *p, size_t size)
-{
-	struct wblock *old;
-	void *n;
-
-	if (!p)
-		return wmalloc(size);
-	old = (struct wblock *)p - 1;
-	n = wmalloc(size);
-	if (!n)
-		return NULL;
-	memcpy(n, p, old->size < size ? old->size : size);
-	wfree(p);
-	return n;
-}
-
-static char *wstrdup(const char *s)
-{
-	size_t len = strlen(s) + 1;
-	char *n = wmalloc(len);
-
-	if (n)
-		memcpy(n, s, len);
-	return n;
-}
-
-static void *wcalloc(size_t nmemb, size_t size)
-{
-	struct wblock *b;
-
-	if (size && nmemb > (SIZE_MAX - sizeof(*b)) / size)
-		return NULL;
-	b = calloc(1, sizeof(*b) + nmemb * size);
-	if (!b)
-		return NULL;
-	b->size = nmemb * size;
-	return b + 1;
-}
-
 int http_global_init(void)
 {
 	/* A second call (or curl already initialised) only bumps curl's counter. */
-	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wmalloc, wfree, wrealloc, wstrdup, wcalloc) !=
-	    CURLE_OK)
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, secret_mem_alloc, secret_mem_free,
+				 secret_mem_realloc, secret_mem_strdup,
+				 secret_mem_calloc) != CURLE_OK)
 		return -EIO;
 	return 0;
 }
@@ -168,6 +98,18 @@ int http_global_init(void)
 void http_global_cleanup(void)
 {
 	curl_global_cleanup();
+}
+
+/*
+ * OpenSSL decrypts a record in place in its read buffer, which it allocates
+ * itself (the ordinary heap, wiped on free: secret_wipe_openssl_allocations).
+ * With RELEASE_BUFFERS the buffers go back, and are wiped, as soon as they
+ * are empty, instead of holding the last response for the connection's life.
+ */
+static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *userdata)
+{
+	SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+	return CURLE_OK;
 }
 
 /* ---- status and error tables ---- */
@@ -331,7 +273,7 @@ static int curl_failure(CURLcode rc, const struct http_attempt *a, const char *e
 
 static void attempt_reset(struct http_attempt *a, size_t max_body)
 {
-	wipe_free(a->body, a->len);
+	secret_mem_free(a->body);
 	*a = (struct http_attempt){ .max_body = max_body };
 }
 
@@ -358,14 +300,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		if (cap > a->max_body + 1 && a->max_body < SIZE_MAX)
 			cap = a->max_body + 1;
 		/* Copy, then wipe the old buffer: realloc could leave it on the heap intact. */
-		nb = malloc(cap);
+		nb = secret_mem_alloc(cap);
 		if (!nb) {
 			a->nomem = true;
 			return 0;
 		}
 		if (a->body)
 			memcpy(nb, a->body, a->len);
-		wipe_free(a->body, a->len);
+		secret_mem_free(a->body);
 		a->body = nb;
 		a->cap = cap;
 	}
@@ -489,6 +431,22 @@ static int dup_opt(const char *s, const char **ret)
 		return -ENOMEM;
 	*ret = d;
 	return 0;
+}
+
+void http_client_drop_idle(struct http_client *c)
+{
+	CURL *idle[HTTP_POOL_MAX];
+	unsigned n;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	n = c->nidle;
+	memcpy(idle, c->idle, n * sizeof(*idle));
+	c->nidle = 0;
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < n; i++)
+		curl_easy_cleanup(idle[i]);
 }
 
 void http_client_free(struct http_client *c)
@@ -690,7 +648,7 @@ static int headers_add(struct curl_slist **list, const char *name, const char *v
 
 	if (nlen > SIZE_MAX / 2 || vlen > SIZE_MAX / 2)
 		return -ENOMEM;
-	line = malloc(nlen + vlen + 3);
+	line = secret_mem_alloc(nlen + vlen + 3);
 	if (!line)
 		return -ENOMEM;
 	memcpy(line, name, nlen);
@@ -705,7 +663,7 @@ static int headers_add(struct curl_slist **list, const char *name, const char *v
 		line[nlen + 1] = '\0';
 	}
 	r = headers_add_line(list, line);
-	wipe_free(line, nlen + vlen + 3);
+	secret_mem_free(line);
 	return r;
 }
 
@@ -796,6 +754,7 @@ static CURLcode handle_setup(struct http_client *c, CURL *h, const struct http_r
 	SET(CURLOPT_TIMEOUT_MS, usec_to_ms(cfg->timeout_usec));
 
 	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	SET(CURLOPT_SSL_VERIFYPEER, cfg->insecure ? 0L : 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, cfg->insecure ? 0L : 2L);
 	if (cfg->ca_file)
@@ -921,7 +880,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		return r;
 	}
 	if (!a.body) {
-		a.body = calloc(1, 1);
+		a.body = secret_mem_calloc(1, 1);
 		if (!a.body) {
 			set_reason(reason, reasonlen, "out of memory");
 			ret->attempts = attempt;
@@ -943,7 +902,7 @@ void http_response_done(struct http_response *r)
 	if (!r)
 		return;
 	if (r->body)
-		wipe_free(r->body, r->body_len + 1);
+		secret_mem_free(r->body);
 	r->body = NULL;
 	r->body_len = 0;
 }

@@ -33,6 +33,7 @@
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
 #include "secretfs/policy.h"
+#include "secretfs/secret.h"
 #include "secretfs/service.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
@@ -427,9 +428,23 @@ static pthread_mutex_t house_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t house_cond = PTHREAD_COND_INITIALIZER;
 static bool house_stop;
 
+/* Scratch copies that did not fit the locked heap: said at the first and at every doubling. */
+static void note_heap_fallbacks(unsigned long *next)
+{
+	unsigned long n = secret_heap_fallbacks();
+
+	if (n < *next)
+		return;
+	log_warn("the locked heap was full %lu time%s: copies of secrets being parsed or "
+		 "received went to ordinary memory (wiped when freed); raise cache_max_bytes",
+		 n, n == 1 ? "" : "s");
+	*next = n * 2;
+}
+
 static void *housekeeping(void *arg)
 {
 	struct source *src = arg;
+	unsigned long next_fallback_note = 1;
 	struct timespec ts;
 
 	pthread_mutex_lock(&house_lock);
@@ -441,6 +456,7 @@ static void *housekeeping(void *arg)
 			break;
 		pthread_mutex_unlock(&house_lock);
 		source_expire(src);
+		note_heap_fallbacks(&next_fallback_note);
 		pthread_mutex_lock(&house_lock);
 	}
 	pthread_mutex_unlock(&house_lock);
@@ -693,6 +709,9 @@ int main(int argc, char *argv[])
 	cfg.debug |= opts.debug;
 	log_open(false, cfg.debug);
 
+	/* First, before OpenSSL allocates: its buffers (TLS records) are wiped when freed. */
+	if (!secret_wipe_openssl_allocations())
+		fprintf(stderr, "secretfs: warning: cannot install OpenSSL's wiping allocator\n");
 	harden_process();
 	ns_json_use_wiping_alloc();
 	/* libcurl runs with CURLOPT_NOSIGNAL; a peer that hangs up must not kill us. */
@@ -733,23 +752,40 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	r = source_open(&cfg, &src, reason, sizeof(reason));
-	if (r < 0) {
-		fprintf(stderr, "secretfs: %s\n", reason);
-		goto out_opts;
-	}
-	if (src->backend->warning[0])
-		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
 	if (check_mount_prerequisites(opts.mountpoint) < 0)
-		goto out_source;
+		goto out_opts;
 	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
-		/* Said now, while a terminal still sees it; the heap is set up after the fork. */
+		/* Said now, while a terminal surely sees it; the heap is set up after the fork. */
 		fprintf(stderr,
 			"secretfs: warning: cannot lock %zu KiB of secret memory, values may be "
 			"swapped: raise the memlock limit (ulimit -l, LimitMEMLOCK=) or grant "
 			"CAP_IPC_LOCK\n",
 			heap_size_for(&cfg) / 1024);
 	}
+	/*
+	 * Fork before any credential or value is read: mlock() is not inherited,
+	 * so the locked heap must be made by the process that serves, and it
+	 * must exist before the store is parsed or a token is read.  Errors from
+	 * here on still reach the terminal: the parent waits for "ready" or
+	 * relays the child's exit status, and the child keeps its stderr until
+	 * then.
+	 */
+	if (!opts.foreground && daemon_fork() < 0) {
+		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
+		goto out_opts;
+	}
+	r = secret_heap_init(heap_size_for(&cfg), reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_opts;
+	}
+	r = source_open(&cfg, &src, reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_source;
+	}
+	if (src->backend->warning[0])
+		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
 
 	r = fs_new(&(struct fs_params){ .source = src,
 					.attr_timeout_usec = cfg.attr_timeout_usec,
@@ -768,10 +804,6 @@ int main(int argc, char *argv[])
 	if (!se)
 		goto out_fs;
 	fs_set_session(fs, se);
-	if (!opts.foreground && daemon_fork() < 0) {
-		fprintf(stderr, "secretfs: cannot start the daemon: %s\n", strerror(errno));
-		goto out_session;
-	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	/*
@@ -790,12 +822,6 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
 
-	/* Locks are not inherited across fork: set up the heap in the serving process. */
-	r = secret_heap_init(heap_size_for(&cfg), reason, sizeof(reason));
-	if (r < 0) {
-		fprintf(stderr, "secretfs: %s\n", reason);
-		goto out_unmount;
-	}
 	r = source_start(src, reason, sizeof(reason));
 	if (r < 0) {
 		fprintf(stderr, "secretfs: %s\n", reason);

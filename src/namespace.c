@@ -17,6 +17,7 @@
 
 #include "secretfs/backend.h"
 #include "secretfs/namespace.h"
+#include "secretfs/secret.h"
 #include "secretfs/util.h"
 
 bool ns_name_is_safe(const char *name, size_t len)
@@ -60,39 +61,10 @@ char *ns_join(const char *prefix, const char *name)
 
 /* ---- jansson memory ---- */
 
-/* jansson's free() has no size, so each block carries it in front. */
-struct wipe_hdr {
-	size_t size;
-	max_align_t align[];
-};
-
-static void *wiping_malloc(size_t size)
-{
-	struct wipe_hdr *h;
-
-	if (size > SIZE_MAX - sizeof(*h))
-		return NULL;
-	h = malloc(sizeof(*h) + size);
-	if (!h)
-		return NULL;
-	h->size = size;
-	return h->align;
-}
-
-static void wiping_free(void *p)
-{
-	struct wipe_hdr *h;
-
-	if (!p)
-		return;
-	h = (struct wipe_hdr *)((char *)p - offsetof(struct wipe_hdr, align));
-	OPENSSL_cleanse(p, h->size);
-	free(h);
-}
-
+/* Trees of secrets live in the locked heap and are wiped as they are freed. */
 void ns_json_use_wiping_alloc(void)
 {
-	json_set_alloc_funcs(wiping_malloc, wiping_free);
+	json_set_alloc_funcs(secret_mem_alloc, secret_mem_free);
 }
 
 void ns_json_error_text(const json_error_t *e, char *buf, size_t len)

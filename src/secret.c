@@ -7,12 +7,23 @@
  * secret_heap_init() (unit tests, tools) the same calls use the ordinary heap
  * and still wipe.
  *
+ * Scratch memory (secret_mem_*) comes from the same heap, for the copies
+ * that are not values yet or any more: jansson trees, libcurl's buffers,
+ * response bodies.  Each block carries its size in front, so a free wipes it
+ * all whichever heap it came from.  When the locked heap is full a scratch
+ * block comes from the ordinary heap instead (counted): a read that would
+ * fail is worse than a copy that is wiped when it is freed.  Values
+ * (secret_new) never fall back.
+ *
  * Tables: data[] = u64 count | u32 offset[count] | entries, where each entry
  * is u32 namelen | u32 valuelen | name NUL | value, in strictly increasing
  * name order (memcmp), so a lookup is a binary search.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -26,6 +37,7 @@
 #define ENTRY_HDR (2 * sizeof(uint32_t))
 
 static long live_count;
+static unsigned long fallbacks;
 static void (*free_hook)(const unsigned char *data, size_t len);
 
 static size_t round_pow2(size_t n)
@@ -143,6 +155,147 @@ long secret_live_count(void)
 void secret_set_free_hook(void (*hook)(const unsigned char *data, size_t len))
 {
 	free_hook = hook;
+}
+
+/* ---- scratch memory ---- */
+
+struct mem_hdr {
+	_Alignas(max_align_t) size_t size; /* bytes the caller asked for */
+};
+
+void *secret_mem_alloc(size_t size)
+{
+	size_t total = sizeof(struct mem_hdr) + size;
+	struct mem_hdr *h = NULL;
+
+	if (size > SIZE_MAX - sizeof(struct mem_hdr))
+		return NULL;
+	if (CRYPTO_secure_malloc_initialized()) {
+		/* No file and line: a full heap must not leave an error on OpenSSL's queue. */
+		h = CRYPTO_secure_malloc(total, NULL, 0);
+		if (!h)
+			__atomic_add_fetch(&fallbacks, 1, __ATOMIC_RELAXED);
+	}
+	if (!h)
+		h = malloc(total);
+	if (!h)
+		return NULL;
+	h->size = size;
+	return h + 1;
+}
+
+void *secret_mem_calloc(size_t nmemb, size_t size)
+{
+	void *p;
+
+	if (size && nmemb > SIZE_MAX / size)
+		return NULL;
+	p = secret_mem_alloc(nmemb * size);
+	if (p)
+		memset(p, 0, nmemb * size);
+	return p;
+}
+
+void secret_mem_free(void *p)
+{
+	struct mem_hdr *h;
+	size_t total;
+
+	if (!p)
+		return;
+	h = (struct mem_hdr *)p - 1;
+	total = sizeof(*h) + h->size;
+	OPENSSL_cleanse(h, total);
+	if (CRYPTO_secure_malloc_initialized() && CRYPTO_secure_allocated(h))
+		CRYPTO_secure_free(h, NULL, 0);
+	else
+		free(h);
+}
+
+/* Never realloc() in place on the ordinary heap: the old block must be wiped, not left. */
+void *secret_mem_realloc(void *p, size_t size)
+{
+	struct mem_hdr *h;
+	void *n;
+
+	if (!p)
+		return secret_mem_alloc(size);
+	h = (struct mem_hdr *)p - 1;
+	if (size <= h->size) {
+		OPENSSL_cleanse((char *)p + size, h->size - size);
+		h->size = size;
+		return p;
+	}
+	if (CRYPTO_secure_malloc_initialized() && CRYPTO_secure_allocated(h) &&
+	    CRYPTO_secure_actual_size(h) >= sizeof(*h) + size) {
+		h->size = size;
+		return p;
+	}
+	n = secret_mem_alloc(size);
+	if (!n)
+		return NULL;
+	memcpy(n, p, h->size);
+	secret_mem_free(p);
+	return n;
+}
+
+char *secret_mem_strdup(const char *s)
+{
+	size_t len = strlen(s) + 1;
+	char *n = secret_mem_alloc(len);
+
+	if (n)
+		memcpy(n, s, len);
+	return n;
+}
+
+unsigned long secret_heap_fallbacks(void)
+{
+	return __atomic_load_n(&fallbacks, __ATOMIC_RELAXED);
+}
+
+/*
+ * OpenSSL's own allocations: the ordinary heap, wiped on free (see secret.h).
+ * No size header: code (ours included) hands OpenSSL's free plain malloc()ed
+ * blocks, e.g. OPENSSL_clear_free() of a strdup(), so the size to wipe comes
+ * from malloc_usable_size().
+ */
+static void *ossl_malloc(size_t num, const char *file, int line)
+{
+	return malloc(num);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+	if (!p)
+		return;
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *ossl_realloc(void *p, size_t num, const char *file, int line)
+{
+	size_t old;
+	void *n;
+
+	if (!p)
+		return malloc(num);
+	if (num == 0) {
+		ossl_free(p, file, line);
+		return NULL;
+	}
+	old = malloc_usable_size(p);
+	n = malloc(num);
+	if (!n)
+		return NULL;
+	memcpy(n, p, old < num ? old : num);
+	ossl_free(p, file, line);
+	return n;
+}
+
+bool secret_wipe_openssl_allocations(void)
+{
+	return CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) == 1;
 }
 
 /* ---- tables ---- */

@@ -188,6 +188,8 @@ void source_flush(struct source *s)
 	cache_flush(s->values, NULL);
 	if (s->listings)
 		cache_flush(s->listings, NULL);
+	if (s->backend->ops->forget)
+		s->backend->ops->forget(s->backend);
 }
 
 void source_expire(struct source *s)

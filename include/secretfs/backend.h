@@ -57,7 +57,8 @@ struct backend_ops {
 	/* Scheme in SOURCE, e.g. "file" for "file:/etc/secretfs/store.json". */
 	const char *scheme;
 	/*
-	 * Called once, before mounting and before daemonizing: parse @arg (what
+	 * Called once, after daemonizing and after the locked heap is set up
+	 * (so that a token read here lands in it), before mounting: parse @arg (what
 	 * follows "scheme:"), check the store is usable, start no threads.
 	 * @cfg holds the settings of every section (a backend reads its own).
 	 * May set b->priv.  Returns 0 or a negative errno with @reason set.
@@ -95,6 +96,13 @@ struct backend_ops {
 	 * thread-safe.  Returns 0 or -ENOMEM.  Optional.
 	 */
 	int (*describe)(struct backend *b, struct json_t *obj);
+	/*
+	 * Called after every cached value was dropped (`secretfs ctl flush`, a
+	 * store change): let go of every copy of a value the backend still
+	 * holds, such as values kept for revalidation and idle connections
+	 * whose buffers hold the last response.  Any thread.  Optional.
+	 */
+	void (*forget)(struct backend *b);
 };
 
 struct backend {

@@ -72,6 +72,11 @@ struct http_client;
 int http_client_new(const struct http_config *cfg, struct http_client **ret, char *reason,
 		    size_t reasonlen);
 void http_client_free(struct http_client *c);
+/*
+ * Closes the idle handles (and their connections), so that the last
+ * responses libcurl keeps in its buffers are wiped now.  Thread-safe.
+ */
+void http_client_drop_idle(struct http_client *c);
 
 /*
  * Sends @req, retrying as described above, and returns the last response

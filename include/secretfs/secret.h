@@ -44,6 +44,30 @@ size_t secret_heap_used(void);
 /* Whether mlock() of @size bytes would succeed for this process right now. */
 bool secret_heap_can_lock(size_t size);
 
+/*
+ * Scratch memory for everything else that may hold a copy of a secret while
+ * it is being worked on: jansson trees, libcurl's buffers and header lists,
+ * HTTP response bodies.  From the locked heap when it exists and has room;
+ * otherwise (before secret_heap_init(), or when the heap is full) from the
+ * ordinary heap, counted in secret_heap_fallbacks().  Either way every block
+ * is wiped when it is freed or moved by a realloc, and secret_mem_free()
+ * takes blocks of both kinds.  Signatures fit json_set_alloc_funcs() and
+ * curl_global_init_mem().
+ */
+void *secret_mem_alloc(size_t size);
+void *secret_mem_calloc(size_t nmemb, size_t size);
+void *secret_mem_realloc(void *p, size_t size);
+char *secret_mem_strdup(const char *s);
+void secret_mem_free(void *p);
+/* Scratch blocks that did not fit the locked heap since start. */
+unsigned long secret_heap_fallbacks(void);
+/*
+ * Routes OpenSSL's own allocations (TLS record buffers hold decrypted
+ * responses) through a wiping allocator on the ordinary heap.  Must run
+ * before OpenSSL allocates anything; returns false when it was too late.
+ */
+bool secret_wipe_openssl_allocations(void);
+
 /* A new blob of @len bytes, refs = 1, contents zeroed.  NULL on ENOMEM. */
 struct secret *secret_new(size_t len);
 /* A new blob holding a copy of @data. */

@@ -848,12 +848,22 @@ static void aws_done(struct backend *b)
 	b->priv = NULL;
 }
 
+/* A flush: the values kept for revalidation and the last responses go too. */
+static void aws_forget(struct backend *b)
+{
+	struct aws *a = b->priv;
+
+	kept_clear(a);
+	http_client_drop_idle(a->http);
+}
+
 const struct backend_ops aws_sm_backend_ops = {
 	.scheme = "aws-sm",
 	.init = sm_init,
 	.done = aws_done,
 	.fetch = sm_fetch,
 	.list = sm_list,
+	.forget = aws_forget,
 };
 
 const struct backend_ops aws_ssm_backend_ops = {
@@ -862,4 +872,5 @@ const struct backend_ops aws_ssm_backend_ops = {
 	.done = aws_done,
 	.fetch = ssm_fetch,
 	.list = ssm_list,
+	.forget = aws_forget,
 };

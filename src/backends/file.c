@@ -8,7 +8,9 @@
  * value.  The document is read once at init (that is how we check the source
  * is usable) and again whenever inotify says the file changed; a reload that
  * fails keeps the last good document and reports the file and line through
- * the error event.  The file must not be writable by group or others and must
+ * the error event.  What is kept is each secret already converted (a blob or
+ * a table in the locked heap) under its id; the parsed tree is freed, and so
+ * wiped, as soon as the load is done.  The file must not be writable by group or others and must
  * belong to root or to the user the daemon runs as, since whoever can write it
  * decides what every reader sees.
  */
@@ -40,8 +42,8 @@ struct file_store {
 	char *base;
 
 	pthread_rwlock_t lock;
-	json_t *doc;			   /* protected by lock */
-	const char **ids;		   /* protected by lock; keys of doc */
+	const char **ids;		   /* protected by lock; sorted, each strdup()ed */
+	struct secret **values;		   /* protected by lock; values[i] is ids[i]'s */
 	size_t nids;			   /* protected by lock */
 	char version[BACKEND_VERSION_MAX]; /* protected by lock */
 
@@ -130,21 +132,38 @@ static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, st
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+struct entry {
+	char *id;
+	struct secret *value;
+};
+
+static int cmp_entry(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(((const struct entry *)a)->id, ((const struct entry *)b)->id);
 }
 
-/* Parses and checks the document; on success swaps it in. */
+static void entries_free(const char **ids, struct secret **values, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)ids[i]);
+		secret_unref(values[i]);
+	}
+	free(ids);
+	free(values);
+}
+
+/* Parses and checks the document; on success swaps its secrets in. */
 static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 {
 	char *buf = NULL, why[160] = "";
-	const char **ids = NULL;
-	json_t *doc, *v, *old;
+	struct entry *e = NULL;
+	const char **ids = NULL, **old_ids;
+	struct secret **values = NULL, **old_values;
+	json_t *doc, *v;
 	const char *key;
 	json_error_t je;
 	struct stat st = { 0 };
-	size_t len = 0, n = 0;
+	size_t len = 0, n = 0, old_n;
 	int r;
 
 	r = read_store(fs, &buf, &len, &st, reason, reasonlen);
@@ -164,14 +183,14 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 		r = -EINVAL;
 		goto fail;
 	}
-	ids = calloc(json_object_size(doc) + 1, sizeof(*ids));
-	if (!ids) {
+	e = calloc(json_object_size(doc) + 1, sizeof(*e));
+	if (!e) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	json_object_foreach(doc, key, v)
 	{
-		struct secret *s = NULL;
+		struct secret *sv = NULL;
 
 		if (!ns_id_is_safe(key)) {
 			snprintf(reason, reasonlen,
@@ -181,32 +200,62 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 			r = -EINVAL;
 			goto fail;
 		}
-		/* Convert once to catch bad keys and base64 now rather than at read time. */
-		r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &s, why,
+		/* Converted once, here: bad keys and base64 fail the load, not a read. */
+		r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, &sv, why,
 					sizeof(why));
-		secret_unref(s);
+		if (r == -ENOMEM && !why[0])
+			snprintf(why, sizeof(why),
+				 "out of memory: the values must fit the locked heap (raise "
+				 "cache_max_bytes)");
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s: secret '%s': %s", fs->path, key,
 				 why[0] ? why : strerror(-r));
 			goto fail;
 		}
-		ids[n++] = key;
+		e[n].value = sv;
+		e[n].id = strdup(key);
+		n++;
+		if (!e[n - 1].id) {
+			r = -ENOMEM;
+			goto fail;
+		}
 	}
-	qsort(ids, n, sizeof(*ids), cmp_str);
+	/* The tree held every value: wiped now, not kept for the daemon's lifetime. */
+	json_decref(doc);
+	doc = NULL;
+	qsort(e, n, sizeof(*e), cmp_entry);
+	ids = calloc(n + 1, sizeof(*ids));
+	values = calloc(n + 1, sizeof(*values));
+	if (!ids || !values) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = e[i].id;
+		values[i] = e[i].value;
+	}
+	free(e);
 
 	pthread_rwlock_wrlock(&fs->lock);
-	old = fs->doc;
-	free(fs->ids);
-	fs->doc = doc;
+	old_ids = fs->ids;
+	old_values = fs->values;
+	old_n = fs->nids;
 	fs->ids = ids;
+	fs->values = values;
 	fs->nids = n;
 	snprintf(fs->version, sizeof(fs->version), "%lld.%09ld", (long long)st.st_mtim.tv_sec,
 		 st.st_mtim.tv_nsec);
 	pthread_rwlock_unlock(&fs->lock);
-	json_decref(old);
+	entries_free(old_ids, old_values, old_n);
 	return 0;
 fail:
 	free(ids);
+	free(values);
+	for (size_t i = 0; e && i < n; i++) {
+		free(e[i].id);
+		secret_unref(e[i].value);
+	}
+	free(e);
 	json_decref(doc);
 	return r;
 }
@@ -356,8 +405,7 @@ static void file_done(struct backend *b)
 	for (int i = 0; i < 2; i++)
 		if (fs->stop_pipe[i] >= 0)
 			close(fs->stop_pipe[i]);
-	json_decref(fs->doc);
-	free(fs->ids);
+	entries_free(fs->ids, fs->values, fs->nids);
 	free(fs->path);
 	free(fs->dir);
 	free(fs->base);
@@ -370,24 +418,30 @@ static int file_fetch(struct backend *b, const char *id, struct secret **ret_val
 		      struct backend_info *ret_info, char *reason, size_t reasonlen)
 {
 	struct file_store *fs = b->priv;
-	json_t *v;
-	int r;
+	size_t lo = 0, hi;
 
 	pthread_rwlock_rdlock(&fs->lock);
-	v = json_object_get(fs->doc, id);
-	if (!v) {
-		pthread_rwlock_unlock(&fs->lock);
-		snprintf(reason, reasonlen, "no secret '%s' in %s", id, fs->path);
-		return -ENOENT;
-	}
-	r = ns_secret_from_json(v, NS_JSON_BASE64 | NS_JSON_STRICT_NAMES, ret_value, reason,
-				reasonlen);
-	if (r >= 0) {
-		memset(ret_info, 0, sizeof(*ret_info));
-		snprintf(ret_info->version, sizeof(ret_info->version), "%s", fs->version);
+	hi = fs->nids;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(fs->ids[mid], id);
+
+		if (c == 0) {
+			/* Secrets are immutable once made: the cache shares this one. */
+			*ret_value = secret_ref(fs->values[mid]);
+			memset(ret_info, 0, sizeof(*ret_info));
+			snprintf(ret_info->version, sizeof(ret_info->version), "%s", fs->version);
+			pthread_rwlock_unlock(&fs->lock);
+			return 0;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	pthread_rwlock_unlock(&fs->lock);
-	return r;
+	snprintf(reason, reasonlen, "no secret '%s' in %s", id, fs->path);
+	return -ENOENT;
 }
 
 static int file_list(struct backend *b, const char *prefix, struct secret **ret_listing,

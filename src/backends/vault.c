@@ -1343,6 +1343,15 @@ static int vault_describe(struct backend *b, struct json_t *obj)
 	return r ? -ENOMEM : 0;
 }
 
+/* A flush: the last responses in idle connections go too. */
+static void vault_forget(struct backend *b)
+{
+	struct vault *v = b->priv;
+
+	http_client_drop_idle(v->http);
+	http_client_drop_idle(v->ctl);
+}
+
 const struct backend_ops vault_backend_ops = {
 	.scheme = "vault",
 	.init = vault_init,
@@ -1352,4 +1361,5 @@ const struct backend_ops vault_backend_ops = {
 	.fetch = vault_fetch,
 	.list = vault_list,
 	.describe = vault_describe,
+	.forget = vault_forget,
 };

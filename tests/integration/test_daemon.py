@@ -71,6 +71,18 @@ def test_daemon_returns_only_once_the_mount_is_served(daemonize):
         wait_until(lambda: not pid_alive(pid), what="the daemon to exit after the unmount")
 
 
+def test_store_errors_after_the_fork_reach_the_terminal(daemonize):
+    """The store is read after daemonizing (the locked heap must exist first): its
+    errors still come back on the terminal with a failing status, and nothing mounts."""
+    bad_key = "store-error-value-91"
+    r, store, mnt = daemonize(doc={"ok": bad_key, "../up": "x"}, name="bad")
+    assert r.returncode == 1, r.stderr
+    assert f"{store}: secret path '../up' is not usable" in r.stderr, r.stderr
+    assert bad_key not in r.stderr
+    assert not is_mounted(mnt)
+    assert not pids_serving(str(mnt))
+
+
 def test_daemon_detaches_from_the_terminal(daemonize):
     r, store, mnt = daemonize()
     assert r.returncode == 0, r.stderr

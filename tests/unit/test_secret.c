@@ -642,6 +642,55 @@ static void test_secure_heap(void **state)
 	assert_int_equal(secret_live_count(), live0);
 }
 
+/* Scratch blocks: in the heap while it has room, else ordinary (counted); wiped either way. */
+static void test_scratch_memory(void **state)
+{
+	const volatile unsigned char *data;
+	unsigned long fb0 = secret_heap_fallbacks();
+	char hint[256] = "", *p, *q, *big;
+	size_t used0;
+
+	/* Before the heap: ordinary memory, and free takes it. */
+	p = secret_mem_alloc(40);
+	assert_non_null(p);
+	memset(p, 'x', 40);
+	secret_mem_free(p);
+	assert_int_equal(secret_heap_fallbacks(), fb0);
+
+	assert_true(secret_heap_init(1 << 16, hint, sizeof(hint)) >= 0);
+	used0 = secret_heap_used();
+	p = secret_mem_alloc(40);
+	assert_non_null(p);
+	assert_true(CRYPTO_secure_allocated(p));
+	memcpy(p, "scratch-copy-of-a-secret-0123456789abcde", 40);
+	/* Growing within the buddy block keeps the pointer; past it, copies. */
+	q = secret_mem_realloc(p, 44);
+	assert_ptr_equal(q, p);
+	q = secret_mem_realloc(p, 5000);
+	assert_non_null(q);
+	assert_true(CRYPTO_secure_allocated(q));
+	assert_memory_equal(q, "scratch-copy-of-a-secret-0123456789abcde", 40);
+	/* The old block was wiped (the arena stays mapped; the allocator's
+	 * free-list pointers go in the block's first bytes, the size header). */
+	data = (const unsigned char *)p;
+	assert_true(all_zero(data + 16, 24));
+	secret_mem_free(q);
+	assert_true(secret_mem_calloc(SIZE_MAX / 2, 4) == NULL);
+
+	/* Larger than the whole heap: ordinary memory, counted, still freed and wiped. */
+	big = secret_mem_alloc(1 << 17);
+	assert_non_null(big);
+	assert_false(CRYPTO_secure_allocated(big));
+	assert_int_equal(secret_heap_fallbacks(), fb0 + 1);
+	q = secret_mem_strdup("short");
+	assert_true(CRYPTO_secure_allocated(q));
+	secret_mem_free(q);
+	secret_mem_free(big);
+	assert_int_equal(secret_heap_used(), used0);
+	secret_heap_done();
+	assert_false(CRYPTO_secure_malloc_initialized());
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -659,6 +708,7 @@ int main(void)
 		cmocka_unit_test(test_table_empty),
 		cmocka_unit_test(test_table_non_ascii),
 		cmocka_unit_test_teardown(test_secure_heap, teardown_hook),
+		cmocka_unit_test(test_scratch_memory),
 	};
 	/* clang-format on */
 
