@@ -358,9 +358,23 @@ static void harden_process(void)
 			strerror(errno));
 }
 
+/*
+ * The locked heap: twice the value budget (values, plus the scratch copies of
+ * parsing and HTTP).  The file store keeps all of its values converted in the
+ * heap (the cache refers to those same buffers), at most twice the file's
+ * size with the buddy allocator's rounding, and parses the file there too:
+ * a store larger than the budget gets four times its size plus the budget.
+ * A store that grows past that fails to reload and the previous one is kept.
+ */
 static size_t heap_size_for(const struct config *cfg)
 {
 	size_t want = cfg->cache_max_bytes * 2, p = 1;
+	struct stat st;
+
+	if (cfg->source && strncmp(cfg->source, "file:", 5) == 0 && stat(cfg->source + 5, &st) == 0 &&
+	    (uint64_t)st.st_size < (SIZE_MAX - cfg->cache_max_bytes) / 8 &&
+	    4 * (size_t)st.st_size + cfg->cache_max_bytes > want)
+		want = 4 * (size_t)st.st_size + cfg->cache_max_bytes;
 
 	while (p < want)
 		p <<= 1;

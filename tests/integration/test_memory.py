@@ -90,3 +90,19 @@ def test_unlockable_heap_is_a_one_line_warning_with_the_fix(workdir):
     finally:
         force_unmount(mnt)
         stop_daemons(mnt)
+
+
+def test_a_store_larger_than_the_value_budget_loads(secretfs):
+    """
+    The file store keeps every value in the locked heap, so the heap grows
+    with the store: 6 MiB of values under the default 4 MiB budget load, are
+    read exactly, and the heap is locked and undumpable.
+    """
+    doc = {f"big/s{i:03d}": f"{i:03d}" + "v" * (60 * 1024 - 3) for i in range(100)}
+    fs = secretfs(doc)
+    for i in (0, 57, 99):
+        assert read_file(fs.path(f"big/s{i:03d}")) == doc[f"big/s{i:03d}"].encode()
+    heaps = [m for m in _mappings(fs.pid) if m[1] - m[0] >= 16 << 20 and "dd" in m[2]
+             and ({"lo", "lf"} & m[2])]
+    assert heaps, "no locked, undumpable heap of at least 16 MiB for a 6 MiB store"
+    assert "locked heap was full" not in fs.stderr(), fs.stderr()
