@@ -123,7 +123,7 @@ def test_a_user_in_300_groups_gets_the_same_decisions_as_check_policy(
 
         def cat(rel):
             r = run_as(many, ["/usr/bin/cat", str(fs.path(rel))])
-            return r.stdout.encode() if r.returncode == 0 else r.stderr
+            return r.stdout.encode() if r.returncode == 0 else r.stderr.encode()
 
         assert cat("app/db/user") == VALUES["app/db/user"]
         assert b"Permission denied" in cat("app/db/password")
