@@ -110,7 +110,7 @@ static void status_group(struct status_reader *sr)
 		sr->bad = true;
 		return;
 	}
-	if (!policy_names_group(sr->p, (gid_t)sr->num))
+	if (!sr->p || !policy_names_group(sr->p, (gid_t)sr->num))
 		return;
 	if (c->subject.ngroups == ACCESS_MAX_GROUPS) {
 		sr->truncated = true;
@@ -195,12 +195,12 @@ static void status_feed(struct status_reader *sr, const char *buf, size_t n)
 }
 
 /*
- * The groups of the process at @dfd that the policy names, into @c.  The
- * process must still be the caller: its fs uid and gid those of the request
- * (a pid reused by another user's process is not).  Returns 0, or a negative
- * errno with what went wrong in @why.
+ * Checks that the process at @dfd is still the caller: its fs uid and gid
+ * those of the request (a pid reused by another user's process is not), and
+ * with @p, puts its groups that @p names into @c.  Returns 0, or a negative
+ * errno (-ESRCH: not the caller) with what went wrong in @why.
  */
-static int proc_groups(int dfd, const struct fuse_ctx *ctx, const struct policy *p,
+static int proc_status(int dfd, const struct fuse_ctx *ctx, const struct policy *p,
 		       struct caller *c, const char **why)
 {
 	struct status_reader sr = { .p = p, .c = c };
@@ -265,7 +265,7 @@ static void warn_unknown_groups(struct access *a, const struct fuse_ctx *ctx, co
 void access_caller(struct access *a, fuse_req_t req, const struct policy *p, struct caller *ret)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	bool groups = p && policy_uses_groups(p), exe = want_exe(a, p), same = true;
+	bool groups = p && policy_uses_groups(p), exe = want_exe(a, p);
 	const char *why = NULL;
 	char proc[32];
 	struct stat st;
@@ -297,17 +297,16 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 			r = -errno;
 		}
 	}
-	if (groups) {
-		if (r == 0)
-			r = proc_groups(dfd, ctx, p, ret, &why);
-		if (r < 0) {
-			ret->subject.groups_incomplete = true;
-			warn_unknown_groups(a, ctx, why);
-		}
-		/* A pid now someone else's: its exe is not the caller's either. */
-		same = r != -ESRCH;
+	/* Read for a decision, so checked to be the caller's; the audit log alone takes it as is.
+	 */
+	if (r == 0 && (groups || (p && policy_uses_exe(p))))
+		r = proc_status(dfd, ctx, groups ? p : NULL, ret, &why);
+	if (groups && r < 0) {
+		ret->subject.groups_incomplete = true;
+		warn_unknown_groups(a, ctx, why);
 	}
-	if (exe && dfd >= 0 && same) {
+	/* A pid now someone else's: its exe is not the caller's either. */
+	if (exe && dfd >= 0 && r != -ESRCH) {
 		/* stat() follows the magic link to the file that is running. */
 		if (fstatat(dfd, "exe", &st, 0) == 0) {
 			ret->subject.exe_known = true;
