@@ -45,8 +45,8 @@
 #define BUDGET_RULE    768
 #define BUDGET_CACHE   32
 #define BUDGET_VERSION 256
-/* Keys, punctuation, the time, four numbers and the newline: about 220 bytes. */
-#define FIXED_MAX 320
+/* Keys, punctuation, the time, six numbers and the newline: about 290 bytes. */
+#define FIXED_MAX 384
 
 _Static_assert(BUDGET_EXE + BUDGET_OP + BUDGET_PATH + BUDGET_SOURCE + BUDGET_RULE + BUDGET_CACHE +
 			       BUDGET_VERSION + FIXED_MAX <
@@ -450,6 +450,11 @@ static int format_record(char *buf, size_t cap, const struct auditlog_record *r)
 		(int)r->pid);
 	put_str(&l, ",\"exe\":");
 	put_json_string(&l, r->exe, BUDGET_EXE);
+	if (r->exe_known)
+		put_fmt(&l, ",\"exe_dev\":%llu,\"exe_ino\":%llu", (unsigned long long)r->exe_dev,
+			(unsigned long long)r->exe_ino);
+	else
+		put_str(&l, ",\"exe_dev\":null,\"exe_ino\":null");
 	put_str(&l, ",\"op\":");
 	put_json_string(&l, r->op, BUDGET_OP);
 	put_str(&l, ",\"path\":");

@@ -58,7 +58,10 @@ struct rule {
 	bool permit;
 	enum subject_kind kind;
 	uint32_t id; /* uid or gid, by kind */
-	char *exe;   /* NULL: any executable */
+	/* exe=: the binary's identity, resolved at load; !has_exe: any executable */
+	bool has_exe;
+	dev_t exe_dev;
+	ino_t exe_ino;
 	bool sets_attrs;
 	struct policy_attrs attrs;
 	/* The glob's components, each NUL-terminated, component i at glob + off[i]. */
@@ -75,6 +78,8 @@ struct policy {
 	bool uses_groups, uses_exe;
 	struct rule *rules;
 	size_t nrules, cap;
+	gid_t *gids; /* the groups rules name, sorted, each once */
+	size_t ngids;
 };
 
 static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -472,15 +477,23 @@ static bool in_groups(const struct policy_subject *who, gid_t gid)
 	return false;
 }
 
+/*
+ * What is unknown fails closed: a deny that may apply is taken to apply, a
+ * permit that may not is taken not to.
+ */
 static bool rule_applies(const struct rule *r, const struct policy_subject *who)
 {
 	if (r->kind == SUBJECT_USER && who->uid != r->id)
 		return false;
-	if (r->kind == SUBJECT_GROUP && who->gid != r->id && !in_groups(who, r->id))
+	if (r->kind == SUBJECT_GROUP && who->gid != r->id && !in_groups(who, r->id) &&
+	    (r->permit || !who->groups_incomplete))
 		return false;
-	/* Unknown executable: a rule that names one cannot be shown to apply. */
-	if (r->exe && (!who->exe || strcmp(r->exe, who->exe) != 0))
-		return false;
+	if (r->has_exe) {
+		if (!who->exe_known)
+			return !r->permit;
+		if (who->exe_dev != r->exe_dev || who->exe_ino != r->exe_ino)
+			return false;
+	}
 	return true;
 }
 
@@ -678,17 +691,32 @@ static int parse_option(char *opt, struct rule *r, unsigned *seen, char *why, si
 					 printable(value));
 		r->attrs.has_mode = true;
 		break;
-	case OPT_EXE:
-		/* The kernel's /proc/PID/exe is absolute: anything else could never match. */
+	case OPT_EXE: {
+		struct stat st;
+
+		/* A relative path would depend on the daemon's working directory. */
 		if (value[0] != '/')
 			return set_error(
 				why, whylen, -EINVAL,
 				"bad exe '%s': expected an absolute path like /usr/bin/prog",
 				printable(value));
-		r->exe = strdup(value);
-		if (!r->exe)
-			return set_error(why, whylen, -ENOMEM, "out of memory");
+		/*
+		 * The binary, not its name: a user can put another file at this
+		 * path in a mount namespace of their own, but not change which
+		 * file this path is here.  stat() follows symlinks, as the kernel
+		 * does when it runs one.
+		 */
+		if (stat(value, &st) < 0)
+			return set_error(why, whylen, -EINVAL, "exe '%s': %s", printable(value),
+					 errno_text(errno));
+		if (!S_ISREG(st.st_mode))
+			return set_error(why, whylen, -EINVAL, "exe '%s': not a regular file",
+					 printable(value));
+		r->has_exe = true;
+		r->exe_dev = st.st_dev;
+		r->exe_ino = st.st_ino;
 		break;
+	}
 	}
 	r->sets_attrs = r->attrs.has_owner || r->attrs.has_group || r->attrs.has_mode;
 	return 0;
@@ -697,7 +725,6 @@ static int parse_option(char *opt, struct rule *r, unsigned *seen, char *why, si
 static void rule_done(struct rule *r)
 {
 	free(r->glob);
-	free(r->exe);
 }
 
 /* Parses one line of @n bytes into @r; r->glob is NULL after a blank or comment line. */
@@ -762,8 +789,39 @@ static int policy_add(struct policy *p, const struct rule *r)
 	p->rules[p->nrules++] = *r;
 	if (r->kind == SUBJECT_GROUP)
 		p->uses_groups = true;
-	if (r->exe)
+	if (r->has_exe)
 		p->uses_exe = true;
+	return 0;
+}
+
+static int gid_cmp(const void *a, const void *b)
+{
+	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The sorted set of gids that rules name, for policy_names_group(). */
+static int policy_index_groups(struct policy *p)
+{
+	size_t n = 0;
+
+	for (size_t k = 0; k < p->nrules; k++)
+		n += p->rules[k].kind == SUBJECT_GROUP;
+	if (!n)
+		return 0;
+	p->gids = reallocarray(NULL, n, sizeof(*p->gids));
+	if (!p->gids)
+		return -ENOMEM;
+	for (size_t k = 0; k < p->nrules; k++)
+		if (p->rules[k].kind == SUBJECT_GROUP)
+			p->gids[p->ngids++] = p->rules[k].id;
+	qsort(p->gids, p->ngids, sizeof(*p->gids), gid_cmp);
+	n = 1;
+	for (size_t k = 1; k < p->ngids; k++)
+		if (p->gids[k] != p->gids[n - 1])
+			p->gids[n++] = p->gids[k];
+	p->ngids = n;
 	return 0;
 }
 
@@ -772,6 +830,7 @@ static void policy_free(struct policy *p)
 	for (size_t k = 0; k < p->nrules; k++)
 		rule_done(&p->rules[k]);
 	free(p->rules);
+	free(p->gids);
 	free(p->file);
 	free(p);
 }
@@ -813,6 +872,10 @@ int policy_parse(const char *text, size_t len, const char *name, struct policy *
 			return set_error(err, errlen, e, "%s:%u: %s", name, line, why);
 		}
 		pos += n + (nl ? 1 : 0);
+	}
+	if (policy_index_groups(p) < 0) {
+		policy_free(p);
+		return set_error(err, errlen, -ENOMEM, "%s: out of memory", name);
 	}
 	*ret = p;
 	return 0;
@@ -919,6 +982,11 @@ bool policy_uses_exe(const struct policy *p)
 	return p->uses_exe;
 }
 
+bool policy_names_group(const struct policy *p, gid_t gid)
+{
+	return p->ngids && bsearch(&gid, p->gids, p->ngids, sizeof(*p->gids), gid_cmp);
+}
+
 /* ---- secretfs check-policy ---- */
 
 #define CHECK_USAGE "usage: secretfs check-policy FILE USER [--exe PATH] [--dir] PATH\n"
@@ -1000,6 +1068,7 @@ static void id_name(bool user, unsigned id, char *name, size_t len)
 int policy_check_main(int argc, char **argv)
 {
 	const char *args[3], *exe = NULL;
+	struct stat st;
 	struct policy_subject who = { 0 };
 	struct policy_decision d;
 	struct policy_attrs a;
@@ -1068,7 +1137,18 @@ int policy_check_main(int argc, char **argv)
 		policy_unref(p);
 		return 2;
 	}
-	who.exe = exe;
+	/* Resolved as the exe= of a rule is: the file, not the name. */
+	if (exe) {
+		if (stat(exe, &st) < 0) {
+			fprintf(stderr, "secretfs: check-policy: --exe %s: %s\n", printable(exe),
+				errno_text(errno));
+			policy_unref(p);
+			return 2;
+		}
+		who.exe_known = true;
+		who.exe_dev = st.st_dev;
+		who.exe_ino = st.st_ino;
+	}
 
 	if (dir)
 		policy_decide_dir(p, path, &who, &d);

@@ -2,7 +2,8 @@
  * auditlog.h - one JSON object per line for every access decision (DESIGN 6).
  *
  *   {"time":"2026-11-26T12:00:00.123456Z","uid":33,"gid":33,"pid":812,
- *    "exe":"/usr/sbin/nginx","op":"open","path":"prod/tls/key.pem",
+ *    "exe":"/usr/sbin/nginx","exe_dev":2049,"exe_ino":1835123,
+ *    "op":"open","path":"prod/tls/key.pem",
  *    "source":"file:/etc/secretfs/store.json","decision":"permit",
  *    "rule":"/etc/secretfs/policy:3","errno":0,"cache":"hit","version":"7"}
  *
@@ -26,7 +27,10 @@ struct auditlog_record {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	const char *exe;    /* NULL: unknown */
+	const char *exe; /* what /proc/PID/exe shows; NULL: unknown */
+	bool exe_known;	 /* exe_dev and exe_ino: the binary, as exe= rules match it */
+	dev_t exe_dev;
+	ino_t exe_ino;
 	const char *op;	    /* "open", "opendir", "list" */
 	const char *path;   /* relative to the mount root */
 	const char *source; /* the SOURCE string */

@@ -12,6 +12,9 @@
 //   permit    *                public/*
 /*
  * Subjects: user:NAME|UID, group:NAME|GID (primary or supplementary), "*".
+ * exe=PATH names a binary by the (device, inode) that stat(2) gives PATH,
+ * symlinks followed, when the policy is loaded: a reload resolves it again,
+ * and a PATH that cannot be resolved is a load error.
  * Globs: "*" within one component, "**" (a whole component) across any
  * number of components, "?" and "[...]" as in fnmatch(3).  Paths are relative
  * to the mount root, without a leading "/".  The last matching rule decides;
@@ -30,13 +33,22 @@
 
 struct policy;
 
-/* The caller, as the fs layer knows it from the FUSE request. */
+/*
+ * The caller, as the fs layer knows it from the FUSE request and /proc.
+ * What cannot be known fails closed: with @groups_incomplete a deny rule on
+ * a group matches and a permit rule on a group other than @gid does not;
+ * without @exe_known an exe= deny rule matches and an exe= permit does not.
+ */
 struct policy_subject {
 	uid_t uid;
-	gid_t gid;
+	gid_t gid;	     /* primary: from the request, always known */
 	const gid_t *groups; /* supplementary groups; may be NULL when !policy_uses_groups() */
 	size_t ngroups;
-	const char *exe; /* /proc/PID/exe target; NULL when unknown or !policy_uses_exe() */
+	bool groups_incomplete; /* @groups may lack some: unreadable, or cut short */
+	/* The running executable: stat(2) of /proc/PID/exe, which follows the magic link. */
+	bool exe_known;
+	dev_t exe_dev;
+	ino_t exe_ino;
 };
 
 /* What stat shows for a path; a field is used only when its has_ flag is set. */
@@ -54,7 +66,8 @@ struct policy_decision {
 
 /*
  * Loads and validates the policy in @path.  Errors name "FILE:LINE: what"
- * (unknown user or group, bad glob, bad mode, unknown option, missing field)
+ * (unknown user or group, bad glob, bad mode, unknown option, missing field,
+ * an exe= path that does not resolve to a regular file)
  * or "FILE: what" (cannot open, writable by group or others, not owned by
  * root or the daemon's user).  Returns 0 or a negative errno.
  */
@@ -71,6 +84,8 @@ const char *policy_file(const struct policy *p);
  * only gathers what is needed. */
 bool policy_uses_groups(const struct policy *p);
 bool policy_uses_exe(const struct policy *p);
+/* Whether some rule's subject is group @gid: the caller keeps only those groups. */
+bool policy_names_group(const struct policy *p, gid_t gid);
 
 /* May @who open the file at @path?  The last matching rule decides. */
 void policy_decide(const struct policy *p, const char *path, const struct policy_subject *who,
@@ -94,7 +109,9 @@ void policy_attrs(const struct policy *p, const char *path, struct policy_attrs 
 /*
  * `secretfs check-policy FILE USER [--exe PATH] [--dir] PATH`, argv[0] being
  * "check-policy": loads FILE, takes USER (a name or a uid) with its primary
- * and supplementary groups from the user database, decides for PATH (a
+ * and supplementary groups from the user database, the executable as the
+ * file that stat(2) of --exe's PATH finds (symlinks followed, as for exe=
+ * rules; without --exe, unknown, as for the daemon), decides for PATH (a
  * directory when it ends in "/" or with --dir) and prints the decision, the
  * deciding rule and what stat would show.  Needs no mount and no privilege.
  * Returns the exit status: 0 permit, 1 deny, 2 usage or load error.

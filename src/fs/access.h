@@ -20,6 +20,7 @@
 #include "secretfs/cache.h"
 #include "secretfs/policy.h"
 
+/* Of the caller's groups, those the policy names: more than this fails closed. */
 #define ACCESS_MAX_GROUPS 256
 #define ACCESS_RULE_MAX	  (PATH_MAX + 16)
 /* Denied lookups remembered so each (uid, path) is audited once per window. */
@@ -42,13 +43,15 @@ struct access {
 	uint64_t denied;	      /* decisions that refused the caller; atomic */
 	uint64_t lookup_audit_usec;   /* window of seen[] */
 	struct access_seen *seen;     /* protected by lock; NULL: not allocated yet */
+	uint64_t unknown_callers; /* callers whose groups could not be read; protected by lock */
+	uint64_t unknown_warned_usec; /* when that was last logged; protected by lock */
 };
 
 struct caller {
 	struct policy_subject subject;
 	pid_t pid;
-	gid_t groups[ACCESS_MAX_GROUPS];
-	char exe[PATH_MAX];
+	gid_t groups[ACCESS_MAX_GROUPS]; /* only groups the policy names */
+	char exe[PATH_MAX];		 /* "" when unknown */
 };
 
 /* The policy in force, with a reference the caller drops with policy_unref(). */
@@ -56,7 +59,13 @@ struct policy *access_policy(struct access *a);
 /* Replaces the policy (a reload); takes over @p's reference. */
 void access_set_policy(struct access *a, struct policy *p);
 
-/* Fills @ret from the request, gathering groups and exe only when needed. */
+/*
+ * Fills @ret from the request, gathering groups and exe only when needed,
+ * from /proc/PID of the caller (FUSE's pid is the calling thread's id).
+ * When that process cannot be read, or is no longer the caller, its groups
+ * and exe are unknown, which the policy treats as failing closed; a warning
+ * says so, at most every five minutes.
+ */
 void access_caller(struct access *a, fuse_req_t req, const struct policy *p, struct caller *ret);
 
 /*

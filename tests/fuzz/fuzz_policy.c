@@ -34,8 +34,14 @@ static const gid_t groups[] = { 4, 27, 100, 65534 };
 
 static const struct policy_subject subjects[] = {
 	{ .uid = 0, .gid = 0 },
-	{ .uid = 1, .gid = 1, .groups = groups, .ngroups = 4, .exe = "/usr/bin/pg" },
-	{ .uid = 33, .gid = 33, .exe = "/x" },
+	{ .uid = 1,
+	  .gid = 1,
+	  .groups = groups,
+	  .ngroups = 4,
+	  .exe_known = true,
+	  .exe_dev = 1,
+	  .exe_ino = 2 },
+	{ .uid = 33, .gid = 33, .groups_incomplete = true },
 	{ .uid = 65534, .gid = 65534, .groups = groups, .ngroups = 1 },
 };
 

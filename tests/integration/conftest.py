@@ -146,15 +146,15 @@ class Daemon:
 def secretfs(workdir, request):
     """
     Factory: secretfs(doc, options=[...]) writes @doc to a 0600 store, runs
-    `secretfs -f [options] file:STORE MNT` (or `secretfs -f *argv(store, mnt)`)
-    with stderr in a file, waits until the mount is live and returns a Daemon
+    `secretfs -f [options] file:STORE MNT` (or `secretfs -f *argv(store, mnt)`),
+    after @prefix if given (e.g. `unshare -pf --kill-child`), with stderr in a file, waits until the mount is live and returns a Daemon
     (wait=False: returns at once, for tests that watch the start themselves).
     """
     started = []
     counter = [0]
 
     def start(doc, *, options=(), argv=None, secrets=(), raw=None, env=None, store_mode=0o600,
-              wait=True):
+              wait=True, prefix=()):
         counter[0] += 1
         n = counter[0]
         store = workdir / f"store{n}.json"
@@ -167,7 +167,7 @@ def secretfs(workdir, request):
         errpath = workdir / f"daemon{n}.stderr"
         with open(errpath, "wb") as errf:
             proc = subprocess.Popen(
-                [SECRETFS_BIN, "-f", *args],
+                [*prefix, SECRETFS_BIN, "-f", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=errf,
                 stderr=errf,

@@ -60,11 +60,11 @@ def policy_fs(secretfs, workdir, sfs_users):
     """Factory: mounts DOC with -o policy=<workdir>/policy.conf holding @text."""
     counter = [0]
 
-    def start(text=POLICY, options=(), doc=DOC):
+    def start(text=POLICY, options=(), doc=DOC, prefix=()):
         counter[0] += 1
         policy = workdir / f"policy{counter[0]}.conf"
         write_policy(policy, text)
-        fs = secretfs(doc, options=["-o", f"policy={policy}", *options])
+        fs = secretfs(doc, options=["-o", f"policy={policy}", *options], prefix=prefix)
         fs.policy = policy
         return fs
 

@@ -40,8 +40,8 @@ from helpers import (
 from policy_env import DOC, EACCES, POLICY, VALUES, write_policy
 from users import own_exe
 
-FIELDS = ["time", "uid", "gid", "pid", "exe", "op", "path", "source", "decision", "rule",
-          "errno", "cache", "version"]
+FIELDS = ["time", "uid", "gid", "pid", "exe", "exe_dev", "exe_ino", "op", "path", "source",
+          "decision", "rule", "errno", "cache", "version"]
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 SECRETS = [v for v in secret_values(DOC) if len(v) >= MIN_LEAK_CHECK_LEN]
 
@@ -111,8 +111,11 @@ class Expect:
 
     def __call__(self, who, op, rel, line=None, permit=False, *, pid=None, exe=None):
         u = who.user
+        exe = exe or self.exe
+        st = os.stat(exe)  # the binary the record names, by device and inode
         return {
-            "uid": u.uid, "gid": u.gid, "pid": pid or who.pid, "exe": exe or self.exe,
+            "uid": u.uid, "gid": u.gid, "pid": pid or who.pid, "exe": exe,
+            "exe_dev": st.st_dev, "exe_ino": st.st_ino,
             "op": op, "path": rel, "source": self.source,
             "decision": "permit" if permit else "deny",
             "rule": f"{self.fs.policy}:{line}" if line else None,

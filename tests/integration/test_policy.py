@@ -400,6 +400,8 @@ LOAD_ERRORS = {
     "bad-mode-word": ("permit * app/* mode=rw\n", 0o644, ":1: bad mode 'rw'"),
     "unknown-option": ("permit * app/* colour=red\n", 0o644, ":1: unknown option 'colour=red'"),
     "bad-exe": ("permit * app/* exe=cat\n", 0o644, ":1: bad exe 'cat'"),
+    "missing-exe": ("permit * public/*\npermit * app/* exe=/nonexistent/sfst-prog\n", 0o644,
+                    ":2: exe '/nonexistent/sfst-prog': No such file or directory"),
     "bad-action": ("allow * app/*\n", 0o644, ":1: bad action 'allow'"),
     "missing-field": ("permit *\n", 0o644, ":1: missing field"),
     "group-writable": ("permit * app/*\n", 0o664, ": refusing a policy that is writable by group"),

@@ -94,6 +94,9 @@ static struct auditlog_record base_record(void)
 		.gid = 34,
 		.pid = 812,
 		.exe = "/usr/sbin/nginx",
+		.exe_known = true,
+		.exe_dev = 2049,
+		.exe_ino = 4294967301ULL, /* past 32 bits */
 		.op = "open",
 		.path = "prod/tls/key.pem",
 		.source = "file:/etc/secretfs/store.json",
@@ -192,12 +195,12 @@ static void check_int(json_t *o, const char *key, json_int_t want)
 	assert_int_equal(json_integer_value(v), want);
 }
 
-/* Exactly these thirteen fields, no more. */
+/* Exactly these fifteen fields, no more. */
 static void check_field_set(json_t *o)
 {
-	static const char *const keys[] = { "time",  "uid",   "gid",	"pid",	    "exe",
-					    "op",    "path",  "source", "decision", "rule",
-					    "errno", "cache", "version" };
+	static const char *const keys[] = { "time",	"uid",	   "gid",   "pid",   "exe",
+					    "exe_dev",	"exe_ino", "op",    "path",  "source",
+					    "decision", "rule",	   "errno", "cache", "version" };
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -223,6 +226,8 @@ static void test_fields_permit(void **state)
 	check_int(o, "gid", 34);
 	check_int(o, "pid", 812);
 	check_str(o, "exe", "/usr/sbin/nginx");
+	check_int(o, "exe_dev", 2049);
+	check_int(o, "exe_ino", 4294967301LL);
 	check_str(o, "op", "open");
 	check_str(o, "path", "prod/tls/key.pem");
 	check_str(o, "source", "file:/etc/secretfs/store.json");
@@ -249,6 +254,7 @@ static void test_fields_deny_nulls(void **state)
 	r.gid = 65534;
 	r.pid = 1;
 	r.exe = NULL;
+	r.exe_known = false;
 	r.op = "opendir";
 	r.permit = false;
 	r.rule = NULL;
@@ -263,6 +269,8 @@ static void test_fields_deny_nulls(void **state)
 	check_int(o, "gid", 65534);
 	check_int(o, "pid", 1);
 	check_str(o, "exe", NULL);
+	check_str(o, "exe_dev", NULL);
+	check_str(o, "exe_ino", NULL);
 	check_str(o, "op", "opendir");
 	check_str(o, "decision", "deny");
 	check_str(o, "rule", NULL);

@@ -44,33 +44,45 @@ static struct policy *parse_ok(const char *text)
 
 /* ---- decisions ---- */
 
+/* The running binary as access.c sees it: the file the path leads to. */
+static void set_exe(struct policy_subject *who, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	who->exe_known = true;
+	who->exe_dev = st.st_dev;
+	who->exe_ino = st.st_ino;
+}
+
 /* The line numbers in the tables below are those of this text. */
 static const char decide_policy[] =
-	"# the table below depends on these line numbers\n"	    /* 1 */
-	"\n"							    /* 2 */
-	"permit  user:33      prod/tls/**     owner=33 mode=0400\n" /* 3 */
-	"permit  group:4      prod/db/*\n"			    /* 4 */
-	"deny    user:2       prod/**\n"			    /* 5 */
-	"permit  user:101     prod/db/password  exe=/usr/bin/pg\n"  /* 6 */
-	"permit  *            public/*\n"			    /* 7 */
-	"deny    *            public/secret-*   # after public/*\n" /* 8 */
-	"permit  user:daemon  **/config.json\n"			    /* 9 */
-	"permit  user:bin     logs/**/today\n"			    /* 10 */
-	"permit\tuser:65534\ttmp/?.key\n"			    /* 11 */
-	"permit  user:65534   tmp/[a-c]*.pem\n"			    /* 12 */
-	"permit  group:bin    shared/**\n"			    /* 13 */
-	"deny    user:3       shared/private/**\n"		    /* 14 */
-	"permit  user:3       shared/private/ok\n"		    /* 15 */
-	"permit  user:0       root-only/*\n"			    /* 16 */
-	"deny    user:0       root-only/nope\n"			    /* 17 */
-	"permit  user:1       a/**\n"				    /* 18 */
-	"deny    user:1       a/**/b\n"				    /* 19 */
-	"permit  user:5       **\n"				    /* 20 */
-	"deny    user:6       **\n"				    /* 21 */
-	"permit  user:7       **\n"				    /* 22 */
-	"deny    user:7       */secret/**\n"			    /* 23 */
-	"permit  user:8       x/**/**/y/**\n"			    /* 24 */
-	"permit  group:nogroup  g/*   \r\n";			    /* 25 */
+	"# the table below depends on these line numbers\n"	     /* 1 */
+	"\n"							     /* 2 */
+	"permit  user:33      prod/tls/**     owner=33 mode=0400\n"  /* 3 */
+	"permit  group:4      prod/db/*\n"			     /* 4 */
+	"deny    user:2       prod/**\n"			     /* 5 */
+	"permit  user:101     prod/db/password  exe=/usr/bin/true\n" /* 6 */
+	"permit  *            public/*\n"			     /* 7 */
+	"deny    *            public/secret-*   # after public/*\n"  /* 8 */
+	"permit  user:daemon  **/config.json\n"			     /* 9 */
+	"permit  user:bin     logs/**/today\n"			     /* 10 */
+	"permit\tuser:65534\ttmp/?.key\n"			     /* 11 */
+	"permit  user:65534   tmp/[a-c]*.pem\n"			     /* 12 */
+	"permit  group:bin    shared/**\n"			     /* 13 */
+	"deny    user:3       shared/private/**\n"		     /* 14 */
+	"permit  user:3       shared/private/ok\n"		     /* 15 */
+	"permit  user:0       root-only/*\n"			     /* 16 */
+	"deny    user:0       root-only/nope\n"			     /* 17 */
+	"permit  user:1       a/**\n"				     /* 18 */
+	"deny    user:1       a/**/b\n"				     /* 19 */
+	"permit  user:5       **\n"				     /* 20 */
+	"deny    user:6       **\n"				     /* 21 */
+	"permit  user:7       **\n"				     /* 22 */
+	"deny    user:7       */secret/**\n"			     /* 23 */
+	"permit  user:8       x/**/**/y/**\n"			     /* 24 */
+	"permit  group:nogroup  g/*   \r\n";			     /* 25 */
 
 struct decide_case {
 	uid_t uid;
@@ -106,8 +118,8 @@ static const struct decide_case decide_cases[] = {
 	{ 2, 4, { 0 }, 0, NOEXE, "prod/db/password", F, false, 5 },
 	{ 2, 2, { 0 }, 0, NOEXE, "public/readme", F, true, 7 },
 	/* exe: match, mismatch, unknown; a rule without exe= still applies */
-	{ 101, 101, { 0 }, 0, "/usr/bin/pg", "prod/db/password", F, true, 6 },
-	{ 101, 101, { 0 }, 0, "/usr/bin/pg2", "prod/db/password", F, false, 0 },
+	{ 101, 101, { 0 }, 0, "/usr/bin/true", "prod/db/password", F, true, 6 },
+	{ 101, 101, { 0 }, 0, "/usr/bin/false", "prod/db/password", F, false, 0 },
 	{ 101, 101, { 0 }, 0, NOEXE, "prod/db/password", F, false, 0 },
 	{ 101, 4, { 0 }, 0, NOEXE, "prod/db/password", F, true, 4 },
 	/* anyone */
@@ -176,7 +188,7 @@ static const struct decide_case decide_cases[] = {
 	{ 1000, 4, { 0 }, 0, NOEXE, "prod/db/x", D, true, 4 },
 	{ 1000, 4, { 0 }, 0, NOEXE, "prod/db/x/y", D, false, 0 },
 	{ 101, 101, { 0 }, 0, NOEXE, "prod/db", D, false, 0 },
-	{ 101, 101, { 0 }, 0, "/usr/bin/pg", "prod/db", D, true, 6 },
+	{ 101, 101, { 0 }, 0, "/usr/bin/true", "prod/db", D, true, 6 },
 	/* "**" at the start of a permit reaches every directory */
 	{ 1, 1, { 0 }, 0, NOEXE, "x/y", D, true, 9 },
 	{ 2, 2, { 0 }, 0, NOEXE, "logs/x/y", D, true, 10 },
@@ -217,9 +229,11 @@ static void test_decide_table(void **state)
 			.gid = c->gid,
 			.groups = c->ngroups ? c->groups : NULL,
 			.ngroups = c->ngroups,
-			.exe = c->exe,
 		};
 		struct policy_decision d = { .permit = !c->permit, .line = 999 };
+
+		if (c->exe)
+			set_exe(&who, c->exe);
 
 		if (c->dir)
 			policy_decide_dir(p, c->path, &who, &d);
@@ -275,6 +289,72 @@ static void test_empty(void **state)
 	p = parse_ok("");
 	policy_decide_dir(p, "", &root, &d);
 	assert_false(d.permit);
+	policy_unref(p);
+}
+
+/*
+ * What cannot be known fails closed: with an incomplete group list a deny on
+ * a group matches and a permit on a supplementary group does not (the
+ * primary gid is always known); with an unknown executable an exe= deny
+ * matches and an exe= permit does not.
+ */
+static void test_unknown_fails_closed(void **state)
+{
+	struct policy *p = parse_ok("permit user:1000 a/**\n"			    /* 1 */
+				    "deny   group:4   a/secret\n"		    /* 2 */
+				    "permit group:4   b/*\n"			    /* 3 */
+				    "permit user:1000 c/*\n"			    /* 4 */
+				    "deny   user:1000 c/x      exe=/usr/bin/true\n" /* 5 */
+				    "permit user:1000 d/x      exe=/usr/bin/true\n" /* 6 */
+				    "permit group:7   e/x\n");			    /* 7 */
+	static const gid_t g4[] = { 4 };
+	struct policy_subject known = { .uid = 1000, .gid = 1000 };
+	struct policy_subject unknown = { .uid = 1000, .gid = 1000, .groups_incomplete = true };
+	struct policy_subject primary = { .uid = 1000, .gid = 4, .groups_incomplete = true };
+	struct policy_subject member = {
+		.uid = 1000, .gid = 1000, .groups = g4, .ngroups = 1, .groups_incomplete = true
+	};
+	struct policy_decision d;
+
+#define EXPECT(who, path, dir, want_permit, want_line)                                             \
+	do {                                                                                       \
+		if (dir)                                                                           \
+			policy_decide_dir(p, path, &(who), &d);                                    \
+		else                                                                               \
+			policy_decide(p, path, &(who), &d);                                        \
+		if (d.permit != (want_permit) || d.line != (want_line))                            \
+			fail_msg("%s %s: got %d line %u", #who, path, d.permit, d.line);           \
+	} while (0)
+
+	EXPECT(known, "a/secret", false, true, 1);
+	EXPECT(known, "b/y", false, false, 0);
+	EXPECT(unknown, "a/secret", false, false, 2);
+	EXPECT(unknown, "a/other", false, true, 1);
+	EXPECT(unknown, "b/y", false, false, 0);
+	EXPECT(unknown, "b", true, false, 0);
+	EXPECT(primary, "b/y", false, true, 3);
+	EXPECT(primary, "b", true, true, 3);
+	/* a group found in an incomplete list is still a member */
+	EXPECT(member, "b/y", false, true, 3);
+	EXPECT(member, "e/x", false, false, 0);
+
+	/* exe: unknown, the named file, another file */
+	EXPECT(known, "c/x", false, false, 5);
+	EXPECT(known, "d/x", false, false, 0);
+	set_exe(&known, "/usr/bin/true");
+	EXPECT(known, "c/x", false, false, 5);
+	EXPECT(known, "d/x", false, true, 6);
+	set_exe(&known, "/usr/bin/false");
+	EXPECT(known, "c/x", false, true, 4);
+	EXPECT(known, "d/x", false, false, 0);
+#undef EXPECT
+
+	assert_true(policy_names_group(p, 4));
+	assert_true(policy_names_group(p, 7));
+	assert_false(policy_names_group(p, 1000));
+	policy_unref(p);
+	p = parse_ok("permit user:0 a\n");
+	assert_false(policy_names_group(p, 0));
 	policy_unref(p);
 }
 
@@ -390,11 +470,14 @@ static const struct error_case error_cases[] = {
 	{ "permit * a owner\n", "bad.policy:1:", "unknown option" },
 	{ "permit * a =x\n", "bad.policy:1:", "unknown option" },
 	{ "permit * a exe=bin/true\n", "bad.policy:1:", "bad exe" },
+	{ "permit * a exe=/nonexistent/x\n",
+	  "bad.policy:1:", "exe '/nonexistent/x': No such file or directory" },
+	{ "permit * a exe=/usr/bin\n", "bad.policy:1:", "exe '/usr/bin': not a regular file" },
 	{ "permit *\n", "bad.policy:1:", "missing field" },
 	{ "permit\n", "bad.policy:1:", "missing field" },
 	{ "permit * # a b\n", "bad.policy:1:", "missing field" },
 	{ "permit * a mode=0400 mode=0440\n", "bad.policy:1:", "duplicate option" },
-	{ "permit * a exe=/a owner=0 exe=/a\n", "bad.policy:1:", "duplicate option" },
+	{ "permit * a exe=/bin/sh owner=0 exe=/bin/sh\n", "bad.policy:1:", "duplicate option" },
 	{ "allow * a\n", "bad.policy:1:", "bad action" },
 	{ "Permit * a\n", "bad.policy:1:", "bad action" },
 	/* the line is counted across blank lines, comments and good rules */
@@ -469,7 +552,7 @@ static void test_parse_valid(void **state)
 		"permit    group:bin        prod/db/*\n"
 		"deny      user:nobody      prod/**\n"
 		"permit    user:101         prod/db/password     "
-		"exe=/usr/lib/postgresql/15/bin/postgres\n"
+		"exe=/usr/bin/true\n"
 		"permit    *                public/*\n",
 		"permit * a mode=400\npermit * b mode=0\npermit * c mode=0777\n",
 		"  permit\t*\ta#b   # '#' inside a field is not a comment\n",
@@ -480,7 +563,7 @@ static void test_parse_valid(void **state)
 		"permit * 1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18/19/20/21/22/23/24/25/26/27/"
 		"28/29/30/31/32/33/34/35/36/37/38/39/40/41/42/43/44/45/46/47/48/49/50/51/52/53/54/"
 		"55/56/57/58/59/60/61/62/63/64\n",
-		"permit user:0 a owner=0 group=0 mode=0 exe=/x\n",
+		"permit user:0 a owner=0 group=0 mode=0 exe=/bin/sh\n",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
@@ -810,6 +893,45 @@ static void test_load_too_big(void **state)
 
 /* ---- references ---- */
 
+/* An exe= naming a symlink names the file it leads to, resolved at load. */
+static void test_exe_symlink(void **state)
+{
+	struct fx *f = *state;
+	struct policy_subject who = { .uid = 1, .gid = 1 };
+	struct policy_decision d;
+	struct policy *p = NULL;
+	char link[192], text[256], err[POLICY_ERR_MAX] = "";
+
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	assert_int_equal(symlink("/usr/bin/true", link), 0);
+	snprintf(text, sizeof(text), "permit user:1 a exe=%s\n", link);
+	write_file(f->path, text, 0644);
+	if (policy_load(f->path, &p, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	set_exe(&who, "/usr/bin/true");
+	policy_decide(p, "a", &who, &d);
+	assert_true(d.permit);
+	set_exe(&who, link); /* the same file: stat() follows the link */
+	policy_decide(p, "a", &who, &d);
+	assert_true(d.permit);
+	set_exe(&who, "/usr/bin/false");
+	policy_decide(p, "a", &who, &d);
+	assert_false(d.permit);
+
+	/* The link now leads elsewhere: the loaded policy keeps the old file, a reload
+	 * (a new load) takes the new one. */
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(symlink("/usr/bin/false", link), 0);
+	policy_decide(p, "a", &who, &d);
+	assert_false(d.permit);
+	policy_unref(p);
+	if (policy_load(f->path, &p, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	policy_decide(p, "a", &who, &d);
+	assert_true(d.permit);
+	policy_unref(p);
+}
+
 static void test_refcount(void **state)
 {
 	struct policy *p = parse_ok("permit * a\n");
@@ -879,12 +1001,12 @@ static void run_check(struct run *r, int argc, const char *const *argv)
 	} while (0)
 
 static const char check_policy[] = "permit user:daemon  prod/tls/**  owner=bin group=daemon "
-				   "mode=0400\n"					     /* 1 */
-				   "permit group:bin    prod/db/*\n"			     /* 2 */
-				   "deny   user:bin     prod/**\n"			     /* 3 */
-				   "permit user:sys     prod/db/password  exe=/usr/bin/pg\n" /* 4 */
-				   "permit *            public/*  owner=65534\n"	     /* 5 */
-				   "permit user:nobody  modes/*   mode=640\n";		     /* 6 */
+				   "mode=0400\n"					   /* 1 */
+				   "permit group:bin    prod/db/*\n"			   /* 2 */
+				   "deny   user:bin     prod/**\n"			   /* 3 */
+				   "permit user:sys     prod/db/password  exe=/bin/true\n" /* 4 */
+				   "permit *            public/*  owner=65534\n"	   /* 5 */
+				   "permit user:nobody  modes/*   mode=640\n";		   /* 6 */
 
 static void expect_run(const struct run *r, int rc, const char *out, const char *err_part)
 {
@@ -898,7 +1020,7 @@ static void test_check_main(void **state)
 {
 	struct fx *f = *state;
 	struct run r;
-	char want[512];
+	char want[512], link[192];
 
 	write_file(f->path, check_policy, 0644);
 
@@ -926,9 +1048,18 @@ static void test_check_main(void **state)
 	/* exe */
 	RUN(&r, f->path, "sys", "prod/db/password");
 	expect_run(&r, 1, "deny\nrule: none (no rule matched)\nattributes: default\n", "");
-	RUN(&r, f->path, "sys", "--exe", "/usr/bin/pg", "prod/db/password");
+	RUN(&r, f->path, "sys", "--exe", "/bin/true", "prod/db/password");
 	snprintf(want, sizeof(want), "permit\nrule: %s:4\nattributes: default\n", f->path);
 	expect_run(&r, 0, want, "");
+	/* resolved as the rule is: another name for the same file matches */
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	assert_int_equal(symlink("/bin/true", link), 0);
+	RUN(&r, f->path, "sys", "--exe", link, "prod/db/password");
+	expect_run(&r, 0, want, "");
+	RUN(&r, f->path, "sys", "--exe", "/bin/false", "prod/db/password");
+	expect_run(&r, 1, "deny\nrule: none (no rule matched)\nattributes: default\n", "");
+	RUN(&r, f->path, "sys", "--exe", "/nonexistent/x", "prod/db/password");
+	expect_run(&r, 2, "", "--exe /nonexistent/x: No such file or directory");
 
 	/* directories: a trailing '/', or --dir */
 	RUN(&r, f->path, "bin", "prod/");
@@ -996,6 +1127,8 @@ int main(void)
 		cmocka_unit_test(test_decide_table),
 		cmocka_unit_test(test_uses),
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_unknown_fails_closed),
+		cmocka_unit_test_setup_teardown(test_exe_symlink, fx_setup, fx_teardown),
 		cmocka_unit_test(test_attrs_table),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_error_messages),
