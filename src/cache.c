@@ -6,9 +6,9 @@
  * entries holding a value, one for the rest (a remembered not-found or
  * denial, or a fetch under way).  Each list has its own bounds, so names that
  * do not exist, which any reader can make up by the thousand, never push a
- * value out.  One mutex guards the table and both lists.  One condition variable, on CLOCK_MONOTONIC so that a reader's
- * deadline ignores steps of the wall clock, wakes readers when a fetch ends and
- * wakes cache_free() when the last fetch thread is done.
+ * value out.  One mutex guards the table and both lists.  One condition variable, on
+ * CLOCK_MONOTONIC so that a reader's deadline ignores steps of the wall clock, wakes readers when a
+ * fetch ends and wakes cache_free() when the last fetch thread is done.
  *
  * Every backend call runs on its own detached thread as a struct cache_fetch.
  * Readers of a key join the fetch already running for it (single-flight) and
@@ -108,12 +108,12 @@ struct cache {
 	void *fetch_ctx;	 /* immutable */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;			 /* a fetch ended; CLOCK_MONOTONIC */
-	struct cache_entry **buckets;		 /* protected by c->lock */
-	size_t nbuckets;			 /* a power of two; protected by c->lock */
-	struct cache_lru lru[LRU_LISTS];	 /* protected by c->lock */
-	unsigned running;			 /* fetch threads not done; protected by c->lock */
-	struct cache_stats stats;		 /* entries and bytes too; protected by c->lock */
+	pthread_cond_t cond;		 /* a fetch ended; CLOCK_MONOTONIC */
+	struct cache_entry **buckets;	 /* protected by c->lock */
+	size_t nbuckets;		 /* a power of two; protected by c->lock */
+	struct cache_lru lru[LRU_LISTS]; /* protected by c->lock */
+	unsigned running;		 /* fetch threads not done; protected by c->lock */
+	struct cache_stats stats;	 /* entries and bytes too; protected by c->lock */
 };
 
 static void set_reason(char *reason, size_t reasonlen, const char *fmt, ...)

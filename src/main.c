@@ -110,6 +110,8 @@ static void usage(FILE *f)
 		"    -o policy=FILE         per-uid access rules (see the README); turns\n"
 		"                           on allow_other; SIGHUP reloads it\n"
 		"    -o show_denied         list entries the caller may not open (still denied)\n"
+		"    -o max_handles_per_uid=N  open files and directories one uid may hold;\n"
+		"                           past it, EMFILE (default 4096, 0 = no cap)\n"
 		"    -o audit=TARGET        one JSON record per open and listing: a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
 		"\n"
@@ -755,7 +757,8 @@ int main(int argc, char *argv[])
 					.group = getgid(),
 					.policy = policy,
 					.audit = audit,
-					.show_denied = cfg.show_denied },
+					.show_denied = cfg.show_denied,
+					.max_handles_per_uid = cfg.max_handles_per_uid },
 		   &fs);
 	if (r < 0)
 		goto out_source;

@@ -19,9 +19,10 @@ struct fs_params {
 	uint64_t attr_timeout_usec;
 	uid_t owner; /* without a policy, the only uid that may read */
 	gid_t group;
-	struct policy *policy;	/* taken over; NULL: owner only */
-	struct auditlog *audit; /* borrowed; NULL: no audit */
-	bool show_denied;	/* listings show entries the caller may not open */
+	struct policy *policy;	    /* taken over; NULL: owner only */
+	struct auditlog *audit;	    /* borrowed; NULL: no audit */
+	bool show_denied;	    /* listings show entries the caller may not open */
+	size_t max_handles_per_uid; /* 0: no cap */
 };
 
 struct fs;
@@ -34,7 +35,9 @@ void fs_set_policy(struct fs *fs, struct policy *p);
 void fs_set_session(struct fs *fs, struct fuse_session *se);
 
 struct fs_stats {
-	uint64_t access_denied; /* opens, listings and access(2) the decision refused */
+	uint64_t access_denied;	  /* opens, listings and access(2) the decision refused */
+	uint64_t handles_open;	  /* open files and directories, all uids */
+	uint64_t handles_refused; /* opens refused with EMFILE: the uid was at its cap */
 };
 
 /* Thread-safe; for the control interface. */

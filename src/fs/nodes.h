@@ -28,6 +28,8 @@ struct node {
 	char *key;	 /* FILE inside an object secret: the key; else NULL */
 	char *tpath;	 /* tree path, the table's key: id, or id "/" key */
 	uint64_t generation;
+	/* The listing its open directory handles share (fs.c); protected by fs's dirlist_lock. */
+	struct dirlist *dirlist;
 	uint64_t nlookup;   /* protected by the table's lock */
 	struct node *hnext; /* protected by the table's lock */
 };
