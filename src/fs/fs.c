@@ -228,7 +228,7 @@ static int node_attr(struct fs *fs, struct node *n, struct stat *st)
  * the parent's object secret wins; then the parent folder's listing decides
  * between a file, an object secret (a directory) and a folder.
  */
-static int resolve(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+static int resolve_store(struct fs *fs, struct node *parent, const char *name, struct node *ret)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct cache_result res;
@@ -309,6 +309,36 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 		}
 	}
 	ret->id = TAKE_PTR(path);
+	return 0;
+}
+
+/*
+ * resolve_store(), or, when the store fails transiently, the node already
+ * at that path: its shape is served stale like a value.  This matters where
+ * a folder is known only from answers the cache may have let go (a token
+ * that may read but not list: a folder is "a name no fetch finds"), so that
+ * a reader whose path was walked before an outage still walks it during one.
+ */
+static int resolve(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+{
+	_cleanup_free_ char *tpath = NULL;
+	struct node known;
+	int r;
+
+	r = resolve_store(fs, parent, name, ret);
+	if (r >= 0 || !backend_error_is_transient(r) || parent->type != NODE_DIR)
+		return r;
+	tpath = ns_join(parent->tpath, name);
+	if (!tpath || nodes_known(&fs->nodes, tpath, &known) < 0)
+		return r;
+	if (known.key) {
+		/* A key node borrows its parent's id and its name, as resolve_store's do. */
+		free(known.id);
+		free(known.key);
+		known.id = parent->id;
+		known.key = (char *)name;
+	}
+	*ret = known;
 	return 0;
 }
 

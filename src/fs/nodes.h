@@ -62,6 +62,12 @@ static inline fuse_ino_t nodes_ino(struct node_table *t, struct node *n)
  * it at that tree path.  NULL on ENOMEM.
  */
 struct node *nodes_acquire(struct node_table *t, const struct node *want);
+/*
+ * What the table knows of @tpath: 0 and @ret's type, flags, and copies of
+ * its id and key (the caller frees both), -ENOENT when no node is there, or
+ * -ENOMEM.
+ */
+int nodes_known(struct node_table *t, const char *tpath, struct node *ret);
 /* Drops @n lookups of the node; frees it at zero. */
 void nodes_forget(struct node_table *t, struct node *node, uint64_t n);
 
