@@ -182,3 +182,38 @@ def test_handle_cap_option_checked(workdir):
                       str(workdir / "m")])
     assert r.returncode != 0
     assert "max_handles_per_uid" in r.stderr and "whole number" in r.stderr
+
+
+def test_shared_listing_is_still_filtered_per_caller(policy_fs, bob_alice):
+    """Handles of one directory share its listing; each caller still sees only its own."""
+    from policy_env import POLICY
+    bob, alice = bob_alice
+    fs = policy_fs(POLICY)
+    p = as_user(bob, HOLD_DIRS, fs.path("team"), 5, stdin=subprocess.PIPE)
+    try:
+        assert json.loads(p.stdout.readline()) == {"open": 5, "errors": {}}
+        with Agent(alice) as a:
+            # bob's five handles are open on "team" while alice opens hers
+            assert a.listdir(fs.path("team")) == ["alice"]
+        with Agent(bob) as b:
+            assert b.listdir(fs.path("team")) == ["bob"]
+    finally:
+        p.stdin.close()
+        p.wait(timeout=CMD_TIMEOUT)
+
+
+def test_readdir_offsets_stay_put_across_a_store_change(secretfs):
+    """A handle keeps the listing it opened with, at stable offsets, while the node's changes."""
+    doc = {f"d/name-{i:04d}": f"v{i}" for i in range(2000)}
+    fs = secretfs(doc)
+    it = os.scandir(fs.path("d"))
+    first = [next(it).name for _ in range(100)]  # several readdir replies' worth: still mid-way
+    new = {f"d/other-{i:04d}": f"w{i}" for i in range(1500)}
+    fs.replace_store(new)
+    wait_until(lambda: "other-0000" in os.listdir(fs.path("d")), what="the new listing")
+    rest = [e.name for e in it]
+    it.close()
+    got = first + rest
+    assert len(got) == len(set(got)) == 2000
+    assert set(got) == {f"name-{i:04d}" for i in range(2000)}
+    assert sorted(os.listdir(fs.path("d"))) == sorted(f"other-{i:04d}" for i in range(1500))
