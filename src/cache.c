@@ -1,11 +1,14 @@
 /*
  * cache.c - the value cache between the filesystem and one backend.
  *
- * A chained hash table finds an entry by key and a doubly linked list orders
- * the entries by use, most recent first, for LRU eviction.  One mutex guards
- * both.  One condition variable, on CLOCK_MONOTONIC so that a reader's
- * deadline ignores steps of the wall clock, wakes readers when a fetch ends and
- * wakes cache_free() when the last fetch thread is done.
+ * A chained hash table finds an entry by key and two doubly linked lists
+ * order the entries by use, most recent first, for LRU eviction: one for
+ * entries holding a value, one for the rest (a remembered not-found or
+ * denial, or a fetch under way).  Each list has its own bounds, so names that
+ * do not exist, which any reader can make up by the thousand, never push a
+ * value out.  One mutex guards the table and both lists.  One condition variable, on
+ * CLOCK_MONOTONIC so that a reader's deadline ignores steps of the wall clock, wakes readers when a
+ * fetch ends and wakes cache_free() when the last fetch thread is done.
  *
  * Every backend call runs on its own detached thread as a struct cache_fetch.
  * Readers of a key join the fetch already running for it (single-flight) and
@@ -73,7 +76,9 @@ struct cache_entry {
 	uint64_t fresh_until_usec;	   /* protected by c->lock */
 	/* For a negative entry, the end of its TTL. */
 	uint64_t stale_until_usec; /* protected by c->lock */
-	bool negative;		   /* -ENOENT is remembered; protected by c->lock */
+	bool negative;		   /* neg_err is remembered; protected by c->lock */
+	int neg_err;		   /* -ENOENT or -EACCES; protected by c->lock */
+	unsigned char list;	   /* LRU_VALUES or LRU_OTHERS; protected by c->lock */
 	/*
 	 * After a transient failure, the stale value is served without asking
 	 * the store again until then: one open(2) is several FUSE requests, and
@@ -88,18 +93,27 @@ struct cache_entry {
 	char key[];		   /* immutable */
 };
 
+/* Which LRU list an entry is on: it holds a value, or it does not. */
+enum { LRU_VALUES, LRU_OTHERS, LRU_LISTS };
+
+struct cache_lru {
+	struct cache_entry *head, *tail;
+	size_t n;
+	size_t key_bytes; /* the keys' lengths, which bound LRU_OTHERS */
+};
+
 struct cache {
 	struct cache_config cfg; /* immutable */
 	cache_fetch_fn fetch;	 /* immutable */
 	void *fetch_ctx;	 /* immutable */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;			 /* a fetch ended; CLOCK_MONOTONIC */
-	struct cache_entry **buckets;		 /* protected by c->lock */
-	size_t nbuckets;			 /* a power of two; protected by c->lock */
-	struct cache_entry *lru_head, *lru_tail; /* protected by c->lock */
-	unsigned running;			 /* fetch threads not done; protected by c->lock */
-	struct cache_stats stats;		 /* entries and bytes too; protected by c->lock */
+	pthread_cond_t cond;		 /* a fetch ended; CLOCK_MONOTONIC */
+	struct cache_entry **buckets;	 /* protected by c->lock */
+	size_t nbuckets;		 /* a power of two; protected by c->lock */
+	struct cache_lru lru[LRU_LISTS]; /* protected by c->lock */
+	unsigned running;		 /* fetch threads not done; protected by c->lock */
+	struct cache_stats stats;	 /* entries and bytes too; protected by c->lock */
 };
 
 static void set_reason(char *reason, size_t reasonlen, const char *fmt, ...)
@@ -150,34 +164,72 @@ static uint64_t hash_key(const char *key)
 
 static void lru_unlink(struct cache *c, struct cache_entry *e)
 {
+	struct cache_lru *l = &c->lru[e->list];
+
 	if (e->lru_prev)
 		e->lru_prev->lru_next = e->lru_next;
 	else
-		c->lru_head = e->lru_next;
+		l->head = e->lru_next;
 	if (e->lru_next)
 		e->lru_next->lru_prev = e->lru_prev;
 	else
-		c->lru_tail = e->lru_prev;
+		l->tail = e->lru_prev;
 	e->lru_prev = e->lru_next = NULL;
+	l->n--;
+	l->key_bytes -= strlen(e->key);
 }
 
 static void lru_push_front(struct cache *c, struct cache_entry *e)
 {
+	struct cache_lru *l = &c->lru[e->list];
+
 	e->lru_prev = NULL;
-	e->lru_next = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lru_prev = e;
+	e->lru_next = l->head;
+	if (l->head)
+		l->head->lru_prev = e;
 	else
-		c->lru_tail = e;
-	c->lru_head = e;
+		l->tail = e;
+	l->head = e;
+	l->n++;
+	l->key_bytes += strlen(e->key);
 }
 
+/* Most recently used, on the list its content belongs to. */
 static void lru_touch(struct cache *c, struct cache_entry *e)
 {
-	if (c->lru_head == e)
+	unsigned char list = e->value ? LRU_VALUES : LRU_OTHERS;
+
+	if (c->lru[list].head == e)
 		return;
 	lru_unlink(c, e);
+	e->list = list;
 	lru_push_front(c, e);
+}
+
+/* After e->value came or went: moves @e to the other list if it belongs there. */
+static void lru_reclass(struct cache *c, struct cache_entry *e)
+{
+	if (e->list != (e->value ? LRU_VALUES : LRU_OTHERS))
+		lru_touch(c, e);
+}
+
+/* The next entry of the walk over both lists; NULL at the end. */
+static struct cache_entry *lru_next_any(struct cache *c, struct cache_entry *e)
+{
+	if (e->lru_next)
+		return e->lru_next;
+	for (unsigned l = e->list + 1u; l < LRU_LISTS; l++)
+		if (c->lru[l].head)
+			return c->lru[l].head;
+	return NULL;
+}
+
+static struct cache_entry *lru_first_any(struct cache *c)
+{
+	for (unsigned l = 0; l < LRU_LISTS; l++)
+		if (c->lru[l].head)
+			return c->lru[l].head;
+	return NULL;
 }
 
 static struct cache_entry *entry_find(struct cache *c, const char *key, uint64_t hash)
@@ -227,6 +279,7 @@ static int entry_add(struct cache *c, const char *key, uint64_t hash, struct cac
 		return -ENOMEM;
 	memcpy(e->key, key, keylen + 1);
 	e->hash = hash;
+	e->list = LRU_OTHERS;
 	if (c->stats.entries >= c->nbuckets)
 		table_grow(c);
 	i = hash & (c->nbuckets - 1);
@@ -245,6 +298,7 @@ static void entry_drop_value(struct cache *c, struct cache_entry *e)
 		c->stats.bytes -= e->value->len;
 		secret_unref(e->value);
 		e->value = NULL;
+		lru_reclass(c, e);
 	}
 	e->version[0] = '\0';
 }
@@ -257,7 +311,10 @@ static void entry_remove(struct cache *c, struct cache_entry *e)
 		p = &(*p)->hnext;
 	*p = e->hnext;
 	lru_unlink(c, e);
-	entry_drop_value(c, e);
+	if (e->value) {
+		c->stats.bytes -= e->value->len;
+		secret_unref(e->value);
+	}
 	c->stats.entries--;
 	free(e);
 }
@@ -268,23 +325,33 @@ static bool entry_is_empty(const struct cache_entry *e)
 	return !e->value && !e->negative && !e->fetch;
 }
 
-static bool cache_over_bounds(const struct cache *c)
+static bool cache_over_bounds(const struct cache *c, unsigned list)
 {
-	return (c->cfg.max_entries && c->stats.entries > c->cfg.max_entries) ||
-	       (c->cfg.max_bytes && c->stats.bytes > c->cfg.max_bytes);
+	const struct cache_lru *l = &c->lru[list];
+
+	if (list == LRU_VALUES)
+		return (c->cfg.max_entries && l->n > c->cfg.max_entries) ||
+		       (c->cfg.max_bytes && c->stats.bytes > c->cfg.max_bytes);
+	return (c->cfg.max_negative_entries && l->n > c->cfg.max_negative_entries) ||
+	       (c->cfg.max_negative_bytes && l->key_bytes > c->cfg.max_negative_bytes);
 }
 
-/* Evicts least recently used entries that no fetch or reader holds. */
+/*
+ * Evicts least recently used entries that no fetch or reader holds, each
+ * list within its own bounds: entries without a value never evict one.
+ */
 static void cache_shrink(struct cache *c)
 {
 	struct cache_entry *e, *prev;
 
-	for (e = c->lru_tail; e && cache_over_bounds(c); e = prev) {
-		prev = e->lru_prev;
-		if (e->pins)
-			continue;
-		entry_remove(c, e);
-		c->stats.evictions++;
+	for (unsigned l = 0; l < LRU_LISTS; l++) {
+		for (e = c->lru[l].tail; e && cache_over_bounds(c, l); e = prev) {
+			prev = e->lru_prev;
+			if (e->pins)
+				continue;
+			entry_remove(c, e);
+			c->stats.evictions++;
+		}
 	}
 }
 
@@ -338,7 +405,7 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 	memcpy(f->version, info->version, sizeof(f->version));
 	memcpy(f->reason, reason, sizeof(f->reason));
 	if (err < 0 && err != -ENOENT)
-		c->stats.fetch_errors++;
+		c->stats.fetch_errors++; /* a denial too: the store refused us */
 	if (e->fetch == f)
 		e->fetch = NULL;
 
@@ -360,15 +427,21 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 			e->retry_after_usec = 0;
 			e->stale_until_usec = add_usec(e->fresh_until_usec, c->cfg.stale_usec);
 			lru_touch(c, e);
-		} else if (err == -ENOENT) {
+		} else if (err == -ENOENT || err == -EACCES) {
+			/*
+			 * Remembered, as an answer, for the negative TTL: a
+			 * token that may read but not list makes every lookup a
+			 * fetch, and the store must not be asked each time.
+			 */
 			entry_drop_value(c, e);
 			e->negative = true;
+			e->neg_err = err;
 			e->stale_until_usec = add_usec(now, c->cfg.negative_usec);
 			lru_touch(c, e);
 		} else if (!backend_error_is_transient(err) || !e->value ||
 			   now >= e->stale_until_usec) {
 			/*
-			 * A denial or a broken answer ends the entry.  After a
+			 * A broken answer ends the entry.  After a
 			 * transient error the expired value stays, times
 			 * unchanged, and the store is asked again after a pause.
 			 */
@@ -541,8 +614,8 @@ void cache_free(struct cache *c)
 	while (c->running > 0)
 		pthread_cond_wait(&c->cond, &c->lock);
 	/* No fetch runs now, and no reader may still be inside cache_get(). */
-	while (c->lru_head)
-		entry_remove(c, c->lru_head);
+	while (lru_first_any(c))
+		entry_remove(c, lru_first_any(c));
 	pthread_mutex_unlock(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
@@ -570,12 +643,14 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 	e = entry_find(c, key, hash);
 	if (e && e->negative) {
 		if (now < e->stale_until_usec) {
+			r = e->neg_err;
 			c->stats.negative_hits++;
 			lru_touch(c, e);
 			ret->state = CACHE_NEGATIVE;
 			pthread_mutex_unlock(&c->lock);
-			set_reason(reason, reasonlen, "not found (remembered)");
-			return -ENOENT;
+			set_reason(reason, reasonlen, "%s (remembered)",
+				   r == -EACCES ? "permission denied" : "not found");
+			return r;
 		}
 		e->negative = false;
 	}
@@ -660,8 +735,8 @@ void cache_flush(struct cache *c, const char *key)
 	if (!c)
 		return;
 	pthread_mutex_lock(&c->lock);
-	for (e = key ? entry_find(c, key, hash_key(key)) : c->lru_head; e; e = next) {
-		next = key ? NULL : e->lru_next;
+	for (e = key ? entry_find(c, key, hash_key(key)) : lru_first_any(c); e; e = next) {
+		next = key ? NULL : lru_next_any(c, e);
 		if (!e->pins) {
 			entry_remove(c, e);
 			continue;
@@ -689,8 +764,8 @@ void cache_expire(struct cache *c)
 		return;
 	pthread_mutex_lock(&c->lock);
 	now = cache_now(c);
-	for (e = c->lru_head; e; e = next) {
-		next = e->lru_next;
+	for (e = lru_first_any(c); e; e = next) {
+		next = lru_next_any(c, e);
 		if (!e->pins && ((!e->negative && !e->value) || now >= e->stale_until_usec))
 			entry_remove(c, e);
 	}
@@ -742,7 +817,7 @@ int cache_keys(struct cache *c, char ***ret_keys, size_t *ret_n)
 
 	pthread_mutex_lock(&c->lock);
 	keys = calloc(c->stats.entries + 1, sizeof(*keys));
-	for (e = c->lru_head; keys && e; e = e->lru_next) {
+	for (e = lru_first_any(c); keys && e; e = lru_next_any(c, e)) {
 		keys[n] = strdup(e->key);
 		if (!keys[n]) {
 			while (n > 0)

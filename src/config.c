@@ -71,6 +71,9 @@ static const struct config_option options[] = {
 	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
 	{ "hide_denied_size", "access", "hide_denied_size", OPT_BOOL, FIELD(hide_denied_size), 0, 0,
 	  NULL },
+	/* What one reader may hold open at once; 0 turns the cap off. */
+	{ "max_handles_per_uid", "access", "max_handles_per_uid", OPT_COUNT,
+	  FIELD(max_handles_per_uid), 0, SIZE_MAX, NULL },
 	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
 	/* The admin control socket; checked when it is created (control.c). */
 	{ "control", "control", "socket", OPT_PATH, FIELD(control), 0, 0, NULL },
@@ -127,6 +130,7 @@ void config_init(struct config *c)
 		.cache_max_entries = 10000,
 		.cache_max_bytes = 4 * 1024 * 1024,
 		.aws_list_ttl_usec = 300 * USEC_PER_SEC,
+		.max_handles_per_uid = 4096,
 	};
 }
 

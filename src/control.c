@@ -522,6 +522,8 @@ static void answer_status(struct control *c, struct metrics_buf *out)
 	r |= json_object_set_new(root, "access", o);
 	r |= json_object_set_new(o, "policy", json_text(c->p.policy_path));
 	r |= json_set_u64(o, "denied", fst.access_denied);
+	r |= json_set_u64(o, "open_handles", fst.handles_open);
+	r |= json_set_u64(o, "handles_refused", fst.handles_refused);
 	o = json_object();
 	r |= json_object_set_new(root, "audit", o);
 	r |= json_object_set_new(o, "enabled", json_boolean(c->p.audit != NULL));
@@ -678,6 +680,12 @@ static void answer_metrics(struct control *c, struct metrics_buf *out)
 	metrics_family(out, "secretfs_access_denied_total", "counter",
 		       "Opens, listings and access checks the policy refused.");
 	metrics_sample_u64(out, "secretfs_access_denied_total", NULL, 0, fst.access_denied);
+	metrics_family(out, "secretfs_open_handles", "gauge",
+		       "Open files and directories, all readers together.");
+	metrics_sample_u64(out, "secretfs_open_handles", NULL, 0, fst.handles_open);
+	metrics_family(out, "secretfs_handles_refused_total", "counter",
+		       "Opens refused with EMFILE: the reader's uid was at max_handles_per_uid.");
+	metrics_sample_u64(out, "secretfs_handles_refused_total", NULL, 0, fst.handles_refused);
 	metrics_family(out, "secretfs_audit_records_total", "counter", "Audit records written.");
 	metrics_sample_u64(out, "secretfs_audit_records_total", NULL, 0, ast.records);
 	metrics_family(out, "secretfs_audit_write_errors_total", "counter",

@@ -102,7 +102,8 @@ static void usage(FILE *f)
 		"    -o ttl=DURATION        how long a fetched value is fresh (default 300s)\n"
 		"    -o stale_ttl=DURATION  how long past that a value is served when the\n"
 		"                           store fails transiently (default 24h)\n"
-		"    -o negative_ttl=DURATION  how long \"not found\" is remembered (default 30s)\n"
+		"    -o negative_ttl=DURATION  how long \"not found\" (and \"denied\") is\n"
+		"                           remembered (default 30s)\n"
 		"    -o attr_timeout=DURATION  kernel attribute and entry cache time (default 1s)\n"
 		"    -o fetch_timeout=DURATION longest a reader waits for the store (default 5s)\n"
 		"    -o cache_max_entries=N    most values held (default 10000)\n"
@@ -111,7 +112,10 @@ static void usage(FILE *f)
 		"    -o policy=FILE         per-uid access rules (see the README); turns\n"
 		"                           on allow_other; SIGHUP reloads it\n"
 		"    -o show_denied         list entries the caller may not open (still denied)\n"
-		"    -o hide_denied_size    stat shows size 0 to callers who may not open a secret\n"
+		"    -o hide_denied_size    stat shows size 0 to callers who may not open a "
+		"secret\n"
+		"    -o max_handles_per_uid=N  open files and directories one uid may hold;\n"
+		"                           past it, EMFILE (default 4096, 0 = no cap)\n"
 		"    -o audit=TARGET        one JSON record per open and listing, and per denied\n"
 		"                           lookup (once per uid and path per ttl): a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
@@ -371,7 +375,8 @@ static size_t heap_size_for(const struct config *cfg)
 	size_t want = cfg->cache_max_bytes * 2, p = 1;
 	struct stat st;
 
-	if (cfg->source && strncmp(cfg->source, "file:", 5) == 0 && stat(cfg->source + 5, &st) == 0 &&
+	if (cfg->source && strncmp(cfg->source, "file:", 5) == 0 &&
+	    stat(cfg->source + 5, &st) == 0 &&
 	    (uint64_t)st.st_size < (SIZE_MAX - cfg->cache_max_bytes) / 8 &&
 	    4 * (size_t)st.st_size + cfg->cache_max_bytes > want)
 		want = 4 * (size_t)st.st_size + cfg->cache_max_bytes;
@@ -809,7 +814,8 @@ int main(int argc, char *argv[])
 					.audit = audit,
 					.show_denied = cfg.show_denied,
 					.hide_denied_size = cfg.hide_denied_size,
-					.lookup_audit_usec = cfg.ttl_usec },
+					.lookup_audit_usec = cfg.ttl_usec,
+					.max_handles_per_uid = cfg.max_handles_per_uid },
 		   &fs);
 	if (r < 0)
 		goto out_source;

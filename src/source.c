@@ -104,6 +104,12 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		.fetch_timeout_usec = cfg->fetch_timeout_usec,
 		.max_entries = cfg->cache_max_entries,
 		.max_bytes = cfg->cache_max_bytes,
+		/*
+		 * Remembered not-found and denied answers: as many again, and
+		 * their names within the value budget, apart from the values.
+		 */
+		.max_negative_entries = cfg->cache_max_entries,
+		.max_negative_bytes = cfg->cache_max_bytes,
 	};
 	struct backend_events ev = { .changed = on_changed, .error = on_error };
 	struct source *s;

@@ -11,10 +11,12 @@
  *    the fetch runs on its own thread so a reader's deadline is real;
  *  - expired: refetch; on a transient error (backend_error_is_transient) the
  *    old value is served until stale-until; any other error ends the entry;
- *  - -ENOENT is remembered for negative_ttl;
+ *  - -ENOENT and -EACCES are remembered for negative_ttl;
  *  - a reader waits at most fetch_timeout for a fetch, then gets the stale
  *    value or -EAGAIN;
- *  - bounded by entries and by bytes, least recently used first;
+ *  - bounded by entries and by bytes, least recently used first; entries
+ *    without a value (remembered answers, fetches under way) have bounds of
+ *    their own, so they never evict a value;
  *  - eviction, expiry past the stale window, flush and cache_free drop the
  *    cache's reference, so the last holder wipes the value.
  */
@@ -39,10 +41,13 @@ typedef uint64_t (*cache_clock_fn)(void *ctx);
 struct cache_config {
 	uint64_t ttl_usec;	     /* fresh time after a fetch (a backend hint overrides) */
 	uint64_t stale_usec;	     /* how long past fresh a value may be served on error */
-	uint64_t negative_usec;	     /* how long -ENOENT is remembered */
+	uint64_t negative_usec;	     /* how long -ENOENT and -EACCES are remembered */
 	uint64_t fetch_timeout_usec; /* longest a reader waits for a fetch, in real time */
 	size_t max_entries;	     /* 0 = unbounded */
 	size_t max_bytes;	     /* sum of value lengths; 0 = unbounded */
+	/* Entries without a value: their count and the sum of their key lengths. */
+	size_t max_negative_entries; /* 0 = unbounded */
+	size_t max_negative_bytes;   /* 0 = unbounded */
 	cache_clock_fn clock;	     /* NULL = CLOCK_MONOTONIC; tests inject one */
 	void *clock_ctx;
 };
@@ -51,7 +56,7 @@ enum cache_state {
 	CACHE_HIT,	/* fresh value from memory */
 	CACHE_MISS,	/* fetched for this call (or for a reader it waited with) */
 	CACHE_STALE,	/* expired value served because the refetch failed or is late */
-	CACHE_NEGATIVE, /* -ENOENT remembered from an earlier fetch */
+	CACHE_NEGATIVE, /* -ENOENT or -EACCES remembered from an earlier fetch */
 };
 
 struct cache_result {
@@ -74,8 +79,8 @@ void cache_free(struct cache *c);
 
 /*
  * Looks up @key, fetching it if needed.  Returns 0 and fills @ret, or a
- * negative errno with @reason set (for -ENOENT from a negative entry, ret->state
- * is still set to CACHE_NEGATIVE).
+ * negative errno with @reason set (for -ENOENT or -EACCES from a negative
+ * entry, ret->state is still set to CACHE_NEGATIVE).
  */
 int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *reason,
 	      size_t reasonlen);

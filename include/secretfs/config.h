@@ -26,11 +26,12 @@ struct config {
 	uint64_t fetch_timeout_usec;
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
-	char *fuse_options; /* extra -o options from the config file, or NULL */
-	char *policy;	    /* access policy file, or NULL: only the mounting user reads */
-	bool show_denied;   /* list entries the caller may not open */
-	bool hide_denied_size; /* st_size 0 for callers the policy does not permit */
-	char *audit;	    /* "syslog", "stderr", an absolute path, or NULL */
+	char *fuse_options;	    /* extra -o options from the config file, or NULL */
+	char *policy;		    /* access policy file, or NULL: only the mounting user reads */
+	bool show_denied;	    /* list entries the caller may not open */
+	bool hide_denied_size;	    /* st_size 0 for callers the policy does not permit */
+	size_t max_handles_per_uid; /* open files and directories per uid; 0 = no cap */
+	char *audit;		    /* "syslog", "stderr", an absolute path, or NULL */
 
 	/* [control]: the admin socket (see control.h). */
 	char *control;	     /* socket path, "auto", or NULL: no control socket */

@@ -30,6 +30,7 @@ struct fs_params {
 	bool hide_denied_size;
 	/* How long a denied lookup of one path by one uid is not audited again. */
 	uint64_t lookup_audit_usec;
+	size_t max_handles_per_uid; /* 0: no cap */
 };
 
 struct fs;
@@ -42,7 +43,9 @@ void fs_set_policy(struct fs *fs, struct policy *p);
 void fs_set_session(struct fs *fs, struct fuse_session *se);
 
 struct fs_stats {
-	uint64_t access_denied; /* opens, listings and access(2) the decision refused */
+	uint64_t access_denied;	  /* opens, listings and access(2) the decision refused */
+	uint64_t handles_open;	  /* open files and directories, all uids */
+	uint64_t handles_refused; /* opens refused with EMFILE: the uid was at its cap */
 };
 
 /* Thread-safe; for the control interface. */

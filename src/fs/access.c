@@ -394,7 +394,8 @@ static bool seen_first(struct access *a, uint64_t key, uint64_t now)
 		if (s->until_usec < a->seen[victim].until_usec)
 			victim = (base + i) & (ACCESS_SEEN_SLOTS - 1);
 	}
-	a->seen[victim] = (struct access_seen){ .key = key, .until_usec = now + a->lookup_audit_usec };
+	a->seen[victim] =
+		(struct access_seen){ .key = key, .until_usec = now + a->lookup_audit_usec };
 	return true;
 }
 
@@ -415,7 +416,8 @@ void access_audit_lookup(struct access *a, const struct caller *c, const char *p
 		pthread_mutex_unlock(&a->lock);
 	}
 	if (first)
-		access_audit(a, c, "lookup", path, false, 0, rule, NULL); /* answered, not refused */
+		access_audit(a, c, "lookup", path, false, 0, rule,
+			     NULL); /* answered, not refused */
 }
 
 static const char *cache_state_name(enum cache_state s)

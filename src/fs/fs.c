@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fs/access.h"
+#include "fs/handles.h"
 #include "fs/nodes.h"
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
@@ -36,20 +37,16 @@ struct fs {
 	struct node_table nodes;
 	struct fuse_session *se;
 	struct access access;
+	struct handles handles;
+	pthread_mutex_t dirlist_lock; /* every node's dirlist pointer and each dirlist's refs */
 };
 
 /* An open secret file: a reference to the value seen at open. */
 struct handle {
+	uid_t uid; /* whose handle count it is in */
 	struct secret *value;
 	const unsigned char *data;
 	size_t len;
-};
-
-/* An open directory: the listing built at opendir. */
-struct dirbuf {
-	char *buf;
-	size_t len;
-	size_t cap;
 };
 
 int fs_new(const struct fs_params *p, struct fs **ret)
@@ -70,6 +67,8 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	fs->group = p->group;
 	fs->mount_time = time(NULL);
 	pthread_mutex_init(&fs->access.lock, NULL);
+	pthread_mutex_init(&fs->dirlist_lock, NULL);
+	handles_init(&fs->handles, p->max_handles_per_uid);
 	fs->access.policy = p->policy;
 	fs->access.audit = p->audit;
 	fs->access.source = p->source->backend->source;
@@ -88,6 +87,8 @@ void fs_free(struct fs *fs)
 		policy_unref(fs->access.policy);
 	pthread_mutex_destroy(&fs->access.lock);
 	free(fs->access.seen);
+	pthread_mutex_destroy(&fs->dirlist_lock);
+	handles_done(&fs->handles);
 	free(fs);
 }
 
@@ -104,6 +105,8 @@ void fs_set_session(struct fs *fs, struct fuse_session *se)
 void fs_get_stats(struct fs *fs, struct fs_stats *ret)
 {
 	ret->access_denied = __atomic_load_n(&fs->access.denied, __ATOMIC_RELAXED);
+	ret->handles_open = __atomic_load_n(&fs->handles.open, __ATOMIC_RELAXED);
+	ret->handles_refused = __atomic_load_n(&fs->handles.refused, __ATOMIC_RELAXED);
 }
 
 static struct fs *req_fs(fuse_req_t req)
@@ -120,6 +123,20 @@ static void log_failure(struct fs *fs, const char *what, const char *path, int r
 	else
 		log_warn("%s '%s': %s (%s)", what, path, reason[0] ? reason : "failed",
 			 strerror(-r));
+}
+
+/* Says once a second at most that a uid hit its cap: the flood is the point. */
+static void log_refused(struct fs *fs, uid_t uid)
+{
+	static uint64_t last_usec;
+	uint64_t now = now_usec();
+
+	if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) < USEC_PER_SEC)
+		return;
+	__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
+	log_warn("uid %u holds %zu open files and directories, refusing more "
+		 "(max_handles_per_uid)",
+		 (unsigned)uid, fs->handles.max);
 }
 
 /*
@@ -218,7 +235,7 @@ static int node_attr(struct fs *fs, struct node *n, bool hide_size, struct stat 
  * the parent's object secret wins; then the parent folder's listing decides
  * between a file, an object secret (a directory) and a folder.
  */
-static int resolve(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+static int resolve_store(struct fs *fs, struct node *parent, const char *name, struct node *ret)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct cache_result res;
@@ -303,6 +320,36 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, struct 
 }
 
 /*
+ * resolve_store(), or, when the store fails transiently, the node already
+ * at that path: its shape is served stale like a value.  This matters where
+ * a folder is known only from answers the cache may have let go (a token
+ * that may read but not list: a folder is "a name no fetch finds"), so that
+ * a reader whose path was walked before an outage still walks it during one.
+ */
+static int resolve(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+{
+	_cleanup_free_ char *tpath = NULL;
+	struct node known;
+	int r;
+
+	r = resolve_store(fs, parent, name, ret);
+	if (r >= 0 || !backend_error_is_transient(r) || parent->type != NODE_DIR)
+		return r;
+	tpath = ns_join(parent->tpath, name);
+	if (!tpath || nodes_known(&fs->nodes, tpath, &known) < 0)
+		return r;
+	if (known.key) {
+		/* A key node borrows its parent's id and its name, as resolve_store's do. */
+		free(known.id);
+		free(known.key);
+		known.id = parent->id;
+		known.key = (char *)name;
+	}
+	*ret = known;
+	return 0;
+}
+
+/*
  * A lookup or stat decides too, when an option needs it: whether the policy
  * refuses the caller @n, audited once per uid and path per window (a lookup
  * fetches, and tells existence and size).  Returns whether st_size must be
@@ -330,7 +377,8 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 	return fs->hide_denied_size && n->type == NODE_FILE;
 }
 
-/* Secret files' attributes differ per caller with hide_denied_size: the kernel must not keep them. */
+/* Secret files' attributes differ per caller with hide_denied_size: the kernel must not keep them.
+ */
 static double attr_timeout_of(struct fs *fs, struct node *n)
 {
 	return fs->hide_denied_size && n->type == NODE_FILE ? 0.0 : fs->attr_timeout;
@@ -408,6 +456,7 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cache_result res = { .value = NULL };
 	char rule[ACCESS_RULE_MAX];
 	struct handle *h = NULL;
+	uid_t c_uid = fuse_req_ctx(req)->uid;
 	struct caller c;
 	bool permit = false;
 	int r;
@@ -425,8 +474,17 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		permit = r >= 0;
 	}
 	if (r >= 0) {
+		r = handles_take(&fs->handles, c_uid);
+		if (r == -EMFILE)
+			log_refused(fs, c_uid);
+	}
+	if (r >= 0) {
 		h = calloc(1, sizeof(*h));
 		r = h ? node_value(fs, n, h, &res) : -ENOMEM;
+		if (r < 0)
+			handles_put(&fs->handles, c_uid);
+		else
+			h->uid = c_uid;
 	}
 	access_audit(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0, rule,
 		     permit && (r >= 0 || res.state == CACHE_NEGATIVE) ? &res : NULL);
@@ -443,6 +501,7 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->noflush = 1; /* nothing to flush: spare close(2) a round trip */
 	if (fuse_reply_open(req, fi) < 0) {
 		/* The opener is gone: no release will come. */
+		handles_put(&fs->handles, h->uid);
 		secret_unref(h->value);
 		free(h);
 	}
@@ -467,6 +526,7 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct fs *fs = req_fs(req);
 
+	handles_put(&fs->handles, h->uid);
 	secret_unref(h->value);
 	free(h);
 	fuse_reply_err(req, 0);
@@ -479,29 +539,115 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 }
 
-static int dirbuf_add(fuse_req_t req, struct dirbuf *d, const char *name, mode_t type)
+/*
+ * What an opendir built, shared by every handle open on the same node with
+ * the same data (the same listing and object secret from the cache): the
+ * names, unfiltered, in a fixed order.  Each handle adds only its caller's
+ * view, one bit per entry, so 20,000 open handles of one directory cost
+ * 20,000 small bitmaps rather than 20,000 copies of the listing.  The node
+ * points at it only while some handle holds it, so nothing outlives the
+ * last close.
+ */
+struct dirlist_entry {
+	const char *name; /* inside keys or children, or a literal */
+	mode_t type;	  /* S_IFDIR, S_IFREG, or 0: unknown until a lookup */
+	bool folder;	  /* a child folder */
+	bool key;	  /* a key of the directory's own object secret */
+};
+
+struct dirlist {
+	struct node *node;	 /* immutable; alive while any handle is open */
+	struct secret *keys;	 /* the object secret's value, or NULL; immutable */
+	struct secret *children; /* the folder's listing, or NULL; immutable */
+	unsigned refs;		 /* protected by fs->dirlist_lock */
+	size_t n;		 /* immutable */
+	struct dirlist_entry e[];
+};
+
+/* An open directory: the shared listing and which of its entries this caller sees. */
+struct dirhandle {
+	struct dirlist *list;
+	uid_t uid;
+	uint64_t visible[]; /* bit i: e[i] is shown */
+};
+
+static void dirlist_unref(struct fs *fs, struct dirlist *d)
 {
-	struct stat st = { .st_ino = UNKNOWN_INO, .st_mode = type };
-	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	bool last;
 
-	if (d->len + need > d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 4096;
-		char *b;
-
-		while (cap < d->len + need)
-			cap *= 2;
-		b = realloc(d->buf, cap);
-		if (!b)
-			return -ENOMEM;
-		d->buf = b;
-		d->cap = cap;
-	}
-	fuse_add_direntry(req, d->buf + d->len, need, name, &st, (off_t)(d->len + need));
-	d->len += need;
-	return 0;
+	if (!d)
+		return;
+	pthread_mutex_lock(&fs->dirlist_lock);
+	last = --d->refs == 0;
+	if (last && d->node->dirlist == d)
+		d->node->dirlist = NULL;
+	pthread_mutex_unlock(&fs->dirlist_lock);
+	if (!last)
+		return;
+	secret_unref(d->keys);
+	secret_unref(d->children);
+	free(d);
 }
 
-/* Fills @d with a directory's entries: keys of its object secret, then its children. */
+/* Builds the unfiltered listing of @n from @keys and @children (references taken). */
+static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct secret *children)
+{
+	size_t nk = keys ? secret_table_count(keys) : 0,
+	       nc = children ? secret_table_count(children) : 0, i = 0;
+	struct secret_entry e, k;
+	struct dirlist *d;
+
+	d = calloc(1, sizeof(*d) + (2 + nk + nc) * sizeof(d->e[0]));
+	if (!d)
+		return NULL;
+	d->node = n;
+	d->keys = keys ? secret_ref(keys) : NULL;
+	d->children = children ? secret_ref(children) : NULL;
+	d->refs = 1;
+	d->e[i++] = (struct dirlist_entry){ .name = ".", .type = S_IFDIR };
+	d->e[i++] = (struct dirlist_entry){ .name = "..", .type = S_IFDIR };
+	for (size_t j = 0; keys && secret_table_at(keys, j, &e); j++)
+		d->e[i++] = (struct dirlist_entry){ .name = e.name, .type = S_IFREG, .key = true };
+	for (size_t j = 0; children && secret_table_at(children, j, &e); j++) {
+		bool folder = e.value[0] & BACKEND_LIST_FOLDER;
+
+		if (keys && secret_table_find(keys, e.name, &k)) {
+			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
+				 e.name);
+			continue;
+		}
+		/* A secret may be a file or an object; only a lookup would tell. */
+		d->e[i++] = (struct dirlist_entry){ .name = e.name,
+						    .type = folder ? S_IFDIR : 0,
+						    .folder = folder };
+	}
+	d->n = i;
+	return d;
+}
+
+/*
+ * The listing of @n for a new handle: the one already shared when it was
+ * built from the same @keys and @children, else a new one.  The shared one
+ * holds references to both, so the same address is the same data.
+ */
+static struct dirlist *dirlist_get(struct fs *fs, struct node *n, struct secret *keys,
+				   struct secret *children)
+{
+	struct dirlist *d;
+
+	pthread_mutex_lock(&fs->dirlist_lock);
+	d = n->dirlist;
+	if (d && d->keys == keys && d->children == children) {
+		d->refs++;
+	} else {
+		d = dirlist_build(n, keys, children);
+		if (d)
+			n->dirlist = d; /* the old one lives on in the handles that hold it */
+	}
+	pthread_mutex_unlock(&fs->dirlist_lock);
+	return d;
+}
+
 /* The tree path of @name in directory @n, in @buf; NULL when it does not fit. */
 static const char *child_path(const struct node *n, const char *name, char *buf, size_t len)
 {
@@ -511,19 +657,22 @@ static const char *child_path(const struct node *n, const char *name, char *buf,
 	return w >= 0 && (size_t)w < len ? buf : NULL;
 }
 
-static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, const struct policy *p,
-		    const struct caller *c, struct dirbuf *d)
+/*
+ * Opens the listing of @n for @c: the shared entries, and which of them
+ * this caller may see (entries the caller may not open are hidden, unless
+ * show_denied).
+ */
+static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const struct caller *c,
+		    uid_t uid, struct dirhandle **ret)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct secret *keys = NULL, *children = NULL;
 	char pathbuf[PATH_MAX];
 	struct cache_result res;
-	struct secret_entry e;
+	struct dirlist *d;
+	struct dirhandle *h;
 	int r;
 
-	if ((r = dirbuf_add(req, d, ".", S_IFDIR)) < 0 ||
-	    (r = dirbuf_add(req, d, "..", S_IFDIR)) < 0)
-		return r;
 	if (n->has_secret) {
 		r = source_value(fs->src, n->id, &res, reason, sizeof(reason));
 		if (r >= 0 && res.value->kind == SECRET_TABLE)
@@ -541,37 +690,38 @@ static int list_dir(struct fs *fs, fuse_req_t req, struct node *n, const struct 
 		else if (r != -ENOENT && r != -ENOSYS && r != -EACCES)
 			goto fail;
 	}
-	r = 0;
-	/* Entries the caller may not open are hidden, unless show_denied. */
-	for (size_t i = 0; keys && secret_table_at(keys, i, &e) && r >= 0; i++) {
-		const char *path = child_path(n, e.name, pathbuf, sizeof(pathbuf));
-
-		if (path && access_visible(&fs->access, p, c, path, false, false))
-			r = dirbuf_add(req, d, e.name, S_IFREG);
-	}
-	for (size_t i = 0; children && secret_table_at(children, i, &e) && r >= 0; i++) {
-		struct secret_entry k;
-		const char *path;
-		bool folder;
-
-		if (keys && secret_table_find(keys, e.name, &k)) {
-			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
-				 e.name);
-			continue;
-		}
-		path = child_path(n, e.name, pathbuf, sizeof(pathbuf));
-		folder = e.value[0] & BACKEND_LIST_FOLDER;
-		/* A secret may be a file or an object; only a lookup would tell. */
-		if (path && access_visible(&fs->access, p, c, path, folder, true))
-			r = dirbuf_add(req, d, e.name, folder ? S_IFDIR : 0);
-	}
+	d = dirlist_get(fs, n, keys, children);
 	secret_unref(keys);
 	secret_unref(children);
-	return r;
+	if (!d)
+		return -ENOMEM;
+	h = calloc(1, sizeof(*h) + (d->n + 63) / 64 * sizeof(h->visible[0]));
+	if (!h) {
+		dirlist_unref(fs, d);
+		return -ENOMEM;
+	}
+	h->list = d;
+	h->uid = uid;
+	for (size_t i = 0; i < d->n; i++) {
+		const struct dirlist_entry *e = &d->e[i];
+		const char *path = i < 2 ? NULL : child_path(n, e->name, pathbuf, sizeof(pathbuf));
+
+		if (i < 2 || (path && access_visible(&fs->access, p, c, path, e->folder, !e->key)))
+			h->visible[i / 64] |= UINT64_C(1) << (i % 64);
+	}
+	*ret = h;
+	return 0;
 fail:
 	log_failure(fs, "list", n->id[0] ? n->id : "/", r, reason);
 	secret_unref(keys);
 	return r;
+}
+
+static void dirhandle_free(struct fs *fs, struct dirhandle *h)
+{
+	handles_put(&fs->handles, h->uid);
+	dirlist_unref(fs, h->list);
+	free(h);
 }
 
 static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -579,62 +729,83 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct fs *fs = req_fs(req);
 	struct node *n = nodes_get(&fs->nodes, ino);
 	struct policy *p = access_policy(&fs->access);
+	uid_t uid = fuse_req_ctx(req)->uid;
 	char rule[ACCESS_RULE_MAX];
-	struct dirbuf *d = NULL;
+	struct dirhandle *h = NULL;
 	struct caller c;
 	bool permit;
 	int r;
 
 	access_caller(&fs->access, req, p, &c);
 	rule[0] = '\0';
-	r = nodes_detached(n) ? -ESTALE
-			      : access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
+	r = nodes_detached(n)
+		    ? -ESTALE
+		    : access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
 	permit = r >= 0;
 	if (r >= 0) {
-		d = calloc(1, sizeof(*d));
-		r = d ? list_dir(fs, req, n, p, &c, d) : -ENOMEM;
+		r = handles_take(&fs->handles, uid);
+		if (r == -EMFILE)
+			log_refused(fs, uid);
+	}
+	if (r >= 0) {
+		r = list_dir(fs, n, p, &c, uid, &h);
+		if (r < 0)
+			handles_put(&fs->handles, uid);
 	}
 	access_audit(&fs->access, &c, "list", n->tpath, permit, r < 0 ? r : 0, rule, NULL);
 	if (p)
 		policy_unref(p);
 	if (r < 0) {
-		if (d)
-			free(d->buf);
-		free(d);
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->cache_readdir = 0;
 	fi->keep_cache = 0;
-	if (fuse_reply_open(req, fi) < 0) {
-		free(d->buf);
-		free(d);
-	}
+	if (fuse_reply_open(req, fi) < 0)
+		dirhandle_free(fs, h);
 }
 
+/*
+ * Entries from index @off on that this handle sees, as many as fit in
+ * @size.  An entry's offset is the index after it, so offsets stay put for
+ * the handle's life whatever happens to the node's listing meanwhile.
+ */
 static void sfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
-	size_t end;
+	struct dirhandle *h = (struct dirhandle *)(uintptr_t)fi->fh;
+	const struct dirlist *d = h->list;
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
 
-	if (off < 0 || (size_t)off >= d->len) {
+	if (off < 0 || (uint64_t)off >= d->n || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	/* Each entry's offset is where the next begins; the kernel drops a
-	 * partial entry at the end of a reply and asks again from there. */
-	end = (size_t)off + size < d->len ? (size_t)off + size : d->len;
-	fuse_reply_buf(req, d->buf + off, end - (size_t)off);
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		struct stat st = { .st_ino = UNKNOWN_INO, .st_mode = d->e[i].type };
+		size_t need;
+
+		if (!(h->visible[i / 64] & (UINT64_C(1) << (i % 64))))
+			continue;
+		need = fuse_add_direntry(req, NULL, 0, d->e[i].name, NULL, 0);
+		if (need > size - len)
+			break;
+		fuse_add_direntry(req, buf + len, size - len, d->e[i].name, &st, (off_t)(i + 1));
+		len += need;
+	}
+	fuse_reply_buf(req, buf, len);
 }
 
 static void sfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dirbuf *d = (struct dirbuf *)(uintptr_t)fi->fh;
-
-	free(d->buf);
-	free(d);
+	dirhandle_free(req_fs(req), (struct dirhandle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

@@ -156,6 +156,32 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 	return n;
 }
 
+int nodes_known(struct node_table *t, const char *tpath, struct node *ret)
+{
+	struct node *n;
+	int r = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	for (n = t->buckets[hash_str(tpath) & (t->nbuckets - 1)]; n; n = n->hnext) {
+		if (strcmp(n->tpath, tpath) != 0)
+			continue;
+		*ret = (struct node){ .type = n->type,
+				      .has_secret = n->has_secret,
+				      .has_folder = n->has_folder,
+				      .id = strdup(n->id),
+				      .key = n->key ? strdup(n->key) : NULL };
+		r = 0;
+		if (!ret->id || (n->key && !ret->key)) {
+			free(ret->id);
+			free(ret->key);
+			r = -ENOMEM;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
 void nodes_forget(struct node_table *t, struct node *node, uint64_t n)
 {
 	struct node **pp;

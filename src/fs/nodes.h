@@ -36,6 +36,8 @@ struct node {
 	 * a request in flight still decides and fetches by one and the same path.
 	 */
 	bool detached;
+	/* The listing its open directory handles share (fs.c); protected by fs's dirlist_lock. */
+	struct dirlist *dirlist;
 	uint64_t nlookup;   /* protected by the table's lock */
 	struct node *hnext; /* protected by the table's lock */
 };
@@ -74,6 +76,12 @@ static inline bool nodes_detached(const struct node *n)
 	return __atomic_load_n(&n->detached, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * What the table knows of @tpath: 0 and @ret's type, flags, and copies of
+ * its id and key (the caller frees both), -ENOENT when no node is there, or
+ * -ENOMEM.
+ */
+int nodes_known(struct node_table *t, const char *tpath, struct node *ret);
 /* Drops @n lookups of the node; frees it at zero. */
 void nodes_forget(struct node_table *t, struct node *node, uint64_t n);
 

@@ -55,6 +55,8 @@ REQUIRED_FAMILIES = {
     "secretfs_uptime_seconds": "gauge",
     "secretfs_build_info": "gauge",
     "secretfs_control_denied_total": "counter",
+    "secretfs_open_handles": "gauge",
+    "secretfs_handles_refused_total": "counter",
 }
 
 
@@ -247,7 +249,7 @@ def test_status_reports_the_source_cache_and_uptime(ctl_fs):
     assert src["auth"] == {"method": "file permissions", "state": "ok"}
     for k in ("entries", "bytes", "hits", "misses", "stale_served", "errors", "fetches"):
         assert isinstance(s0["cache"][k], int) and s0["cache"][k] >= 0, k
-    assert s0["access"] == {"policy": None, "denied": 0}
+    assert s0["access"] == {"policy": None, "denied": 0, "open_handles": 0, "handles_refused": 0}
     assert s0["audit"]["enabled"] is False
     assert s0["control"]["socket"] == str(sock)
 

@@ -44,6 +44,7 @@ struct tb {
 	pthread_mutex_t lock;
 	struct tb_key keys[TB_MAX_KEYS]; /* protected by lock */
 	int block_next;			 /* fetches still to hold at the gate; protected by lock */
+	int miss_calls;			 /* fetches of "miss/..." keys; protected by lock */
 	sem_t entered;			 /* posted by a fetch about to wait at the gate */
 	sem_t gate;			 /* a held fetch waits here */
 	uint64_t now;			 /* fake clock, atomic */
@@ -135,6 +136,13 @@ static int tb_fetch(void *ctx, const char *key, struct secret **ret_value,
 	bool hold;
 
 	pthread_mutex_lock(&tb->lock);
+	if (strncmp(key, "miss/", 5) == 0) {
+		/* A flood of names that do not exist: no slot, one counter. */
+		tb->miss_calls++;
+		pthread_mutex_unlock(&tb->lock);
+		snprintf(reason, reasonlen, "not found");
+		return -ENOENT;
+	}
 	k = tb_key_locked(tb, key);
 	if (!k) {
 		pthread_mutex_unlock(&tb->lock);
@@ -526,11 +534,17 @@ static void check_non_transient(int err)
 	get_err(&fx, "a", err);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 	st = stats(&fx);
-	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.entries, err == -EACCES ? 1 : 0);
 	assert_int_equal(st.bytes, 0);
 	assert_int_equal(st.stale_served, 0);
+	if (err == -EACCES) {
+		/* A denial is an answer: remembered for the negative TTL, like not-found. */
+		assert_int_equal(get_err(&fx, "a", -EACCES), CACHE_NEGATIVE);
+		assert_int_equal(tb_calls(&fx.tb, "a"), 2);
+		advance(&fx, 5 * SEC);
+	}
 
-	/* The entry is gone: even a transient error now has nothing to serve. */
+	/* The value is gone: even a transient error now has nothing to serve. */
 	tb_set_error(&fx.tb, "a", -EAGAIN);
 	get_err(&fx, "a", -EAGAIN);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 3);
@@ -610,15 +624,15 @@ static void test_lru_entries(void **state)
 	get_ok(&fx, "b", CACHE_HIT, "B");
 	get_ok(&fx, "c", CACHE_HIT, "C");
 
-	/* Negative entries take a slot too: b was least recently used. */
+	/* Negative entries have bounds of their own: they take no value's slot. */
 	tb_set_error(&fx.tb, "n", -ENOENT);
 	get_err(&fx, "n", -ENOENT);
 	st = stats(&fx);
-	assert_int_equal(st.entries, 2);
-	assert_int_equal(st.evictions, 3);
+	assert_int_equal(st.entries, 3);
+	assert_int_equal(st.evictions, 2);
 	get_ok(&fx, "c", CACHE_HIT, "C");
-	get_ok(&fx, "b", CACHE_MISS, "B");
-	assert_int_equal(tb_calls(&fx.tb, "b"), 3);
+	get_ok(&fx, "b", CACHE_HIT, "B");
+	assert_int_equal(tb_calls(&fx.tb, "b"), 2);
 	assert_int_equal(tb_calls(&fx.tb, "c"), 1);
 	fx_done(&fx);
 }
@@ -954,7 +968,7 @@ static void test_stats(void **state)
 	advance(&fx, 11 * SEC);
 	tb_set_error(&fx.tb, "a", -EAGAIN);
 	get_ok(&fx, "a", CACHE_STALE, "12345"); /* miss, fetch, error, stale */
-	get_ok(&fx, "b", CACHE_MISS, "123");	/* miss, fetch; evicts n */
+	get_ok(&fx, "b", CACHE_MISS, "123");	/* miss, fetch; n has its own bound */
 
 	st = stats(&fx);
 	assert_int_equal(st.hits, 1);
@@ -963,8 +977,8 @@ static void test_stats(void **state)
 	assert_int_equal(st.negative_hits, 1);
 	assert_int_equal(st.fetches, 4);
 	assert_int_equal(st.fetch_errors, 1);
-	assert_int_equal(st.evictions, 1);
-	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.evictions, 0);
+	assert_int_equal(st.entries, 3);
 	assert_int_equal(st.bytes, 8);
 	assert_int_equal(tb_calls(&fx.tb, "n"), 1);
 	fx_done(&fx);
@@ -1061,6 +1075,120 @@ static void test_concurrent(void **state)
 	fx_done(&fx);
 }
 
+/*
+ * One reader asking for names that do not exist (a lookup flood in
+ * read-but-not-list mode) must never push out a value another reader
+ * depends on, and the remembered misses stay within their own bound.
+ */
+static void test_negative_flood_keeps_values(void **state)
+{
+	char key[64];
+	struct cache_stats st;
+	struct fx fx;
+
+	fx_setup(&fx);
+	fx.cfg.max_entries = 2;
+	fx.cfg.max_bytes = 64;
+	fx.cfg.max_negative_entries = 8;
+	fx.cfg.max_negative_bytes = 4096;
+	fx_start(&fx);
+	tb_set_value(&fx.tb, "a", "AAAA");
+	tb_set_value(&fx.tb, "b", "BBBB");
+	get_ok(&fx, "a", CACHE_MISS, "AAAA");
+	get_ok(&fx, "b", CACHE_MISS, "BBBB");
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "miss/%d", i);
+		assert_int_equal(get_err(&fx, key, -ENOENT), CACHE_MISS);
+	}
+	st = stats(&fx);
+	assert_true(st.entries <= 2 + 8);
+
+	/* The most recent misses are still remembered, the oldest were let go. */
+	assert_int_equal(get_err(&fx, "miss/999", -ENOENT), CACHE_NEGATIVE);
+	assert_int_equal(fx.tb.miss_calls, 1000);
+	assert_int_equal(get_err(&fx, "miss/0", -ENOENT), CACHE_MISS);
+	assert_int_equal(fx.tb.miss_calls, 1001);
+	/* The store goes down: both values are still there to be served stale. */
+	advance(&fx, 11 * SEC);
+	tb_set_error(&fx.tb, "a", -EAGAIN);
+	tb_set_error(&fx.tb, "b", -EAGAIN);
+	get_ok(&fx, "a", CACHE_STALE, "AAAA");
+	get_ok(&fx, "b", CACHE_STALE, "BBBB");
+	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
+	assert_int_equal(tb_calls(&fx.tb, "b"), 2);
+
+	fx_done(&fx);
+}
+
+/* Long names are bounded by their bytes too, not only by their count. */
+static void test_negative_bytes_bound(void **state)
+{
+	char key[600];
+	struct cache_stats st;
+	struct fx fx;
+
+	fx_setup(&fx);
+	fx.cfg.max_entries = 2;
+	fx.cfg.max_negative_entries = 1000;
+	fx.cfg.max_negative_bytes = 2048;
+	fx_start(&fx);
+	tb_set_value(&fx.tb, "a", "AAAA");
+	get_ok(&fx, "a", CACHE_MISS, "AAAA");
+	memset(key, 'x', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	memcpy(key, "miss/", 5);
+	for (int i = 0; i < 100; i++) {
+		key[5] = (char)('A' + i % 26);
+		key[6] = (char)('A' + i / 26);
+		get_err(&fx, key, -ENOENT);
+	}
+	st = stats(&fx);
+	/* 2048 bytes of names hold three of 599 bytes; plus the value. */
+	assert_true(st.entries <= 1 + 3);
+	get_ok(&fx, "a", CACHE_HIT, "AAAA");
+	fx_done(&fx);
+}
+
+/*
+ * A denial (EACCES: a token that may read but not list, or not read this
+ * path) is remembered for the negative TTL like a not-found, and, like
+ * it, never costs a value its place.
+ */
+static void test_denial_remembered(void **state)
+{
+	char key[64];
+	struct fx fx;
+
+	fx_setup(&fx);
+	fx.cfg.max_entries = 1;
+	fx.cfg.max_negative_entries = 4;
+	fx_start(&fx);
+	tb_set_value(&fx.tb, "a", "AAAA");
+	get_ok(&fx, "a", CACHE_MISS, "AAAA");
+	tb_set_error(&fx.tb, "denied", -EACCES);
+	assert_int_equal(get_err(&fx, "denied", -EACCES), CACHE_MISS);
+	assert_int_equal(get_err(&fx, "denied", -EACCES), CACHE_NEGATIVE);
+	assert_int_equal(tb_calls(&fx.tb, "denied"), 1);
+	advance(&fx, 5 * SEC - 1);
+	assert_int_equal(get_err(&fx, "denied", -EACCES), CACHE_NEGATIVE);
+	assert_int_equal(tb_calls(&fx.tb, "denied"), 1);
+	advance(&fx, 1);
+	tb_set_value(&fx.tb, "denied", "granted");
+	get_ok(&fx, "denied", CACHE_MISS, "granted");
+	assert_int_equal(tb_calls(&fx.tb, "denied"), 2);
+	/* Still only room for one value: "a" made way for it, as any LRU does. */
+	get_ok(&fx, "denied", CACHE_HIT, "granted");
+
+	/* Denials of many names: the value stays. */
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "d%d", i % 12);
+		tb_set_error(&fx.tb, key, -EACCES);
+		get_err(&fx, key, -EACCES);
+	}
+	get_ok(&fx, "denied", CACHE_HIT, "granted");
+	fx_done(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1088,6 +1216,9 @@ int main(void)
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_bad_calls),
 		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_negative_flood_keeps_values),
+		cmocka_unit_test(test_negative_bytes_bound),
+		cmocka_unit_test(test_denial_remembered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
