@@ -49,11 +49,11 @@
 #define DEFAULT_TIMEOUT_USEC	     (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_BODY	     ((size_t)1024 * 1024)
 /* A CA bundle (Debian's whole one is about 200 KiB). */
-#define HTTP_CA_FILE_MAX ((size_t)16 * 1024 * 1024)
-#define DEFAULT_MAX_ATTEMPTS	     4
-#define DEFAULT_MAX_RETRY_USEC	     (60 * USEC_PER_SEC)
-#define DEFAULT_BACKOFF_BASE_USEC    (100 * USEC_PER_MSEC)
-#define DEFAULT_BACKOFF_MAX_USEC     (10 * USEC_PER_SEC)
+#define HTTP_CA_FILE_MAX	  ((size_t)16 * 1024 * 1024)
+#define DEFAULT_MAX_ATTEMPTS	  4
+#define DEFAULT_MAX_RETRY_USEC	  (60 * USEC_PER_SEC)
+#define DEFAULT_BACKOFF_BASE_USEC (100 * USEC_PER_MSEC)
+#define DEFAULT_BACKOFF_MAX_USEC  (10 * USEC_PER_SEC)
 
 /* The first allocation for a body; it doubles from there up to max_body + 1. */
 #define BODY_INITIAL_CAP 1024
@@ -539,12 +539,12 @@ static int check_tls_files(struct http_client *c, char *reason, size_t reasonlen
 	int r;
 
 	if (c->cfg.ca_file) {
-		r = trusted_file_read(c->cfg.ca_file, "CA file", HTTP_CA_FILE_MAX, &buf, &len,
-				      NULL, reason, reasonlen);
+		r = trusted_file_read(c->cfg.ca_file, "CA file", HTTP_CA_FILE_MAX, &buf, &len, NULL,
+				      reason, reasonlen);
 		if (r < 0)
 			return r;
-		c->ca_blob = (struct curl_blob){ .data = buf, .len = len,
-						 .flags = CURL_BLOB_NOCOPY };
+		c->ca_blob =
+			(struct curl_blob){ .data = buf, .len = len, .flags = CURL_BLOB_NOCOPY };
 	}
 	if (c->cfg.ca_path) {
 		r = trusted_dir_check(c->cfg.ca_path, "CA directory", reason, reasonlen);

@@ -244,9 +244,9 @@ static const struct {
 	unsigned long magic;
 	const char *name;
 } pseudo_fs[] = {
-	{ PROC_SUPER_MAGIC, "procfs" },	   { SYSFS_MAGIC, "sysfs" },
-	{ DEBUGFS_MAGIC, "debugfs" },	   { TRACEFS_MAGIC, "tracefs" },
-	{ SECURITYFS_MAGIC, "securityfs" }, { CGROUP_SUPER_MAGIC, "cgroupfs" },
+	{ PROC_SUPER_MAGIC, "procfs" },	      { SYSFS_MAGIC, "sysfs" },
+	{ DEBUGFS_MAGIC, "debugfs" },	      { TRACEFS_MAGIC, "tracefs" },
+	{ SECURITYFS_MAGIC, "securityfs" },   { CGROUP_SUPER_MAGIC, "cgroupfs" },
 	{ CGROUP2_SUPER_MAGIC, "cgroup2fs" },
 };
 
@@ -317,10 +317,11 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 			       "run: chmod go-w %s",
 			       path, what, (unsigned)(st.st_mode & 07777), path);
 	if (!trusted_owner(st.st_uid))
-		return reasonf(reason, reasonlen, -EPERM,
-			       "%s: refusing a %s owned by uid %u: it must belong to root or to the "
-			       "daemon's user (uid %u)",
-			       path, what, (unsigned)st.st_uid, (unsigned)geteuid());
+		return reasonf(
+			reason, reasonlen, -EPERM,
+			"%s: refusing a %s owned by uid %u: it must belong to root or to the "
+			"daemon's user (uid %u)",
+			path, what, (unsigned)st.st_uid, (unsigned)geteuid());
 
 	/* The directories of the path that was opened: the one realpath() finds, same inode. */
 	real = realpath(path, NULL);
@@ -350,9 +351,9 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 		}
 		if (!trusted_owner(cur.st_uid)) {
 			r = reasonf(reason, reasonlen, -EPERM,
-				    "%s: refusing a %s: directory %s is owned by uid %u, not by root "
-				    "or the daemon's user (uid %u)",
-				    path, what, real, (unsigned)cur.st_uid, (unsigned)geteuid());
+				    "%s: directory %s is owned by uid %u, not root or the daemon's "
+				    "user",
+				    path, real, (unsigned)cur.st_uid);
 			goto out;
 		}
 		/*
@@ -362,9 +363,8 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 		if ((cur.st_mode & (S_IWGRP | S_IWOTH)) &&
 		    (!(cur.st_mode & S_ISVTX) || !trusted_owner(child_uid))) {
 			r = reasonf(reason, reasonlen, -EPERM,
-				    "%s: refusing a %s: directory %s is writable by group or others "
-				    "(mode %04o)%s",
-				    path, what, real, (unsigned)(cur.st_mode & 07777),
+				    "%s: directory %s is writable by group or others (mode %04o)%s",
+				    path, real, (unsigned)(cur.st_mode & 07777),
 				    cur.st_mode & S_ISVTX ? "" : " and not sticky");
 			goto out;
 		}
