@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "secretfs/config.h"
 #include "secretfs/util.h"
@@ -536,27 +537,22 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct load_ctx ctx = { 0 };
-	struct stat st;
-	int r;
+	int fd, r;
 
 	/*
-	 * Opened here rather than by ini_parse() to report why it failed; %m
-	 * rather than strerror(), which is not thread-safe, as a reload may not
-	 * run on the main thread.
+	 * The config names the policy, the store, credential files and the
+	 * servers: it gets the policy's checks (owner, mode, the directories
+	 * above it, no procfs), on the descriptor that is then read.  A
+	 * directory opens fine and would read as an empty, "valid" file.
 	 */
-	ctx.f = fopen(path, "re");
-	if (!ctx.f)
-		return set_error(err, errlen, -errno, "%s: cannot open: %m", path);
-	if (fstat(fileno(ctx.f), &st) < 0) {
+	fd = trusted_file_open(path, "config file", NULL, err, errlen);
+	if (fd < 0)
+		return fd;
+	ctx.f = fdopen(fd, "re");
+	if (!ctx.f) {
 		r = -errno;
-		fclose(ctx.f);
-		errno = -r;
-		return set_error(err, errlen, r, "%s: cannot stat: %m", path);
-	}
-	/* A directory opens fine and then reads as an empty, "valid" file. */
-	if (!S_ISREG(st.st_mode)) {
-		fclose(ctx.f);
-		return set_error(err, errlen, -EINVAL, "%s: not a regular file", path);
+		close(fd);
+		return set_error(err, errlen, r, "%s: out of memory", path);
 	}
 	r = config_copy(c, &ctx.cfg);
 	if (r < 0) {

@@ -31,6 +31,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -50,10 +51,12 @@
 #define DEFAULT_CONNECT_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define DEFAULT_TIMEOUT_USEC	     (30 * USEC_PER_SEC)
 #define DEFAULT_MAX_BODY	     ((size_t)1024 * 1024)
-#define DEFAULT_MAX_ATTEMPTS	     4
-#define DEFAULT_MAX_RETRY_USEC	     (60 * USEC_PER_SEC)
-#define DEFAULT_BACKOFF_BASE_USEC    (100 * USEC_PER_MSEC)
-#define DEFAULT_BACKOFF_MAX_USEC     (10 * USEC_PER_SEC)
+/* A CA bundle (Debian's whole one is about 200 KiB). */
+#define HTTP_CA_FILE_MAX	  ((size_t)16 * 1024 * 1024)
+#define DEFAULT_MAX_ATTEMPTS	  4
+#define DEFAULT_MAX_RETRY_USEC	  (60 * USEC_PER_SEC)
+#define DEFAULT_BACKOFF_BASE_USEC (100 * USEC_PER_MSEC)
+#define DEFAULT_BACKOFF_MAX_USEC  (10 * USEC_PER_SEC)
 
 /* The first allocation for a body; it doubles from there up to max_body + 1. */
 #define BODY_INITIAL_CAP 1024
@@ -70,6 +73,9 @@ struct http_client {
 	CURL *idle[HTTP_POOL_MAX]; /* protected by lock */
 	unsigned nidle;		   /* protected by lock */
 	uint64_t rng;		   /* backoff jitter state; protected by lock */
+
+	/* cfg.ca_file's bytes, read once through the trusted-file checks; handed to curl. */
+	struct curl_blob ca_blob;
 };
 
 /* What one attempt collected; reset before each attempt. */
@@ -465,7 +471,53 @@ void http_client_free(struct http_client *c)
 	free((char *)c->cfg.ca_path);
 	free((char *)c->cfg.client_cert);
 	free((char *)c->cfg.client_key);
+	free(c->ca_blob.data);
 	free(c);
+}
+
+/*
+ * The TLS files decide which server is believed: they get the policy's
+ * checks (trusted_file_open()), naming the setting in a refusal.  The CA
+ * file is read here, once, and curl gets its bytes, so the file checked is
+ * the file used.  A CA directory (OpenSSL looks certificates up in it by
+ * hash when it needs them) and the client certificate and key are opened
+ * by curl by name; their directories are checked, so only root or the
+ * daemon's user could swap them.
+ */
+static int check_tls_files(struct http_client *c, char *reason, size_t reasonlen)
+{
+	const struct {
+		const char *path, *what;
+	} files[] = {
+		{ c->cfg.client_cert, "client certificate" },
+		{ c->cfg.client_key, "client key" },
+	};
+	size_t len = 0;
+	char *buf;
+	int r;
+
+	if (c->cfg.ca_file) {
+		r = trusted_file_read(c->cfg.ca_file, "CA file", HTTP_CA_FILE_MAX, &buf, &len, NULL,
+				      reason, reasonlen);
+		if (r < 0)
+			return r;
+		c->ca_blob =
+			(struct curl_blob){ .data = buf, .len = len, .flags = CURL_BLOB_NOCOPY };
+	}
+	if (c->cfg.ca_path) {
+		r = trusted_dir_check(c->cfg.ca_path, "CA directory", reason, reasonlen);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		if (!files[i].path)
+			continue;
+		r = trusted_file_open(files[i].path, files[i].what, NULL, reason, reasonlen);
+		if (r < 0)
+			return r;
+		close(r);
+	}
+	return 0;
 }
 
 int http_client_new(const struct http_config *cfg, struct http_client **ret, char *reason,
@@ -473,6 +525,7 @@ int http_client_new(const struct http_config *cfg, struct http_client **ret, cha
 {
 	static const struct http_config none;
 	struct http_client *c;
+	int r;
 
 	if (!cfg)
 		cfg = &none;
@@ -498,6 +551,11 @@ int http_client_new(const struct http_config *cfg, struct http_client **ret, cha
 		http_client_free(c);
 		set_reason(reason, reasonlen, "out of memory");
 		return -ENOMEM;
+	}
+	r = check_tls_files(c, reason, reasonlen);
+	if (r < 0) {
+		http_client_free(c);
+		return r;
 	}
 	if (!c->cfg.connect_timeout_usec)
 		c->cfg.connect_timeout_usec = DEFAULT_CONNECT_TIMEOUT_USEC;
@@ -757,8 +815,11 @@ static CURLcode handle_setup(struct http_client *c, CURL *h, const struct http_r
 	SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
 	SET(CURLOPT_SSL_VERIFYPEER, cfg->insecure ? 0L : 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, cfg->insecure ? 0L : 2L);
-	if (cfg->ca_file)
-		SET(CURLOPT_CAINFO, cfg->ca_file);
+	if (c->ca_blob.data) {
+		/* The bytes read and checked at start; the blob overrides CURLOPT_CAINFO. */
+		SET(CURLOPT_CAINFO_BLOB, &c->ca_blob);
+		SET(CURLOPT_CAINFO, NULL);
+	}
 	if (cfg->ca_path)
 		SET(CURLOPT_CAPATH, cfg->ca_path);
 	if (cfg->client_cert) {

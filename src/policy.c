@@ -883,71 +883,18 @@ int policy_parse(const char *text, size_t len, const char *name, struct policy *
 
 int policy_load(const char *path, struct policy **ret, char *err, size_t errlen)
 {
-	struct stat st;
-	char *buf;
 	size_t len = 0;
-	int fd, e;
+	char *buf;
+	int e;
 
-	/* As for the store: no symlink to follow, and a FIFO in its place must not hang us. */
 	/*
-	 * Symlinks are followed: Kubernetes mounts ConfigMaps as links into
-	 * "..data".  What is checked (owner, mode) is the file actually opened.
+	 * Whoever can write the policy, or a directory above it, decides who
+	 * reads every secret.  Symlinks are followed (Kubernetes mounts
+	 * ConfigMaps as links into "..data"); the file reached is checked.
 	 */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return set_error(err, errlen, -errno, "%s: cannot open: %m", path);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return set_error(err, errlen, -EINVAL, "%s: not a regular file", path);
-	}
-	/* Whoever can write the policy decides who reads every secret. */
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		close(fd);
-		return set_error(err, errlen, -EPERM,
-				 "%s: refusing a policy that is writable by group or others "
-				 "(mode %04o); run: chmod go-w %s",
-				 path, (unsigned)(st.st_mode & 07777), path);
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		close(fd);
-		return set_error(err, errlen, -EPERM,
-				 "%s: refusing a policy owned by uid %u: it must belong to root or "
-				 "to the daemon's user (uid %u)",
-				 path, (unsigned)st.st_uid, (unsigned)geteuid());
-	}
-	if (st.st_size > POLICY_MAX_BYTES) {
-		close(fd);
-		return set_error(err, errlen, -EFBIG, "%s: larger than %d MiB", path,
-				 POLICY_MAX_BYTES >> 20);
-	}
-	/* One byte more than the policy may hold: reading it means the file is too big. */
-	buf = malloc(POLICY_MAX_BYTES + 1);
-	if (!buf) {
-		close(fd);
-		return set_error(err, errlen, -ENOMEM, "%s: out of memory", path);
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, POLICY_MAX_BYTES + 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			e = set_error(err, errlen, -errno, "%s: read error: %m", path);
-			free(buf);
-			close(fd);
-			return e;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > POLICY_MAX_BYTES) {
-			free(buf);
-			close(fd);
-			return set_error(err, errlen, -EFBIG, "%s: larger than %d MiB", path,
-					 POLICY_MAX_BYTES >> 20);
-		}
-	}
-	close(fd);
+	e = trusted_file_read(path, "policy", POLICY_MAX_BYTES, &buf, &len, NULL, err, errlen);
+	if (e < 0)
+		return e;
 	e = policy_parse(buf, len, path, ret, err, errlen);
 	free(buf);
 	return e;

@@ -1,16 +1,25 @@
 /*
  * util.c - time, and the parsers for durations, sizes and booleans that the
- * command line and the config file share, so both accept the same spellings.
+ * command line and the config file share, so both accept the same spellings;
+ * user database lookups; and the one way to open a file the daemon trusts
+ * (config, policy, store, credentials, CA), checked like OpenSSH's safe_path().
  */
 #include <ctype.h>
-#include <grp.h>
-#include <pwd.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/magic.h>
 #include <math.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "secretfs/util.h"
 
@@ -226,4 +235,234 @@ int group_lookup(const char *name, gid_t gid, struct group *ret_gr, char **ret_b
 	*ret_gr = gr;
 	*ret_buf = buf;
 	return 0;
+}
+
+/* ---- files the daemon trusts ---- */
+
+/* Kernel filesystems whose files hold text that processes (the attacker's too) choose. */
+static const struct {
+	unsigned long magic;
+	const char *name;
+} pseudo_fs[] = {
+	{ PROC_SUPER_MAGIC, "procfs" },	      { SYSFS_MAGIC, "sysfs" },
+	{ DEBUGFS_MAGIC, "debugfs" },	      { TRACEFS_MAGIC, "tracefs" },
+	{ SECURITYFS_MAGIC, "securityfs" },   { CGROUP_SUPER_MAGIC, "cgroupfs" },
+	{ CGROUP2_SUPER_MAGIC, "cgroup2fs" },
+};
+
+static bool trusted_owner(uid_t uid)
+{
+	return uid == 0 || uid == geteuid();
+}
+
+static const char *file_kind_name(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m) || S_ISBLK(m))
+		return "a device";
+	return "not a regular file";
+}
+
+static int reasonf(char *reason, size_t reasonlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int reasonf(char *reason, size_t reasonlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (reason && reasonlen) {
+		va_start(ap, fmt);
+		vsnprintf(reason, reasonlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
+/*
+ * Checks the opened @fd (a regular file, or a directory when @dir) and the
+ * directories above its real path.  @path is the name the caller gave.
+ */
+static int trusted_check(int fd, const char *path, const char *what, bool dir, struct stat *ret_st,
+			 char *reason, size_t reasonlen)
+{
+	struct stat st, cur;
+	struct statfs sfs;
+	uid_t child_uid;
+	char *real, *slash;
+	int r = 0;
+
+	if (fstat(fd, &st) < 0)
+		return reasonf(reason, reasonlen, -errno, "%s: cannot stat: %s", path,
+			       strerror(errno));
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+		return reasonf(reason, reasonlen, -EINVAL, "%s: not a %s (%s)", path,
+			       dir ? "directory" : "regular file",
+			       S_ISREG(st.st_mode) ? "a file" : file_kind_name(st.st_mode));
+	if (fstatfs(fd, &sfs) < 0)
+		return reasonf(reason, reasonlen, -errno, "%s: cannot statfs: %s", path,
+			       strerror(errno));
+	for (size_t i = 0; i < ARRAY_SIZE(pseudo_fs); i++)
+		if ((unsigned long)sfs.f_type == pseudo_fs[i].magic)
+			return reasonf(reason, reasonlen, -EINVAL,
+				       "%s: refusing a %s that is on %s", path, what,
+				       pseudo_fs[i].name);
+	/* Whoever can write it decides what the daemon does. */
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return reasonf(reason, reasonlen, -EPERM,
+			       "%s: refusing a %s that is writable by group or others (mode %04o); "
+			       "run: chmod go-w %s",
+			       path, what, (unsigned)(st.st_mode & 07777), path);
+	if (!trusted_owner(st.st_uid))
+		return reasonf(
+			reason, reasonlen, -EPERM,
+			"%s: refusing a %s owned by uid %u: it must belong to root or to the "
+			"daemon's user (uid %u)",
+			path, what, (unsigned)st.st_uid, (unsigned)geteuid());
+
+	/* The directories of the path that was opened: the one realpath() finds, same inode. */
+	real = realpath(path, NULL);
+	if (!real)
+		return reasonf(reason, reasonlen, -errno, "%s: cannot resolve: %s", path,
+			       strerror(errno));
+	if (stat(real, &cur) < 0 || cur.st_dev != st.st_dev || cur.st_ino != st.st_ino) {
+		r = reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being checked", path);
+		goto out;
+	}
+	child_uid = st.st_uid;
+	while ((slash = strrchr(real, '/')) && real[1]) {
+		if (slash == real)
+			slash[1] = '\0'; /* the root directory */
+		else
+			*slash = '\0';
+		/* lstat: a component swapped for a symlink since realpath() is a change. */
+		if (lstat(real, &cur) < 0) {
+			r = reasonf(reason, reasonlen, -errno, "%s: directory %s: %s", path, real,
+				    strerror(errno));
+			goto out;
+		}
+		if (!S_ISDIR(cur.st_mode)) {
+			r = reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being checked",
+				    path);
+			goto out;
+		}
+		if (!trusted_owner(cur.st_uid)) {
+			r = reasonf(reason, reasonlen, -EPERM,
+				    "%s: directory %s is owned by uid %u, not root or the daemon's "
+				    "user",
+				    path, real, (unsigned)cur.st_uid);
+			goto out;
+		}
+		/*
+		 * Sticky (/tmp): others may add entries but not rename or remove
+		 * ours, and the entry on our path belongs to root or us.
+		 */
+		if ((cur.st_mode & (S_IWGRP | S_IWOTH)) &&
+		    (!(cur.st_mode & S_ISVTX) || !trusted_owner(child_uid))) {
+			r = reasonf(reason, reasonlen, -EPERM,
+				    "%s: directory %s is writable by group or others (mode %04o)%s",
+				    path, real, (unsigned)(cur.st_mode & 07777),
+				    cur.st_mode & S_ISVTX ? "" : " and not sticky");
+			goto out;
+		}
+		child_uid = cur.st_uid;
+	}
+	if (ret_st)
+		*ret_st = st;
+out:
+	free(real);
+	return r;
+}
+
+int trusted_file_open(const char *path, const char *what, struct stat *ret_st, char *reason,
+		      size_t reasonlen)
+{
+	int fd, r;
+
+	/* O_NONBLOCK: a FIFO put in the file's place must not hang us (it is refused). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return reasonf(reason, reasonlen, -errno, "%s: cannot open: %s", path,
+			       strerror(errno));
+	r = trusted_check(fd, path, what, false, ret_st, reason, reasonlen);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int trusted_file_read(const char *path, const char *what, size_t max, char **ret, size_t *ret_len,
+		      struct stat *ret_st, char *reason, size_t reasonlen)
+{
+	size_t len = 0, cap;
+	struct stat st;
+	char *buf;
+	int fd, r;
+
+	fd = trusted_file_open(path, what, &st, reason, reasonlen);
+	if (fd < 0)
+		return fd;
+	if ((uintmax_t)st.st_size > max) {
+		r = -EFBIG;
+		goto too_big;
+	}
+	/* One byte more than the file holds: filling it means the file grew while read. */
+	cap = (size_t)st.st_size + 1;
+	buf = malloc(cap);
+	if (!buf) {
+		close(fd);
+		return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", path);
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = reasonf(reason, reasonlen, -errno, "%s: read error: %s", path,
+				    strerror(errno));
+			wipe_free(buf, cap);
+			close(fd);
+			return r;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == cap) {
+			wipe_free(buf, cap);
+			close(fd);
+			return reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being read",
+				       path);
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	if (ret_st)
+		*ret_st = st;
+	return 0;
+too_big:
+	close(fd);
+	if (max % (1024 * 1024) == 0)
+		return reasonf(reason, reasonlen, r, "%s: larger than %zu MiB", path,
+			       max / (1024 * 1024));
+	return reasonf(reason, reasonlen, r, "%s: larger than %zu bytes", path, max);
+}
+
+int trusted_dir_check(const char *path, const char *what, char *reason, size_t reasonlen)
+{
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_DIRECTORY);
+	if (fd < 0)
+		return reasonf(reason, reasonlen, -errno, "%s: cannot open: %s", path,
+			       strerror(errno));
+	r = trusted_check(fd, path, what, true, NULL, reason, reasonlen);
+	close(fd);
+	return r;
 }

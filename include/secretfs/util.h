@@ -58,7 +58,40 @@ int format_rfc3339(uint64_t realtime_usec, char *buf, size_t len);
  */
 struct passwd;
 struct group;
+struct stat;
 int user_lookup(const char *name, uid_t uid, struct passwd *ret_pw, char **ret_buf);
 int group_lookup(const char *name, gid_t gid, struct group *ret_gr, char **ret_buf);
+
+/*
+ * Files that can change what the daemon decides (the config file, the
+ * policy, a store, credential and CA files) are opened only through these,
+ * which check them as OpenSSH's safe_path() does: the file is a regular
+ * file, not on procfs or sysfs, owned by root or the daemon's user (the
+ * effective uid) and not writable by group or others; so is every
+ * directory above it on the path reached after symlinks, except that a
+ * directory writable by others is accepted when it is sticky (/tmp), since
+ * nobody else can then rename or replace the entry, itself owned by root or
+ * the daemon's user.  The checks are made on the descriptor that was
+ * opened (fstat, fstatfs; the directories of its realpath, which must lead
+ * to the same inode), so the file checked is the file read.
+ *
+ * @what names the file in a refusal: "PATH: refusing a WHAT that is
+ * writable by group or others (mode 0666); run: chmod go-w PATH".  Errors
+ * (with @reason naming the file and why): those of open(2), -EINVAL for
+ * a file that is not a regular file or is on procfs or sysfs, -EPERM for
+ * an owner or mode, -EAGAIN when the path changed while being checked.
+ */
+/* Returns a descriptor (O_RDONLY, O_CLOEXEC, O_NONBLOCK); *ret_st (may be NULL) is its fstat. */
+int trusted_file_open(const char *path, const char *what, struct stat *ret_st, char *reason,
+		      size_t reasonlen);
+/*
+ * trusted_file_open(), then the whole file, at most @max bytes (-EFBIG past
+ * it), into *ret, NUL-terminated.  The caller wipes and frees it:
+ * wipe_free(*ret, *ret_len + 1).
+ */
+int trusted_file_read(const char *path, const char *what, size_t max, char **ret, size_t *ret_len,
+		      struct stat *ret_st, char *reason, size_t reasonlen);
+/* The same checks for a directory (a CA directory): itself, as the file, and those above it. */
+int trusted_dir_check(const char *path, const char *what, char *reason, size_t reasonlen);
 
 #endif

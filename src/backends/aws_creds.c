@@ -174,61 +174,16 @@ void aws_env_secrets_done(struct aws_env_secrets *e)
 }
 
 /*
- * Reads a whole file of at most @max bytes into a NUL-terminated buffer
- * (the caller wipes it).  -ENOENT when it does not exist.
+ * Reads a whole file of at most @max bytes into a NUL-terminated buffer of
+ * *ret_len + 1 bytes (the caller wipes it).  -ENOENT when it does not exist.
+ * Checked like the policy (trusted_file_read()): whoever can write the
+ * shared files or a token file, or a directory above them, chooses the
+ * identity the daemon takes, or a credential_process it runs.
  */
 static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, char *reason,
 		     size_t reasonlen)
 {
-	size_t len = 0;
-	struct stat st;
-	char *buf;
-	int fd, r;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(reason, reasonlen, "%s: %s", path, strerror(errno));
-		return r;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(reason, reasonlen, "%s: not a regular file", path);
-		close(fd);
-		return -EINVAL;
-	}
-	buf = malloc(max + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, max + 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			snprintf(reason, reasonlen, "%s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > max) {
-			snprintf(reason, reasonlen, "%s: larger than %zu bytes", path, max);
-			r = -EFBIG;
-			goto fail;
-		}
-	}
-	close(fd);
-	buf[len] = '\0';
-	*ret = buf;
-	*ret_len = len;
-	return 0;
-fail:
-	close(fd);
-	wipe_free(buf, max + 1);
-	return r;
+	return trusted_file_read(path, "file", max, ret, ret_len, NULL, reason, reasonlen);
 }
 
 /* A token file (web identity, container authorization): one printable line. */
@@ -236,15 +191,16 @@ static int read_token_file(const char *path, const char *what, char **ret, char 
 			   size_t reasonlen)
 {
 	char *buf = NULL, *out;
-	size_t len = 0, start = 0;
+	size_t size = 0, len, start = 0;
 	char why[WHY_MAX];
 	int r;
 
-	r = read_file(path, AWS_TOKEN_MAX, &buf, &len, why, sizeof(why));
+	r = read_file(path, AWS_TOKEN_MAX, &buf, &size, why, sizeof(why));
 	if (r < 0) {
 		snprintf(reason, reasonlen, "%s %s", what, why);
 		return r;
 	}
+	len = size;
 	while (start < len && strchr(" \t\r\n", buf[start]))
 		start++;
 	while (len > start && strchr(" \t\r\n", buf[len - 1]))
@@ -252,11 +208,11 @@ static int read_token_file(const char *path, const char *what, char **ret, char 
 	if (!aws_token_is_valid(buf + start, len - start, AWS_TOKEN_MAX)) {
 		snprintf(reason, reasonlen, "%s %s: %s", what, path,
 			 len == start ? "empty" : "not one line of printable characters");
-		wipe_free(buf, AWS_TOKEN_MAX + 1);
+		wipe_free(buf, size + 1);
 		return -EINVAL;
 	}
 	out = strndup(buf + start, len - start);
-	wipe_free(buf, AWS_TOKEN_MAX + 1);
+	wipe_free(buf, size + 1);
 	if (!out)
 		return -ENOMEM;
 	*ret = out;
@@ -701,7 +657,7 @@ static int load_shared(const char *path, bool config, const char *profile, struc
 		return r;
 	}
 	r = aws_parse_shared_file(text, len, config, profile, ret, why, sizeof(why));
-	wipe_free(text, AWS_FILE_MAX + 1);
+	wipe_free(text, len + 1);
 	if (r < 0)
 		snprintf(reason, reasonlen, "%s: %s", path, why);
 	return r;

@@ -10,9 +10,10 @@
  * fails keeps the last good document and reports the file and line through
  * the error event.  What is kept is each secret already converted (a blob or
  * a table in the locked heap) under its id; the parsed tree is freed, and so
- * wiped, as soon as the load is done.  The file must not be writable by group or others and must
- * belong to root or to the user the daemon runs as, since whoever can write it
- * decides what every reader sees.
+ * wiped, as soon as the load is done.  The file, and every directory above
+ * it, must not be writable by group or others and must belong to root or to
+ * the user the daemon runs as (trusted_file_read()), since whoever can write
+ * it decides what every reader sees.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,83 +54,16 @@ struct file_store {
 	bool thread_started;
 };
 
-/* Reads the whole file into a malloc'ed buffer; the caller wipes it. */
+/*
+ * Reads the whole file into a malloc'ed buffer of *ret_len + 1 bytes; the
+ * caller wipes it.  Symlinks are followed (Kubernetes Secret volumes); the
+ * file reached and the directories above it are checked, like the policy.
+ */
 static int read_store(struct file_store *fs, char **ret_buf, size_t *ret_len, struct stat *ret_st,
 		      char *reason, size_t reasonlen)
 {
-	size_t len = 0, cap;
-	struct stat st;
-	char *buf;
-	int fd, r;
-
-	/* O_NONBLOCK: a FIFO put in the store's place must not hang us. */
-	/* Symlinks are followed (Kubernetes Secret volumes); the opened file is checked. */
-	fd = open(fs->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(reason, reasonlen, "%s: cannot open: %s", fs->path, strerror(errno));
-		return r;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(reason, reasonlen, "%s: not a regular file", fs->path);
-		close(fd);
-		return -EINVAL;
-	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(reason, reasonlen,
-			 "%s: refusing a store that is writable by group or others (mode %04o); "
-			 "run: chmod go-w %s",
-			 fs->path, (unsigned)(st.st_mode & 07777), fs->path);
-		close(fd);
-		return -EPERM;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		snprintf(reason, reasonlen,
-			 "%s: refusing a store owned by uid %u: it must belong to root or to the "
-			 "daemon's user (uid %u)",
-			 fs->path, (unsigned)st.st_uid, (unsigned)geteuid());
-		close(fd);
-		return -EPERM;
-	}
-	if ((uintmax_t)st.st_size > STORE_MAX_BYTES) {
-		snprintf(reason, reasonlen, "%s: larger than %u MiB", fs->path,
-			 STORE_MAX_BYTES >> 20);
-		close(fd);
-		return -EFBIG;
-	}
-	cap = (size_t)st.st_size + 1;
-	buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, cap - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			snprintf(reason, reasonlen, "%s: read: %s", fs->path, strerror(errno));
-			wipe_free(buf, cap);
-			close(fd);
-			return r;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len == cap) { /* the file grew while we read it */
-			snprintf(reason, reasonlen, "%s: changed while being read", fs->path);
-			wipe_free(buf, cap);
-			close(fd);
-			return -EAGAIN;
-		}
-	}
-	close(fd);
-	*ret_buf = buf;
-	*ret_len = len; /* the buffer holds len + 1 bytes or more: cap is st_size + 1 */
-	*ret_st = st;
-	return 0;
+	return trusted_file_read(fs->path, "store", STORE_MAX_BYTES, ret_buf, ret_len, ret_st,
+				 reason, reasonlen);
 }
 
 struct entry {
@@ -170,7 +104,7 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	if (r < 0)
 		return r;
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-	wipe_free(buf, (size_t)st.st_size + 1);
+	wipe_free(buf, len + 1);
 	if (!doc) {
 		ns_json_error_text(&je, why, sizeof(why));
 		snprintf(reason, reasonlen, "%s:%d:%d: %s", fs->path, je.line, je.column, why);
@@ -277,6 +211,11 @@ static int file_init(struct backend *b, const char *arg, const struct config *cf
 	fs->inotify_fd = -1;
 	fs->stop_pipe[0] = fs->stop_pipe[1] = -1;
 	pthread_rwlock_init(&fs->lock, NULL);
+	/* Checked under the name given first, so that a refusal names it. */
+	r = trusted_file_open(arg, "store", NULL, reason, reasonlen);
+	if (r < 0)
+		goto fail;
+	close(r);
 	/* The daemon changes directory to /, so keep an absolute path. */
 	fs->path = realpath(arg, NULL);
 	if (!fs->path) {

@@ -180,55 +180,27 @@ static int parse_go_bool(const char *s, bool *ret)
 
 /*
  * Reads a small credential file: at most @max bytes, surrounding blanks
- * (a final newline) dropped, printable ASCII only.  The buffer is wiped on
- * every path; *ret is the caller's to wipe.
+ * (a final newline) dropped, printable ASCII only.  It is checked like the
+ * policy (trusted_file_read()): a token, role_id or secret_id that another
+ * user can write or swap decides whose identity the daemon takes.  The
+ * buffer is wiped on every path; *ret is the caller's to wipe.
  */
 static int read_credential(const char *path, size_t max, const char *what, char **ret,
 			   size_t *ret_len, char *reason, size_t reasonlen)
 {
-	size_t len = 0, start = 0;
-	struct stat st;
-	char *buf, *out;
-	int fd, r;
+	size_t size = 0, len, start = 0, used;
+	char *buf = NULL, *out;
+	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(reason, reasonlen, "%s %s: %s", what, path, strerror(errno));
+	/* "token file PATH: why" */
+	used = (size_t)snprintf(reason, reasonlen, "%s ", what);
+	if (used >= reasonlen)
+		used = reasonlen ? reasonlen - 1 : 0;
+	r = trusted_file_read(path, "file", max, &buf, &size, NULL, reason + used,
+			      reasonlen - used);
+	if (r < 0)
 		return r;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(reason, reasonlen, "%s %s: not a regular file", what, path);
-		close(fd);
-		return -EINVAL;
-	}
-	buf = malloc(max + 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	for (;;) {
-		ssize_t n = read(fd, buf + len, max + 1 - len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			snprintf(reason, reasonlen, "%s %s: %s", what, path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > max) {
-			snprintf(reason, reasonlen, "%s %s: larger than %zu bytes", what, path,
-				 max);
-			r = -EFBIG;
-			goto fail;
-		}
-	}
-	close(fd);
-	fd = -1;
+	len = size;
 	while (start < len && strchr(" \t\r\n", buf[start]))
 		start++;
 	while (len > start && strchr(" \t\r\n", buf[len - 1]))
@@ -236,21 +208,16 @@ static int read_credential(const char *path, size_t max, const char *what, char 
 	if (!vault_token_is_valid(buf + start, len - start)) {
 		snprintf(reason, reasonlen, "%s %s: %s", what, path,
 			 len == start ? "empty" : "not one line of printable characters");
-		r = -EINVAL;
-		goto fail;
+		wipe_free(buf, size + 1);
+		return -EINVAL;
 	}
 	out = strndup(buf + start, len - start);
-	wipe_free(buf, max + 1);
+	wipe_free(buf, size + 1);
 	if (!out)
 		return -ENOMEM;
 	*ret = out;
 	*ret_len = strlen(out);
 	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	wipe_free(buf, max + 1);
-	return r;
 }
 
 /*

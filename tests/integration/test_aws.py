@@ -1268,3 +1268,53 @@ def test_credentials_in_no_argv_environ_stderr_or_audit(aws, amount, workdir):
     last = [r for r in aws.get("/_test/requests")["requests"] if r["listener"] == "main"][-1]
     assert last["auth"] == "InvalidSignatureException" and last["session_token_sent"]
     assert_no_credentials(d, [secret, token, "leakCheckOtherSecretKey00000000000000000"], audit)
+
+
+# ---------------------------------------------------------------- trusted files
+
+
+def _hostile(workdir, place, name, text):
+    """Writes @text (root's, 0600) where @place says; returns (path to give, needle)."""
+    if place == "proc":
+        link = workdir / name
+        link.symlink_to("/proc/self/comm")
+        return link, "is on procfs"
+    d = workdir / place[0]  # short: the whole reason must fit the backend's buffer
+    d.mkdir()
+    if place == "open":
+        os.chmod(d, 0o777)
+        needle = f"directory {d} is writable by group or others"
+    else:
+        os.chown(d, 65534, 65534)
+        needle = f"directory {d} is owned by uid 65534"
+    f = d / name
+    f.write_text(text)
+    os.chmod(f, 0o600)
+    return f, needle
+
+
+@pytest.mark.parametrize("place", ["open", "other-user", "proc"])
+@pytest.mark.parametrize("kind", ["credentials", "config", "web-identity", "ca-bundle"])
+def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs, kind, place):
+    """
+    The shared credentials and config files (a config can name a
+    credential_process to run), a web identity token file and the CA bundle,
+    when another user can replace them or they lead into /proc, are refused
+    at start, naming the file and why.
+    """
+    keys = (f"[default]\naws_access_key_id = {DEFAULT_ACCESS_KEY}\n"
+            f"aws_secret_access_key = {DEFAULT_SECRET_KEY}\n")
+    if kind == "credentials":
+        path, needle = _hostile(workdir, place, "c", keys)
+        env = {"AWS_SHARED_CREDENTIALS_FILE": path}
+    elif kind == "config":
+        path, needle = _hostile(workdir, place, "c", keys)
+        env = {"AWS_CONFIG_FILE": path}
+    elif kind == "web-identity":
+        path, needle = _hostile(workdir, place, "t", "web-jwt-one\n")
+        env = {"AWS_WEB_IDENTITY_TOKEN_FILE": path, "AWS_ROLE_ARN": ROLE}
+    else:
+        path, needle = _hostile(workdir, place, "ca", Path(certs.ca).read_text())
+        env = {**STATIC, "AWS_CA_BUNDLE": path}
+    err = start_failure(workdir, aws, certs, env=env)
+    assert str(path) in err and needle in err, err

@@ -953,3 +953,81 @@ def test_startup_errors(vs, workdir, certs):
     assert "vault_auth=ldap" in err and "token|approle|kubernetes" in err, err
     err = start_failure(workdir, src, options=[*ca, "-o", "vault_auth=kubernetes"], token=None)
     assert "vault_role" in err
+
+
+# ---------------------------------------------------------------- trusted files
+
+
+def _hostile(workdir, place, name, text):
+    """Writes @text (root's, 0600) where @place says; returns (path to give, needle)."""
+    if place == "proc":  # /proc/self/comm reads "secretfs": a well-formed token or id
+        link = workdir / name
+        link.symlink_to("/proc/self/comm")
+        return link, "is on procfs"
+    d = workdir / place[0]  # short: the whole reason must fit the backend's buffer
+    d.mkdir()
+    if place == "open":
+        os.chmod(d, 0o777)
+        needle = f"directory {d} is writable by group or others"
+    else:
+        os.chown(d, 65534, 65534)
+        needle = f"directory {d} is owned by uid 65534"
+    f = d / name
+    f.write_text(text)
+    os.chmod(f, 0o600)
+    return f, needle
+
+
+@pytest.mark.parametrize("place", ["open", "other-user", "proc"])
+@pytest.mark.parametrize("kind", ["token", "role_id", "secret_id", "ca"])
+def test_credential_and_ca_files_are_checked_like_the_policy(vs, workdir, certs, kind, place):
+    """
+    A token, role_id, secret_id or CA file that another user can replace (its
+    directory is open to others, or theirs), or a link into /proc, is refused
+    at start, naming the file and why: it decides whose identity the daemon
+    takes, or which server it believes.
+    """
+    vs.add_approle_role("app", role_id="role-id-trusted", secret_id="secret-id-trusted-01",
+                        token_ttl="1h")
+    src = f"vault:{vs.url}/secret"
+    rid, sid = workdir / "rid", workdir / "sid"
+    rid.write_text("role-id-trusted\n")
+    sid.write_text("secret-id-trusted-01\n")
+    if kind == "ca":
+        path, needle = _hostile(workdir, place, "ca.pem", Path(certs.ca).read_text())
+        err = start_failure(workdir, src, options=["-o", f"ca_file={path}"])
+    elif kind == "token":
+        path, needle = _hostile(workdir, place, "token", ROOT + "\n")
+        err = start_failure(workdir, src, token=None,
+                            options=["-o", f"ca_file={certs.ca}",
+                                     "-o", f"vault_token_file={path}"])
+    else:
+        path, needle = _hostile(workdir, place, kind, (rid if kind == "role_id" else sid)
+                                .read_text())
+        files = {"role_id": rid, "secret_id": sid, kind: path}
+        err = start_failure(workdir, src, token=None,
+                            options=["-o", f"ca_file={certs.ca}", "-o", "vault_auth=approle",
+                                     "-o", f"vault_role_id_file={files['role_id']}",
+                                     "-o", f"vault_secret_id_file={files['secret_id']}"])
+    assert str(path) in err and needle in err, err
+    assert "secret-id-trusted-01" not in err
+
+
+def test_token_in_a_kubernetes_style_sticky_tree_is_accepted(vs, vmount, workdir, certs):
+    """
+    A service account volume: a sticky directory open to all (1777), holding
+    root's ..TIMESTAMP directory, ..data -> it, and NAME -> ..data/NAME.
+    """
+    vol = workdir / "serviceaccount"
+    ts = vol / "..2026_01_02_03_04_05.000000001"
+    ts.mkdir(parents=True)
+    os.chmod(vol, 0o1777)
+    (ts / "token").write_text(ROOT + "\n")
+    (ts / "ca.crt").write_text(Path(certs.ca).read_text())
+    (vol / "..data").symlink_to(ts.name)
+    for name in ("token", "ca.crt"):
+        (vol / name).symlink_to(f"..data/{name}")
+    d = vmount(vs, token=None, ca=False,
+               options=["-o", f"vault_token_file={vol / 'token'}",
+                        "-o", f"ca_file={vol / 'ca.crt'}"])
+    assert read_file(d.path("app/db/user")) == b"app-user-77"

@@ -581,7 +581,7 @@ static void test_load_directory(void **state)
 
 	config_init(&c);
 	assert_int_equal(config_load(&c, "/tmp", err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "/tmp: not a regular file");
+	assert_string_equal(err, "/tmp: not a regular file (a directory)");
 	config_done(&c);
 }
 

@@ -1417,12 +1417,13 @@ static void test_tls_client_cert(void **state)
 	http_response_done(&resp);
 	http_client_free(c);
 
-	/* A missing key file is a TLS failure with a reason, not a crash. */
+	/* A missing key file is refused when the client is made, naming it. */
 	cfg.client_key = "/nonexistent/client.key";
-	c = client_new(&cfg);
-	assert_int_equal(do_get(c, s, "/mtls", &resp, reason, sizeof(reason)), -EIO);
-	assert_non_null(strstr(reason, "TLS"));
-	http_client_free(c);
+	c = NULL;
+	assert_int_equal(http_client_new(&cfg, &c, reason, sizeof(reason)), -ENOENT);
+	assert_null(c);
+	assert_string_equal(reason,
+			    "/nonexistent/client.key: cannot open: No such file or directory");
 	srv_stop(s);
 }
 
