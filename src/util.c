@@ -250,6 +250,14 @@ static const struct {
 	{ CGROUP2_SUPER_MAGIC, "cgroup2fs" },
 };
 
+/*
+ * FUSE: the owner and mode a FUSE mount shows are whatever its server says,
+ * and a user allowed to mount FUSE can mount over a directory of theirs that
+ * sits in a root-owned or sticky one.  Neither the file nor a directory
+ * above it may be on one.
+ */
+#define FUSE_MAGIC 0x65735546UL
+
 static bool trusted_owner(uid_t uid)
 {
 	return uid == 0 || uid == geteuid();
@@ -310,6 +318,11 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 			return reasonf(reason, reasonlen, -EINVAL,
 				       "%s: refusing a %s that is on %s", path, what,
 				       pseudo_fs[i].name);
+	if ((unsigned long)sfs.f_type == FUSE_MAGIC)
+		return reasonf(reason, reasonlen, -EPERM,
+			       "%s: refusing a %s that is on a FUSE filesystem (its server chooses "
+			       "the owner and mode it shows)",
+			       path, what);
 	/* Whoever can write it decides what the daemon does. */
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
 		return reasonf(reason, reasonlen, -EPERM,
@@ -356,6 +369,13 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 				    path, real, (unsigned)cur.st_uid);
 			goto out;
 		}
+		if (statfs(real, &sfs) == 0 && (unsigned long)sfs.f_type == FUSE_MAGIC) {
+			r = reasonf(reason, reasonlen, -EPERM,
+				    "%s: directory %s is on a FUSE filesystem (its server chooses "
+				    "the owner and mode it shows)",
+				    path, real);
+			goto out;
+		}
 		/*
 		 * Sticky (/tmp): others may add entries but not rename or remove
 		 * ours, and the entry on our path belongs to root or us.
@@ -375,6 +395,49 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 out:
 	free(real);
 	return r;
+}
+
+int trusted_program(const char *cmd, const char *what, char **ret, char *reason, size_t reasonlen)
+{
+	const char *search, *p, *end;
+	char *path = NULL;
+	int fd;
+
+	if (strchr(cmd, '/')) {
+		path = strdup(cmd);
+	} else {
+		search = getenv("PATH");
+		if (!search || !*search)
+			search = "/usr/local/bin:/usr/bin:/bin";
+		for (p = search; !path; p = end + 1) {
+			struct stat st;
+			char *cand;
+
+			end = strchrnul(p, ':');
+			if (asprintf(&cand, "%.*s%s%s", (int)(end - p), p, end > p ? "/" : "",
+				     cmd) < 0)
+				return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", cmd);
+			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
+				path = cand;
+			else
+				free(cand);
+			if (!*end)
+				break;
+		}
+		if (!path)
+			return reasonf(reason, reasonlen, -ENOENT, "%s: %s not found in $PATH",
+				       cmd, what);
+	}
+	if (!path)
+		return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", cmd);
+	fd = trusted_file_open(path, what, NULL, reason, reasonlen);
+	if (fd < 0) {
+		free(path);
+		return fd;
+	}
+	close(fd);
+	*ret = path;
+	return 0;
 }
 
 int trusted_file_open(const char *path, const char *what, struct stat *ret_st, char *reason,

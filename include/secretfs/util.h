@@ -93,5 +93,12 @@ int trusted_file_read(const char *path, const char *what, size_t max, char **ret
 		      struct stat *ret_st, char *reason, size_t reasonlen);
 /* The same checks for a directory (a CA directory): itself, as the file, and those above it. */
 int trusted_dir_check(const char *path, const char *what, char *reason, size_t reasonlen);
+/*
+ * A program the daemon runs (AWS credential_process): @cmd is found like
+ * execvp(3) does (in $PATH when it has no '/'), and the file found gets the
+ * checks of trusted_file_open().  *ret is the path to run (the caller frees
+ * it), so that the program checked is the one started.
+ */
+int trusted_program(const char *cmd, const char *what, char **ret, char *reason, size_t reasonlen);
 
 #endif

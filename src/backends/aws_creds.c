@@ -322,9 +322,14 @@ static int fetch_process(struct aws_creds *c, struct aws_credentials *ret, char 
 	uint64_t deadline;
 	int fds[2], status = 0, r;
 	bool timed_out = false, too_big = false;
+	_cleanup_free_ char *prog = NULL;
 	char *out;
 	pid_t pid;
 
+	/* Whoever can replace the program decides the credentials: checked like the policy. */
+	r = trusted_program(c->argv[0], "credential_process program", &prog, reason, reasonlen);
+	if (r < 0)
+		return r;
 	out = malloc(AWS_PROCESS_MAX + 1);
 	if (!out)
 		return -ENOMEM;
@@ -346,7 +351,7 @@ static int fetch_process(struct aws_creds *c, struct aws_credentials *ret, char 
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &deflt);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawnp(&pid, c->argv[0], &fa, &attr, c->argv, environ);
+	r = posix_spawn(&pid, prog, &fa, &attr, c->argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(fds[1]);

@@ -1294,7 +1294,8 @@ def _hostile(workdir, place, name, text):
 
 
 @pytest.mark.parametrize("place", ["open", "other-user", "proc"])
-@pytest.mark.parametrize("kind", ["credentials", "config", "web-identity", "ca-bundle"])
+@pytest.mark.parametrize("kind", ["credentials", "config", "web-identity", "ca-bundle",
+                                  "process"])
 def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs, kind, place):
     """
     The shared credentials and config files (a config can name a
@@ -1313,6 +1314,17 @@ def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs
     elif kind == "web-identity":
         path, needle = _hostile(workdir, place, "t", "web-jwt-one\n")
         env = {"AWS_WEB_IDENTITY_TOKEN_FILE": path, "AWS_ROLE_ARN": ROLE}
+    elif kind == "process":
+        # the config is in a good place; the program it names is not
+        creds = json.dumps({"Version": 1, "AccessKeyId": DEFAULT_ACCESS_KEY,
+                            "SecretAccessKey": DEFAULT_SECRET_KEY})
+        path, needle = _hostile(workdir, place, "p", f"#!/bin/sh\necho '{creds}'\n")
+        if place != "proc":
+            os.chmod(path, 0o700)
+        cfg = workdir / "cfg"
+        cfg.write_text(f"[default]\ncredential_process = {path}\n")
+        os.chmod(cfg, 0o600)
+        env = {"AWS_CONFIG_FILE": cfg}
     else:
         path, needle = _hostile(workdir, place, "ca", Path(certs.ca).read_text())
         env = {**STATIC, "AWS_CA_BUNDLE": path}

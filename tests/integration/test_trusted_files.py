@@ -199,6 +199,23 @@ def test_sticky_directory_with_an_entry_of_another_user_is_refused(workdir, good
     expect_refused(workdir, args, [str(f), f"owned by uid {NOBODY}"])
 
 
+def test_file_on_a_fuse_mount_is_refused(secretfs, workdir, good_store, kind):
+    """
+    A FUSE server chooses the owner and mode it shows: here a mount (secretfs
+    itself) presents the file as root's, mode 0400, in root's 0500
+    directories, which every other check accepts.  A user allowed to mount
+    FUSE could do the same over a directory of theirs in /tmp.
+    """
+    args = kind(workdir, workdir / "unused", good_store)
+    content = (workdir / "unused").read_text()
+    fuse = secretfs({"cfg/file": content})
+    f = fuse.path("cfg", "file")
+    st = os.stat(f)
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o400)  # what the other checks see
+    args = [a.replace(str(workdir / "unused"), str(f)) for a in args]
+    expect_refused(workdir, args, [str(f), "on a FUSE filesystem"])
+
+
 # ---------------------------------------------------------------- accepted layouts
 
 
