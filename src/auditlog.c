@@ -75,21 +75,6 @@ struct auditlog {
 	uint64_t write_errors; /* atomic */
 };
 
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 static const char *file_kind(mode_t mode)
 {
 	if (S_ISLNK(mode))

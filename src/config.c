@@ -231,21 +231,6 @@ static const char *printable(const char *s)
 	return n <= 64 ? s : "(too long to show)";
 }
 
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* "scheme:rest", scheme of [a-z0-9-]: the backend registry looks backends up by it. */
 static bool source_valid(const char *s)
 {

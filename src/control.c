@@ -68,21 +68,6 @@ struct control {
 	bool stopping;		 /* control_stop() was called; atomic */
 };
 
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_err(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* strerror() shares a buffer between threads; this is constant text. */
 static const char *errno_desc(int e)
 {
@@ -122,10 +107,10 @@ int control_parse_request(char *line, size_t len, struct control_request *ret, c
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
 	if (memchr(line, '\n', len) || memchr(line, '\0', len))
-		return set_err(err, errlen, -EINVAL, "a request is one line of text");
+		return set_error(err, errlen, -EINVAL, "a request is one line of text");
 	line[len] = '\0';
 	if (len == 0)
-		return set_err(err, errlen, -EINVAL, "empty request");
+		return set_error(err, errlen, -EINVAL, "empty request");
 
 	n = strcspn(line, " ");
 	arg = line[n] ? line + n + 1 : NULL;
@@ -134,15 +119,15 @@ int control_parse_request(char *line, size_t len, struct control_request *ret, c
 		if (strcmp(commands[i].name, line) != 0)
 			continue;
 		if (arg && !commands[i].takes_path)
-			return set_err(err, errlen, -EINVAL, "%s takes no argument", line);
+			return set_error(err, errlen, -EINVAL, "%s takes no argument", line);
 		ret->command = commands[i].command;
 		ret->arg = NULL;
 		if (!arg)
 			return 0;
 		/* An empty path is a mistake (an unset variable), not "everything". */
 		if (!*arg)
-			return set_err(err, errlen, -EINVAL,
-				       "empty path (for everything give no path, or /)");
+			return set_error(err, errlen, -EINVAL,
+					 "empty path (for everything give no path, or /)");
 		/* Relative to the mount root: "/prod/db/" is "prod/db", "/" the whole tree. */
 		while (*arg == '/')
 			arg++;
@@ -150,13 +135,13 @@ int control_parse_request(char *line, size_t len, struct control_request *ret, c
 		while (end > arg && end[-1] == '/')
 			*--end = '\0';
 		if (*arg && !ns_id_is_safe(arg))
-			return set_err(
+			return set_error(
 				err, errlen, -EINVAL,
 				"bad path: components must be non-empty and not '.' or '..'");
 		ret->arg = *arg ? arg : NULL;
 		return 0;
 	}
-	return set_err(
+	return set_error(
 		err, errlen, -EINVAL,
 		"unknown command '%.32s' (expected status, metrics, flush, refresh or reload)",
 		line);
@@ -178,39 +163,40 @@ int control_socket_path(const char *setting, const char *mountpoint, char **ret,
 		if (rt && *rt == '/') {
 			/* systemd may list several directories, separated by ':'. */
 			if (asprintf(&path, "%.*s/secretfs.sock", (int)strcspn(rt, ":"), rt) < 0)
-				return set_err(err, errlen, -ENOMEM, "out of memory");
+				return set_error(err, errlen, -ENOMEM, "out of memory");
 		} else {
 			_cleanup_free_ char *copy = strdup(mountpoint ? mountpoint : "");
 			char *base, *e;
 
 			if (!copy)
-				return set_err(err, errlen, -ENOMEM, "out of memory");
+				return set_error(err, errlen, -ENOMEM, "out of memory");
 			e = copy + strlen(copy);
 			while (e > copy && e[-1] == '/')
 				*--e = '\0';
 			base = strrchr(copy, '/');
 			base = base ? base + 1 : copy;
 			if (!*base || !ns_name_is_safe(base, strlen(base)))
-				return set_err(err, errlen, -EINVAL,
-					       "control=auto: cannot name a socket after the "
-					       "mountpoint '%s'; give a path",
-					       mountpoint ? mountpoint : "");
+				return set_error(err, errlen, -EINVAL,
+						 "control=auto: cannot name a socket after the "
+						 "mountpoint '%s'; give a path",
+						 mountpoint ? mountpoint : "");
 			if (mkdir(RUN_DIR, 0755) < 0 && errno != EEXIST)
-				return set_err(err, errlen, -errno, "control=auto: %s: %s", RUN_DIR,
-					       errno_desc(errno));
+				return set_error(err, errlen, -errno, "control=auto: %s: %s",
+						 RUN_DIR, errno_desc(errno));
 			if (asprintf(&path, RUN_DIR "/%s.sock", base) < 0)
-				return set_err(err, errlen, -ENOMEM, "out of memory");
+				return set_error(err, errlen, -ENOMEM, "out of memory");
 		}
 	} else if (setting[0] == '/') {
 		path = strdup(setting);
 		if (!path)
-			return set_err(err, errlen, -ENOMEM, "out of memory");
+			return set_error(err, errlen, -ENOMEM, "out of memory");
 	} else {
-		return set_err(err, errlen, -EINVAL,
-			       "control: expected an absolute socket path or auto");
+		return set_error(err, errlen, -EINVAL,
+				 "control: expected an absolute socket path or auto");
 	}
 	if (strlen(path) >= sizeof(sa.sun_path)) {
-		set_err(err, errlen, -ENAMETOOLONG,
+		set_error(
+			err, errlen, -ENAMETOOLONG,
 			"control socket %s: longer than the %zu bytes a unix socket path may have",
 			path, sizeof(sa.sun_path) - 1);
 		free(path);
@@ -255,27 +241,28 @@ static int resolve_admin(struct control *c, const char *admin, gid_t *ret_gid, b
 		return 0;
 	if (admin[strspn(admin, "0123456789")] == '\0') {
 		if (parse_uint(admin, UINT32_MAX - 1, &v) < 0)
-			return set_err(err, errlen, -EINVAL, "control_admin: bad uid '%.32s'",
-				       admin);
+			return set_error(err, errlen, -EINVAL, "control_admin: bad uid '%.32s'",
+					 admin);
 		uid = (uid_t)v;
 		r = passwd_lookup(NULL, uid, &uid, &gid);
 		if (r < 0 && r != -ENOENT)
-			return set_err(err, errlen, r, "control_admin: cannot look up uid %u: %s",
-				       (unsigned)uid, errno_desc(-r));
+			return set_error(err, errlen, r, "control_admin: cannot look up uid %u: %s",
+					 (unsigned)uid, errno_desc(-r));
 		if (r == -ENOENT && uid != 0 && uid != geteuid())
-			return set_err(err, errlen, -EINVAL,
-				       "control_admin: uid %u has no passwd entry, so the control "
-				       "socket cannot be opened to its group",
-				       (unsigned)uid);
+			return set_error(
+				err, errlen, -EINVAL,
+				"control_admin: uid %u has no passwd entry, so the control "
+				"socket cannot be opened to its group",
+				(unsigned)uid);
 	} else {
 		r = passwd_lookup(admin, 0, &uid, &gid);
 		if (r == -ENOENT)
-			return set_err(err, errlen, -EINVAL, "control_admin: unknown user '%.64s'",
-				       admin);
+			return set_error(err, errlen, -EINVAL,
+					 "control_admin: unknown user '%.64s'", admin);
 		if (r < 0)
-			return set_err(err, errlen, r,
-				       "control_admin: cannot look up user '%.64s': %s", admin,
-				       errno_desc(-r));
+			return set_error(err, errlen, r,
+					 "control_admin: cannot look up user '%.64s': %s", admin,
+					 errno_desc(-r));
 	}
 	c->admin_uid = uid;
 	c->has_admin = true;
@@ -302,32 +289,33 @@ static int socket_create(struct control *c, bool group_access, gid_t group, char
 	memcpy(sa.sun_path, c->path, strlen(c->path) + 1); /* checked by control_socket_path */
 	if (lstat(c->path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return set_err(err, errlen, -EEXIST,
-				       "control socket %s: exists and is not a socket; not "
-				       "replacing it",
-				       c->path);
+			return set_error(err, errlen, -EEXIST,
+					 "control socket %s: exists and is not a socket; not "
+					 "replacing it",
+					 c->path);
 		/* A live daemon accepts; a socket nobody serves any more refuses. */
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe < 0)
-			return set_err(err, errlen, -errno, "socket: %s", errno_desc(errno));
+			return set_error(err, errlen, -errno, "socket: %s", errno_desc(errno));
 		r = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
 		close(probe);
 		if (r == 0)
-			return set_err(err, errlen, -EADDRINUSE,
-				       "control socket %s: another process is serving it", c->path);
+			return set_error(err, errlen, -EADDRINUSE,
+					 "control socket %s: another process is serving it",
+					 c->path);
 		if (unlink(c->path) < 0 && errno != ENOENT)
-			return set_err(err, errlen, -errno,
-				       "control socket %s: cannot remove the "
-				       "stale socket: %s",
-				       c->path, errno_desc(errno));
+			return set_error(err, errlen, -errno,
+					 "control socket %s: cannot remove the "
+					 "stale socket: %s",
+					 c->path, errno_desc(errno));
 	} else if (errno != ENOENT) {
-		return set_err(err, errlen, -errno, "control socket %s: %s", c->path,
-			       errno_desc(errno));
+		return set_error(err, errlen, -errno, "control socket %s: %s", c->path,
+				 errno_desc(errno));
 	}
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return set_err(err, errlen, -errno, "socket: %s", errno_desc(errno));
+		return set_error(err, errlen, -errno, "socket: %s", errno_desc(errno));
 	/*
 	 * The mode comes from the umask at bind(); it is process-wide, so for
 	 * this moment other threads create files more strictly, never less.
@@ -338,17 +326,17 @@ static int socket_create(struct control *c, bool group_access, gid_t group, char
 	if (r < 0) {
 		r = -errno;
 		close(fd);
-		return set_err(err, errlen, r, "control socket %s: bind: %s", c->path,
-			       errno_desc(-r));
+		return set_error(err, errlen, r, "control socket %s: bind: %s", c->path,
+				 errno_desc(-r));
 	}
 	if ((group_access && lchown(c->path, (uid_t)-1, group) < 0) || lstat(c->path, &st) < 0 ||
 	    listen(fd, 16) < 0) {
 		r = -errno;
 		unlink(c->path);
 		close(fd);
-		return set_err(err, errlen, r, "control socket %s: %s%s", c->path,
-			       group_access ? "cannot give it the admin's group: " : "",
-			       errno_desc(-r));
+		return set_error(err, errlen, r, "control socket %s: %s%s", c->path,
+				 group_access ? "cannot give it the admin's group: " : "",
+				 errno_desc(-r));
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
@@ -1148,7 +1136,7 @@ int control_start(const struct control_params *p, struct control **ret, char *er
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return set_err(err, errlen, -ENOMEM, "out of memory");
+		return set_error(err, errlen, -ENOMEM, "out of memory");
 	c->p = *p;
 	c->fd = -1;
 	c->stop_pipe[0] = c->stop_pipe[1] = -1;
@@ -1156,14 +1144,14 @@ int control_start(const struct control_params *p, struct control **ret, char *er
 	c->start_realtime = realtime_usec();
 	c->path = strdup(p->socket_path);
 	if (!c->path) {
-		r = set_err(err, errlen, -ENOMEM, "out of memory");
+		r = set_error(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	r = resolve_admin(c, p->admin, &group, &group_access, err, errlen);
 	if (r < 0)
 		goto fail;
 	if (pipe2(c->stop_pipe, O_CLOEXEC) < 0) {
-		r = set_err(err, errlen, -errno, "pipe: %s", errno_desc(errno));
+		r = set_error(err, errlen, -errno, "pipe: %s", errno_desc(errno));
 		goto fail;
 	}
 	r = socket_create(c, group_access, group, err, errlen);
@@ -1175,7 +1163,7 @@ int control_start(const struct control_params *p, struct control **ret, char *er
 	r = -pthread_create(&c->thread, NULL, control_thread, c);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0) {
-		set_err(err, errlen, r, "cannot start the control thread: %s", errno_desc(-r));
+		set_error(err, errlen, r, "cannot start the control thread: %s", errno_desc(-r));
 		goto fail;
 	}
 	c->thread_started = true;

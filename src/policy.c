@@ -82,21 +82,6 @@ struct policy {
 	size_t ngids;
 };
 
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* Echo only short printable text: a terminal should not get escape sequences from a file. */
 static const char *printable(const char *s)
 {

@@ -34,21 +34,6 @@ static char *ready_path;     /* absolute, or NULL: no ready file */
 static char *serving_status; /* "Serving SOURCE at MOUNTPOINT", set before ready */
 static bool ready;	     /* atomic: READY=1 was sent and the ready file written */
 
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /* A newline would end the STATUS= line and start another variable: keep one line. */
 static void one_line(char *s)
 {

@@ -237,6 +237,18 @@ int group_lookup(const char *name, gid_t gid, struct group *ret_gr, char **ret_b
 	return 0;
 }
 
+int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return r;
+}
+
 /* ---- files the daemon trusts ---- */
 
 /* Kernel filesystems whose files hold text that processes (the attacker's too) choose. */
@@ -276,20 +288,6 @@ static const char *file_kind_name(mode_t m)
 	return "not a regular file";
 }
 
-static int reasonf(char *reason, size_t reasonlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int reasonf(char *reason, size_t reasonlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (reason && reasonlen) {
-		va_start(ap, fmt);
-		vsnprintf(reason, reasonlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 /*
  * Checks the opened @fd (a regular file, or a directory when @dir) and the
  * directories above its real path.  @path is the name the caller gave.
@@ -304,33 +302,35 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 	int r = 0;
 
 	if (fstat(fd, &st) < 0)
-		return reasonf(reason, reasonlen, -errno, "%s: cannot stat: %s", path,
-			       strerror(errno));
+		return set_error(reason, reasonlen, -errno, "%s: cannot stat: %s", path,
+				 strerror(errno));
 	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
-		return reasonf(reason, reasonlen, -EINVAL, "%s: not a %s (%s)", path,
-			       dir ? "directory" : "regular file",
-			       S_ISREG(st.st_mode) ? "a file" : file_kind_name(st.st_mode));
+		return set_error(reason, reasonlen, -EINVAL, "%s: not a %s (%s)", path,
+				 dir ? "directory" : "regular file",
+				 S_ISREG(st.st_mode) ? "a file" : file_kind_name(st.st_mode));
 	if (fstatfs(fd, &sfs) < 0)
-		return reasonf(reason, reasonlen, -errno, "%s: cannot statfs: %s", path,
-			       strerror(errno));
+		return set_error(reason, reasonlen, -errno, "%s: cannot statfs: %s", path,
+				 strerror(errno));
 	for (size_t i = 0; i < ARRAY_SIZE(pseudo_fs); i++)
 		if ((unsigned long)sfs.f_type == pseudo_fs[i].magic)
-			return reasonf(reason, reasonlen, -EINVAL,
-				       "%s: refusing a %s that is on %s", path, what,
-				       pseudo_fs[i].name);
+			return set_error(reason, reasonlen, -EINVAL,
+					 "%s: refusing a %s that is on %s", path, what,
+					 pseudo_fs[i].name);
 	if ((unsigned long)sfs.f_type == FUSE_MAGIC)
-		return reasonf(reason, reasonlen, -EPERM,
-			       "%s: refusing a %s that is on a FUSE filesystem (its server chooses "
-			       "the owner and mode it shows)",
-			       path, what);
+		return set_error(
+			reason, reasonlen, -EPERM,
+			"%s: refusing a %s that is on a FUSE filesystem (its server chooses "
+			"the owner and mode it shows)",
+			path, what);
 	/* Whoever can write it decides what the daemon does. */
 	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return reasonf(reason, reasonlen, -EPERM,
-			       "%s: refusing a %s that is writable by group or others (mode %04o); "
-			       "run: chmod go-w %s",
-			       path, what, (unsigned)(st.st_mode & 07777), path);
+		return set_error(
+			reason, reasonlen, -EPERM,
+			"%s: refusing a %s that is writable by group or others (mode %04o); "
+			"run: chmod go-w %s",
+			path, what, (unsigned)(st.st_mode & 07777), path);
 	if (!trusted_owner(st.st_uid))
-		return reasonf(
+		return set_error(
 			reason, reasonlen, -EPERM,
 			"%s: refusing a %s owned by uid %u: it must belong to root or to the "
 			"daemon's user (uid %u)",
@@ -339,10 +339,10 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 	/* The directories of the path that was opened: the one realpath() finds, same inode. */
 	real = realpath(path, NULL);
 	if (!real)
-		return reasonf(reason, reasonlen, -errno, "%s: cannot resolve: %s", path,
-			       strerror(errno));
+		return set_error(reason, reasonlen, -errno, "%s: cannot resolve: %s", path,
+				 strerror(errno));
 	if (stat(real, &cur) < 0 || cur.st_dev != st.st_dev || cur.st_ino != st.st_ino) {
-		r = reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being checked", path);
+		r = set_error(reason, reasonlen, -EAGAIN, "%s: changed while being checked", path);
 		goto out;
 	}
 	child_uid = st.st_uid;
@@ -353,27 +353,29 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 			*slash = '\0';
 		/* lstat: a component swapped for a symlink since realpath() is a change. */
 		if (lstat(real, &cur) < 0) {
-			r = reasonf(reason, reasonlen, -errno, "%s: directory %s: %s", path, real,
-				    strerror(errno));
+			r = set_error(reason, reasonlen, -errno, "%s: directory %s: %s", path, real,
+				      strerror(errno));
 			goto out;
 		}
 		if (!S_ISDIR(cur.st_mode)) {
-			r = reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being checked",
-				    path);
+			r = set_error(reason, reasonlen, -EAGAIN, "%s: changed while being checked",
+				      path);
 			goto out;
 		}
 		if (!trusted_owner(cur.st_uid)) {
-			r = reasonf(reason, reasonlen, -EPERM,
-				    "%s: directory %s is owned by uid %u, not root or the daemon's "
-				    "user",
-				    path, real, (unsigned)cur.st_uid);
+			r = set_error(
+				reason, reasonlen, -EPERM,
+				"%s: directory %s is owned by uid %u, not root or the daemon's "
+				"user",
+				path, real, (unsigned)cur.st_uid);
 			goto out;
 		}
 		if (statfs(real, &sfs) == 0 && (unsigned long)sfs.f_type == FUSE_MAGIC) {
-			r = reasonf(reason, reasonlen, -EPERM,
-				    "%s: directory %s is on a FUSE filesystem (its server chooses "
-				    "the owner and mode it shows)",
-				    path, real);
+			r = set_error(
+				reason, reasonlen, -EPERM,
+				"%s: directory %s is on a FUSE filesystem (its server chooses "
+				"the owner and mode it shows)",
+				path, real);
 			goto out;
 		}
 		/*
@@ -382,10 +384,11 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 		 */
 		if ((cur.st_mode & (S_IWGRP | S_IWOTH)) &&
 		    (!(cur.st_mode & S_ISVTX) || !trusted_owner(child_uid))) {
-			r = reasonf(reason, reasonlen, -EPERM,
-				    "%s: directory %s is writable by group or others (mode %04o)%s",
-				    path, real, (unsigned)(cur.st_mode & 07777),
-				    cur.st_mode & S_ISVTX ? "" : " and not sticky");
+			r = set_error(
+				reason, reasonlen, -EPERM,
+				"%s: directory %s is writable by group or others (mode %04o)%s",
+				path, real, (unsigned)(cur.st_mode & 07777),
+				cur.st_mode & S_ISVTX ? "" : " and not sticky");
 			goto out;
 		}
 		child_uid = cur.st_uid;
@@ -416,7 +419,8 @@ int trusted_program(const char *cmd, const char *what, char **ret, char *reason,
 			end = strchrnul(p, ':');
 			if (asprintf(&cand, "%.*s%s%s", (int)(end - p), p, end > p ? "/" : "",
 				     cmd) < 0)
-				return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", cmd);
+				return set_error(reason, reasonlen, -ENOMEM, "%s: out of memory",
+						 cmd);
 			if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
 				path = cand;
 			else
@@ -425,11 +429,11 @@ int trusted_program(const char *cmd, const char *what, char **ret, char *reason,
 				break;
 		}
 		if (!path)
-			return reasonf(reason, reasonlen, -ENOENT, "%s: %s not found in $PATH",
-				       cmd, what);
+			return set_error(reason, reasonlen, -ENOENT, "%s: %s not found in $PATH",
+					 cmd, what);
 	}
 	if (!path)
-		return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", cmd);
+		return set_error(reason, reasonlen, -ENOMEM, "%s: out of memory", cmd);
 	fd = trusted_file_open(path, what, NULL, reason, reasonlen);
 	if (fd < 0) {
 		free(path);
@@ -448,8 +452,8 @@ int trusted_file_open(const char *path, const char *what, struct stat *ret_st, c
 	/* O_NONBLOCK: a FIFO put in the file's place must not hang us (it is refused). */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
-		return reasonf(reason, reasonlen, -errno, "%s: cannot open: %s", path,
-			       strerror(errno));
+		return set_error(reason, reasonlen, -errno, "%s: cannot open: %s", path,
+				 strerror(errno));
 	r = trusted_check(fd, path, what, false, ret_st, reason, reasonlen);
 	if (r < 0) {
 		close(fd);
@@ -478,7 +482,7 @@ int trusted_file_read(const char *path, const char *what, size_t max, char **ret
 	buf = malloc(cap);
 	if (!buf) {
 		close(fd);
-		return reasonf(reason, reasonlen, -ENOMEM, "%s: out of memory", path);
+		return set_error(reason, reasonlen, -ENOMEM, "%s: out of memory", path);
 	}
 	for (;;) {
 		ssize_t n = read(fd, buf + len, cap - len);
@@ -486,8 +490,8 @@ int trusted_file_read(const char *path, const char *what, size_t max, char **ret
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = reasonf(reason, reasonlen, -errno, "%s: read error: %s", path,
-				    strerror(errno));
+			r = set_error(reason, reasonlen, -errno, "%s: read error: %s", path,
+				      strerror(errno));
 			wipe_free(buf, cap);
 			close(fd);
 			return r;
@@ -498,8 +502,8 @@ int trusted_file_read(const char *path, const char *what, size_t max, char **ret
 		if (len == cap) {
 			wipe_free(buf, cap);
 			close(fd);
-			return reasonf(reason, reasonlen, -EAGAIN, "%s: changed while being read",
-				       path);
+			return set_error(reason, reasonlen, -EAGAIN, "%s: changed while being read",
+					 path);
 		}
 	}
 	close(fd);
@@ -512,9 +516,9 @@ int trusted_file_read(const char *path, const char *what, size_t max, char **ret
 too_big:
 	close(fd);
 	if (max % (1024 * 1024) == 0)
-		return reasonf(reason, reasonlen, r, "%s: larger than %zu MiB", path,
-			       max / (1024 * 1024));
-	return reasonf(reason, reasonlen, r, "%s: larger than %zu bytes", path, max);
+		return set_error(reason, reasonlen, r, "%s: larger than %zu MiB", path,
+				 max / (1024 * 1024));
+	return set_error(reason, reasonlen, r, "%s: larger than %zu bytes", path, max);
 }
 
 int trusted_dir_check(const char *path, const char *what, char *reason, size_t reasonlen)
@@ -523,8 +527,8 @@ int trusted_dir_check(const char *path, const char *what, char *reason, size_t r
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_DIRECTORY);
 	if (fd < 0)
-		return reasonf(reason, reasonlen, -errno, "%s: cannot open: %s", path,
-			       strerror(errno));
+		return set_error(reason, reasonlen, -errno, "%s: cannot open: %s", path,
+				 strerror(errno));
 	r = trusted_check(fd, path, what, true, NULL, reason, reasonlen);
 	close(fd);
 	return r;

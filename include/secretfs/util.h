@@ -91,6 +91,13 @@ int trusted_file_open(const char *path, const char *what, struct stat *ret_st, c
  */
 int trusted_file_read(const char *path, const char *what, size_t max, char **ret, size_t *ret_len,
 		      struct stat *ret_st, char *reason, size_t reasonlen);
+/*
+ * Formats an error text into @err (when @errlen) and returns @r: the one
+ * helper behind "return set_error(err, errlen, -EINVAL, "%s:%u: ...", ...)".
+ */
+int set_error(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* The same checks for a directory (a CA directory): itself, as the file, and those above it. */
 int trusted_dir_check(const char *path, const char *what, char *reason, size_t reasonlen);
 /*

@@ -340,3 +340,29 @@ EXPECTED_FILES = {
     "top/multi\nline": b"line1\nline2\n",
     "single": b"single-value-xyz",
 }
+
+
+def hostile_file(workdir, place, name, text):
+    """
+    Writes @text (root's, 0600) where another user could replace it, as
+    @place says: "open" (a 0777 directory), "other-user" (a directory of
+    nobody's), or "proc" (a symlink to /proc/self/comm, which reads
+    "secretfs": a well-formed token or id).  Returns (path to give, the
+    words a refusal must contain).
+    """
+    if place == "proc":
+        link = workdir / name
+        link.symlink_to("/proc/self/comm")
+        return link, "is on procfs"
+    d = workdir / place[0]  # short: the whole reason must fit a backend's buffer
+    d.mkdir()
+    if place == "open":
+        os.chmod(d, 0o777)
+        needle = f"directory {d} is writable by group or others"
+    else:
+        os.chown(d, NOBODY, NOBODY)
+        needle = f"directory {d} is owned by uid {NOBODY}"
+    f = d / name
+    f.write_text(text)
+    os.chmod(f, 0o600)
+    return f, needle

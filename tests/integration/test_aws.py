@@ -40,6 +40,7 @@ from helpers import (
     REPO,
     STOP_TIMEOUT,
     TIME_SCALE,
+    hostile_file,
     is_mounted,
     read_file,
     run_secretfs,
@@ -1273,24 +1274,6 @@ def test_credentials_in_no_argv_environ_stderr_or_audit(aws, amount, workdir):
 # ---------------------------------------------------------------- trusted files
 
 
-def _hostile(workdir, place, name, text):
-    """Writes @text (root's, 0600) where @place says; returns (path to give, needle)."""
-    if place == "proc":
-        link = workdir / name
-        link.symlink_to("/proc/self/comm")
-        return link, "is on procfs"
-    d = workdir / place[0]  # short: the whole reason must fit the backend's buffer
-    d.mkdir()
-    if place == "open":
-        os.chmod(d, 0o777)
-        needle = f"directory {d} is writable by group or others"
-    else:
-        os.chown(d, 65534, 65534)
-        needle = f"directory {d} is owned by uid 65534"
-    f = d / name
-    f.write_text(text)
-    os.chmod(f, 0o600)
-    return f, needle
 
 
 @pytest.mark.parametrize("place", ["open", "other-user", "proc"])
@@ -1306,19 +1289,19 @@ def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs
     keys = (f"[default]\naws_access_key_id = {DEFAULT_ACCESS_KEY}\n"
             f"aws_secret_access_key = {DEFAULT_SECRET_KEY}\n")
     if kind == "credentials":
-        path, needle = _hostile(workdir, place, "c", keys)
+        path, needle = hostile_file(workdir, place, "c", keys)
         env = {"AWS_SHARED_CREDENTIALS_FILE": path}
     elif kind == "config":
-        path, needle = _hostile(workdir, place, "c", keys)
+        path, needle = hostile_file(workdir, place, "c", keys)
         env = {"AWS_CONFIG_FILE": path}
     elif kind == "web-identity":
-        path, needle = _hostile(workdir, place, "t", "web-jwt-one\n")
+        path, needle = hostile_file(workdir, place, "t", "web-jwt-one\n")
         env = {"AWS_WEB_IDENTITY_TOKEN_FILE": path, "AWS_ROLE_ARN": ROLE}
     elif kind == "process":
         # the config is in a good place; the program it names is not
         creds = json.dumps({"Version": 1, "AccessKeyId": DEFAULT_ACCESS_KEY,
                             "SecretAccessKey": DEFAULT_SECRET_KEY})
-        path, needle = _hostile(workdir, place, "p", f"#!/bin/sh\necho '{creds}'\n")
+        path, needle = hostile_file(workdir, place, "p", f"#!/bin/sh\necho '{creds}'\n")
         if place != "proc":
             os.chmod(path, 0o700)
         cfg = workdir / "cfg"
@@ -1326,7 +1309,7 @@ def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs
         os.chmod(cfg, 0o600)
         env = {"AWS_CONFIG_FILE": cfg}
     else:
-        path, needle = _hostile(workdir, place, "ca", Path(certs.ca).read_text())
+        path, needle = hostile_file(workdir, place, "ca", Path(certs.ca).read_text())
         env = {**STATIC, "AWS_CA_BUNDLE": path}
     err = start_failure(workdir, aws, certs, env=env)
     assert str(path) in err and needle in err, err

@@ -33,6 +33,7 @@ from helpers import (
     REPO,
     STOP_TIMEOUT,
     TIME_SCALE,
+    hostile_file,
     is_mounted,
     read_file,
     run_secretfs,
@@ -958,24 +959,6 @@ def test_startup_errors(vs, workdir, certs):
 # ---------------------------------------------------------------- trusted files
 
 
-def _hostile(workdir, place, name, text):
-    """Writes @text (root's, 0600) where @place says; returns (path to give, needle)."""
-    if place == "proc":  # /proc/self/comm reads "secretfs": a well-formed token or id
-        link = workdir / name
-        link.symlink_to("/proc/self/comm")
-        return link, "is on procfs"
-    d = workdir / place[0]  # short: the whole reason must fit the backend's buffer
-    d.mkdir()
-    if place == "open":
-        os.chmod(d, 0o777)
-        needle = f"directory {d} is writable by group or others"
-    else:
-        os.chown(d, 65534, 65534)
-        needle = f"directory {d} is owned by uid 65534"
-    f = d / name
-    f.write_text(text)
-    os.chmod(f, 0o600)
-    return f, needle
 
 
 @pytest.mark.parametrize("place", ["open", "other-user", "proc"])
@@ -994,15 +977,15 @@ def test_credential_and_ca_files_are_checked_like_the_policy(vs, workdir, certs,
     rid.write_text("role-id-trusted\n")
     sid.write_text("secret-id-trusted-01\n")
     if kind == "ca":
-        path, needle = _hostile(workdir, place, "ca.pem", Path(certs.ca).read_text())
+        path, needle = hostile_file(workdir, place, "ca.pem", Path(certs.ca).read_text())
         err = start_failure(workdir, src, options=["-o", f"ca_file={path}"])
     elif kind == "token":
-        path, needle = _hostile(workdir, place, "token", ROOT + "\n")
+        path, needle = hostile_file(workdir, place, "token", ROOT + "\n")
         err = start_failure(workdir, src, token=None,
                             options=["-o", f"ca_file={certs.ca}",
                                      "-o", f"vault_token_file={path}"])
     else:
-        path, needle = _hostile(workdir, place, kind, (rid if kind == "role_id" else sid)
+        path, needle = hostile_file(workdir, place, kind, (rid if kind == "role_id" else sid)
                                 .read_text())
         files = {"role_id": rid, "secret_id": sid, kind: path}
         err = start_failure(workdir, src, token=None,
