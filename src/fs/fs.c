@@ -39,11 +39,48 @@ struct fs {
 	struct access access;
 	struct handles handles;
 	pthread_mutex_t dirlist_lock; /* every node's dirlist pointer and each dirlist's refs */
+	/*
+	 * Every open file and directory handle: a session that ends (SIGTERM,
+	 * unmount) sends no release for files still open, or whose release is
+	 * still in flight, so fs_free() drops what is left, values included.
+	 */
+	pthread_mutex_t open_lock;
+	struct open_link *open_list; /* protected by open_lock */
 };
+
+struct open_link {
+	struct open_link *prev, *next; /* protected by fs->open_lock */
+	bool dir;		       /* a struct dirhandle, else a struct handle */
+};
+
+static void open_track(struct fs *fs, struct open_link *l, bool dir)
+{
+	l->dir = dir;
+	l->prev = NULL;
+	pthread_mutex_lock(&fs->open_lock);
+	l->next = fs->open_list;
+	if (l->next)
+		l->next->prev = l;
+	fs->open_list = l;
+	pthread_mutex_unlock(&fs->open_lock);
+}
+
+static void open_untrack(struct fs *fs, struct open_link *l)
+{
+	pthread_mutex_lock(&fs->open_lock);
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		fs->open_list = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	pthread_mutex_unlock(&fs->open_lock);
+}
 
 /* An open secret file: a reference to the value seen at open. */
 struct handle {
-	uid_t uid; /* whose handle count it is in */
+	struct open_link link; /* first: fs_free() finds the handle from it */
+	uid_t uid;	       /* whose handle count it is in */
 	struct secret *value;
 	const unsigned char *data;
 	size_t len;
@@ -68,6 +105,7 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	fs->mount_time = time(NULL);
 	pthread_mutex_init(&fs->access.lock, NULL);
 	pthread_mutex_init(&fs->dirlist_lock, NULL);
+	pthread_mutex_init(&fs->open_lock, NULL);
 	handles_init(&fs->handles, p->max_handles_per_uid);
 	fs->access.policy = p->policy;
 	fs->access.audit = p->audit;
@@ -78,10 +116,24 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	return 0;
 }
 
+struct dirhandle;
+static void handle_free(struct fs *fs, struct handle *h);
+static void dirhandle_free(struct fs *fs, struct dirhandle *h);
+
 void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
+	/* Handles the kernel never released; their dirlists point at nodes, so first. */
+	while (fs->open_list) {
+		struct open_link *l = fs->open_list;
+
+		if (l->dir)
+			dirhandle_free(fs, (struct dirhandle *)l);
+		else
+			handle_free(fs, (struct handle *)l);
+	}
+	pthread_mutex_destroy(&fs->open_lock);
 	nodes_done(&fs->nodes);
 	if (fs->access.policy)
 		policy_unref(fs->access.policy);
@@ -499,12 +551,17 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->direct_io = 1; /* never through the page cache */
 	fi->keep_cache = 0;
 	fi->noflush = 1; /* nothing to flush: spare close(2) a round trip */
-	if (fuse_reply_open(req, fi) < 0) {
-		/* The opener is gone: no release will come. */
-		handles_put(&fs->handles, h->uid);
-		secret_unref(h->value);
-		free(h);
-	}
+	open_track(fs, &h->link, false);
+	if (fuse_reply_open(req, fi) < 0)
+		handle_free(fs, h); /* the opener is gone: no release will come */
+}
+
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	open_untrack(fs, &h->link);
+	handles_put(&fs->handles, h->uid);
+	secret_unref(h->value);
+	free(h);
 }
 
 static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -526,9 +583,7 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct fs *fs = req_fs(req);
 
-	handles_put(&fs->handles, h->uid);
-	secret_unref(h->value);
-	free(h);
+	handle_free(fs, h);
 	fuse_reply_err(req, 0);
 	/*
 	 * direct_io keeps read(2) out of the page cache, but the kernel still
@@ -566,6 +621,7 @@ struct dirlist {
 
 /* An open directory: the shared listing and which of its entries this caller sees. */
 struct dirhandle {
+	struct open_link link; /* first: fs_free() finds the handle from it */
 	struct dirlist *list;
 	uid_t uid;
 	uint64_t visible[]; /* bit i: e[i] is shown */
@@ -719,6 +775,7 @@ fail:
 
 static void dirhandle_free(struct fs *fs, struct dirhandle *h)
 {
+	open_untrack(fs, &h->link);
 	handles_put(&fs->handles, h->uid);
 	dirlist_unref(fs, h->list);
 	free(h);
@@ -762,6 +819,7 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->cache_readdir = 0;
 	fi->keep_cache = 0;
+	open_track(fs, &h->link, true);
 	if (fuse_reply_open(req, fi) < 0)
 		dirhandle_free(fs, h);
 }

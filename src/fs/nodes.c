@@ -43,6 +43,10 @@ static void node_free(struct node *n)
 
 void nodes_done(struct node_table *t)
 {
+	for (struct node *n = t->detached, *next; n; n = next) {
+		next = n->hnext;
+		node_free(n);
+	}
 	for (size_t i = 0; i < t->nbuckets; i++) {
 		struct node *n = t->buckets[i], *next;
 
@@ -126,7 +130,9 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 		 * leaves the table and lives on until the kernel forgets it. */
 		n = *pp;
 		*pp = n->hnext;
-		n->hnext = NULL;
+		/* Kept on the detached list until forgotten, or freed with the table. */
+		n->hnext = t->detached;
+		t->detached = n;
 		__atomic_store_n(&n->detached, true, __ATOMIC_RELEASE);
 		t->count--;
 		break;
@@ -201,6 +207,13 @@ void nodes_forget(struct node_table *t, struct node *node, uint64_t n)
 			if (*pp == node) {
 				*pp = node->hnext;
 				t->count--;
+				break;
+			}
+		}
+	} else {
+		for (pp = &t->detached; *pp; pp = &(*pp)->hnext) {
+			if (*pp == node) {
+				*pp = node->hnext;
 				break;
 			}
 		}

@@ -47,6 +47,8 @@ struct node_table {
 	struct node **buckets; /* protected by lock */
 	size_t nbuckets;       /* protected by lock */
 	size_t count;	       /* protected by lock */
+	struct node
+		*detached; /* replaced nodes the kernel still knows, via hnext; protected by lock */
 	uint64_t next_generation;
 	struct node root;
 };
