@@ -365,6 +365,8 @@ def run(args):
                 wait = time.monotonic() - t0
                 v = b"".join(chunks).decode(errors="replace")
                 wrong = None
+                if args.self_check:  # check against the wrong path: every read must be caught
+                    p = paths[(paths.index(p) + 1) % len(paths)]
                 if v not in values[p]:
                     other = owner.get(v)
                     wrong = ("other-path" if other else "torn", p, v[:48])
@@ -618,6 +620,8 @@ def main():
                     default=env("SOAK_STRICT", "1") != "0")
     ap.add_argument("--no-strict", dest="strict", action="store_false",
                     help="report, but exit 0 on failures (SOAK_STRICT=0)")
+    ap.add_argument("--self-check", action="store_true",
+                    help="check each read against the next path's values, to see the check fail")
     ap.add_argument("--json", help="also write the report as JSON to this file")
     ap.add_argument("--keep", action="store_true", help="keep the work directory on failure")
     args = ap.parse_args()
