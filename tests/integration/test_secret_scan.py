@@ -14,7 +14,10 @@ import subprocess
 
 import pytest
 
-from helpers import CMD_TIMEOUT, REPO
+from helpers import CMD_TIMEOUT, REPO, SANITIZER
+
+# The scan runs no code of ours: once, in the plain `make check`, is enough.
+pytestmark = pytest.mark.skipif(bool(SANITIZER), reason="the scan runs no secretfs code")
 
 SCAN = REPO / "tests" / "secret-scan"
 

@@ -434,6 +434,9 @@ def run(args):
             ("malformed bodies", "fault", {"kind": "malformed", **half}),
         ]
         share = args.seconds / len(sequence)
+        with stats.lock:  # the report lists the phases in this order
+            for name in ["warm-up", *(n for n, _, _ in sequence), "recovered"]:
+                stats._ph(name)
         for name, how, arg in sequence:
             if not alive():
                 break
