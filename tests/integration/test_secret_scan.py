@@ -63,7 +63,8 @@ def test_a_copy_of_the_tree_is_clean(tree):
     ("tests/unit/leak.c", f"/* {AWS_KEY_ID} */"),
     ("docs/notes.md", PRIVATE_KEY),
     ("examples/app.conf", PASSWORD),
-])
+], ids=["aws-key-id-in-src", "aws-secret-in-backend", "password-in-src", "password-in-test",
+        "aws-key-id-in-unit-test", "private-key-in-docs", "password-in-example"])
 def test_a_secret_in_a_source_file_fails(tree, rel, line):
     f = tree / rel
     f.parent.mkdir(parents=True, exist_ok=True)
