@@ -29,7 +29,7 @@ What it does:
   - it samples the daemon's RSS, open fds and threads every second.
 
 The report (stdout, and --json FILE) gives reads and listings, wrong values
-by kind, errors by errno (overall and by phase), p50/p99/max wait (overall
+by kind, errors by errno (overall and by phase; a listing's as list:ERRNO), p50/p99/max wait (overall
 and by phase), and RSS, fds and threads at start (after the warm-up), at the
 end (after the final settle) and at their peak.
 
@@ -232,6 +232,8 @@ class Stats:
                 p["max_wait"], p["max_wait_op"] = wait, f"{op} {what}"
             if err is not None:
                 name = errno.errorcode.get(err, str(err))
+                if op != "read":
+                    name = f"{op}:{name}"  # a listing's error, apart from the reads'
                 p["errors"][name] = p["errors"].get(name, 0) + 1
             if wrong is not None:
                 p["wrong"][wrong[0]] = p["wrong"].get(wrong[0], 0) + 1
