@@ -445,14 +445,18 @@ def run(args):
             with stats.lock:
                 stats.phase = name
             log(f"phase: {name} ({share:.1f}s)")
-            if how == "fault":
-                server.fault(**arg)
-                time.sleep(share)
-                server.clear_faults()
-            else:
-                server.stop(arg)
-                time.sleep(share)
-                server.restart()
+            try:
+                if how == "fault":
+                    server.fault(**arg)
+                    time.sleep(share)
+                    server.clear_faults()
+                else:
+                    server.stop(arg)
+                    time.sleep(share)
+                    server.restart()
+            except Exception as e:  # the test server itself failed: report, end the run
+                failures.append(f"phase {name}: the test server: {type(e).__name__}: {e}")
+                break
         # ---- healthy again, then the end sample
         with stats.lock:
             stats.phase = "recovered"
