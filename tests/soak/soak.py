@@ -244,6 +244,18 @@ class Stats:
 WRONG_EXAMPLES = []
 
 
+def growth_failures(st, en):
+    """What is wrong with the daemon's growth from sample @st to sample @en."""
+    out = []
+    rss_allowed = max(st["rss"] * RSS_GROWTH_FRACTION, RSS_GROWTH_MIN)
+    if en["rss"] - st["rss"] > rss_allowed:
+        out.append(f"RSS grew from {st['rss'] / MIB:.1f} MiB to {en['rss'] / MIB:.1f} MiB "
+                   f"(allowed +{rss_allowed / MIB:.1f} MiB)")
+    if en["fds"] - st["fds"] > FD_GROWTH:
+        out.append(f"open fds grew from {st['fds']} to {en['fds']} (allowed +{FD_GROWTH})")
+    return out
+
+
 def pct(sorted_waits, q):
     if not sorted_waits:
         return 0.0
@@ -536,12 +548,7 @@ def run(args):
                         f"{total['max_wait']:.3f}s: {total['max_wait_op']})")
     st, en = report["daemon"]["start"], report["daemon"]["end"]
     if st and en:
-        rss_allowed = max(st["rss"] * RSS_GROWTH_FRACTION, RSS_GROWTH_MIN)
-        if en["rss"] - st["rss"] > rss_allowed:
-            failures.append(f"RSS grew from {st['rss'] / MIB:.1f} MiB to {en['rss'] / MIB:.1f} MiB "
-                            f"(allowed +{rss_allowed / MIB:.1f} MiB)")
-        if en["fds"] - st["fds"] > FD_GROWTH:
-            failures.append(f"open fds grew from {st['fds']} to {en['fds']} (allowed +{FD_GROWTH})")
+        failures += growth_failures(st, en)
     elif not failures:
         failures.append("no start or end sample of the daemon")
     report["failures"] = failures
