@@ -8,6 +8,11 @@
 #   make deps / make test-deps   install the Debian packages that are missing
 #   make demo                    build and mount examples/store.json at $(DEMO_MNT)
 #   make bench                   run the benchmark in bench/
+#   make soak [SOAK_SECONDS=60] [SOAK_BACKENDS="vault aws"] [SOAK_STRICT=0]
+#                                readers, rotation and faults through a real mount (tests/soak/);
+#                                not part of make check
+#   make valgrind                one integration scenario under valgrind (tests/valgrind/)
+#   make secret-scan             git-secrets over this tree (tests/secret-scan, .gitallowed)
 #   make format
 #   make fuzz                    libFuzzer targets (clang) in build-fuzz/; run e.g.
 #                                build-fuzz/fuzz_policy -dict=tests/fuzz/policy.dict \
@@ -66,12 +71,15 @@ DEPS := $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-dev libcurl4-openssl-dev \
 	libsystemd-dev
 DEB_RUN := fuse3 libsystemd0
+DEB_VALGRIND := valgrind
+DEB_SECRET_SCAN := git-secrets
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
 	systemd man-db groff-base \
-	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client
+	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client \
+	$(DEB_VALGRIND) $(DEB_SECRET_SCAN)
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
-	deps test-deps demo demo-stop bench test fuzz
+	deps test-deps demo demo-stop bench test fuzz soak valgrind secret-scan
 
 all: $(BUILD)/secretfs
 
@@ -178,6 +186,31 @@ demo-stop:
 bench: all
 	$(MAKE) -C bench
 	bench/run $(abspath $(BUILD)/secretfs)
+
+# The soak test (tests/soak/soak.py): N readers, rotation and the fault sequence
+# against the Vault and AWS test servers, SOAK_SECONDS of faults each (plus a
+# warm-up and a settle period).  SOAK_STRICT=0 reports without failing.
+SOAK_SECONDS ?= 60
+SOAK_BACKENDS ?= vault aws
+SOAK_STRICT ?= 1
+soak: $(BUILD)/secretfs
+	@rc=0; for b in $(SOAK_BACKENDS); do \
+		SOAK_STRICT=$(SOAK_STRICT) $(PYTHON) tests/soak/soak.py --backend $$b \
+			--seconds $(SOAK_SECONDS) --binary $(abspath $(BUILD)/secretfs) || rc=1; \
+	done; exit $$rc
+
+# One integration scenario with the daemon under valgrind; fails on any error
+# or definite leak.  A plain build: valgrind and the sanitizers do not mix.
+valgrind:
+	@tests/install-deps $(DEB_VALGRIND)
+	$(MAKE) SANITIZER= all
+	SECRETFS_BIN=$(abspath build/secretfs) $(PYTHON) tests/valgrind/run.py
+
+# git-secrets (AWS patterns and the cheat sheet's) over this tree; the allowed
+# test fixtures are in .gitallowed, by path.
+secret-scan:
+	@tests/install-deps $(DEB_SECRET_SCAN)
+	tests/secret-scan
 
 # examples/ holds files and one level of directories (container/, kubernetes/).
 EXAMPLE_DIRS := $(patsubst %/.,%,$(wildcard examples/*/.))
