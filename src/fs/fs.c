@@ -969,7 +969,7 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
  * The head of the kernel's INIT request and reply (linux/fuse.h, a stable
  * ABI: these fields have not moved since protocol 7.0).
  */
-#define FUSE_OPCODE_INIT 26
+#define FUSE_OPCODE_INIT	  26
 #define FUSE_FLAG_PARALLEL_DIROPS (1u << 18)
 
 struct kernel_in_header {
@@ -1019,7 +1019,8 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
 			struct kernel_init_head *io = iov[1].iov_base;
 			struct fs *fs = userdata;
 
-			/* What sfs_init() asked for: offered by the kernel, and not single-threaded. */
+			/* What sfs_init() asked for: offered by the kernel, and not
+			 * single-threaded. */
 			if (init_parallel_dirops && fs->parallel_dirops)
 				io->flags |= FUSE_FLAG_PARALLEL_DIROPS;
 			__atomic_store_n(&init_unique, 0, __ATOMIC_RELEASE);
