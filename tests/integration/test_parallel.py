@@ -65,7 +65,8 @@ def test_lookups_in_one_folder_reach_the_store_together(vs, vmount):
     finally:
         finish(vs, threads)
     assert all(isinstance(r, int) for r in results), results
-    gets = [r for r in vs.requests_log() if r["secret"] and r["secret"].startswith("secret/par/")]
+    gets = [r for r in vs.requests_log()
+            if r["secret_op"] == "read" and r["secret"].startswith(f"secret/{FOLDER}/")]
     assert len(gets) == N_DIR
     # Each GET arrived before any of them was answered.
     assert max(r["time"] for r in gets) <= min(r["end"] for r in gets)
