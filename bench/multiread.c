@@ -139,7 +139,9 @@ int main(int argc, char **argv)
 
 		if (n)
 			printf("%s%s:%lu", k++ ? "," : "",
-			       e == MAX_ERRNO ? "empty" : strerrorname_np(e) ? strerrorname_np(e) : "?",
+			       e == MAX_ERRNO	    ? "empty"
+			       : strerrorname_np(e) ? strerrorname_np(e)
+						    : "?",
 			       n);
 	}
 	printf("%s\n", k ? "" : "0");
