@@ -831,29 +831,37 @@ static void refresh_single(struct source *s, const char *id, const char *asked,
 		refreshed(id, asked, version, out);
 }
 
-/* Every cached value (under @prefix); listings are dropped, fetched on their next use. */
-static void refresh_many(struct control *c, const char *prefix, struct metrics_buf *out)
+/* What refresh_values() did: counts and the first few failures. */
+struct refresh_tally {
+	size_t ok, failed;
+	struct metrics_buf failures;
+};
+
+/*
+ * Refetches every cached value under @prefix (all of them when NULL), @skip
+ * aside (a secret refreshed on its own).
+ */
+static void refresh_values(struct control *c, const char *prefix, const char *skip,
+			   struct refresh_tally *t)
 {
 	struct source *s = c->p.source;
 	char reason[BACKEND_REASON_MAX], version[BACKEND_VERSION_MAX];
-	struct metrics_buf failures;
-	size_t n = 0, ok = 0, failed = 0;
+	size_t n = 0;
 	struct secret *v;
 	char **keys;
 	int r;
 
-	if (prefix)
-		flush_under(s->listings, prefix);
-	else if (s->listings)
-		cache_flush(s->listings, NULL);
+	metrics_buf_init(&t->failures, 4096);
 	if (cache_keys(s->values, &keys, &n) < 0) {
-		metrics_buf_printf(out, "error: out of memory\n");
+		t->failed++;
+		metrics_buf_printf(&t->failures, "out of memory");
 		return;
 	}
-	metrics_buf_init(&failures, 4096);
 	for (size_t i = 0; i < n; i++) {
 		/* Values (a remembered "not found" just expires) under @prefix. */
-		v = !prefix || under(keys[i], prefix) ? cache_peek(s->values, keys[i]) : NULL;
+		v = (!prefix || under(keys[i], prefix)) && !(skip && strcmp(keys[i], skip) == 0)
+			    ? cache_peek(s->values, keys[i])
+			    : NULL;
 		if (v) {
 			secret_unref(v);
 			/* A shutdown does not wait for the rest. */
@@ -865,23 +873,84 @@ static void refresh_many(struct control *c, const char *prefix, struct metrics_b
 						sizeof(version));
 			}
 			if (r >= 0)
-				ok++;
-			else if (failed++ < FAILURES_SHOWN)
-				metrics_buf_printf(&failures, "%s%s: %s (%s)",
-						   failed > 1 ? "; " : "", keys[i], reason,
+				t->ok++;
+			else if (t->failed++ < FAILURES_SHOWN)
+				metrics_buf_printf(&t->failures, "%s%s: %s (%s)",
+						   t->failed > 1 ? "; " : "", keys[i], reason,
 						   errno_name(-r));
 		}
 		free(keys[i]);
 	}
 	free(keys);
-	if (failed)
-		metrics_buf_printf(out, "error: refreshed %zu of %zu secrets; failed: %s%s\n", ok,
-				   ok + failed, failures.data ? failures.data : "",
-				   failed > FAILURES_SHOWN ? "; ..." : "");
-	else
-		metrics_buf_printf(out, "ok refreshed %zu secrets%s%s\n", ok,
-				   prefix ? " under " : "", prefix ? prefix : "");
-	metrics_buf_done(&failures);
+}
+
+/* "error: ..." for failures in @t; returns whether there were any. */
+static bool tally_failed(struct refresh_tally *t, const char *prefix, struct metrics_buf *out)
+{
+	if (!t->failed)
+		return false;
+	metrics_buf_printf(out, "error: refreshed %zu of %zu secrets%s%s; failed: %s%s\n", t->ok,
+			   t->ok + t->failed, prefix ? " under " : "", prefix ? prefix : "",
+			   t->failures.data ? t->failures.data : "",
+			   t->failed > FAILURES_SHOWN ? "; ..." : "");
+	return true;
+}
+
+/* Every cached value; listings are dropped, fetched on their next use. */
+static void refresh_everything(struct control *c, struct metrics_buf *out)
+{
+	struct source *s = c->p.source;
+	struct refresh_tally t = { 0 };
+
+	if (s->listings)
+		cache_flush(s->listings, NULL);
+	refresh_values(c, NULL, NULL, &t);
+	if (!tally_failed(&t, NULL, out))
+		metrics_buf_printf(out, "ok refreshed %zu secrets\n", t.ok);
+	metrics_buf_done(&t.failures);
+}
+
+/*
+ * Fetches the listing of the folder @path again now, as refresh_one() does
+ * a value.  Returns 0 with its number of entries, or a negative errno with
+ * @reason set (-ENOSYS: the store cannot list).
+ */
+static int refresh_listing(struct source *s, const char *path, size_t *ret_entries, char *reason,
+			   size_t reasonlen)
+{
+	struct cache_result cr;
+	int r;
+
+	reason[0] = '\0';
+	if (!s->listings) {
+		snprintf(reason, reasonlen, "the store cannot list folders");
+		return -ENOSYS;
+	}
+	cache_invalidate(s->listings, path);
+	r = cache_get(s->listings, path, &cr, reason, reasonlen);
+	if (r < 0) {
+		if (!reason[0])
+			snprintf(reason, reasonlen, "%s", errno_desc(-r));
+		return r;
+	}
+	*ret_entries = cr.value->kind == SECRET_TABLE ? secret_table_count(cr.value) : 0;
+	secret_unref(cr.value);
+	if (cr.state == CACHE_STALE) {
+		size_t used = strnlen(reason, reasonlen - 1);
+
+		snprintf(reason + used, reasonlen - used, "%sstill serving the previous listing",
+			 used ? "; " : "");
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+static bool listing_cached(struct source *s, const char *path)
+{
+	struct secret *v = s->listings ? cache_peek(s->listings, path) : NULL;
+
+	secret_unref(v);
+	return v != NULL;
 }
 
 static bool has_values_under(struct source *s, const char *prefix)
@@ -900,36 +969,83 @@ static bool has_values_under(struct source *s, const char *prefix)
 	return found;
 }
 
+/*
+ * @path as a folder: its listing fetched again now, and every value cached
+ * under it.  @secret_version is set when @path is also a secret, refreshed
+ * just before (its line is then "ok refreshed PATH version V; ...").
+ * Returns the listing's error, which is answered unless @quiet.
+ */
+static int refresh_folder(struct control *c, const char *path, const char *secret_version,
+			  bool quiet, struct metrics_buf *out)
+{
+	char reason[BACKEND_REASON_MAX];
+	struct refresh_tally t = { 0 };
+	size_t entries = 0;
+	int r;
+
+	r = refresh_listing(c->p.source, path, &entries, reason, sizeof(reason));
+	if (r < 0) {
+		if (!quiet)
+			metrics_buf_printf(out, "error: refresh %s: %s (%s)\n", path, reason,
+					   errno_name(-r));
+		return r;
+	}
+	refresh_values(c, path, path, &t);
+	if (!tally_failed(&t, path, out)) {
+		if (secret_version)
+			metrics_buf_printf(out, "ok refreshed %s%s%s; a listing of %zu %s", path,
+					   secret_version[0] ? " version " : "", secret_version,
+					   entries, entries == 1 ? "entry" : "entries");
+		else
+			metrics_buf_printf(out, "ok refreshed %s: a listing of %zu %s", path,
+					   entries, entries == 1 ? "entry" : "entries");
+		if (!secret_version || t.ok)
+			metrics_buf_printf(out, ", %zu %s", t.ok, t.ok == 1 ? "secret" : "secrets");
+		metrics_buf_printf(out, "\n");
+	}
+	metrics_buf_done(&t.failures);
+	return 0;
+}
+
+/*
+ * A key file: its secret.  A secret: fetched again; if it is also a folder
+ * we hold a listing of, that too.  A folder (what no fetch finds, or what
+ * we hold a listing or values under): its listing and what is cached under it.
+ */
 static void answer_refresh(struct control *c, const char *path, uid_t uid, struct metrics_buf *out)
 {
 	char parent[CONTROL_REQUEST_MAX], reason[BACKEND_REASON_MAX];
 	char version[BACKEND_VERSION_MAX];
 	struct source *s = c->p.source;
 	struct secret *v;
-	bool known;
+	bool known, folder;
 	int r;
 
 	log_info("control: uid %u refreshes %s", (unsigned)uid, path ? path : "everything cached");
 	if (!path) {
-		refresh_many(c, NULL, out);
+		refresh_everything(c, out);
 		return;
 	}
 	if (parent_holds_key(s, path, parent, sizeof(parent), &known)) {
 		refresh_single(s, parent, path, out);
 		return;
 	}
+	folder = listing_cached(s, path) || has_values_under(s, path);
 	v = cache_peek(s->values, path);
-	if (v) {
-		secret_unref(v);
-		refresh_single(s, path, NULL, out);
+	secret_unref(v);
+	if (!v && folder) {
+		refresh_folder(c, path, NULL, false, out);
 		return;
 	}
-	if (has_values_under(s, path)) {
-		refresh_many(c, path, out);
-		return;
-	}
-	/* Nothing cached: the secret at @path, or else the object secret holding it. */
+	/* The secret at @path, or else the object secret holding it, or else a folder. */
 	r = refresh_one(s, path, reason, sizeof(reason), version, sizeof(version));
+	if (r >= 0) {
+		if (folder)
+			refresh_folder(c, path, version, false, out);
+		else
+			refreshed(path, NULL, version, out);
+		return;
+	}
 	if (r == -ENOENT && !known && strchr(path, '/')) {
 		char preason[BACKEND_REASON_MAX], pversion[BACKEND_VERSION_MAX];
 
@@ -940,11 +1056,10 @@ static void answer_refresh(struct control *c, const char *path, uid_t uid, struc
 			return;
 		}
 	}
-	if (r < 0)
-		metrics_buf_printf(out, "error: refresh %s: %s (%s)\n", path, reason,
-				   errno_name(-r));
-	else
-		refreshed(path, NULL, version, out);
+	/* Not a secret: a folder, if the store lists one there (else the fetch's error). */
+	if (r == -ENOENT && refresh_folder(c, path, NULL, true, out) >= 0)
+		return;
+	metrics_buf_printf(out, "error: refresh %s: %s (%s)\n", path, reason, errno_name(-r));
 }
 
 static void answer_reload(struct control *c, uid_t uid, struct metrics_buf *out)
@@ -1206,7 +1321,8 @@ void control_stop(struct control *c)
 	"    status          JSON: sources, authentication, token expiry, cache, uptime\n"         \
 	"    metrics         Prometheus text format\n"                                             \
 	"    flush [PATH]    drop cached values: all, or the secret or folder at PATH\n"           \
-	"    refresh [PATH]  fetch again now: everything cached, or the secret at PATH\n"          \
+	"    refresh [PATH]  fetch again now: everything cached, or the secret at PATH,\n"         \
+	"                    or the folder at PATH (its listing and what is cached under it)\n"    \
 	"    reload          reload the policy and reopen the audit log (as SIGHUP)\n"             \
 	"\n"                                                                                       \
 	"PATH is relative to the mount root; for a key of an object secret it means the\n"         \

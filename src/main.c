@@ -116,6 +116,10 @@ static void usage(FILE *f)
 		"secret\n"
 		"    -o max_handles_per_uid=N  open files and directories one uid may hold;\n"
 		"                           past it, EMFILE (default 4096, 0 = no cap)\n"
+		"    -o max_threads=N       FUSE worker threads, each may wait up to "
+		"fetch_timeout\n"
+		"                           on a cold name (default 64 here; libfuse says 10)\n"
+		"    -o max_idle_threads=N  idle workers kept (default: all of them)\n"
 		"    -o audit=TARGET        one JSON record per open and listing, and per denied\n"
 		"                           lookup (once per uid and path per ttl): a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
@@ -654,14 +658,22 @@ static void *reload_thread(void *arg)
 	return NULL;
 }
 
+/* FUSE worker threads unless -o max_threads says otherwise (libfuse's default is 10). */
+#define SECRETFS_MAX_THREADS 64u
+
 static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 {
 	const char *fsname = strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
 	_cleanup_free_ char *first = NULL, *extra = NULL;
 
-	/* fsname and subtype may be overridden; the safety flags go last so that
-	 * nothing (an fstab "defaults" means "rw") turns them off. */
-	if (asprintf(&first, "-osubtype=secretfs,fsname=%s,auto_unmount", fsname) < 0 ||
+	/*
+	 * fsname, subtype and max_threads may be overridden; the safety flags go
+	 * last so that nothing (an fstab "defaults" means "rw") turns them off.
+	 * A worker waits up to fetch_timeout on a cold name: libfuse's pool of 10
+	 * would let ten slow fetches queue every other request, cached reads too.
+	 */
+	if (asprintf(&first, "-osubtype=secretfs,fsname=%s,auto_unmount,max_threads=%u", fsname,
+		     SECRETFS_MAX_THREADS) < 0 ||
 	    fuse_opt_insert_arg(args, 1, first) < 0)
 		return -ENOMEM;
 	if (cfg->fuse_options &&
@@ -841,6 +853,8 @@ int main(int argc, char *argv[])
 	sigdelset(&hup, SIGHUP); /* what the main thread unblocks before the loop */
 	if (fuse_session_mount(se, opts.mountpoint) != 0)
 		goto out_signals;
+	if (fs_session_io(fs, se, !opts.singlethread) < 0)
+		goto out_unmount;
 
 	r = source_start(src, reason, sizeof(reason));
 	if (r < 0) {

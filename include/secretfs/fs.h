@@ -41,6 +41,13 @@ void fs_free(struct fs *fs);
 void fs_set_policy(struct fs *fs, struct policy *p);
 /* The session the ops run in, for notifications to the kernel. */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
+/*
+ * After fuse_session_mount(), before the loop: the session reads and writes
+ * the device through fs.c, which tells the kernel at INIT that lookups and
+ * readdirs of one directory may run in parallel (@parallel_dirops; not for
+ * a single-threaded loop).  libfuse before 3.16 never sends that flag.
+ */
+int fs_session_io(struct fs *fs, struct fuse_session *se, bool parallel_dirops);
 
 struct fs_stats {
 	uint64_t access_denied;	  /* opens, listings and access(2) the decision refused */

@@ -46,6 +46,7 @@ struct file_store {
 	const char **ids;		   /* protected by lock; sorted, each strdup()ed */
 	struct secret **values;		   /* protected by lock; values[i] is ids[i]'s */
 	size_t nids;			   /* protected by lock */
+	size_t max_id_len;		   /* protected by lock; the longest id's strlen */
 	char version[BACKEND_VERSION_MAX]; /* protected by lock */
 
 	int inotify_fd;
@@ -97,7 +98,7 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	const char *key;
 	json_error_t je;
 	struct stat st = { 0 };
-	size_t len = 0, n = 0, old_n;
+	size_t len = 0, n = 0, old_n, max_id_len = 0;
 	int r;
 
 	r = read_store(fs, &buf, &len, &st, reason, reasonlen);
@@ -167,6 +168,8 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	for (size_t i = 0; i < n; i++) {
 		ids[i] = e[i].id;
 		values[i] = e[i].value;
+		if (strlen(e[i].id) > max_id_len)
+			max_id_len = strlen(e[i].id);
 	}
 	free(e);
 
@@ -177,6 +180,7 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	fs->ids = ids;
 	fs->values = values;
 	fs->nids = n;
+	fs->max_id_len = max_id_len;
 	snprintf(fs->version, sizeof(fs->version), "%lld.%09ld", (long long)st.st_mtim.tv_sec,
 		 st.st_mtim.tv_nsec);
 	pthread_rwlock_unlock(&fs->lock);
@@ -383,15 +387,86 @@ static int file_fetch(struct backend *b, const char *id, struct secret **ret_val
 	return -ENOENT;
 }
 
+/* The first of ids[lo, hi) (sorted) that is not below @key. */
+static size_t lower_bound(const char *const *ids, size_t lo, size_t hi, const char *key)
+{
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(ids[mid], key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * One id for each child of folder @prefix, found in the sorted ids without
+ * reading the rest of the store: the ids under "P/" are the range
+ * ["P/", "P0") ('0' follows '/'), and a child folder C's own ids, the range
+ * ["P/C/", "P/C0"), are skipped by a binary search.  So a listing costs its
+ * children times log(store), not the store.  Called under the lock.
+ */
+static int children_of(struct file_store *fs, const char *prefix, const char ***ret, size_t *ret_n)
+{
+	size_t pl = strlen(prefix), lo = 0, hi = fs->nids, n = 0, cap = 0;
+	_cleanup_free_ char *key = NULL;
+	const char **c = NULL, **nc;
+
+	/* "P/C0" is no longer than an id under P/C/; "P/" and "P0" fit in pl + 2. */
+	key = malloc((fs->max_id_len > pl ? fs->max_id_len : pl) + 2);
+	if (!key)
+		return -ENOMEM;
+	if (pl) {
+		memcpy(key, prefix, pl);
+		memcpy(key + pl, "/", 2);
+		lo = lower_bound(fs->ids, 0, fs->nids, key);
+		key[pl] = '0';
+		hi = lower_bound(fs->ids, lo, fs->nids, key);
+		pl++; /* and the '/' */
+	}
+	for (size_t i = lo; i < hi;) {
+		const char *rest = fs->ids[i] + pl, *slash = strchr(rest, '/');
+
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			nc = realloc(c, cap * sizeof(*c));
+			if (!nc) {
+				free(c);
+				return -ENOMEM;
+			}
+			c = nc;
+		}
+		c[n++] = fs->ids[i];
+		if (!slash) {
+			i++;
+			continue;
+		}
+		/* A folder: past every id under it. */
+		memcpy(key, fs->ids[i], (size_t)(slash - fs->ids[i]));
+		memcpy(key + (slash - fs->ids[i]), "0", 2);
+		i = lower_bound(fs->ids, i + 1, hi, key);
+	}
+	*ret = c;
+	*ret_n = n;
+	return 0;
+}
+
 static int file_list(struct backend *b, const char *prefix, struct secret **ret_listing,
 		     char *reason, size_t reasonlen)
 {
 	struct file_store *fs = b->priv;
+	const char **c = NULL;
+	size_t n = 0;
 	int r;
 
 	pthread_rwlock_rdlock(&fs->lock);
-	r = ns_listing_from_ids(fs->ids, fs->nids, prefix, ret_listing);
+	r = children_of(fs, prefix, &c, &n);
+	if (r >= 0)
+		r = ns_listing_from_ids(c, n, prefix, ret_listing);
 	pthread_rwlock_unlock(&fs->lock);
+	free(c);
 	if (r == -ENOENT)
 		snprintf(reason, reasonlen, "no folder '%s' in %s", prefix, fs->path);
 	return r;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ struct fs {
 	time_t mount_time;
 	struct node_table nodes;
 	struct fuse_session *se;
+	bool parallel_dirops; /* told to the kernel at INIT (see fs_session_io) */
 	struct access access;
 	struct handles handles;
 	pthread_mutex_t dirlist_lock; /* every node's dirlist pointer and each dirlist's refs */
@@ -1007,7 +1009,94 @@ static void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset
 	erofs(req);
 }
 
+/*
+ * Lookups and readdirs of one directory run side by side: without this the
+ * kernel takes the directory's lock around each, and one slow fetch stalls
+ * every other name in the folder.  libfuse 3.16 and later pass it on;
+ * before that (Debian 12 has 3.14) the INIT reply never carries it, which
+ * fs_session_io() mends.
+ */
+static void sfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+}
+
+/*
+ * The head of the kernel's INIT request and reply (linux/fuse.h, a stable
+ * ABI: these fields have not moved since protocol 7.0).
+ */
+#define FUSE_OPCODE_INIT	  26
+#define FUSE_FLAG_PARALLEL_DIROPS (1u << 18)
+
+struct kernel_in_header {
+	uint32_t len, opcode;
+	uint64_t unique, nodeid;
+	uint32_t uid, gid, pid, padding;
+};
+
+struct kernel_init_head {
+	uint32_t major, minor, max_readahead, flags;
+};
+
+struct kernel_out_header {
+	uint32_t len;
+	int32_t error;
+	uint64_t unique;
+};
+
+/* The INIT request's id while its reply is due, and whether the kernel offered the flag. */
+static uint64_t init_unique;
+static bool init_parallel_dirops;
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+	const struct kernel_in_header *in = buf;
+
+	if (n >= (ssize_t)(sizeof(*in) + sizeof(struct kernel_init_head)) &&
+	    in->opcode == FUSE_OPCODE_INIT) {
+		const struct kernel_init_head *ii = (const void *)(in + 1);
+
+		init_parallel_dirops = ii->flags & FUSE_FLAG_PARALLEL_DIROPS;
+		__atomic_store_n(&init_unique, in->unique, __ATOMIC_RELEASE);
+	}
+	return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	uint64_t want = __atomic_load_n(&init_unique, __ATOMIC_ACQUIRE);
+
+	if (want && count >= 2 && iov[0].iov_len >= sizeof(struct kernel_out_header) &&
+	    iov[1].iov_len >= sizeof(struct kernel_init_head)) {
+		const struct kernel_out_header *out = iov[0].iov_base;
+
+		if (out->unique == want && out->error == 0) {
+			struct kernel_init_head *io = iov[1].iov_base;
+			struct fs *fs = userdata;
+
+			/* What sfs_init() asked for: offered by the kernel, and not
+			 * single-threaded. */
+			if (init_parallel_dirops && fs->parallel_dirops)
+				io->flags |= FUSE_FLAG_PARALLEL_DIROPS;
+			__atomic_store_n(&init_unique, 0, __ATOMIC_RELEASE);
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+int fs_session_io(struct fs *fs, struct fuse_session *se, bool parallel_dirops)
+{
+	static const struct fuse_custom_io io = { .read = io_read, .writev = io_writev };
+
+	fs->parallel_dirops = parallel_dirops;
+	return fuse_session_custom_io(se, &io, fuse_session_fd(se)) == 0 ? 0 : -EINVAL;
+}
+
 const struct fuse_lowlevel_ops fs_ops = {
+	.init = sfs_init,
 	.lookup = sfs_lookup,
 	.forget = sfs_forget,
 	.forget_multi = sfs_forget_multi,

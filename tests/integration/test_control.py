@@ -588,3 +588,44 @@ def test_vault_root_token_never_expires(vs, vmount, workdir):
     wait_socket(sock, vmount(vs, options=["-o", f"control={sock}"]))
     auth = status(sock)["sources"][0]["auth"]
     assert auth["token_expires"] is None and auth["state"] == "ok", auth
+
+
+def test_refresh_a_folder(vs, vmount, workdir):
+    """
+    `ctl refresh FOLDER` works as it does for a secret: the folder's listing
+    is fetched again now (a secret added to the store shows at once, with no
+    further LIST), and so is every value cached under it.  A folder that does
+    not exist is an error.
+    """
+    sock = workdir / "vault-ctl.sock"
+    d = vmount(vs, options=["-o", f"control={sock}", "-o", "ttl=300"])
+    wait_socket(sock, d)
+    lists = lambda: vs.secret_count("secret/app/", "list")  # noqa: E731
+    gets = lambda: vs.secret_count("secret/app/db", "read")  # noqa: E731
+    assert sorted(os.listdir(d.path("app"))) == ["api-key", "db"]  # listed, nothing read
+    assert lists() == 1 and gets() == 0
+
+    vs.put_secret("secret", "app/new", {"v": "a-new-secret-value"})
+    assert sorted(os.listdir(d.path("app"))) == ["api-key", "db"]  # the cached listing
+    out = ctl_ok(sock, "refresh", "app")
+    assert out == "ok refreshed app: a listing of 3 entries, 0 secrets\n", out
+    assert lists() == 2
+    assert sorted(os.listdir(d.path("app"))) == ["api-key", "db", "new"]
+    assert lists() == 2  # the refresh filled the cache
+
+    assert try_read(d.path("app/db/password")) == b"s3cr3t-pa55word"
+    assert gets() == 1
+    out = ctl_ok(sock, "refresh", "/app/")
+    assert out == "ok refreshed app: a listing of 3 entries, 1 secret\n", out
+    assert (lists(), gets()) == (3, 2)
+
+    # A secret that is also a folder: the secret, as before, and its folder.
+    assert sorted(os.listdir(d.path("foo"))) == ["bar", "self"]
+    out = ctl_ok(sock, "refresh", "foo")
+    assert re.fullmatch(r"ok refreshed foo version \d+; a listing of 1 entry\n", out), out
+
+    r = ctl(sock, "refresh", "no-such-folder")
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("error: refresh no-such-folder: "), r.stderr
+    assert "(ENOENT)" in r.stderr
+    assert_no_values(out + r.stdout + r.stderr, [*VAULT_VALUES, b"a-new-secret-value"])

@@ -384,6 +384,7 @@ class _Req:
         self._json_done = False
         self.token = None
         self.resolve_error = None
+        self.holds = []
         self.x_vault_request = headers.get("X-Vault-Request") is not None
 
     def json(self):
@@ -425,6 +426,7 @@ class VaultServer:
         self._admin_port_wanted = admin_port
         self._initial_config = copy.deepcopy(config or {})
         self._lock = threading.RLock()
+        self._in_flight = 0  # /v1 requests being answered (not reset by reset_counts)
         self._httpd = None
         self._admin_httpd = None
         self._threads = []
@@ -443,6 +445,8 @@ class VaultServer:
                 self.namespaces = {"": Namespace("")}
                 self.tokens = {}
                 self.policies = {}
+                for f in getattr(self, "faults", []):
+                    f["_release"].set()
                 self.faults = []
                 self._fault_seq = 0
                 self.require_request_header = False
@@ -814,7 +818,7 @@ class VaultServer:
                   headers=None, latency_ms=0, size_mib=1.0, chunked=False, truncate_at=None,
                   body=None, content_type=None, rst=False):
         """Register a fault rule; returns its id. See README for semantics."""
-        kinds = ("status", "latency", "drop", "truncate", "oversize", "malformed")
+        kinds = ("status", "latency", "hold", "drop", "truncate", "oversize", "malformed")
         if kind not in kinds:
             raise ValueError(f"kind must be one of {kinds}")
         with self._lock:
@@ -842,6 +846,7 @@ class VaultServer:
                 "body": body,
                 "content_type": content_type,
                 "rst": bool(rst),
+                "_release": threading.Event(),
                 "matched": 0,
                 "fired": 0,
             }
@@ -850,10 +855,10 @@ class VaultServer:
 
     def clear_faults(self, fault_id=None):
         with self._lock:
-            if fault_id is None:
-                self.faults = []
-            else:
-                self.faults = [f for f in self.faults if f["id"] != int(fault_id)]
+            gone = [f for f in self.faults if fault_id is None or f["id"] == int(fault_id)]
+            self.faults = [f for f in self.faults if f not in gone]
+        for f in gone:  # a "hold" lets its requests go
+            f["_release"].set()
 
     def list_faults(self):
         with self._lock:
@@ -875,6 +880,8 @@ class VaultServer:
                 "secrets": {},
                 "statuses": {},
                 "namespaces": {},
+                "in_flight": self._in_flight,
+                "in_flight_peak": self._in_flight,
             }
             self._log = []
             self._seq = 0
@@ -985,6 +992,9 @@ class VaultServer:
         nskey = req.ns or "root"
         c["namespaces"][nskey] = c["namespaces"].get(nskey, 0) + 1
         self._seq += 1
+        self._in_flight += 1
+        c["in_flight"] = self._in_flight
+        c["in_flight_peak"] = max(c["in_flight_peak"], self._in_flight)
         tok = self._token_from_headers(req)
         t = self.tokens.get(tok) if tok else None
         rec = {
@@ -1008,6 +1018,7 @@ class VaultServer:
             "body_len": len(req.body or b""),
             "status": None,
             "fault": None,
+            "end": None,
         }
         self._log.append(rec)
         if len(self._log) > 10000:
@@ -1016,12 +1027,16 @@ class VaultServer:
 
     def _finish(self, rec, status):
         with self._lock:
+            if rec["end"] is None:
+                rec["end"] = time.time()
+                self._in_flight -= 1
+                self._counts["in_flight"] = self._in_flight
             rec["status"] = status
             k = str(status)
             self._counts["statuses"][k] = self._counts["statuses"].get(k, 0) + 1
 
     def _match_fault(self, req):
-        """Returns (latency_seconds, action_rule_or_None)."""
+        """Returns (latency_seconds, action_rule_or_None); "hold" rules go to req.holds."""
         latency = 0.0
         action = None
         for f in list(self.faults):
@@ -1031,7 +1046,7 @@ class VaultServer:
                 continue
             if f["namespace"] is not None and f["namespace"] != req.ns:
                 continue
-            if f["kind"] != "latency" and action is not None:
+            if f["kind"] not in ("latency", "hold") and action is not None:
                 continue
             f["matched"] += 1
             if f["matched"] <= f["skip"]:
@@ -1042,6 +1057,9 @@ class VaultServer:
                 continue
             f["fired"] += 1
             self._counts["faults_fired"] += 1
+            if f["kind"] == "hold":
+                req.holds.append(f)
+                continue
             latency += f["latency_ms"] / 1000.0
             if f["kind"] != "latency":
                 action = f
@@ -1061,6 +1079,8 @@ class VaultServer:
             latency, fault = self._match_fault(req)
         if latency > 0:
             time.sleep(latency)
+        for f in req.holds:  # until the rule is cleared, or its latency_ms (default 120 s)
+            f["_release"].wait(f["latency_ms"] / 1000.0 or 120.0)
         if fault is not None:
             rec["fault"] = fault["kind"]
             if fault["kind"] == "drop":

@@ -464,6 +464,23 @@ static void test_flush_and_refresh(void **state)
 	a = ask(f, "flush\n");
 	assert_true(strncmp(a, "ok flushed everything: ", 23) == 0);
 	free(a);
+
+	/* A folder with nothing cached under it: its listing, fetched now. */
+	a = ask(f, "refresh prod\n");
+	assert_string_equal(a, "ok refreshed prod: a listing of 2 entries, 0 secrets\n");
+	free(a);
+	v = cache_peek(f->src->listings, "prod");
+	assert_non_null(v);
+	secret_unref(v);
+	/* and with a value cached under it: that too */
+	read_value(f, "prod/api-key");
+	a = ask(f, "refresh /prod/\n");
+	assert_string_equal(a, "ok refreshed prod: a listing of 2 entries, 1 secret\n");
+	free(a);
+	a = ask(f, "refresh nowhere\n");
+	assert_true(strncmp(a, "error: refresh nowhere: ", 24) == 0);
+	assert_non_null(strstr(a, "(ENOENT)\n"));
+	free(a);
 }
 
 static void test_reload_and_errors(void **state)

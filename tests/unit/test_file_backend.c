@@ -33,6 +33,7 @@
 #include <cmocka.h>
 
 #include "secretfs/backend.h"
+#include "secretfs/namespace.h"
 #include "secretfs/secret.h"
 #include "secretfs/util.h"
 
@@ -403,6 +404,117 @@ static void test_fetch_and_list(void **state)
 		expect_contains(reason, want);
 	}
 
+	backend_close(f->b);
+	f->b = NULL;
+	assert_int_equal(secret_live_count(), f->live0);
+}
+
+/*
+ * Listings of folders whose names sort around '/': '-' and '.' sort before
+ * it, '0' just after, so a folder's ids and a sibling secret's are not
+ * adjacent.  Each listing must equal what the whole store says.
+ */
+static void expect_same_listing(struct backend *b, const char *const *ids, size_t n,
+				const char *prefix)
+{
+	char reason[BACKEND_REASON_MAX] = "";
+	struct secret *got = NULL, *want = NULL;
+	struct secret_entry ge, we;
+	int rg, rw;
+
+	rg = b->ops->list(b, prefix, &got, reason, sizeof(reason));
+	rw = ns_listing_from_ids(ids, n, prefix, &want);
+	if (rg != rw)
+		fail_msg("list '%s': %d (%s), want %d", prefix, rg, reason, rw);
+	if (rw < 0)
+		return;
+	if (secret_table_count(got) != secret_table_count(want))
+		fail_msg("list '%s': %zu entries, want %zu", prefix, secret_table_count(got),
+			 secret_table_count(want));
+	for (size_t i = 0; i < secret_table_count(want); i++) {
+		assert_true(secret_table_at(got, i, &ge));
+		assert_true(secret_table_at(want, i, &we));
+		if (strcmp(ge.name, we.name) != 0 || ge.value[0] != we.value[0])
+			fail_msg("list '%s' [%zu]: '%s' %d, want '%s' %d", prefix, i, ge.name,
+				 ge.value[0], we.name, we.value[0]);
+	}
+	secret_unref(got);
+	secret_unref(want);
+}
+
+static void test_list_names_around_slash(void **state)
+{
+	static const char *const parts[] = { "a", "a-b", "a.b", "a0", "b", "ab", "!" };
+	static const struct want_child a[] = {
+		{ "b", BACKEND_LIST_SECRET | BACKEND_LIST_FOLDER },
+		{ "b-c", BACKEND_LIST_SECRET },
+		{ "b0", BACKEND_LIST_SECRET },
+		{ "c", BACKEND_LIST_FOLDER },
+	};
+	static const struct want_child ab[] = {
+		{ "c", BACKEND_LIST_SECRET | BACKEND_LIST_FOLDER },
+		{ "c-d", BACKEND_LIST_FOLDER },
+	};
+	struct fx *f = *state;
+	char reason[BACKEND_REASON_MAX] = "", *doc, **ids;
+	size_t n = 0, cap = 4096, used = 0;
+	int r;
+
+	/* Every id of up to three components drawn from @parts, plus a few by hand. */
+	ids = calloc(cap, sizeof(*ids));
+	doc = malloc(1 << 20);
+	assert_non_null(ids);
+	assert_non_null(doc);
+	for (size_t i = 0; i < ARRAY_SIZE(parts); i++)
+		for (size_t j = 0; j <= ARRAY_SIZE(parts); j++)
+			for (size_t k = 0; k <= ARRAY_SIZE(parts); k++) {
+				char id[64];
+
+				if (j == ARRAY_SIZE(parts) && k != ARRAY_SIZE(parts))
+					continue;
+				snprintf(id, sizeof(id), "x/%s%s%s%s%s", parts[i],
+					 j < ARRAY_SIZE(parts) ? "/" : "",
+					 j < ARRAY_SIZE(parts) ? parts[j] : "",
+					 k < ARRAY_SIZE(parts) ? "/" : "",
+					 k < ARRAY_SIZE(parts) ? parts[k] : "");
+				assert_true(n < cap);
+				ids[n++] = strdup(id);
+			}
+	for (const char *const *p = (const char *const[]){ "a/b", "a-b", "a/b/c", "a0", "a/b-c",
+							   "a/b0", "a/c/d", "a", "ab/c", "ab/c/d",
+							   "ab/c-d/e", "ab0", "a/b/c/d", NULL };
+	     *p; p++)
+		ids[n++] = strdup(*p);
+	used += (size_t)snprintf(doc + used, (1 << 20) - used, "{");
+	for (size_t i = 0; i < n; i++) {
+		assert_non_null(ids[i]);
+		used += (size_t)snprintf(doc + used, (1 << 20) - used, "%s\"%s\": \"v%zu\"",
+					 i ? ",\n" : "", ids[i], i);
+	}
+	snprintf(doc + used, (1 << 20) - used, "}\n");
+	write_atomic(f->dir, f->path, doc, 0600);
+	r = backend_open(f->source, NULL, &f->events, &f->b, reason, sizeof(reason));
+	if (r != 0)
+		fail_msg("open: %d %s", r, reason);
+
+	expect_listing(f->b, "a", a, ARRAY_SIZE(a));
+	expect_listing(f->b, "ab", ab, ARRAY_SIZE(ab));
+	/* Every folder, and every id and prefix of one (a secret that is no folder: ENOENT). */
+	expect_same_listing(f->b, (const char *const *)ids, n, "");
+	for (size_t i = 0; i < n; i++) {
+		char pre[64];
+
+		snprintf(pre, sizeof(pre), "%s", ids[i]);
+		for (size_t len = strlen(pre); len > 0; len--) {
+			pre[len] = '\0';
+			if (pre[len - 1] != '/' && ns_id_is_safe(pre))
+				expect_same_listing(f->b, (const char *const *)ids, n, pre);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	free(doc);
 	backend_close(f->b);
 	f->b = NULL;
 	assert_int_equal(secret_live_count(), f->live0);
@@ -783,6 +895,7 @@ int main(void)
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fetch_and_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_names_around_slash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_error_unicode_escape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_permissions, setup, teardown),
