@@ -1014,3 +1014,97 @@ def test_token_in_a_kubernetes_style_sticky_tree_is_accepted(vs, vmount, workdir
                options=["-o", f"vault_token_file={vol / 'token'}",
                         "-o", f"ca_file={vol / 'ca.crt'}"])
     assert read_file(d.path("app/db/user")) == b"app-user-77"
+
+
+# ---------------------------------------------------------------- transient means transient
+
+
+def ctl_metric(sock, family, **labels):
+    """One sample of `secretfs ctl metrics` (0 when the series is absent)."""
+    r = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
+    assert r.returncode == 0, r.stderr
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in r.stdout.splitlines():
+        name, _, rest = line.partition("{")
+        if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_cut_short_reset_and_malformed_keep_the_stale_value(vs, vmount, workdir):
+    """
+    Issue 10 (4): a body cut short, a connection reset and a malformed 200 (a proxy gone
+    wrong) are transient: an expired value is served stale over them, while a 403 and a 404
+    still end it.  However many reads, each path is logged once per reason within the
+    window; the malformed answer is logged loudly, without its body, and counted.
+    """
+    sock = workdir / "transient.sock"
+    d = vmount(vs, options=["-o", "ttl=1s", "-o", "max_attempts=2", "-o", "negative_ttl=1h",
+                            "-o", f"control={sock}"])
+    src = f"vault:{vs.url}/secret"
+    stale = {"app/db/password": b"s3cr3t-pa55word",       # body cut short (Content-Length)
+             "app/api-key/value": b"abc-api-key-123",     # connection reset (RST)
+             "foo/self": b"foo-itself-value",             # a proxy's HTML page with a 200
+             "team/svc/cfg/url": b"https://svc.internal.example"}  # a dropped connection
+    for rel, want in stale.items():
+        assert read_file(d.path(rel)) == want
+    assert read_file(d.path("other/x/v")) == b"other-denied-value"
+    fetched = time.monotonic()
+    marker = "PROXY-BODY-MARKER-7f3a"
+    fids = {
+        "app/db": vs.add_fault(kind="truncate", path="/data/app/db$"),
+        "app/api-key": vs.add_fault(kind="drop", rst=True, path="/data/app/api-key$"),
+        "foo": vs.add_fault(kind="malformed", path="/data/foo$",
+                            body=f"<html><body>{marker} upstream says hi</body></html>",
+                            content_type="text/html"),
+        "team/svc/cfg": vs.add_fault(kind="drop", path="/data/team/svc/cfg$"),
+        "other/x": vs.add_fault(kind="status", status=403, path="/data/other/x$"),
+    }
+    time.sleep(max(0.0, fetched + 1.1 - time.monotonic()))  # every value has expired
+
+    # Many reads, for longer than the one-second pause between refetches, so that each
+    # fault is met more than once.
+    reads, denied = 0, []
+    t_end = time.monotonic() + 2.5
+    while time.monotonic() < t_end:
+        for rel, want in stale.items():
+            got = read_err_or_bytes(d.path(rel))
+            assert got == want, f"{rel}: {errno.errorcode.get(got, got)}, not the stale value"
+            reads += 1
+        denied.append(read_err(d.path("other/x/v")))
+    assert set(denied) == {errno.EACCES}, denied  # a denial ends the value at once
+    faults = {f["id"]: f for f in vs.list_faults()}
+    for sid, fid in fids.items():
+        assert faults[fid]["fired"] >= 2, (sid, faults[fid])  # each was met again
+
+    # A 404 ends it too (the key is gone: not found, never the old value).
+    vs.clear_faults(fids["other/x"])
+    vs.add_fault(kind="status", status=404, path="/data/app/db$")
+    vs.clear_faults(fids["app/db"])
+    time.sleep(1.1)  # past the pause after the last transient failure
+    assert read_err(d.path("app/db/password")) == errno.ENOENT
+
+    err = d.stderr()
+    lines = err.splitlines()
+
+    def logged(*words):
+        return [ln for ln in lines if all(w in ln for w in words)]
+
+    # One stale-serve line per path, whatever the number of reads.
+    for sid in ("app/db", "app/api-key", "foo", "team/svc/cfg"):
+        got = logged("stale", f"'{sid}'")
+        assert len(got) == 1, f"{sid}: {len(got)} stale lines in {reads} reads:\n{err}"
+    assert "cut short" in logged("stale", "'app/db'")[0]
+    # The denial: one line for the path and reason, not one a read.
+    got = logged("'other/x'", "Permission denied")
+    assert len(got) == 1, f"{len(got)} lines for {len(denied)} denied reads:\n{err}"
+    # The malformed answer: one loud line naming the path, never the body.
+    got = logged("'foo'", "malformed")
+    got = [ln for ln in got if "stale" not in ln]
+    assert len(got) == 1, err
+    assert marker not in err and "upstream says hi" not in err
+    # ... and counted, once per malformed answer.
+    n = faults[fids["foo"]]["fired"]
+    assert ctl_metric(sock, "secretfs_backend_malformed_total", source=src) >= n
+    assert ctl_metric(sock, "secretfs_backend_requests_total", source=src, op="fetch",
+                      code="EBADMSG") >= n
