@@ -1377,8 +1377,8 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(aws, amount, workdir
         denied.append(read_err(d.path("dev/x")))
     assert set(denied) == {errno.EACCES}, denied
     faults = {f["id"]: f for f in aws.get("/_test/faults")["faults"]}
-    for rel, fid in fids.items():
-        assert faults[fid]["fired"] >= 2, (rel, faults[fid])
+    for rel, fid in fids.items():  # each transient fault was met again; the denial is kept
+        assert faults[fid]["fired"] >= (1 if rel == "dev/x" else 2), (rel, faults[fid])
 
     aws.post("/_test/faults/clear", {"id": fids["prod/db/url"]})
     aws.fault(kind="error", code="ParameterNotFound", operation=op, name="/app/prod/db/url$")
@@ -1392,11 +1392,11 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(aws, amount, workdir
         return [ln for ln in lines if all(w in ln for w in words)]
 
     for rel in stale:
-        got = logged("stale", f"'{rel}'")
+        got = logged("serving a stale value of", f"'{rel}'")
         assert len(got) == 1, f"{rel}: {len(got)} stale lines in {reads} reads:\n{err}"
     got = logged("'dev/x'", "Permission denied")
     assert len(got) == 1, f"{len(got)} lines for {len(denied)} denied reads:\n{err}"
-    got = [ln for ln in logged("'prod/hosts'", "malformed") if "stale" not in ln]
+    got = [ln for ln in logged("'prod/hosts'", "malformed") if "serving a stale" not in ln]
     assert len(got) == 1, err
     assert marker not in err and "gateway page" not in err
     n = faults[fids["prod/hosts"]]["fired"]

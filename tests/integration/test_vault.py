@@ -1074,8 +1074,8 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(vs, vmount, workdir)
         denied.append(read_err(d.path("other/x/v")))
     assert set(denied) == {errno.EACCES}, denied  # a denial ends the value at once
     faults = {f["id"]: f for f in vs.list_faults()}
-    for sid, fid in fids.items():
-        assert faults[fid]["fired"] >= 2, (sid, faults[fid])  # each was met again
+    for sid, fid in fids.items():  # each transient fault was met again; the denial is kept
+        assert faults[fid]["fired"] >= (1 if sid == "other/x" else 2), (sid, faults[fid])
 
     # A 404 ends it too (the key is gone: not found, never the old value).
     vs.clear_faults(fids["other/x"])
@@ -1092,15 +1092,15 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(vs, vmount, workdir)
 
     # One stale-serve line per path, whatever the number of reads.
     for sid in ("app/db", "app/api-key", "foo", "team/svc/cfg"):
-        got = logged("stale", f"'{sid}'")
+        got = logged("serving a stale value of", f"'{sid}'")
         assert len(got) == 1, f"{sid}: {len(got)} stale lines in {reads} reads:\n{err}"
-    assert "cut short" in logged("stale", "'app/db'")[0]
+    assert "cut short" in logged("serving a stale value of", "'app/db'")[0]
     # The denial: one line for the path and reason, not one a read.
     got = logged("'other/x'", "Permission denied")
     assert len(got) == 1, f"{len(got)} lines for {len(denied)} denied reads:\n{err}"
     # The malformed answer: one loud line naming the path, never the body.
     got = logged("'foo'", "malformed")
-    got = [ln for ln in got if "stale" not in ln]
+    got = [ln for ln in got if "serving a stale" not in ln]
     assert len(got) == 1, err
     assert marker not in err and "upstream says hi" not in err
     # ... and counted, once per malformed answer.
