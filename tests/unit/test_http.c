@@ -32,9 +32,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "secretfs/backend.h"
 #include "secretfs/http.h"
 #include "secretfs/util.h"
 
@@ -543,6 +545,95 @@ static void test_status_table(void **state)
 	}
 }
 
+/*
+ * Transient or permanent, decided once (backend_error_is_transient): a failed
+ * transfer's errno, whether it is retried, and what the cache makes of it
+ * after backend_error_normalise() all agree.
+ */
+static void test_transient_table(void **state)
+{
+	static const struct {
+		int code;
+		int err;
+		bool transient;
+	} curl_cases[] = {
+		{ CURLE_PARTIAL_FILE, -ECONNRESET, true }, /* a body cut short (Content-Length) */
+		{ CURLE_RECV_ERROR, -ECONNRESET, true },   /* a reset */
+		{ CURLE_SEND_ERROR, -ECONNRESET, true },
+		{ CURLE_GOT_NOTHING, -ECONNRESET, true }, /* a dropped connection */
+		{ CURLE_HTTP2, -ECONNRESET, true },
+		{ CURLE_HTTP2_STREAM, -ECONNRESET, true },
+		{ CURLE_COULDNT_CONNECT, -ECONNREFUSED, true },
+		{ CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, true },
+		{ CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH, true },
+		{ CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT, true },
+		{ CURLE_PEER_FAILED_VERIFICATION, -EIO, false },
+		{ CURLE_SSL_CACERT_BADFILE, -EIO, false },
+		{ CURLE_URL_MALFORMAT, -EINVAL, false },
+		{ CURLE_UNSUPPORTED_PROTOCOL, -EINVAL, false },
+		{ CURLE_FILESIZE_EXCEEDED, -EFBIG, false },
+		{ CURLE_OUT_OF_MEMORY, -ENOMEM, false },
+		{ CURLE_WEIRD_SERVER_REPLY, -EIO, false },
+	};
+	static const struct {
+		int err;
+		bool transient;
+		int normalised;
+	} errno_cases[] = {
+		{ -EAGAIN, true, -EAGAIN },
+		{ -ETIMEDOUT, true, -ETIMEDOUT },
+		{ -EHOSTUNREACH, true, -EHOSTUNREACH },
+		{ -ENETUNREACH, true, -ENETUNREACH },
+		{ -ECONNREFUSED, true, -ECONNREFUSED },
+		{ -ECONNRESET, true, -ECONNRESET },
+		{ -EBADMSG, true, -EAGAIN }, /* a malformed 200: stale kept, readers get EAGAIN */
+		{ -EBUSY, true, -EAGAIN },
+		{ -EPIPE, true, -EAGAIN },
+		{ -ECONNABORTED, true, -EAGAIN },
+		{ -ENOENT, false, -ENOENT },
+		{ -EACCES, false, -EACCES },
+		{ -ENOMEM, false, -ENOMEM },
+		{ -EIO, false, -EIO },
+		{ -EINVAL, false, -EIO },
+		{ -EFBIG, false, -EIO },
+		{ -EOPNOTSUPP, false, -EIO },
+		{ -EPERM, false, -EIO },
+		{ 0, false, 0 },
+		{ 7, false, 7 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(curl_cases); i++) {
+		int err = http_curl_errno(curl_cases[i].code);
+
+		if (err != curl_cases[i].err ||
+		    !!backend_error_is_transient(err) != curl_cases[i].transient)
+			fail_msg("CURLcode %d: errno %d transient %d, expected %d %d",
+				 curl_cases[i].code, err, backend_error_is_transient(err),
+				 curl_cases[i].err, curl_cases[i].transient);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(errno_cases); i++) {
+		int err = errno_cases[i].err;
+
+		if (!!backend_error_is_transient(err) != errno_cases[i].transient ||
+		    backend_error_normalise(err) != errno_cases[i].normalised)
+			fail_msg("errno %d: transient %d normalised %d, expected %d %d", err,
+				 backend_error_is_transient(err), backend_error_normalise(err),
+				 errno_cases[i].transient, errno_cases[i].normalised);
+	}
+	/* Normalising never turns transient into permanent, or the other way. */
+	for (int e = 1; e < 134; e++)
+		if (!!backend_error_is_transient(-e) !=
+		    !!backend_error_is_transient(backend_error_normalise(-e)))
+			fail_msg("errno %d changes kind when normalised", e);
+	/* Every transient status is transient for the cache too; 403 and 404 are not. */
+	for (long st = 400; st < 600; st++)
+		if (http_status_is_retryable(st) &&
+		    !backend_error_is_transient(http_status_to_errno(st)))
+			fail_msg("status %ld is retried but permanent", st);
+	assert_false(backend_error_is_transient(http_status_to_errno(403)));
+	assert_false(backend_error_is_transient(http_status_to_errno(404)));
+}
+
 static void test_escape_path(void **state)
 {
 	static const struct {
@@ -909,7 +1000,8 @@ static void test_short_body(void **state)
 				    .body = "0123456789",
 				    .content_length = 100,
 				    .close_after = true });
-	assert_int_equal(do_get(c, s, "/short", &resp, reason, sizeof(reason)), -EIO);
+	/* Fewer bytes than Content-Length: the connection died, transient like a reset. */
+	assert_int_equal(do_get(c, s, "/short", &resp, reason, sizeof(reason)), -ECONNRESET);
 	assert_non_null(strstr(reason, "response body cut short"));
 	assert_null(strstr(reason, "0123456789"));
 	assert_null(resp.body);
@@ -1431,6 +1523,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_table),
+		cmocka_unit_test(test_transient_table),
 		cmocka_unit_test(test_escape_path),
 		cmocka_unit_test(test_client_config),
 		cmocka_unit_test_setup_teardown(test_body_exact, setup_srv, teardown_srv),
