@@ -194,6 +194,29 @@ int http_curl_errno(int code)
 	return -EIO; /* TLS verification, protocol errors, ...: not worth a retry */
 }
 
+/*
+ * A connection reset during the TLS handshake (a server restarting, a load
+ * balancer dropping it) comes back as CURLE_SSL_CONNECT_ERROR, like a real
+ * TLS failure; the socket's errno tells them apart.  A reset is a reset
+ * whichever layer saw it.
+ */
+static CURLcode reset_is_reset(CURL *h, CURLcode rc)
+{
+	long os_errno = 0;
+
+	if (rc != CURLE_SSL_CONNECT_ERROR ||
+	    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+		return rc;
+	switch (os_errno) {
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+		return CURLE_RECV_ERROR;
+	default:
+		return rc;
+	}
+}
+
 static bool curl_is_retryable(CURLcode rc)
 {
 	return backend_error_is_transient(http_curl_errno((int)rc));
@@ -897,6 +920,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		errbuf[0] = '\0';
 		status = 0;
 		rc = curl_easy_perform(h);
+		rc = reset_is_reset(h, rc);
 		if (rc == CURLE_OK) {
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 			retry = http_status_is_retryable(status);

@@ -928,6 +928,63 @@ static void test_connection_refused(void **state)
 	http_client_free(c);
 }
 
+/* Accepts @n connections on @fd and resets each (SO_LINGER 0) once its first bytes came. */
+struct resetter {
+	int fd;
+	int n;
+};
+
+static void *reset_connections(void *arg)
+{
+	struct resetter *r = arg;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char buf[256];
+
+	for (int i = 0; i < r->n; i++) {
+		int c = accept(r->fd, NULL, NULL);
+
+		if (c < 0)
+			break;
+		(void)!recv(c, buf, sizeof(buf), 0); /* the ClientHello */
+		setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(c);
+	}
+	return NULL;
+}
+
+/*
+ * A reset in the middle of the TLS handshake (a load balancer or a server
+ * restarting) is a reset like any other: ECONNRESET, retried, transient.
+ * libcurl reports it as CURLE_SSL_CONNECT_ERROR, like a real TLS failure.
+ */
+static void test_reset_during_tls_handshake(void **state)
+{
+	struct http_config cfg = fast_cfg();
+	struct http_client *c;
+	struct http_response resp = { 0 };
+	struct http_request req = { .method = "GET" };
+	char reason[256] = "", url[64];
+	struct resetter r = { .n = 3 };
+	pthread_t t;
+	int port;
+
+	r.fd = listen_any(&port);
+	assert_true(r.fd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, reset_connections, &r), 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/", port);
+	req.url = url;
+	cfg.max_attempts = 3;
+	cfg.insecure = true;
+	c = client_new(&cfg);
+	assert_int_equal(http_do(c, &req, &resp, reason, sizeof(reason)), -ECONNRESET);
+	assert_int_equal(resp.attempts, 3);
+	assert_non_null(strstr(reason, "connection lost"));
+	http_response_done(&resp);
+	http_client_free(c);
+	pthread_join(t, NULL);
+	close(r.fd);
+}
+
 static void test_body_too_big(void **state)
 {
 	struct srv *s = *state;
@@ -1536,6 +1593,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_attempts, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_no_retry_404, setup_srv, teardown_srv),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_reset_during_tls_handshake),
 		cmocka_unit_test_setup_teardown(test_body_too_big, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_body_limit_exact, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_short_body, setup_srv, teardown_srv),
