@@ -180,8 +180,7 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 	char tail[48] = "";
 
 	/* A stale serve is a failure too: say so, once a window per path. */
-	if (r >= 0 && ret->state == CACHE_STALE &&
-	    log_limit("stale", id, 0, now_usec(), &more)) {
+	if (r >= 0 && ret->state == CACHE_STALE && log_limit("stale", id, 0, now_usec(), &more)) {
 		if (more)
 			snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
 		log_warn("%s: serving a stale value of '%s': %s%s", s->backend->source, id,

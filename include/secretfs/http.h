@@ -7,8 +7,9 @@
  * bodies are bounded (default 1 MiB): past the bound the request fails, it
  * is never truncated.  Bodies and headers that may hold secrets are wiped.
  * Retries: exponential backoff with full jitter on connection errors (a
- * body cut short included), 429, 5xx and 412, honouring Retry-After, capped in attempts and total time.
- * This module knows no backend's JSON and does not log.
+ * body cut short included), 429, 5xx and 412, honouring Retry-After, capped
+ * in attempts and total time.  This module knows no backend's JSON and does
+ * not log.
  */
 #ifndef SECRETFS_HTTP_H
 #define SECRETFS_HTTP_H
