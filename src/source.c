@@ -39,7 +39,7 @@ static void note_malformed(struct source *s, const char *key, const char *reason
 	if (more)
 		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
 	log_error("%s: the store answered '%s' with a malformed body (a proxy or the store "
-		  "is broken; a cached value is served stale meanwhile): %s%s",
+		  "is broken; a cached value, if any, is served stale meanwhile): %s%s",
 		  s->backend->source, key, reason[0] ? reason : "malformed", tail);
 }
 

@@ -114,8 +114,11 @@ static struct fs *req_fs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* Logs a backend failure once per request; not-found is normal and quiet. */
-/* Once a window per path and errno: every reader of a failing path would repeat it. */
+/*
+ * Logs a backend failure; not-found is normal and quiet.  At most once a
+ * window (LOG_LIMIT_WINDOW_USEC) per path and errno: every reader of a
+ * failing path would repeat it.
+ */
 static void log_failure(struct fs *fs, const char *what, const char *path, int r,
 			const char *reason)
 {
