@@ -665,6 +665,13 @@ static void answer_metrics(struct control *c, struct metrics_buf *out)
 					ARRAY_SIZE(l), &ops[i].m->duration);
 	}
 
+	metrics_family(out, "secretfs_backend_malformed_total", "counter",
+		       "Answers from the store whose body was malformed (a proxy or the store is "
+		       "broken); cached values are served stale over them.");
+	metrics_sample_u64(out, "secretfs_backend_malformed_total",
+			   (struct metrics_label[]){ { "source", s->backend->source } }, 1,
+			   __atomic_load_n(&s->malformed, __ATOMIC_RELAXED));
+
 	metrics_family(out, "secretfs_access_denied_total", "counter",
 		       "Opens, listings and access checks the policy refused.");
 	metrics_sample_u64(out, "secretfs_access_denied_total", NULL, 0, fst.access_denied);

@@ -37,6 +37,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
+#include "secretfs/backend.h"
 #include "secretfs/http.h"
 #include "secretfs/secret.h"
 #include "secretfs/util.h"
@@ -157,24 +158,68 @@ bool http_status_is_retryable(long status)
 	}
 }
 
-/* Failures where no response (or no whole response) arrived and another try may work. */
+/*
+ * What a failed transfer means, as an errno.  Whether it is transient (and
+ * so retried here, and ridden out with a stale value by the cache) is
+ * backend_error_is_transient()'s call, the one place that decides: no
+ * failure is retried as a dead connection and then treated as permanent.
+ */
+static const struct {
+	CURLcode rc;
+	int err;
+	const char *what;
+} curl_errors[] = {
+	{ CURLE_COULDNT_CONNECT, -ECONNREFUSED, "connection refused" },
+	{ CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, "cannot resolve host" },
+	{ CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH, "cannot resolve host" },
+	{ CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT, "timed out" },
+	/* The connection died: reset, dropped, or closed before the whole answer. */
+	{ CURLE_SEND_ERROR, -ECONNRESET, "connection lost" },
+	{ CURLE_RECV_ERROR, -ECONNRESET, "connection lost" },
+	{ CURLE_GOT_NOTHING, -ECONNRESET, "connection lost" },
+	{ CURLE_PARTIAL_FILE, -ECONNRESET, "response body cut short" },
+	{ CURLE_HTTP2, -ECONNRESET, "connection lost" },
+	{ CURLE_HTTP2_STREAM, -ECONNRESET, "connection lost" },
+	{ CURLE_URL_MALFORMAT, -EINVAL, "bad URL" },
+	{ CURLE_UNSUPPORTED_PROTOCOL, -EINVAL, "bad URL" },
+	{ CURLE_FILESIZE_EXCEEDED, -EFBIG, "response body too large" },
+	{ CURLE_OUT_OF_MEMORY, -ENOMEM, "out of memory" },
+};
+
+int http_curl_errno(int code)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(curl_errors); i++)
+		if ((int)curl_errors[i].rc == code)
+			return curl_errors[i].err;
+	return -EIO; /* TLS verification, protocol errors, ...: not worth a retry */
+}
+
+/*
+ * A connection reset during the TLS handshake (a server restarting, a load
+ * balancer dropping it) comes back as CURLE_SSL_CONNECT_ERROR, like a real
+ * TLS failure; the socket's errno tells them apart.  A reset is a reset
+ * whichever layer saw it.
+ */
+static CURLcode reset_is_reset(CURL *h, CURLcode rc)
+{
+	long os_errno = 0;
+
+	if (rc != CURLE_SSL_CONNECT_ERROR ||
+	    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+		return rc;
+	switch (os_errno) {
+	case ECONNRESET:
+	case ECONNABORTED:
+	case EPIPE:
+		return CURLE_RECV_ERROR;
+	default:
+		return rc;
+	}
+}
+
 static bool curl_is_retryable(CURLcode rc)
 {
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE: /* the connection died mid-body: as good as a recv error */
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
+	return backend_error_is_transient(http_curl_errno((int)rc));
 }
 
 static bool curl_is_tls(CURLcode rc)
@@ -234,41 +279,11 @@ static int curl_failure(CURLcode rc, const struct http_attempt *a, const char *e
 		set_reason(reason, reasonlen, "out of memory");
 		return -ENOMEM;
 	}
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-		what = "connection refused";
-		err = -ECONNREFUSED;
-		break;
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_RESOLVE_PROXY:
-		what = "cannot resolve host";
-		err = -EHOSTUNREACH;
-		break;
-	case CURLE_OPERATION_TIMEDOUT:
-		what = "timed out";
-		err = -ETIMEDOUT;
-		break;
-	case CURLE_PARTIAL_FILE:
-		what = "response body cut short";
-		err = -EIO;
-		break;
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-		/* The connection died: transient, so the cache may serve a stale value. */
-		what = "connection lost";
-		err = -ECONNRESET;
-		break;
-	case CURLE_URL_MALFORMAT:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-		what = "bad URL";
-		err = -EINVAL;
-		break;
-	default:
-		what = curl_is_tls(rc) ? "TLS" : "HTTP transfer failed";
-		err = -EIO;
-		break;
-	}
+	err = http_curl_errno((int)rc);
+	what = curl_is_tls(rc) ? "TLS" : "HTTP transfer failed";
+	for (size_t i = 0; i < ARRAY_SIZE(curl_errors); i++)
+		if (curl_errors[i].rc == rc)
+			what = curl_errors[i].what;
 	if (attempts > 1)
 		snprintf(tries, sizeof(tries), " (%u attempts)", attempts);
 	set_reason(reason, reasonlen, "%s: %s%s", what, detail, tries);
@@ -905,6 +920,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		errbuf[0] = '\0';
 		status = 0;
 		rc = curl_easy_perform(h);
+		rc = reset_is_reset(h, rc);
 		if (rc == CURLE_OK) {
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 			retry = http_status_is_retryable(status);

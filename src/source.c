@@ -23,26 +23,38 @@ static void op_record(struct source_op_metrics *m, int r, uint64_t start_usec)
 }
 
 /*
- * Holds backends to DESIGN section 8's error set, so the cache's idea of
- * "transient" and the reader's errno mean the same for every store.
+ * A malformed answer (a 200 whose body is not the document asked for: a
+ * proxy gone wrong) is transient, so a cached value is served stale over it;
+ * it is still worth an operator's attention, so it is said loudly, at most
+ * once a window per key, counted, and never quoted.
  */
-static int normalise_error(int r)
+static void note_malformed(struct source *s, const char *key, const char *reason)
 {
-	switch (r) {
-	case -ENOENT:
-	case -EACCES:
-	case -EAGAIN:
-	case -ETIMEDOUT:
-	case -EHOSTUNREACH:
-	case -ENETUNREACH:
-	case -ECONNREFUSED:
-	case -ECONNRESET:
-	case -ENOMEM:
-	case -EIO:
-		return r;
-	default:
-		return r < 0 ? -EIO : r;
-	}
+	unsigned more = 0;
+	char tail[48] = "";
+
+	__atomic_add_fetch(&s->malformed, 1, __ATOMIC_RELAXED);
+	if (!log_limit("malformed", key, -EBADMSG, now_usec(), &more))
+		return;
+	if (more)
+		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
+	log_error("%s: the store answered '%s' with a malformed body (a proxy or the store "
+		  "is broken; a cached value, if any, is served stale meanwhile): %s%s",
+		  s->backend->source, key, reason[0] ? reason : "malformed", tail);
+}
+
+/*
+ * Holds backends to DESIGN section 8's error set (backend_error_normalise),
+ * so the cache's idea of "transient" and the reader's errno mean the same
+ * for every store.  Metrics see the backend's own errno (EBADMSG included).
+ */
+static int backend_result(struct source *s, struct source_op_metrics *m, const char *key, int r,
+			  uint64_t start_usec, const char *reason)
+{
+	op_record(m, r, start_usec);
+	if (r == -EBADMSG)
+		note_malformed(s, key[0] ? key : "/", reason);
+	return backend_error_normalise(r);
 }
 
 static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
@@ -54,8 +66,7 @@ static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
 	int r;
 
 	r = b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
-	op_record(&s->fetch_metrics, r, start);
-	return normalise_error(r);
+	return backend_result(s, &s->fetch_metrics, key, r, start, reason);
 }
 
 static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
@@ -68,8 +79,7 @@ static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
 
 	*ret_info = (struct backend_info){ .version = "" };
 	r = b->ops->list(b, key, ret_value, reason, reasonlen);
-	op_record(&s->list_metrics, r, start);
-	return normalise_error(r);
+	return backend_result(s, &s->list_metrics, key, r, start, reason);
 }
 
 /*
@@ -165,18 +175,16 @@ void source_close(struct source *s)
 int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
 		 size_t reasonlen)
 {
-	static uint64_t last_usec; /* rate limit for the message below */
 	int r = cache_get(s->values, id, ret, reason, reasonlen);
-	uint64_t now;
+	unsigned more = 0;
+	char tail[48] = "";
 
-	/* A stale serve is a failure too: say so, at most once a second. */
-	if (r >= 0 && ret->state == CACHE_STALE) {
-		now = now_usec();
-		if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) >= USEC_PER_SEC) {
-			__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
-			log_warn("%s: serving a stale value of '%s': %s", s->backend->source, id,
-				 reason[0] ? reason : "the store failed");
-		}
+	/* A stale serve is a failure too: say so, once a window per path. */
+	if (r >= 0 && ret->state == CACHE_STALE && log_limit("stale", id, 0, now_usec(), &more)) {
+		if (more)
+			snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
+		log_warn("%s: serving a stale value of '%s': %s%s", s->backend->source, id,
+			 reason[0] ? reason : "the store failed", tail);
 	}
 	return r;
 }

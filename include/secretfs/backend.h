@@ -9,9 +9,17 @@
  *   -ENOENT       not found
  *   -EACCES       denied by the backend
  *   -EAGAIN       throttled or transient (5xx)
- *   -ETIMEDOUT, -EHOSTUNREACH, -ECONNREFUSED   transport
+ *   -ETIMEDOUT, -EHOSTUNREACH, -ECONNREFUSED, -ECONNRESET   transport
+ *                 (-ECONNRESET: the connection was reset or dropped, or the
+ *                 body was cut short)
+ *   -EBADMSG      a malformed answer: a 2xx whose body is not the document
+ *                 asked for (does not parse, wrong shape), as from a proxy
+ *                 gone wrong.  Transient; readers see it as -EAGAIN.
  *   -ENOMEM       out of (secure) memory
- *   -EIO          anything else
+ *   -EIO          anything else, including a well-formed answer whose
+ *                 secret cannot be shown
+ * Which of these are transient is decided in one place,
+ * backend_error_is_transient() (src/backends/errors.c).
  */
 #ifndef SECRETFS_BACKEND_H
 #define SECRETFS_BACKEND_H
@@ -122,7 +130,17 @@ struct backend {
 int backend_open(const char *source, const struct config *cfg, const struct backend_events *events,
 		 struct backend **ret, char *reason, size_t reasonlen);
 void backend_close(struct backend *b);
-/* Whether @err is transient: stale values may be served over it. */
+/*
+ * Whether @err is transient: stale values may be served over it, and the
+ * HTTP layer retries it.
+ */
 int backend_error_is_transient(int err);
+/*
+ * Holds a backend's error to DESIGN 8's set (ENOENT EACCES EAGAIN ETIMEDOUT
+ * EHOSTUNREACH ENETUNREACH ECONNREFUSED ECONNRESET ENOMEM EIO): another
+ * transient errno (EBADMSG, EBUSY, ...) becomes -EAGAIN, anything else -EIO,
+ * so transient stays transient.  Non-negative values pass.
+ */
+int backend_error_normalise(int err);
 
 #endif

@@ -6,9 +6,10 @@
  * pool of curl easy handles, each used by one thread at a time.  Response
  * bodies are bounded (default 1 MiB): past the bound the request fails, it
  * is never truncated.  Bodies and headers that may hold secrets are wiped.
- * Retries: exponential backoff with full jitter on connection errors, 429,
- * 5xx and 412, honouring Retry-After, capped in attempts and total time.
- * This module knows no backend's JSON and does not log.
+ * Retries: exponential backoff with full jitter on connection errors (a
+ * body cut short included), 429, 5xx and 412, honouring Retry-After, capped
+ * in attempts and total time.  This module knows no backend's JSON and does
+ * not log.
  */
 #ifndef SECRETFS_HTTP_H
 #define SECRETFS_HTTP_H
@@ -82,9 +83,12 @@ void http_client_drop_idle(struct http_client *c);
  * Sends @req, retrying as described above, and returns the last response
  * whatever its status (the caller maps it with http_status_to_errno()).
  * Returns 0 when a response arrived, or a negative errno when none did:
- * -ECONNREFUSED, -EHOSTUNREACH, -ETIMEDOUT, -EFBIG (body past max_body),
- * -EIO (TLS verification failed, body cut short, protocol error), -EINVAL
- * (a malformed request or URL), -ENOMEM, with @reason set.  A reason names
+ * -ECONNREFUSED, -EHOSTUNREACH, -ETIMEDOUT, -ECONNRESET (the connection was
+ * reset or dropped, or the body was cut short: fewer bytes than its
+ * Content-Length), -EFBIG (body past max_body), -EIO (TLS verification
+ * failed, protocol error), -EINVAL (a malformed request or URL), -ENOMEM,
+ * with @reason set.  A transfer is retried exactly when its errno is
+ * transient (backend_error_is_transient).  A reason names
  * the failure (curl's own words for transport and TLS errors) and never
  * quotes a body or a header value.
  *
@@ -106,6 +110,8 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 /* Wipes and frees the body; safe on an empty or already-done response. */
 void http_response_done(struct http_response *r);
 
+/* The one libcurl result (a CURLcode) -> errno table; http_do() returns these. */
+int http_curl_errno(int code);
 /* The one status -> errno table: 0 for 2xx. */
 int http_status_to_errno(long status);
 /* Whether @status is retried: 412, 429, 500, 502, 503, 504. */

@@ -24,6 +24,7 @@ struct source {
 	struct cache *listings;			/* NULL when the backend cannot list */
 	struct source_op_metrics fetch_metrics; /* backend fetch calls */
 	struct source_op_metrics list_metrics;	/* backend list calls */
+	uint64_t malformed; /* answers with a malformed body (EBADMSG); atomic */
 };
 
 /* Opens the backend of cfg->source and checks it is usable.  No threads yet. */

@@ -461,7 +461,7 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
 	if (r >= 0)
 		kept_put(a, id, ret_info->version, *ret_value);
-	else if (r != -EAGAIN)
+	else if (!backend_error_is_transient(r))
 		kept_forget(a, id);
 	return r;
 }

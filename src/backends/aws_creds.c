@@ -256,6 +256,16 @@ static int status_errno(long status)
 	return -EIO;
 }
 
+/*
+ * A 200 from a credential endpoint whose document is unusable: malformed
+ * (transient, backend.h), as a garbled value answer is.  The same parsers
+ * read credential_process output, which stays -EIO: that is our own setup.
+ */
+static int malformed(int r)
+{
+	return r == -EIO ? -EBADMSG : r;
+}
+
 /* ---- the providers ---- */
 
 static int fetch_web_identity(struct aws_creds *c, struct aws_credentials *ret, char *reason,
@@ -300,7 +310,8 @@ static int fetch_web_identity(struct aws_creds *c, struct aws_credentials *ret, 
 		return r;
 	}
 	if (resp.status == 200) {
-		r = aws_parse_sts_credentials(resp.body, resp.body_len, ret, reason, reasonlen);
+		r = malformed(aws_parse_sts_credentials(resp.body, resp.body_len, ret, reason,
+							reasonlen));
 	} else {
 		aws_parse_sts_error(resp.body, resp.body_len, code, sizeof(code), msg, sizeof(msg));
 		r = aws_error_to_errno(code, resp.status);
@@ -455,8 +466,8 @@ static int fetch_container(struct aws_creds *c, struct aws_credentials *ret, cha
 		return r;
 	}
 	if (resp.status == 200) {
-		r = aws_parse_json_credentials(AWS_JSON_CONTAINER, resp.body, resp.body_len, ret,
-					       reason, reasonlen);
+		r = malformed(aws_parse_json_credentials(AWS_JSON_CONTAINER, resp.body,
+							 resp.body_len, ret, reason, reasonlen));
 	} else {
 		r = status_errno(resp.status);
 		snprintf(reason, reasonlen, "container credentials %s answered %ld%s",
@@ -513,7 +524,7 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 			snprintf(reason, reasonlen, "instance metadata %s: a malformed token",
 				 c->imds);
 			http_response_done(&resp);
-			return -EIO;
+			return -EBADMSG;
 		}
 		token = strndup(resp.body, resp.body_len);
 		http_response_done(&resp);
@@ -546,7 +557,7 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 				 "instance metadata %s: the role list answered %ld%s", c->imds,
 				 resp.status,
 				 resp.status == 200 ? " without a usable role name" : "");
-		r = resp.status == 200 ? -EIO : status_errno(resp.status);
+		r = resp.status == 200 ? -EBADMSG : status_errno(resp.status);
 		http_response_done(&resp);
 		goto out;
 	}
@@ -562,8 +573,8 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 	if (r < 0)
 		goto out;
 	if (resp.status == 200) {
-		r = aws_parse_json_credentials(AWS_JSON_IMDS, resp.body, resp.body_len, ret, reason,
-					       reasonlen);
+		r = malformed(aws_parse_json_credentials(AWS_JSON_IMDS, resp.body, resp.body_len,
+							 ret, reason, reasonlen));
 	} else {
 		snprintf(reason, reasonlen,
 			 "instance metadata %s: the credentials of role %s answered %ld", c->imds,

@@ -463,14 +463,14 @@ static int next_token(json_t *root, char **ret, char *reason, size_t reasonlen)
 		return 0;
 	if (!json_is_string(t)) {
 		snprintf(reason, reasonlen, "NextToken is not a string");
-		return -EIO;
+		return -EBADMSG;
 	}
 	n = json_string_length(t);
 	if (n == 0)
 		return 0;
 	if (n > AWS_NEXT_TOKEN_MAX || strlen(json_string_value(t)) != n) {
 		snprintf(reason, reasonlen, "NextToken is not a usable token");
-		return -EIO;
+		return -EBADMSG;
 	}
 	*ret = strdup(json_string_value(t));
 	return *ret ? 0 : -ENOMEM;
@@ -487,7 +487,7 @@ static int collect_names(json_t *root, const char *array_key, const char *name_k
 	if (!json_is_array(arr)) {
 		snprintf(reason, reasonlen, "%s %s", array_key,
 			 arr ? "is not an array" : "is missing");
-		return -EIO;
+		return -EBADMSG;
 	}
 	json_array_foreach(arr, i, e)
 	{
@@ -497,7 +497,7 @@ static int collect_names(json_t *root, const char *array_key, const char *name_k
 		    strlen(json_string_value(name)) != json_string_length(name)) {
 			snprintf(reason, reasonlen, "%s[%zu].%s is %s", array_key, i, name_key,
 				 !name ? "missing" : "not a string");
-			return -EIO;
+			return -EBADMSG;
 		}
 		r = aws_names_add(names, json_string_value(name), max);
 		if (r == -E2BIG) {
@@ -523,7 +523,7 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 
 	root = load_object(body, len, JSON_ALLOW_NUL, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	vid = json_object_get(root, "VersionId");
 	if (vid && !json_is_null(vid)) {
 		const char *v = json_string_value(vid);
@@ -532,7 +532,7 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
 			    json_string_length(vid)) {
 			snprintf(reason, reasonlen, "VersionId is not a version id");
-			return -EIO;
+			return -EBADMSG;
 		}
 		/* UUIDs in practice; one too long for the audit record goes unnamed. */
 		if (json_string_length(vid) < sizeof(info.version))
@@ -547,7 +547,7 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 	if (str) {
 		if (!json_is_string(str)) {
 			snprintf(reason, reasonlen, "SecretString is not a string");
-			return -EIO;
+			return -EBADMSG;
 		}
 		r = string_value(json_string_value(str), json_string_length(str),
 				 "the SecretString", &s, reason, reasonlen);
@@ -556,7 +556,7 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 
 		if (!json_is_string(bin)) {
 			snprintf(reason, reasonlen, "SecretBinary is not a string");
-			return -EIO;
+			return -EBADMSG;
 		}
 		/* The namespace's strict decoder, through its {"$base64": ...} form. */
 		wrap = json_pack("{s:O}", "$base64", bin);
@@ -570,7 +570,7 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 		}
 	} else {
 		snprintf(reason, reasonlen, "the answer has neither SecretString nor SecretBinary");
-		return -EIO;
+		return -EBADMSG;
 	}
 	if (r < 0)
 		return r;
@@ -589,17 +589,17 @@ int aws_parse_describe_secret(const char *body, size_t len, const char *version_
 
 	root = load_object(body, len, 0, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	map = json_object_get(root, "VersionIdsToStages");
 	if (map && !json_is_null(map) && !json_is_object(map)) {
 		snprintf(reason, reasonlen, "VersionIdsToStages is not an object");
-		return -EIO;
+		return -EBADMSG;
 	}
 	deleted = json_object_get(root, "DeletedDate");
 	stages = json_object_get(map, version_id);
 	if (stages && !json_is_array(stages)) {
 		snprintf(reason, reasonlen, "VersionIdsToStages holds a value that is not a list");
-		return -EIO;
+		return -EBADMSG;
 	}
 	json_array_foreach(stages, i, st)
 	{
@@ -619,7 +619,7 @@ int aws_parse_list_secrets(const char *body, size_t len, struct aws_names *names
 	int r;
 
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	r = collect_names(root, "SecretList", "Name", names, max, reason, reasonlen);
 	if (r < 0)
 		return r;
@@ -639,28 +639,28 @@ int aws_parse_get_parameter(const char *body, size_t len, struct secret **ret_va
 
 	root = load_object(body, len, JSON_ALLOW_NUL, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	p = json_object_get(root, "Parameter");
 	if (!json_is_object(p)) {
 		snprintf(reason, reasonlen, "Parameter %s", p ? "is not an object" : "is missing");
-		return -EIO;
+		return -EBADMSG;
 	}
 	value = json_object_get(p, "Value");
 	if (!json_is_string(value)) {
 		snprintf(reason, reasonlen, "Parameter.Value %s",
 			 value ? "is not a string" : "is missing");
-		return -EIO;
+		return -EBADMSG;
 	}
 	type = json_object_get(p, "Type");
 	if (type && !json_is_string(type)) {
 		snprintf(reason, reasonlen, "Parameter.Type is not a string");
-		return -EIO;
+		return -EBADMSG;
 	}
 	ver = json_object_get(p, "Version");
 	if (ver && !json_is_null(ver)) {
 		if (!json_is_integer(ver) || json_integer_value(ver) < 0) {
 			snprintf(reason, reasonlen, "Parameter.Version is not a version number");
-			return -EIO;
+			return -EBADMSG;
 		}
 		snprintf(info.version, sizeof(info.version), "%" JSON_INTEGER_FORMAT,
 			 json_integer_value(ver));
@@ -687,7 +687,7 @@ int aws_parse_parameters_by_path(const char *body, size_t len, struct aws_names 
 	int r;
 
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	r = collect_names(root, "Parameters", "Name", names, max, reason, reasonlen);
 	if (r < 0)
 		return r;

@@ -7,7 +7,9 @@
  *
  * Body parsers take the raw bytes of a response (they may hold secrets: the
  * caller wipes them) and return 0 or a negative errno with a reason that
- * never quotes the body.  A body that is not what AWS sends is -EIO.
+ * never quotes the body.  A body that is not what AWS sends is -EBADMSG, a
+ * malformed answer (transient, backend.h); a well-formed secret that cannot
+ * be shown (bad base64, a bad key) is -EIO.
  */
 #ifndef SECRETFS_AWS_PARSE_H
 #define SECRETFS_AWS_PARSE_H

@@ -174,7 +174,7 @@ static int get_seconds(json_t *obj, const char *key, const char *where, int64_t 
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
 		snprintf(reason, reasonlen, "%s.%s is not a non-negative integer", where, key);
-		return -EIO;
+		return -EBADMSG;
 	}
 	*ret = json_integer_value(v) > MAX_SECONDS ? MAX_SECONDS : json_integer_value(v);
 	return 0;
@@ -191,7 +191,7 @@ static int get_bool(json_t *obj, const char *key, const char *where, bool *ret, 
 	}
 	if (!json_is_boolean(v)) {
 		snprintf(reason, reasonlen, "%s.%s is not a boolean", where, key);
-		return -EIO;
+		return -EBADMSG;
 	}
 	*ret = json_is_true(v);
 	return 0;
@@ -268,20 +268,20 @@ int vault_parse_kv2_read(long status, const char *body, size_t len, struct secre
 	}
 	root = load_object(body, len, JSON_ALLOW_NUL, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	data = get_object(root, "data", "the answer's data", reason, reasonlen);
 	if (!data)
-		return -EIO;
+		return -EBADMSG;
 	metadata = get_object(data, "metadata", "data.metadata", reason, reasonlen);
 	if (!metadata)
-		return -EIO;
+		return -EBADMSG;
 	value = json_object_get(data, "data");
 	if (!value || json_is_null(value))
 		return kv2_gone(metadata, reason, reasonlen);
 	ver = json_object_get(metadata, "version");
 	if (!json_is_integer(ver) || json_integer_value(ver) < 0) {
 		snprintf(reason, reasonlen, "data.metadata.version is not a version number");
-		return -EIO;
+		return -EBADMSG;
 	}
 	snprintf(info.version, sizeof(info.version), "%" JSON_INTEGER_FORMAT,
 		 json_integer_value(ver));
@@ -305,10 +305,10 @@ int vault_parse_kv1_read(const char *body, size_t len, struct secret **ret_value
 
 	root = load_object(body, len, JSON_ALLOW_NUL, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	data = get_object(root, "data", "the answer's data", reason, reasonlen);
 	if (!data)
-		return -EIO;
+		return -EBADMSG;
 	r = get_seconds(root, "lease_duration", "the answer", 0, &lease, reason, reasonlen);
 	if (r < 0)
 		return r;
@@ -332,14 +332,14 @@ int vault_parse_list(const char *body, size_t len, struct secret **ret_listing, 
 
 	root = load_object(body, len, 0, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	data = get_object(root, "data", "the answer's data", reason, reasonlen);
 	if (!data)
-		return -EIO;
+		return -EBADMSG;
 	arr = json_object_get(data, "keys");
 	if (!json_is_array(arr)) {
 		snprintf(reason, reasonlen, "data.keys %s", arr ? "is not an array" : "is missing");
-		return -EIO;
+		return -EBADMSG;
 	}
 	n = json_array_size(arr);
 	keys = calloc(n ? n : 1, sizeof(*keys));
@@ -349,7 +349,7 @@ int vault_parse_list(const char *body, size_t len, struct secret **ret_listing, 
 	{
 		if (!json_is_string(k)) {
 			snprintf(reason, reasonlen, "data.keys[%zu] is not a string", i);
-			return -EIO;
+			return -EBADMSG;
 		}
 		keys[i] = json_string_value(k);
 	}
@@ -512,13 +512,13 @@ int vault_parse_lookup_self(const char *body, size_t len, struct vault_token_inf
 
 	root = load_object(body, len, 0, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	data = get_object(root, "data", "the token lookup's data", reason, reasonlen);
 	if (!data)
-		return -EIO;
+		return -EBADMSG;
 	if (!json_object_get(data, "ttl")) {
 		snprintf(reason, reasonlen, "the token lookup has no data.ttl");
-		return -EIO;
+		return -EBADMSG;
 	}
 	r = get_seconds(data, "ttl", "data", 0, &ttl, reason, reasonlen);
 	if (r >= 0)
@@ -534,7 +534,7 @@ int vault_parse_lookup_self(const char *body, size_t len, struct vault_token_inf
 		if (!json_is_string(et) ||
 		    vault_parse_time(json_string_value(et), &ti.expire_time_usec) < 0) {
 			snprintf(reason, reasonlen, "data.expire_time is not an RFC 3339 time");
-			return -EIO;
+			return -EBADMSG;
 		}
 	}
 	ti.ttl_usec = (uint64_t)ttl * USEC_PER_SEC;
@@ -557,16 +557,16 @@ int vault_parse_auth(const char *body, size_t len, char **ret_token, size_t *ret
 
 	root = load_object(body, len, 0, reason, reasonlen);
 	if (!root)
-		return -EIO;
+		return -EBADMSG;
 	auth = get_object(root, "auth", "the answer's auth", reason, reasonlen);
 	if (!auth)
-		return -EIO;
+		return -EBADMSG;
 	tok = json_object_get(auth, "client_token");
 	tl = json_string_length(tok);
 	if (!json_is_string(tok) || !vault_token_is_valid(json_string_value(tok), tl)) {
 		snprintf(reason, reasonlen, "auth.client_token is %s",
 			 !tok || json_is_null(tok) ? "missing" : "not a usable token");
-		return -EIO;
+		return -EBADMSG;
 	}
 	r = get_seconds(auth, "lease_duration", "auth", 0, &lease, reason, reasonlen);
 	if (r >= 0)

@@ -6,8 +6,10 @@
  *
  * Every body parser takes the raw bytes of a response (they may hold
  * secrets: the caller wipes them) and returns 0 or a negative errno with a
- * reason that never quotes the body.  A body that is not what Vault sends is
- * -EIO ("anything else" of backend.h).
+ * reason that never quotes the body.  A body that is not what Vault sends
+ * (does not parse, wrong shape) is -EBADMSG, a malformed answer (transient,
+ * backend.h); a well-formed secret that cannot be shown is -EIO.  The mount
+ * description, read once at start, is -EIO either way.
  */
 #ifndef SECRETFS_VAULT_PARSE_H
 #define SECRETFS_VAULT_PARSE_H

@@ -168,15 +168,27 @@ static struct fs *req_fs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* Logs a backend failure once per request; not-found is normal and quiet. */
+/*
+ * Logs a backend failure; not-found is normal and quiet.  At most once a
+ * window (LOG_LIMIT_WINDOW_USEC) per path and errno: every reader of a
+ * failing path would repeat it.
+ */
 static void log_failure(struct fs *fs, const char *what, const char *path, int r,
 			const char *reason)
 {
-	if (r == -ENOENT)
+	unsigned more = 0;
+	char tail[48] = "";
+
+	if (r == -ENOENT) {
 		log_debug("%s '%s': %s", what, path, reason);
-	else
-		log_warn("%s '%s': %s (%s)", what, path, reason[0] ? reason : "failed",
-			 strerror(-r));
+		return;
+	}
+	if (!log_limit(what, path, r, now_usec(), &more))
+		return;
+	if (more)
+		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
+	log_warn("%s '%s': %s (%s)%s", what, path, reason[0] ? reason : "failed", strerror(-r),
+		 tail);
 }
 
 /* Says once a second at most that a uid hit its cap: the flood is the point. */

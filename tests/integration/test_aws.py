@@ -1313,3 +1313,93 @@ def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs
         env = {**STATIC, "AWS_CA_BUNDLE": path}
     err = start_failure(workdir, aws, certs, env=env)
     assert str(path) in err and needle in err, err
+
+
+# ---------------------------------------------------------------- transient means transient
+
+
+def ctl_metric(sock, family, **labels):
+    """One sample of `secretfs ctl metrics` (0 when the series is absent)."""
+    r = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
+    assert r.returncode == 0, r.stderr
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in r.stdout.splitlines():
+        name, _, rest = line.partition("{")
+        if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_cut_short_reset_and_malformed_keep_the_stale_value(aws, amount, workdir):
+    """
+    Issue 10 (4), against Parameter Store: a body cut short, a reset, a dropped connection
+    and a malformed 200 keep serving the expired value; a denial and a not-found end it.
+    Each path is logged once per reason however many reads; the malformed body is never
+    quoted, and it is counted.
+    """
+    sock = workdir / "aws-transient.sock"
+    src = "aws-ssm:us-east-1/app"
+    d = amount(src, options=["-o", "ttl=1s", "-o", "max_attempts=2", "-o", "negative_ttl=1h",
+                             "-o", f"control={sock}"])
+    stale = {"prod/db/url": b"postgres://db.internal/app",
+             "prod/db/password": b"ssm-secure-pw-9",
+             "prod/hosts": b"h1,h2,h3",
+             "prod/deep/a/b/c": b"deep-value-c"}
+    for rel, want in stale.items():
+        assert read_file(d.path(rel)) == want
+    assert read_file(d.path("dev/x")) == b"dev-value-x"
+    fetched = time.monotonic()
+    marker = "PROXY-BODY-MARKER-aws-51c"
+    op = "GetParameter"
+    fids = {
+        "prod/db/url": aws.fault(kind="truncate", operation=op, name="/app/prod/db/url$"),
+        "prod/db/password": aws.fault(kind="drop", rst=True, operation=op,
+                                      name="/app/prod/db/password$"),
+        "prod/hosts": aws.fault(kind="malformed", operation=op, name="/app/prod/hosts$",
+                                status=200, content_type="text/html",
+                                body=f"<html>{marker} gateway page</html>"),
+        "prod/deep/a/b/c": aws.fault(kind="drop", operation=op, name="/app/prod/deep/a/b/c$"),
+        "dev/x": aws.fault(kind="error", code="AccessDeniedException", operation=op,
+                           name="/app/dev/x$"),
+    }
+    time.sleep(max(0.0, fetched + 1.1 - time.monotonic()))
+
+    reads, denied = 0, []
+    t_end = time.monotonic() + 2.5
+    while time.monotonic() < t_end:
+        for rel, want in stale.items():
+            try:
+                got = read_file(d.path(rel))
+            except OSError as e:
+                got = errno.errorcode.get(e.errno, e.errno)
+            assert got == want, f"{rel}: {got}, not the stale value"
+            reads += 1
+        denied.append(read_err(d.path("dev/x")))
+    assert set(denied) == {errno.EACCES}, denied
+    faults = {f["id"]: f for f in aws.get("/_test/faults")["faults"]}
+    for rel, fid in fids.items():  # each transient fault was met again; the denial is kept
+        assert faults[fid]["fired"] >= (1 if rel == "dev/x" else 2), (rel, faults[fid])
+
+    aws.post("/_test/faults/clear", {"id": fids["prod/db/url"]})
+    aws.fault(kind="error", code="ParameterNotFound", operation=op, name="/app/prod/db/url$")
+    time.sleep(1.1)
+    assert read_err(d.path("prod/db/url")) == errno.ENOENT
+
+    err = d.stderr()
+    lines = err.splitlines()
+
+    def logged(*words):
+        return [ln for ln in lines if all(w in ln for w in words)]
+
+    for rel in stale:
+        got = logged("serving a stale value of", f"'{rel}'")
+        assert len(got) == 1, f"{rel}: {len(got)} stale lines in {reads} reads:\n{err}"
+    got = logged("'dev/x'", "Permission denied")
+    assert len(got) == 1, f"{len(got)} lines for {len(denied)} denied reads:\n{err}"
+    got = [ln for ln in logged("'prod/hosts'", "malformed") if "serving a stale" not in ln]
+    assert len(got) == 1, err
+    assert marker not in err and "gateway page" not in err
+    n = faults[fids["prod/hosts"]]["fired"]
+    assert ctl_metric(sock, "secretfs_backend_malformed_total", source=src) >= n
+    assert ctl_metric(sock, "secretfs_backend_requests_total", source=src, op="fetch",
+                      code="EBADMSG") >= n

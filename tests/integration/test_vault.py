@@ -572,9 +572,10 @@ def test_retries_on_503_and_429(vs, vmount):
 
 def test_denials_not_found_and_broken_bodies(vs, vmount):
     """
-    403 is EACCES and 404 ENOENT; a malformed body and one past max_body are EIO with a
-    reason in stderr; nothing wrong or partial is ever served, and the right bytes come
-    back once the fault is gone.
+    403 is EACCES and 404 ENOENT; a body past max_body is EIO with a reason in stderr; a
+    malformed body or one cut short is transient (issue 10): EAGAIN with nothing cached,
+    the previous value with one.  Nothing wrong or partial is ever served, and the right
+    bytes come back once the fault is gone.
     """
     # ttl=0: every open asks the server, so each fault meets a cached value
     d = vmount(vs, options=["-o", "ttl=0", "-o", "max_body=64K", "-o", "negative_ttl=1s"])
@@ -597,8 +598,11 @@ def test_denials_not_found_and_broken_bodies(vs, vmount):
         before = vs.secret_count(f"secret/{sid}", "read")
         fid = vs.add_fault(path=f"/data/{sid}$", **fault)
         got = read(rel)
-        assert isinstance(got, int), f"{rel} under {fault}: read {got!r}"
-        if got != want_errno:  # an error all the same: reported at the end
+        if want_errno is None:  # transient: the value read before is served
+            assert got == good[rel], f"{rel} under {fault}: {got!r}, not the previous value"
+        else:
+            assert isinstance(got, int), f"{rel} under {fault}: read {got!r}"
+        if want_errno is not None and got != want_errno:  # an error all the same: reported at the end
             wrong.append(f"{rel} under {fault}: {errno.errorcode.get(got, got)}, "
                          f"not {errno.errorcode[want_errno]}")
         assert vs.secret_count(f"secret/{sid}", "read") > before  # it did ask
@@ -613,26 +617,29 @@ def test_denials_not_found_and_broken_bodies(vs, vmount):
     fault_then_clear("app/db/password", errno.EACCES, ["GET /v1/secret/data/app/db", "(403)"],
                      kind="status", status=403)
     fault_then_clear("app/api-key/value", errno.ENOENT, None, kind="status", status=404)
-    # half a body and junk; an HTML page from a proxy
+    # half a body and junk, with nothing cached yet; then an HTML page from a proxy, over
+    # the value read once the first fault was gone
     broken = ["GET /v1/secret/data/foo", "malformed JSON"]
-    fault_then_clear("foo/self", errno.EIO, broken, kind="malformed")
-    fault_then_clear("foo/self", errno.EIO, broken, kind="malformed",
+    fault_then_clear("foo/self", errno.EAGAIN, broken, kind="malformed")
+    fault_then_clear("foo/self", None, None, kind="malformed",
                      body="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
     # 256 KiB against max_body=64K, sized by Content-Length and chunked
     fault_then_clear("team/svc/cfg/url", errno.EIO, ["larger than 65536 bytes"],
                      kind="oversize", size_mib=0.25)
-    fault_then_clear("team/svc/cfg/url", errno.EIO, ["larger than 65536 bytes"],
+    # the same path and reason again within the minute: not logged again
+    fault_then_clear("team/svc/cfg/url", errno.EIO, None,
                      kind="oversize", size_mib=0.25, chunked=True)
-    # a body cut short (the connection closes): retried, then an error, never the part
-    fault_then_clear("app/db/password", errno.EIO, ["cut short"], kind="truncate")
+    # a body cut short (the connection closes): retried, then the previous value, never
+    # the part
+    fault_then_clear("app/db/password", None, None, kind="truncate")
 
-    # an expired value over a broken answer: an error, not the old value (EIO ends it)
+    # an expired value over a broken answer: the old value (a malformed body is transient)
     d2 = vmount(vs, options=["-o", "ttl=1s"])
     assert read_file(d2.path("foo/self")) == b"foo-itself-value"
     fetched = time.monotonic()
     vs.add_fault(kind="malformed", path="/data/foo$")
     time.sleep(max(0.0, fetched + 1.1 - time.monotonic()))
-    assert read_err(d2.path("foo/self")) == errno.EIO
+    assert read_file(d2.path("foo/self")) == b"foo-itself-value"
     vs.clear_faults()
     assert read_file(d2.path("foo/self")) == b"foo-itself-value"
     assert all(isinstance(g, int) or g == good[r] for r, g in reads)
@@ -1014,3 +1021,97 @@ def test_token_in_a_kubernetes_style_sticky_tree_is_accepted(vs, vmount, workdir
                options=["-o", f"vault_token_file={vol / 'token'}",
                         "-o", f"ca_file={vol / 'ca.crt'}"])
     assert read_file(d.path("app/db/user")) == b"app-user-77"
+
+
+# ---------------------------------------------------------------- transient means transient
+
+
+def ctl_metric(sock, family, **labels):
+    """One sample of `secretfs ctl metrics` (0 when the series is absent)."""
+    r = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
+    assert r.returncode == 0, r.stderr
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in r.stdout.splitlines():
+        name, _, rest = line.partition("{")
+        if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_cut_short_reset_and_malformed_keep_the_stale_value(vs, vmount, workdir):
+    """
+    Issue 10 (4): a body cut short, a connection reset and a malformed 200 (a proxy gone
+    wrong) are transient: an expired value is served stale over them, while a 403 and a 404
+    still end it.  However many reads, each path is logged once per reason within the
+    window; the malformed answer is logged loudly, without its body, and counted.
+    """
+    sock = workdir / "transient.sock"
+    d = vmount(vs, options=["-o", "ttl=1s", "-o", "max_attempts=2", "-o", "negative_ttl=1h",
+                            "-o", f"control={sock}"])
+    src = f"vault:{vs.url}/secret"
+    stale = {"app/db/password": b"s3cr3t-pa55word",       # body cut short (Content-Length)
+             "app/api-key/value": b"abc-api-key-123",     # connection reset (RST)
+             "foo/self": b"foo-itself-value",             # a proxy's HTML page with a 200
+             "team/svc/cfg/url": b"https://svc.internal.example"}  # a dropped connection
+    for rel, want in stale.items():
+        assert read_file(d.path(rel)) == want
+    assert read_file(d.path("other/x/v")) == b"other-denied-value"
+    fetched = time.monotonic()
+    marker = "PROXY-BODY-MARKER-7f3a"
+    fids = {
+        "app/db": vs.add_fault(kind="truncate", path="/data/app/db$"),
+        "app/api-key": vs.add_fault(kind="drop", rst=True, path="/data/app/api-key$"),
+        "foo": vs.add_fault(kind="malformed", path="/data/foo$",
+                            body=f"<html><body>{marker} upstream says hi</body></html>",
+                            content_type="text/html"),
+        "team/svc/cfg": vs.add_fault(kind="drop", path="/data/team/svc/cfg$"),
+        "other/x": vs.add_fault(kind="status", status=403, path="/data/other/x$"),
+    }
+    time.sleep(max(0.0, fetched + 1.1 - time.monotonic()))  # every value has expired
+
+    # Many reads, for longer than the one-second pause between refetches, so that each
+    # fault is met more than once.
+    reads, denied = 0, []
+    t_end = time.monotonic() + 2.5
+    while time.monotonic() < t_end:
+        for rel, want in stale.items():
+            got = read_err_or_bytes(d.path(rel))
+            assert got == want, f"{rel}: {errno.errorcode.get(got, got)}, not the stale value"
+            reads += 1
+        denied.append(read_err(d.path("other/x/v")))
+    assert set(denied) == {errno.EACCES}, denied  # a denial ends the value at once
+    faults = {f["id"]: f for f in vs.list_faults()}
+    for sid, fid in fids.items():  # each transient fault was met again; the denial is kept
+        assert faults[fid]["fired"] >= (1 if sid == "other/x" else 2), (sid, faults[fid])
+
+    # A 404 ends it too (the key is gone: not found, never the old value).
+    vs.clear_faults(fids["other/x"])
+    vs.add_fault(kind="status", status=404, path="/data/app/db$")
+    vs.clear_faults(fids["app/db"])
+    time.sleep(1.1)  # past the pause after the last transient failure
+    assert read_err(d.path("app/db/password")) == errno.ENOENT
+
+    err = d.stderr()
+    lines = err.splitlines()
+
+    def logged(*words):
+        return [ln for ln in lines if all(w in ln for w in words)]
+
+    # One stale-serve line per path, whatever the number of reads.
+    for sid in ("app/db", "app/api-key", "foo", "team/svc/cfg"):
+        got = logged("serving a stale value of", f"'{sid}'")
+        assert len(got) == 1, f"{sid}: {len(got)} stale lines in {reads} reads:\n{err}"
+    assert "cut short" in logged("serving a stale value of", "'app/db'")[0]
+    # The denial: one line for the path and reason, not one a read.
+    got = logged("'other/x'", "Permission denied")
+    assert len(got) == 1, f"{len(got)} lines for {len(denied)} denied reads:\n{err}"
+    # The malformed answer: one loud line naming the path, never the body.
+    got = logged("'foo'", "malformed")
+    got = [ln for ln in got if "serving a stale" not in ln]
+    assert len(got) == 1, err
+    assert marker not in err and "upstream says hi" not in err
+    # ... and counted, once per malformed answer.
+    n = faults[fids["foo"]]["fired"]
+    assert ctl_metric(sock, "secretfs_backend_malformed_total", source=src) >= n
+    assert ctl_metric(sock, "secretfs_backend_requests_total", source=src, op="fetch",
+                      code="EBADMSG") >= n

@@ -32,9 +32,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "secretfs/backend.h"
 #include "secretfs/http.h"
 #include "secretfs/util.h"
 
@@ -543,6 +545,95 @@ static void test_status_table(void **state)
 	}
 }
 
+/*
+ * Transient or permanent, decided once (backend_error_is_transient): a failed
+ * transfer's errno, whether it is retried, and what the cache makes of it
+ * after backend_error_normalise() all agree.
+ */
+static void test_transient_table(void **state)
+{
+	static const struct {
+		int code;
+		int err;
+		bool transient;
+	} curl_cases[] = {
+		{ CURLE_PARTIAL_FILE, -ECONNRESET, true }, /* a body cut short (Content-Length) */
+		{ CURLE_RECV_ERROR, -ECONNRESET, true },   /* a reset */
+		{ CURLE_SEND_ERROR, -ECONNRESET, true },
+		{ CURLE_GOT_NOTHING, -ECONNRESET, true }, /* a dropped connection */
+		{ CURLE_HTTP2, -ECONNRESET, true },
+		{ CURLE_HTTP2_STREAM, -ECONNRESET, true },
+		{ CURLE_COULDNT_CONNECT, -ECONNREFUSED, true },
+		{ CURLE_COULDNT_RESOLVE_HOST, -EHOSTUNREACH, true },
+		{ CURLE_COULDNT_RESOLVE_PROXY, -EHOSTUNREACH, true },
+		{ CURLE_OPERATION_TIMEDOUT, -ETIMEDOUT, true },
+		{ CURLE_PEER_FAILED_VERIFICATION, -EIO, false },
+		{ CURLE_SSL_CACERT_BADFILE, -EIO, false },
+		{ CURLE_URL_MALFORMAT, -EINVAL, false },
+		{ CURLE_UNSUPPORTED_PROTOCOL, -EINVAL, false },
+		{ CURLE_FILESIZE_EXCEEDED, -EFBIG, false },
+		{ CURLE_OUT_OF_MEMORY, -ENOMEM, false },
+		{ CURLE_WEIRD_SERVER_REPLY, -EIO, false },
+	};
+	static const struct {
+		int err;
+		bool transient;
+		int normalised;
+	} errno_cases[] = {
+		{ -EAGAIN, true, -EAGAIN },
+		{ -ETIMEDOUT, true, -ETIMEDOUT },
+		{ -EHOSTUNREACH, true, -EHOSTUNREACH },
+		{ -ENETUNREACH, true, -ENETUNREACH },
+		{ -ECONNREFUSED, true, -ECONNREFUSED },
+		{ -ECONNRESET, true, -ECONNRESET },
+		{ -EBADMSG, true, -EAGAIN }, /* a malformed 200: stale kept, readers get EAGAIN */
+		{ -EBUSY, true, -EAGAIN },
+		{ -EPIPE, true, -EAGAIN },
+		{ -ECONNABORTED, true, -EAGAIN },
+		{ -ENOENT, false, -ENOENT },
+		{ -EACCES, false, -EACCES },
+		{ -ENOMEM, false, -ENOMEM },
+		{ -EIO, false, -EIO },
+		{ -EINVAL, false, -EIO },
+		{ -EFBIG, false, -EIO },
+		{ -EOPNOTSUPP, false, -EIO },
+		{ -EPERM, false, -EIO },
+		{ 0, false, 0 },
+		{ 7, false, 7 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(curl_cases); i++) {
+		int err = http_curl_errno(curl_cases[i].code);
+
+		if (err != curl_cases[i].err ||
+		    !!backend_error_is_transient(err) != curl_cases[i].transient)
+			fail_msg("CURLcode %d: errno %d transient %d, expected %d %d",
+				 curl_cases[i].code, err, backend_error_is_transient(err),
+				 curl_cases[i].err, curl_cases[i].transient);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(errno_cases); i++) {
+		int err = errno_cases[i].err;
+
+		if (!!backend_error_is_transient(err) != errno_cases[i].transient ||
+		    backend_error_normalise(err) != errno_cases[i].normalised)
+			fail_msg("errno %d: transient %d normalised %d, expected %d %d", err,
+				 backend_error_is_transient(err), backend_error_normalise(err),
+				 errno_cases[i].transient, errno_cases[i].normalised);
+	}
+	/* Normalising never turns transient into permanent, or the other way. */
+	for (int e = 1; e < 134; e++)
+		if (!!backend_error_is_transient(-e) !=
+		    !!backend_error_is_transient(backend_error_normalise(-e)))
+			fail_msg("errno %d changes kind when normalised", e);
+	/* Every transient status is transient for the cache too; 403 and 404 are not. */
+	for (long st = 400; st < 600; st++)
+		if (http_status_is_retryable(st) &&
+		    !backend_error_is_transient(http_status_to_errno(st)))
+			fail_msg("status %ld is retried but permanent", st);
+	assert_false(backend_error_is_transient(http_status_to_errno(403)));
+	assert_false(backend_error_is_transient(http_status_to_errno(404)));
+}
+
 static void test_escape_path(void **state)
 {
 	static const struct {
@@ -837,6 +928,63 @@ static void test_connection_refused(void **state)
 	http_client_free(c);
 }
 
+/* Accepts @n connections on @fd and resets each (SO_LINGER 0) once its first bytes came. */
+struct resetter {
+	int fd;
+	int n;
+};
+
+static void *reset_connections(void *arg)
+{
+	struct resetter *r = arg;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char buf[256];
+
+	for (int i = 0; i < r->n; i++) {
+		int c = accept(r->fd, NULL, NULL);
+
+		if (c < 0)
+			break;
+		(void)!recv(c, buf, sizeof(buf), 0); /* the ClientHello */
+		setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(c);
+	}
+	return NULL;
+}
+
+/*
+ * A reset in the middle of the TLS handshake (a load balancer or a server
+ * restarting) is a reset like any other: ECONNRESET, retried, transient.
+ * libcurl reports it as CURLE_SSL_CONNECT_ERROR, like a real TLS failure.
+ */
+static void test_reset_during_tls_handshake(void **state)
+{
+	struct http_config cfg = fast_cfg();
+	struct http_client *c;
+	struct http_response resp = { 0 };
+	struct http_request req = { .method = "GET" };
+	char reason[256] = "", url[64];
+	struct resetter r = { .n = 3 };
+	pthread_t t;
+	int port;
+
+	r.fd = listen_any(&port);
+	assert_true(r.fd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, reset_connections, &r), 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/", port);
+	req.url = url;
+	cfg.max_attempts = 3;
+	cfg.insecure = true;
+	c = client_new(&cfg);
+	assert_int_equal(http_do(c, &req, &resp, reason, sizeof(reason)), -ECONNRESET);
+	assert_int_equal(resp.attempts, 3);
+	assert_non_null(strstr(reason, "connection lost"));
+	http_response_done(&resp);
+	http_client_free(c);
+	pthread_join(t, NULL);
+	close(r.fd);
+}
+
 static void test_body_too_big(void **state)
 {
 	struct srv *s = *state;
@@ -909,7 +1057,8 @@ static void test_short_body(void **state)
 				    .body = "0123456789",
 				    .content_length = 100,
 				    .close_after = true });
-	assert_int_equal(do_get(c, s, "/short", &resp, reason, sizeof(reason)), -EIO);
+	/* Fewer bytes than Content-Length: the connection died, transient like a reset. */
+	assert_int_equal(do_get(c, s, "/short", &resp, reason, sizeof(reason)), -ECONNRESET);
 	assert_non_null(strstr(reason, "response body cut short"));
 	assert_null(strstr(reason, "0123456789"));
 	assert_null(resp.body);
@@ -1431,6 +1580,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_table),
+		cmocka_unit_test(test_transient_table),
 		cmocka_unit_test(test_escape_path),
 		cmocka_unit_test(test_client_config),
 		cmocka_unit_test_setup_teardown(test_body_exact, setup_srv, teardown_srv),
@@ -1443,6 +1593,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_attempts, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_no_retry_404, setup_srv, teardown_srv),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_reset_during_tls_handshake),
 		cmocka_unit_test_setup_teardown(test_body_too_big, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_body_limit_exact, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_short_body, setup_srv, teardown_srv),

@@ -235,8 +235,8 @@ static void test_kv2_malformed(void **state)
 
 		r = vault_parse_kv2_read(200, bad[i].body, strlen(bad[i].body), &s, &info, reason,
 					 sizeof(reason));
-		if (r != -EIO)
-			fail_msg("body %zu: got %d (%s), want -EIO", i, r, reason);
+		if (r != -EBADMSG)
+			fail_msg("body %zu: got %d (%s), want -EBADMSG", i, r, reason);
 		assert_null(s);
 		assert_contains(reason, bad[i].why);
 		assert_not_contains(reason, "s3cr3t");
@@ -286,8 +286,8 @@ static void test_kv1_malformed(void **state)
 		int r = vault_parse_kv1_read(bad[i].body, strlen(bad[i].body), &s, &info, reason,
 					     sizeof(reason));
 
-		if (r != -EIO)
-			fail_msg("body %zu: got %d (%s), want -EIO", i, r, reason);
+		if (r != -EBADMSG)
+			fail_msg("body %zu: got %d (%s), want -EBADMSG", i, r, reason);
 		assert_null(s);
 		assert_contains(reason, bad[i].why);
 		assert_not_contains(reason, "s3cr3t");
@@ -357,7 +357,7 @@ static void test_list_shapes(void **state)
 		l = NULL;
 		assert_int_equal(vault_parse_list(bad[i].body, strlen(bad[i].body), &l, reason,
 						  sizeof(reason)),
-				 -EIO);
+				 -EBADMSG);
 		assert_null(l);
 		assert_contains(reason, bad[i].why);
 	}
@@ -484,7 +484,7 @@ static void test_lookup_self_shapes(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		assert_int_equal(vault_parse_lookup_self(bad[i].body, strlen(bad[i].body), &ti,
 							 reason, sizeof(reason)),
-				 -EIO);
+				 -EBADMSG);
 		assert_contains(reason, bad[i].why);
 	}
 }
@@ -544,7 +544,7 @@ static void test_auth_malformed(void **state)
 
 		assert_int_equal(vault_parse_auth(bad[i].body, strlen(bad[i].body), &tok, &len, &ti,
 						  reason, sizeof(reason)),
-				 -EIO);
+				 -EBADMSG);
 		assert_null(tok);
 		assert_contains(reason, bad[i].why);
 		assert_not_contains(reason, "s3cr3t");
