@@ -122,10 +122,15 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 	r = backend_open(cfg->source, cfg, &ev, &s->backend, reason, reasonlen);
 	if (r < 0)
 		goto fail;
+	cache_set_max_fetches((unsigned)cfg->max_fetches);
+	s->fetch_timeout_usec = cfg->fetch_timeout_usec;
 	r = cache_new(&cc, fetch_value, s, &s->values);
 	if (r >= 0 && s->backend->ops->list) {
-		/* Listings hold names only; bound them by count, not by the value budget. */
-		cc.max_bytes = 0;
+		/*
+		 * Listings hold names, not values: they live in the ordinary heap
+		 * (ns_listing_from_*), with a byte budget of their own as large as
+		 * the values'.
+		 */
 		cc.ttl_usec = listing_ttl(cfg, s->backend);
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
@@ -162,15 +167,32 @@ void source_close(struct source *s)
 	free(s);
 }
 
+uint64_t source_deadline(const struct source *s)
+{
+	uint64_t now = now_usec();
+
+	return now > UINT64_MAX - s->fetch_timeout_usec ? UINT64_MAX : now + s->fetch_timeout_usec;
+}
+
 int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
 		 size_t reasonlen)
 {
+	return source_value_until(s, id, 0, ret, reason, reasonlen);
+}
+
+int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
+		       struct cache_result *ret, char *reason, size_t reasonlen)
+{
 	static uint64_t last_usec; /* rate limit for the message below */
-	int r = cache_get(s->values, id, ret, reason, reasonlen);
+	int r = cache_get_until(s->values, id, deadline_usec, ret, reason, reasonlen);
 	uint64_t now;
 
-	/* A stale serve is a failure too: say so, at most once a second. */
-	if (r >= 0 && ret->state == CACHE_STALE) {
+	/*
+	 * A stale serve over a failure is a failure too: say so, at most once
+	 * a second.  One that only waits for a refresh (stale-while-revalidate)
+	 * is not.
+	 */
+	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err) {
 		now = now_usec();
 		if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) >= USEC_PER_SEC) {
 			__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
@@ -184,9 +206,15 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,
 		   size_t reasonlen)
 {
+	return source_listing_until(s, prefix, 0, ret, reason, reasonlen);
+}
+
+int source_listing_until(struct source *s, const char *prefix, uint64_t deadline_usec,
+			 struct cache_result *ret, char *reason, size_t reasonlen)
+{
 	if (!s->listings)
 		return -ENOSYS;
-	return cache_get(s->listings, prefix, ret, reason, reasonlen);
+	return cache_get_until(s->listings, prefix, deadline_usec, ret, reason, reasonlen);
 }
 
 void source_flush(struct source *s)
