@@ -87,10 +87,10 @@ struct cache_entry {
 	 * them.  Protected by c->lock.
 	 */
 	uint64_t retry_after_usec;
-	int last_err;		   /* that failure, 0 after a success; protected by c->lock */
+	int last_err; /* that failure, 0 after a success; protected by c->lock */
 	/* cache_invalidate(): the next reader waits for the store. */
-	bool must_revalidate; /* protected by c->lock */
-	uint64_t used_tick;   /* when last used, on the tick shared by all caches; c->lock */
+	bool must_revalidate;	   /* protected by c->lock */
+	uint64_t used_tick;	   /* when last used, on the tick shared by all caches; c->lock */
 	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
 	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
 	unsigned pins;		   /* fetches pointing here, alive; protected by c->lock */
@@ -112,13 +112,13 @@ struct cache {
 	void *fetch_ctx;	 /* immutable */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		 /* a fetch ended; CLOCK_MONOTONIC */
-	struct cache_entry **buckets;	 /* protected by c->lock */
-	size_t nbuckets;		 /* a power of two; protected by c->lock */
-	struct cache_lru lru[LRU_LISTS]; /* protected by c->lock */
-	unsigned running;		 /* fetches not done, queued too; protected by c->lock */
-	struct cache_stats stats;	 /* entries and bytes too; protected by c->lock */
-	size_t locked_bytes;		 /* of values in locked memory; protected by c->lock */
+	pthread_cond_t cond;		   /* a fetch ended; CLOCK_MONOTONIC */
+	struct cache_entry **buckets;	   /* protected by c->lock */
+	size_t nbuckets;		   /* a power of two; protected by c->lock */
+	struct cache_lru lru[LRU_LISTS];   /* protected by c->lock */
+	unsigned running;		   /* fetches not done, queued too; protected by c->lock */
+	struct cache_stats stats;	   /* entries and bytes too; protected by c->lock */
+	size_t locked_bytes;		   /* of values in locked memory; protected by c->lock */
 	struct cache *reg_prev, *reg_next; /* protected by registry.lock */
 };
 
@@ -529,7 +529,8 @@ static size_t reclaim_locked_memory(size_t want)
 		/* The cache whose oldest evictable value is the oldest of all. */
 		for (struct cache *c = registry.head; c; c = c->reg_next) {
 			pthread_mutex_lock(&c->lock);
-			for (struct cache_entry *e = c->locked_bytes ? c->lru[LRU_VALUES].tail : NULL;
+			for (struct cache_entry *e = c->locked_bytes ? c->lru[LRU_VALUES].tail
+								     : NULL;
 			     e; e = e->lru_prev) {
 				if (e->pins || !secret_is_locked(e->value))
 					continue;
@@ -940,7 +941,8 @@ int cache_get_until(struct cache *c, const char *key, uint64_t deadline_usec,
 				set_reason(reason, reasonlen, "the store failed a moment ago: %s",
 					   errno_desc(ret->stale_err));
 			else
-				set_reason(reason, reasonlen, "expired, refreshing in the background");
+				set_reason(reason, reasonlen,
+					   "expired, refreshing in the background");
 			return 0;
 		}
 	}
@@ -1075,7 +1077,7 @@ void cache_invalidate(struct cache *c, const char *key)
 	if (e) {
 		/* As a flush does for a running fetch: its result predates the request. */
 		e->fresh_until_usec = 0;
-		e->retry_after_usec = 0; /* ask the store now, even right after a failure */
+		e->retry_after_usec = 0;   /* ask the store now, even right after a failure */
 		e->must_revalidate = true; /* and the next reader waits for its answer */
 		e->negative = false;
 		e->gen++;

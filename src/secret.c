@@ -105,7 +105,6 @@ bool secret_heap_can_lock(size_t size)
 	return ok;
 }
 
-
 static size_t page_round(size_t n)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);

@@ -26,15 +26,15 @@ enum secret_kind {
 
 /* Where a secret's buffer lives; the free matches it. */
 enum secret_where {
-	SECRET_IN_HEAP = 0,  /* the locked heap (the ordinary heap before secret_heap_init) */
-	SECRET_IN_ORDINARY,  /* the ordinary heap on purpose: names, not values (listings) */
-	SECRET_IN_ONE_OFF,   /* a mapping of its own, locked and not dumped: too big for the heap */
+	SECRET_IN_HEAP = 0, /* the locked heap (the ordinary heap before secret_heap_init) */
+	SECRET_IN_ORDINARY, /* the ordinary heap on purpose: names, not values (listings) */
+	SECRET_IN_ONE_OFF,  /* a mapping of its own, locked and not dumped: too big for the heap */
 };
 
 struct secret {
 	uint32_t refs;	/* atomic */
-	uint32_t kind;	/* enum secret_kind */
-	uint32_t where; /* enum secret_where; immutable */
+	uint16_t kind;	/* enum secret_kind */
+	uint16_t where; /* enum secret_where; immutable */
 	size_t len;	/* bytes of the value in data[] */
 	size_t cap;	/* bytes allocated for data[]; the wipe covers all of them */
 	unsigned char data[];

@@ -252,8 +252,7 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, u
 	if (!ns_name_is_safe(name, strlen(name)))
 		return -ENOENT;
 	if (parent->has_secret) {
-		r = source_value_until(fs->src, parent->id, deadline, &res, reason,
-				       sizeof(reason));
+		r = source_value_until(fs->src, parent->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0) {
 			bool found = res.value->kind == SECRET_TABLE &&
 				     secret_table_find(res.value, name, &e);

@@ -1348,13 +1348,12 @@ static void test_deadline_of_the_request(void **state)
 	assert_null(res.value);
 	sem_wait(&fx.tb.entered);
 	/* A deadline already past: the fetch it needs is joined, not waited for. */
-	assert_int_equal(cache_get_until(fx.c, "slow", now_usec() - 1, &res, reason,
-					 sizeof(reason)),
-			 -EAGAIN);
+	assert_int_equal(
+		cache_get_until(fx.c, "slow", now_usec() - 1, &res, reason, sizeof(reason)),
+		-EAGAIN);
 	/* Past its deadline a second key still gets its fetch started. */
 	tb_set_value(&fx.tb, "other", "o");
-	assert_int_equal(cache_get_until(fx.c, "other", 1, &res, reason, sizeof(reason)),
-			 -EAGAIN);
+	assert_int_equal(cache_get_until(fx.c, "other", 1, &res, reason, sizeof(reason)), -EAGAIN);
 	st = stats(&fx);
 	assert_int_equal(st.fetches, 2);
 	assert_int_equal(tb_calls(&fx.tb, "slow"), 1);
