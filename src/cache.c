@@ -88,8 +88,12 @@ struct cache_entry {
 	 */
 	uint64_t retry_after_usec;
 	int last_err; /* that failure, 0 after a success; protected by c->lock */
-	/* cache_invalidate(): the next reader waits for the store. */
-	bool must_revalidate;	   /* protected by c->lock */
+	char *last_reason; /* and what the store said, or NULL; malloc'ed; c->lock */
+	/*
+	 * cache_invalidate(), or a TTL of 0 ("ask the store at every read"):
+	 * the next reader waits for the store.  Protected by c->lock.
+	 */
+	bool must_revalidate;
 	uint64_t used_tick;	   /* when last used, on the tick shared by all caches; c->lock */
 	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
 	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
@@ -368,6 +372,7 @@ static void entry_remove(struct cache *c, struct cache_entry *e)
 		secret_unref(e->value);
 	}
 	c->stats.entries--;
+	free(e->last_reason);
 	free(e);
 }
 
@@ -478,6 +483,8 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 			e->fresh_until_usec = add_usec(now, ttl);
 			e->retry_after_usec = 0;
 			e->last_err = 0;
+			free(e->last_reason);
+			e->last_reason = NULL;
 			e->stale_until_usec = add_usec(e->fresh_until_usec, c->cfg.stale_usec);
 			lru_touch(c, e);
 		} else if (err == -ENOENT || err == -EACCES) {
@@ -502,10 +509,14 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 		} else {
 			e->retry_after_usec = add_usec(now, CACHE_RETRY_HOLD_USEC);
 			e->last_err = err;
+			free(e->last_reason);
+			e->last_reason = reason[0] ? strdup(reason) : NULL;
+			if (c->cfg.stale_event)
+				c->cfg.stale_event(c->cfg.stale_event_ctx, e->key, err, reason);
 		}
 	}
 	if (f->gen == e->gen)
-		e->must_revalidate = false;
+		e->must_revalidate = err == 0 && e->value && e->fresh_until_usec <= now;
 	f->done = true;
 	pthread_cond_broadcast(&c->cond);
 	cache_shrink(c);
@@ -525,6 +536,7 @@ static size_t reclaim_locked_memory(size_t want)
 	while (freed < want) {
 		struct cache *best = NULL;
 		uint64_t best_tick = UINT64_MAX, next_tick = UINT64_MAX;
+		size_t round = 0;
 
 		/* The cache whose oldest evictable value is the oldest of all. */
 		for (struct cache *c = registry.head; c; c = c->reg_next) {
@@ -547,10 +559,7 @@ static size_t reclaim_locked_memory(size_t want)
 		}
 		if (!best)
 			break;
-		(void)best_tick;
-		/* From it, everything older than the next cache's oldest. */
-		size_t round = 0;
-
+		/* From it, everything older than the next cache's oldest (one at least). */
 		pthread_mutex_lock(&best->lock);
 		for (struct cache_entry *e = best->lru[LRU_VALUES].tail, *prev; e && freed < want;
 		     e = prev) {
@@ -936,13 +945,14 @@ int cache_get_until(struct cache *c, const char *key, uint64_t deadline_usec,
 			refresh_in_background(c, e, now);
 			entry_serve_stale(c, e, now, ret);
 			ret->stale_err = e->last_err;
-			pthread_mutex_unlock(&c->lock);
 			if (ret->stale_err)
 				set_reason(reason, reasonlen, "the store failed a moment ago: %s",
-					   errno_desc(ret->stale_err));
+					   e->last_reason ? e->last_reason
+							  : errno_desc(ret->stale_err));
 			else
 				set_reason(reason, reasonlen,
 					   "expired, refreshing in the background");
+			pthread_mutex_unlock(&c->lock);
 			return 0;
 		}
 	}
@@ -996,8 +1006,14 @@ int cache_get_until(struct cache *c, const char *key, uint64_t deadline_usec,
 		r = f->gen == e->gen && entry_serve_stale(c, e, now, ret) ? 0 : -EAGAIN;
 		if (r == 0)
 			ret->stale_err = -ETIMEDOUT;
-		set_reason(reason, reasonlen, "fetch timed out after %" PRIu64 " ms",
-			   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
+		if (deadline_usec && now_usec() >= deadline_usec)
+			set_reason(reason, reasonlen,
+				   "the request's deadline (fetch_timeout %" PRIu64
+				   " ms) passed while waiting for the store",
+				   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
+		else
+			set_reason(reason, reasonlen, "fetch timed out after %" PRIu64 " ms",
+				   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
 	}
 	fetch_unref(c, f);
 	pthread_mutex_unlock(&c->lock);

@@ -95,6 +95,25 @@ static void on_error(void *ctx, const char *reason)
 	log_error("%s", reason);
 }
 
+/* A stale serve over a failure is a failure too: said at most once a second. */
+static void log_stale(const struct source *s, const char *id, const char *reason)
+{
+	static uint64_t last_usec;
+	uint64_t now = now_usec();
+
+	if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) < USEC_PER_SEC)
+		return;
+	__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
+	log_warn("%s: serving a stale value of '%s': %s", s->backend->source, id,
+		 reason[0] ? reason : "the store failed");
+}
+
+/* A background refresh failed: nobody waited for it, so it is said here. */
+static void on_stale(void *ctx, const char *key, int err, const char *reason)
+{
+	log_stale(ctx, key, reason);
+}
+
 int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen)
 {
 	struct cache_config cc = {
@@ -124,6 +143,8 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		goto fail;
 	cache_set_max_fetches((unsigned)cfg->max_fetches);
 	s->fetch_timeout_usec = cfg->fetch_timeout_usec;
+	cc.stale_event = on_stale;
+	cc.stale_event_ctx = s;
 	r = cache_new(&cc, fetch_value, s, &s->values);
 	if (r >= 0 && s->backend->ops->list) {
 		/*
@@ -132,6 +153,7 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		 * the values'.
 		 */
 		cc.ttl_usec = listing_ttl(cfg, s->backend);
+		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
 	if (r < 0) {
@@ -183,23 +205,11 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
 		       struct cache_result *ret, char *reason, size_t reasonlen)
 {
-	static uint64_t last_usec; /* rate limit for the message below */
 	int r = cache_get_until(s->values, id, deadline_usec, ret, reason, reasonlen);
-	uint64_t now;
 
-	/*
-	 * A stale serve over a failure is a failure too: say so, at most once
-	 * a second.  One that only waits for a refresh (stale-while-revalidate)
-	 * is not.
-	 */
-	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err) {
-		now = now_usec();
-		if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) >= USEC_PER_SEC) {
-			__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
-			log_warn("%s: serving a stale value of '%s': %s", s->backend->source, id,
-				 reason[0] ? reason : "the store failed");
-		}
-	}
+	/* One that only waits for a refresh (stale-while-revalidate) is not a failure. */
+	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err)
+		log_stale(s, id, reason);
 	return r;
 }
 

@@ -59,6 +59,14 @@ struct cache_config {
 	size_t max_negative_bytes;   /* 0 = unbounded */
 	cache_clock_fn clock;	     /* NULL = CLOCK_MONOTONIC; tests inject one */
 	void *clock_ctx;
+	/*
+	 * Optional: a refresh failed transiently and the expired value goes on
+	 * being served (stale-while-revalidate leaves nobody waiting to be
+	 * told).  Called on a fetch thread with the cache's lock held: it must
+	 * not call into the cache.
+	 */
+	void (*stale_event)(void *ctx, const char *key, int err, const char *reason);
+	void *stale_event_ctx;
 };
 
 enum cache_state {

@@ -676,10 +676,12 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 	struct cache_result res;
 	struct dirlist *d;
 	struct dirhandle *h;
+	/* One deadline for the object secret and the listing together. */
+	uint64_t deadline = source_deadline(fs->src);
 	int r;
 
 	if (n->has_secret) {
-		r = source_value(fs->src, n->id, &res, reason, sizeof(reason));
+		r = source_value_until(fs->src, n->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0 && res.value->kind == SECRET_TABLE)
 			keys = res.value;
 		else if (r >= 0)
@@ -688,7 +690,7 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 			goto fail;
 	}
 	if (n->has_folder) {
-		r = source_listing(fs->src, n->id, &res, reason, sizeof(reason));
+		r = source_listing_until(fs->src, n->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0)
 			children = res.value;
 		/* Gone, or a store (or token) that cannot list: an empty folder. */
