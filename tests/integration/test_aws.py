@@ -533,6 +533,8 @@ def test_errors_map_to_errno(aws, amount):
     # allowed GetSecretValue but not DescribeSecret: revalidation falls back to reading
     pause(1.2)
     assert read_file(d.path("single")) == b"single-value-xyz"
+    # (the refetch runs behind the stale value: stale-while-revalidate)
+    wait_until(lambda: aws.secret_op("single", "GetSecretValue") == 2, what="a GetSecretValue")
     assert aws.secret_op("single", "DescribeSecret") == 1
     assert aws.secret_op("single", "GetSecretValue") == 2
 
@@ -558,7 +560,8 @@ def test_throttling_is_retried_then_eagain(aws, amount):
     assert read_err(d.path("prod/blob")) == errno.EAGAIN
     pause(1.2)
     assert read_file(d.path("single")) == b"single-value-xyz"
-    assert "still throttled after retries" in d.stderr()
+    # (the refetch runs behind the stale value: stale-while-revalidate)
+    d.wait_stderr("still throttled after retries")
 
 
 def test_expired_token_refreshes_and_retries(aws, amount):
@@ -619,6 +622,9 @@ def test_web_identity_rereads_the_token_file(aws, amount, workdir):
     aws.post("/_test/key/expire", {"access_key_id": role["issued"][0]})
     pause(1.2)
     assert read_file(d.path("prod/api-key")) == b"api-key-plain-77"
+    # (the refetch runs behind the stale value: stale-while-revalidate)
+    wait_until(lambda: aws.counts()["roles"][ROLE]["AssumeRoleWithWebIdentity"] == 2,
+               what="a second AssumeRoleWithWebIdentity")
     role = aws.get("/_test/roles")["roles"][0]
     assert len(role["issued"]) == 1  # add_role replaced the record: one new call
     c = aws.counts()
@@ -717,7 +723,8 @@ def test_container_credentials_token_file_and_refresh(aws, amount, workdir):
     aws.post("/_test/container", {"authorization": "container-auth-tok-2"})
     pause(2.5)
     assert read_file(d.path("single")) == b"single-value-xyz"
-    assert aws.op("container.credentials") >= 2
+    # (the refetch runs behind the stale value: stale-while-revalidate)
+    wait_until(lambda: aws.op("container.credentials") >= 2, what="new container credentials")
     second = aws.get("/_test/container")["credentials"]
     d.secrets += [second["secret_access_key"].encode(), second["session_token"].encode()]
     assert second["access_key_id"] != first["access_key_id"]
