@@ -10,12 +10,20 @@
  * CLOCK_MONOTONIC so that a reader's deadline ignores steps of the wall clock, wakes readers when a
  * fetch ends and wakes cache_free() when the last fetch thread is done.
  *
- * Every backend call runs on its own detached thread as a struct cache_fetch.
+ * Every backend call is a struct cache_fetch run by a detached fetch thread;
+ * at most max_fetches run at once over all caches, the others queue, and a
+ * thread that finishes takes the next one (cache_set_max_fetches()).
  * Readers of a key join the fetch already running for it (single-flight) and
- * wait for it at most fetch_timeout; a reader that gives up leaves the fetch
- * running, and its result still fills the cache.  A fetch pins its entry, so
- * an entry is never freed, evicted or expired under a running fetch or a
- * waiting reader.
+ * wait for it at most fetch_timeout (or their own deadline); a reader that
+ * gives up leaves the fetch running, and its result still fills the cache.
+ * An expired value within its stale window is served at once while one
+ * fetch refreshes it (stale-while-revalidate): only a reader with nothing to
+ * serve waits.  A fetch pins its entry, so an entry is never freed, evicted
+ * or expired under a running fetch or a waiting reader.
+ *
+ * The locked heap is one per process: a fetch that gets -ENOMEM evicts the
+ * least recently used values in locked memory from every cache (a registry
+ * of caches, and one use counter for all) and asks the backend again.
  *
  * cache_flush() cannot stop a backend call already made, so it bumps the
  * entry's generation instead: a fetch started under an older generation hands
