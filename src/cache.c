@@ -10,12 +10,20 @@
  * CLOCK_MONOTONIC so that a reader's deadline ignores steps of the wall clock, wakes readers when a
  * fetch ends and wakes cache_free() when the last fetch thread is done.
  *
- * Every backend call runs on its own detached thread as a struct cache_fetch.
+ * Every backend call is a struct cache_fetch run by a detached fetch thread;
+ * at most max_fetches run at once over all caches, the others queue, and a
+ * thread that finishes takes the next one (cache_set_max_fetches()).
  * Readers of a key join the fetch already running for it (single-flight) and
- * wait for it at most fetch_timeout; a reader that gives up leaves the fetch
- * running, and its result still fills the cache.  A fetch pins its entry, so
- * an entry is never freed, evicted or expired under a running fetch or a
- * waiting reader.
+ * wait for it at most fetch_timeout (or their own deadline); a reader that
+ * gives up leaves the fetch running, and its result still fills the cache.
+ * An expired value within its stale window is served at once while one
+ * fetch refreshes it (stale-while-revalidate): only a reader with nothing to
+ * serve waits.  A fetch pins its entry, so an entry is never freed, evicted
+ * or expired under a running fetch or a waiting reader.
+ *
+ * The locked heap is one per process: a fetch that gets -ENOMEM evicts the
+ * least recently used values in locked memory from every cache (a registry
+ * of caches, and one use counter for all) and asks the backend again.
  *
  * cache_flush() cannot stop a backend call already made, so it bumps the
  * entry's generation instead: a fetch started under an older generation hands
@@ -64,6 +72,7 @@ struct cache_fetch {
 	 * fetch, and together they must not wait longer than fetch_timeout.
 	 */
 	struct timespec deadline;
+	struct cache_fetch *qnext; /* waiting for a fetch thread; protected by pool.lock */
 };
 
 struct cache_entry {
@@ -86,7 +95,14 @@ struct cache_entry {
 	 * them.  Protected by c->lock.
 	 */
 	uint64_t retry_after_usec;
-	int last_err;		   /* that failure; protected by c->lock */
+	int last_err; /* that failure, 0 after a success; protected by c->lock */
+	char *last_reason; /* and what the store said, or NULL; malloc'ed; c->lock */
+	/*
+	 * cache_invalidate(), or a TTL of 0 ("ask the store at every read"):
+	 * the next reader waits for the store.  Protected by c->lock.
+	 */
+	bool must_revalidate;
+	uint64_t used_tick;	   /* when last used, on the tick shared by all caches; c->lock */
 	uint64_t gen;		   /* bumped by a flush; protected by c->lock */
 	struct cache_fetch *fetch; /* the fetch new readers join, or NULL; protected by c->lock */
 	unsigned pins;		   /* fetches pointing here, alive; protected by c->lock */
@@ -108,13 +124,45 @@ struct cache {
 	void *fetch_ctx;	 /* immutable */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		 /* a fetch ended; CLOCK_MONOTONIC */
-	struct cache_entry **buckets;	 /* protected by c->lock */
-	size_t nbuckets;		 /* a power of two; protected by c->lock */
-	struct cache_lru lru[LRU_LISTS]; /* protected by c->lock */
-	unsigned running;		 /* fetch threads not done; protected by c->lock */
-	struct cache_stats stats;	 /* entries and bytes too; protected by c->lock */
+	pthread_cond_t cond;		   /* a fetch ended; CLOCK_MONOTONIC */
+	struct cache_entry **buckets;	   /* protected by c->lock */
+	size_t nbuckets;		   /* a power of two; protected by c->lock */
+	struct cache_lru lru[LRU_LISTS];   /* protected by c->lock */
+	unsigned running;		   /* fetches not done, queued too; protected by c->lock */
+	struct cache_stats stats;	   /* entries and bytes too; protected by c->lock */
+	size_t locked_bytes;		   /* of values in locked memory; protected by c->lock */
+	struct cache *reg_prev, *reg_next; /* protected by registry.lock */
 };
+
+/*
+ * Every cache, for reclaim_locked_memory(): the locked heap is one per
+ * process, so a fetch that cannot get memory evicts from any cache, least
+ * recently used first.  Lock order: registry.lock, then a cache's lock.
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct cache *head;
+} registry = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Orders uses across caches for that eviction. */
+static uint64_t use_tick; /* atomic */
+
+/*
+ * The fetch threads of all caches: at most max fetches run at once (0: no
+ * bound), the rest wait in a queue, and a thread that finishes a fetch takes
+ * the next one.  Lock order: a cache's lock, then pool.lock.
+ */
+static struct {
+	pthread_mutex_t lock;
+	unsigned max;	  /* atomic */
+	unsigned threads; /* running fetch threads; protected by lock */
+	struct cache_fetch *head, *tail;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void cache_set_max_fetches(unsigned n)
+{
+	__atomic_store_n(&pool.max, n, __ATOMIC_RELAXED);
+}
 
 static void set_reason(char *reason, size_t reasonlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -183,6 +231,7 @@ static void lru_push_front(struct cache *c, struct cache_entry *e)
 {
 	struct cache_lru *l = &c->lru[e->list];
 
+	e->used_tick = __atomic_add_fetch(&use_tick, 1, __ATOMIC_RELAXED);
 	e->lru_prev = NULL;
 	e->lru_next = l->head;
 	if (l->head)
@@ -199,8 +248,10 @@ static void lru_touch(struct cache *c, struct cache_entry *e)
 {
 	unsigned char list = e->value ? LRU_VALUES : LRU_OTHERS;
 
-	if (c->lru[list].head == e)
+	if (c->lru[list].head == e) {
+		e->used_tick = __atomic_add_fetch(&use_tick, 1, __ATOMIC_RELAXED);
 		return;
+	}
 	lru_unlink(c, e);
 	e->list = list;
 	lru_push_front(c, e);
@@ -291,11 +342,24 @@ static int entry_add(struct cache *c, const char *key, uint64_t hash, struct cac
 	return 0;
 }
 
+static void account_value(struct cache *c, const struct secret *v, bool add)
+{
+	if (add) {
+		c->stats.bytes += v->len;
+		if (secret_is_locked(v))
+			c->locked_bytes += v->len;
+	} else {
+		c->stats.bytes -= v->len;
+		if (secret_is_locked(v))
+			c->locked_bytes -= v->len;
+	}
+}
+
 /* Drops the cache's reference; the last holder of the value wipes it. */
 static void entry_drop_value(struct cache *c, struct cache_entry *e)
 {
 	if (e->value) {
-		c->stats.bytes -= e->value->len;
+		account_value(c, e->value, false);
 		secret_unref(e->value);
 		e->value = NULL;
 		lru_reclass(c, e);
@@ -312,10 +376,11 @@ static void entry_remove(struct cache *c, struct cache_entry *e)
 	*p = e->hnext;
 	lru_unlink(c, e);
 	if (e->value) {
-		c->stats.bytes -= e->value->len;
+		account_value(c, e->value, false);
 		secret_unref(e->value);
 	}
 	c->stats.entries--;
+	free(e->last_reason);
 	free(e);
 }
 
@@ -420,11 +485,14 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 
 			entry_drop_value(c, e);
 			e->value = secret_ref(value);
-			c->stats.bytes += value->len;
+			account_value(c, value, true);
 			memcpy(e->version, info->version, sizeof(e->version));
 			e->negative = false;
 			e->fresh_until_usec = add_usec(now, ttl);
 			e->retry_after_usec = 0;
+			e->last_err = 0;
+			free(e->last_reason);
+			e->last_reason = NULL;
 			e->stale_until_usec = add_usec(e->fresh_until_usec, c->cfg.stale_usec);
 			lru_touch(c, e);
 		} else if (err == -ENOENT || err == -EACCES) {
@@ -449,23 +517,127 @@ static void fetch_finish(struct cache *c, struct cache_fetch *f, int err, struct
 		} else {
 			e->retry_after_usec = add_usec(now, CACHE_RETRY_HOLD_USEC);
 			e->last_err = err;
+			free(e->last_reason);
+			e->last_reason = reason[0] ? strdup(reason) : NULL;
+			if (c->cfg.stale_event)
+				c->cfg.stale_event(c->cfg.stale_event_ctx, e->key, err, reason);
 		}
 	}
+	if (f->gen == e->gen)
+		e->must_revalidate = err == 0 && e->value && e->fresh_until_usec <= now;
 	f->done = true;
 	pthread_cond_broadcast(&c->cond);
 	cache_shrink(c);
 }
 
-static void *fetch_thread(void *arg)
+/*
+ * The locked heap is full: evicts values in locked memory that no reader
+ * or fetch holds, from every cache, least recently used first, until about
+ * @want bytes are gone (SIZE_MAX: all of them).  Called with no lock held.
+ * Returns the number of entries evicted.
+ */
+static size_t reclaim_locked_memory(size_t want)
 {
-	struct cache_fetch *f = arg;
+	size_t freed = 0, evicted = 0;
+
+	pthread_mutex_lock(&registry.lock);
+	while (freed < want) {
+		struct cache *best = NULL;
+		uint64_t best_tick = UINT64_MAX, next_tick = UINT64_MAX;
+		size_t round = 0;
+
+		/* The cache whose oldest evictable value is the oldest of all. */
+		for (struct cache *c = registry.head; c; c = c->reg_next) {
+			pthread_mutex_lock(&c->lock);
+			for (struct cache_entry *e = c->locked_bytes ? c->lru[LRU_VALUES].tail
+								     : NULL;
+			     e; e = e->lru_prev) {
+				if (e->pins || !secret_is_locked(e->value))
+					continue;
+				if (e->used_tick < best_tick) {
+					next_tick = best_tick;
+					best_tick = e->used_tick;
+					best = c;
+				} else if (e->used_tick < next_tick) {
+					next_tick = e->used_tick;
+				}
+				break;
+			}
+			pthread_mutex_unlock(&c->lock);
+		}
+		if (!best)
+			break;
+		/* From it, everything older than the next cache's oldest (one at least). */
+		pthread_mutex_lock(&best->lock);
+		for (struct cache_entry *e = best->lru[LRU_VALUES].tail, *prev; e && freed < want;
+		     e = prev) {
+			prev = e->lru_prev;
+			if (e->pins || !secret_is_locked(e->value))
+				continue;
+			if (e->used_tick > next_tick && round > 0)
+				break;
+			freed += e->value->len + sizeof(struct secret);
+			entry_remove(best, e);
+			best->stats.evictions++;
+			evicted++;
+			round++;
+		}
+		pthread_mutex_unlock(&best->lock);
+	}
+	pthread_mutex_unlock(&registry.lock);
+	return evicted;
+}
+
+/*
+ * Calls the backend for @f.  A backend that finds the locked heap full gets
+ * it emptied of the least recently used values and is asked again: first
+ * an eighth of the locked values, then all that nobody holds.
+ */
+static int fetch_call(struct cache_fetch *f, struct secret **value, struct backend_info *info,
+		      char *reason, size_t reasonlen)
+{
+	struct cache *c = f->c;
+	size_t want;
+	int r;
+
+	for (unsigned attempt = 0;; attempt++) {
+		*value = NULL;
+		*info = (struct backend_info){ .version = "" };
+		reason[0] = '\0';
+		r = c->fetch(c->fetch_ctx, f->e->key, value, info, reason, reasonlen);
+		if (r != -ENOMEM || attempt == 2)
+			return r;
+		secret_unref(*value);
+		*value = NULL;
+		want = attempt == 0 ? 64 * 1024 : SIZE_MAX;
+		if (attempt == 0) {
+			size_t total = 0;
+
+			pthread_mutex_lock(&registry.lock);
+			for (struct cache *o = registry.head; o; o = o->reg_next) {
+				pthread_mutex_lock(&o->lock);
+				total += o->locked_bytes;
+				pthread_mutex_unlock(&o->lock);
+			}
+			pthread_mutex_unlock(&registry.lock);
+			if (total / 8 > want)
+				want = total / 8;
+		}
+		if (reclaim_locked_memory(want) == 0)
+			return r;
+	}
+}
+
+/* Runs one fetch and hands its result over; @f may be freed on return. */
+static void fetch_run(struct cache_fetch *f)
+{
 	struct cache *c = f->c;
 	struct backend_info info = { .version = "" };
 	char reason[BACKEND_REASON_MAX] = "";
 	struct secret *value = NULL;
 	int r;
 
-	r = c->fetch(c->fetch_ctx, f->e->key, &value, &info, reason, sizeof(reason));
+	r = fetch_call(f, &value, &info, reason, sizeof(reason));
 	if (r >= 0 && !value) {
 		r = -EIO;
 		set_reason(reason, sizeof(reason), "backend returned no value");
@@ -485,19 +657,68 @@ static void *fetch_thread(void *arg)
 	fetch_finish(c, f, r, value, &info, reason);
 	c->running--;
 	fetch_unref(c, f);
-	/* After this unlock cache_free() may free c: touch nothing more. */
+	/* After this unlock cache_free() may free c: touch nothing of it more. */
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* A fetch thread: runs its fetch, then the queued ones, then ends. */
+static void *fetch_thread(void *arg)
+{
+	struct cache_fetch *f = arg;
+
+	while (f) {
+		fetch_run(f);
+		pthread_mutex_lock(&pool.lock);
+		f = pool.head;
+		if (f) {
+			pool.head = f->qnext;
+			if (!pool.head)
+				pool.tail = NULL;
+		} else {
+			pool.threads--;
+		}
+		pthread_mutex_unlock(&pool.lock);
+	}
 	return NULL;
 }
 
-/* Starts a fetch of @e on a new thread.  Called with c->lock held. */
-static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetch **ret_f)
+static int thread_start(struct cache_fetch *f)
 {
-	struct cache_fetch *f;
 	pthread_attr_t attr;
 	sigset_t all, old;
 	pthread_t tid;
 	int r;
+
+	r = pthread_attr_init(&attr);
+	if (r)
+		return -r;
+	/*
+	 * Signals are for the main thread; a fetch thread inherits the mask of
+	 * its creator, which may be any caller.  (libfuse does the same for
+	 * its workers.)
+	 */
+	sigfillset(&all);
+	r = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (r == 0)
+		r = pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (r == 0) {
+		r = pthread_create(&tid, &attr, fetch_thread, f);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	pthread_attr_destroy(&attr);
+	return -r;
+}
+
+/*
+ * Starts a fetch of @e: on a new thread while fewer than max_fetches run,
+ * else queued for the next thread that finishes.  Called with c->lock held.
+ */
+static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetch **ret_f)
+{
+	struct cache_fetch *f;
+	unsigned max = __atomic_load_n(&pool.max, __ATOMIC_RELAXED);
+	bool queue;
+	int r = 0;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -514,30 +735,31 @@ static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetc
 	f->gen = e->gen;
 	f->refs = 1;
 
-	r = pthread_attr_init(&attr);
-	if (r) {
+	/* The fetch blocks on c->lock, which we hold, until this is set up. */
+	pthread_mutex_lock(&pool.lock);
+	queue = max && pool.threads >= max;
+	if (!queue) {
+		pool.threads++;
+		r = thread_start(f);
+		if (r < 0) {
+			pool.threads--;
+			/* A thread that is running will take it. */
+			queue = pool.threads > 0;
+		}
+	}
+	if (queue) {
+		r = 0;
+		if (pool.tail)
+			pool.tail->qnext = f;
+		else
+			pool.head = f;
+		pool.tail = f;
+	}
+	pthread_mutex_unlock(&pool.lock);
+	if (r < 0) {
 		free(f);
-		return -r;
+		return r;
 	}
-	/*
-	 * Signals are for the main thread; a fetch thread inherits the mask of
-	 * its creator, which may be any caller.  (libfuse does the same for
-	 * its workers.)
-	 */
-	sigfillset(&all);
-	r = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (r == 0)
-		r = pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (r == 0) {
-		r = pthread_create(&tid, &attr, fetch_thread, f);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
-	pthread_attr_destroy(&attr);
-	if (r) {
-		free(f);
-		return -r;
-	}
-	/* The thread blocks on c->lock, which we hold, until this is set up. */
 	e->fetch = f;
 	e->pins++;
 	c->running++;
@@ -546,16 +768,37 @@ static int fetch_start(struct cache *c, struct cache_entry *e, struct cache_fetc
 	return 0;
 }
 
-/* Waits for @f until its deadline (real time).  Called with c->lock held. */
-static bool fetch_wait(struct cache *c, struct cache_fetch *f)
+static void timespec_from_usec(uint64_t usec, struct timespec *ret)
 {
-	if (c->cfg.fetch_timeout_usec == 0) {
+	ret->tv_sec = (time_t)(usec / USEC_PER_SEC);
+	ret->tv_nsec = (long)(usec % USEC_PER_SEC) * 1000;
+}
+
+static bool timespec_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * Waits for @f until its deadline or the reader's @deadline_usec
+ * (CLOCK_MONOTONIC, 0 = none), whichever comes first.  Called with c->lock
+ * held.
+ */
+static bool fetch_wait(struct cache *c, struct cache_fetch *f, uint64_t deadline_usec)
+{
+	struct timespec until = f->deadline, mine;
+
+	if (deadline_usec) {
+		timespec_from_usec(deadline_usec, &mine);
+		if (c->cfg.fetch_timeout_usec == 0 || timespec_before(&mine, &until))
+			until = mine;
+	} else if (c->cfg.fetch_timeout_usec == 0) {
 		while (!f->done)
 			pthread_cond_wait(&c->cond, &c->lock);
 		return true;
 	}
 	while (!f->done)
-		if (pthread_cond_timedwait(&c->cond, &c->lock, &f->deadline) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &until) == ETIMEDOUT)
 			return f->done;
 	return true;
 }
@@ -595,6 +838,12 @@ int cache_new(const struct cache_config *cfg, cache_fetch_fn fetch, void *fetch_
 	pthread_condattr_destroy(&attr);
 	if (r < 0)
 		goto out_mutex;
+	pthread_mutex_lock(&registry.lock);
+	c->reg_next = registry.head;
+	if (registry.head)
+		registry.head->reg_prev = c;
+	registry.head = c;
+	pthread_mutex_unlock(&registry.lock);
 	*ret = c;
 	return 0;
 
@@ -610,6 +859,14 @@ void cache_free(struct cache *c)
 {
 	if (!c)
 		return;
+	pthread_mutex_lock(&registry.lock);
+	if (c->reg_prev)
+		c->reg_prev->reg_next = c->reg_next;
+	else
+		registry.head = c->reg_next;
+	if (c->reg_next)
+		c->reg_next->reg_prev = c->reg_prev;
+	pthread_mutex_unlock(&registry.lock);
 	pthread_mutex_lock(&c->lock);
 	while (c->running > 0)
 		pthread_cond_wait(&c->cond, &c->lock);
@@ -623,8 +880,28 @@ void cache_free(struct cache *c)
 	free(c);
 }
 
+/*
+ * Starts a refresh of @e that nobody waits for, unless one runs already or
+ * the store failed a moment ago.  Called with c->lock held.
+ */
+static void refresh_in_background(struct cache *c, struct cache_entry *e, uint64_t now)
+{
+	struct cache_fetch *f;
+
+	if (e->fetch || now < e->retry_after_usec)
+		return;
+	/* The fetch holds its own reference; nobody waits for it. */
+	(void)fetch_start(c, e, &f);
+}
+
 int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *reason,
 	      size_t reasonlen)
+{
+	return cache_get_until(c, key, 0, ret, reason, reasonlen);
+}
+
+int cache_get_until(struct cache *c, const char *key, uint64_t deadline_usec,
+		    struct cache_result *ret, char *reason, size_t reasonlen)
 {
 	uint64_t hash, now;
 	struct cache_entry *e;
@@ -636,6 +913,7 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 	ret->value = NULL;
 	ret->state = CACHE_MISS;
 	ret->version[0] = '\0';
+	ret->stale_err = 0;
 	hash = hash_key(key);
 
 	pthread_mutex_lock(&c->lock);
@@ -654,7 +932,7 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 		}
 		e->negative = false;
 	}
-	if (e && e->value) {
+	if (e && e->value && !e->must_revalidate) {
 		if (now < e->fresh_until_usec) {
 			c->stats.hits++;
 			lru_touch(c, e);
@@ -665,18 +943,29 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 			return 0;
 		}
 		/* Too old even to serve over an error: a plain miss. */
-		if (now >= e->stale_until_usec)
+		if (now >= e->stale_until_usec) {
 			entry_drop_value(c, e);
-		/* The store failed a moment ago: serve stale without asking again. */
-		else if (now < e->retry_after_usec && !e->fetch &&
-			 entry_serve_stale(c, e, now, ret)) {
+		} else {
+			/*
+			 * Stale-while-revalidate (RFC 5861): serve the expired
+			 * value now, while one refresh runs in the background.
+			 */
+			refresh_in_background(c, e, now);
+			entry_serve_stale(c, e, now, ret);
+			ret->stale_err = e->last_err;
+			if (ret->stale_err)
+				set_reason(reason, reasonlen, "the store failed a moment ago: %s",
+					   e->last_reason ? e->last_reason
+							  : errno_desc(ret->stale_err));
+			else
+				set_reason(reason, reasonlen,
+					   "expired, refreshing in the background");
 			pthread_mutex_unlock(&c->lock);
-			set_reason(reason, reasonlen, "the store failed a moment ago: %s",
-				   errno_desc(e->last_err));
 			return 0;
 		}
 	}
 
+	/* Nothing to serve (or an invalidated value): wait for the store. */
 	c->stats.misses++;
 	if (!e) {
 		r = entry_add(c, key, hash, &e);
@@ -691,17 +980,19 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 		r = fetch_start(c, e, &f);
 		if (r < 0) {
 			set_reason(reason, reasonlen, "cannot start a fetch: %s", errno_desc(r));
-			if (entry_serve_stale(c, e, now, ret))
+			if (entry_serve_stale(c, e, now, ret)) {
+				ret->stale_err = r;
 				r = 0;
-			else if (!e->pins && entry_is_empty(e))
+			} else if (!e->pins && entry_is_empty(e)) {
 				entry_remove(c, e);
+			}
 			pthread_mutex_unlock(&c->lock);
 			return r;
 		}
 	}
 
 	f->refs++;
-	if (fetch_wait(c, f)) {
+	if (fetch_wait(c, f, deadline_usec)) {
 		now = cache_now(c);
 		if (f->err == 0) {
 			/* Even after a flush: these readers asked before it. */
@@ -710,6 +1001,7 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 			r = 0;
 		} else if (backend_error_is_transient(f->err) && f->gen == e->gen &&
 			   entry_serve_stale(c, e, now, ret)) {
+			ret->stale_err = f->err;
 			r = 0;
 		} else {
 			r = f->err;
@@ -720,8 +1012,16 @@ int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *
 		/* The fetch goes on and will fill the cache; this reader stops here. */
 		now = cache_now(c);
 		r = f->gen == e->gen && entry_serve_stale(c, e, now, ret) ? 0 : -EAGAIN;
-		set_reason(reason, reasonlen, "fetch timed out after %" PRIu64 " ms",
-			   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
+		if (r == 0)
+			ret->stale_err = -ETIMEDOUT;
+		if (deadline_usec && now_usec() >= deadline_usec)
+			set_reason(reason, reasonlen,
+				   "the request's deadline (fetch_timeout %" PRIu64
+				   " ms) passed while waiting for the store",
+				   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
+		else
+			set_reason(reason, reasonlen, "fetch timed out after %" PRIu64 " ms",
+				   c->cfg.fetch_timeout_usec / USEC_PER_MSEC);
 	}
 	fetch_unref(c, f);
 	pthread_mutex_unlock(&c->lock);
@@ -801,7 +1101,8 @@ void cache_invalidate(struct cache *c, const char *key)
 	if (e) {
 		/* As a flush does for a running fetch: its result predates the request. */
 		e->fresh_until_usec = 0;
-		e->retry_after_usec = 0; /* ask the store now, even right after a failure */
+		e->retry_after_usec = 0;   /* ask the store now, even right after a failure */
+		e->must_revalidate = true; /* and the next reader waits for its answer */
 		e->negative = false;
 		e->gen++;
 		e->fetch = NULL;

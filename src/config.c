@@ -68,6 +68,9 @@ static const struct config_option options[] = {
 	/* Below a page the cache could not hold even one ordinary secret. */
 	{ "cache_max_bytes", "cache", "max_bytes", OPT_SIZE, FIELD(cache_max_bytes), 4096, SIZE_MAX,
 	  "must be at least 4096 (4K)" },
+	/* Threads and sockets a burst of misses may take; the rest queue. */
+	{ "max_fetches", "cache", "max_fetches", OPT_COUNT, FIELD(max_fetches), 1, 65536,
+	  "must be between 1 and 65536" },
 	{ "policy", "access", "policy", OPT_PATH, FIELD(policy), 0, 0, NULL },
 	{ "show_denied", "access", "show_denied", OPT_BOOL, FIELD(show_denied), 0, 0, NULL },
 	{ "hide_denied_size", "access", "hide_denied_size", OPT_BOOL, FIELD(hide_denied_size), 0, 0,
@@ -130,6 +133,7 @@ void config_init(struct config *c)
 		.fetch_timeout_usec = 5 * USEC_PER_SEC,
 		.cache_max_entries = 10000,
 		.cache_max_bytes = 4 * 1024 * 1024,
+		.max_fetches = 16,
 		.aws_list_ttl_usec = 300 * USEC_PER_SEC,
 		.max_handles_per_uid = 4096,
 	};

@@ -108,7 +108,10 @@ static void usage(FILE *f)
 		"    -o fetch_timeout=DURATION longest a reader waits for the store (default 5s)\n"
 		"    -o cache_max_entries=N    most values held (default 10000)\n"
 		"    -o cache_max_bytes=SIZE   most value bytes held (default 4M); the locked\n"
-		"                           secret heap is twice this, rounded to a power of 2\n"
+		"                           secret heap is twice this, rounded to a power of 2;\n"
+		"                           listings get as many bytes of their own\n"
+		"    -o max_fetches=N       store requests under way at once (default 16);\n"
+		"                           more wait in a queue, within fetch_timeout\n"
 		"    -o policy=FILE         per-uid access rules (see the README); turns\n"
 		"                           on allow_other; SIGHUP reloads it\n"
 		"    -o show_denied         list entries the caller may not open (still denied)\n"
@@ -464,10 +467,24 @@ static void note_heap_fallbacks(unsigned long *next)
 	*next = n * 2;
 }
 
+/* Values too big for the heap whose own mapping could not be locked: the same way. */
+static void note_one_offs_unlocked(unsigned long *next)
+{
+	unsigned long n = secret_one_off_unlocked_count();
+
+	if (n < *next)
+		return;
+	log_warn("%lu value%s too big for the locked heap could not be locked in memory of "
+		 "%s own (memlock limit): not dumped and wiped when freed, but swappable; raise "
+		 "the memlock limit (LimitMEMLOCK=, ulimit -l) or grant CAP_IPC_LOCK",
+		 n, n == 1 ? "" : "s", n == 1 ? "its" : "their");
+	*next = n * 2;
+}
+
 static void *housekeeping(void *arg)
 {
 	struct source *src = arg;
-	unsigned long next_fallback_note = 1;
+	unsigned long next_fallback_note = 1, next_one_off_note = 1;
 	struct timespec ts;
 
 	pthread_mutex_lock(&house_lock);
@@ -480,6 +497,7 @@ static void *housekeeping(void *arg)
 		pthread_mutex_unlock(&house_lock);
 		source_expire(src);
 		note_heap_fallbacks(&next_fallback_note);
+		note_one_offs_unlocked(&next_one_off_note);
 		pthread_mutex_lock(&house_lock);
 	}
 	pthread_mutex_unlock(&house_lock);

@@ -341,7 +341,7 @@ static int listing_table(struct child *c, size_t count, struct secret **ret)
 		c[out++] = c[i];
 		total += c[i].len + 1;
 	}
-	r = secret_table_begin(&b, out, total);
+	r = secret_table_begin_unlocked(&b, out, total); /* names, not values */
 	for (size_t i = 0; i < out && r >= 0; i++)
 		r = secret_table_add(&b, c[i].name, c[i].len, &c[i].flags, 1);
 	if (r >= 0)

@@ -37,6 +37,9 @@
 #define ENTRY_HDR (2 * sizeof(uint32_t))
 
 static long live_count;
+/* The heap's size, once set up; 0 without one. */
+static size_t heap_size;
+static unsigned long one_offs, one_offs_unlocked;
 static unsigned long fallbacks;
 static void (*free_hook)(const unsigned char *data, size_t len);
 
@@ -65,8 +68,10 @@ int secret_heap_init(size_t size, char *hint, size_t hintlen)
 			 "memlock limit (LimitMEMLOCK= in the unit, ulimit -l) or run with "
 			 "CAP_IPC_LOCK",
 			 size / 1024);
+		heap_size = size;
 		return 1;
 	}
+	heap_size = size;
 	return 0;
 }
 
@@ -74,6 +79,7 @@ void secret_heap_done(void)
 {
 	if (CRYPTO_secure_malloc_initialized())
 		CRYPTO_secure_malloc_done();
+	heap_size = 0;
 }
 
 size_t secret_heap_used(void)
@@ -99,6 +105,46 @@ bool secret_heap_can_lock(size_t size)
 	return ok;
 }
 
+static size_t page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return n > SIZE_MAX - page ? 0 : (n + page - 1) / page * page;
+}
+
+/*
+ * A locked, non-dumpable mapping for one buffer too big for the heap.  When
+ * mlock() is refused (the memlock limit) the mapping is used anyway, not
+ * dumped and wiped when freed, and counted: a read that fails is worse.
+ */
+static struct secret *one_off_new(size_t total)
+{
+	size_t size = page_round(total);
+	void *p;
+
+	if (size == 0)
+		return NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, size, MADV_DONTDUMP);
+	if (mlock(p, size) < 0)
+		__atomic_add_fetch(&one_offs_unlocked, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&one_offs, 1, __ATOMIC_RELAXED);
+	return p; /* mmap() zeroes */
+}
+
+static struct secret *secret_init(struct secret *s, size_t len, enum secret_where where)
+{
+	s->refs = 1;
+	s->kind = SECRET_BLOB;
+	s->where = where;
+	s->len = len;
+	s->cap = len;
+	__atomic_add_fetch(&live_count, 1, __ATOMIC_RELAXED);
+	return s;
+}
+
 struct secret *secret_new(size_t len)
 {
 	struct secret *s;
@@ -106,14 +152,39 @@ struct secret *secret_new(size_t len)
 	if (len > SIZE_MAX - sizeof(*s))
 		return NULL;
 	s = OPENSSL_secure_zalloc(sizeof(*s) + len);
-	if (!s)
+	if (s)
+		return secret_init(s, len, SECRET_IN_HEAP);
+	if (!CRYPTO_secure_malloc_initialized() || sizeof(*s) + len <= heap_size / 4)
 		return NULL;
-	s->refs = 1;
-	s->kind = SECRET_BLOB;
-	s->len = len;
-	s->cap = len;
-	__atomic_add_fetch(&live_count, 1, __ATOMIC_RELAXED);
-	return s;
+	s = one_off_new(sizeof(*s) + len);
+	return s ? secret_init(s, len, SECRET_IN_ONE_OFF) : NULL;
+}
+
+struct secret *secret_new_unlocked(size_t len)
+{
+	struct secret *s;
+
+	if (len > SIZE_MAX - sizeof(*s))
+		return NULL;
+	s = OPENSSL_zalloc(sizeof(*s) + len);
+	return s ? secret_init(s, len, SECRET_IN_ORDINARY) : NULL;
+}
+
+bool secret_is_locked(const struct secret *s)
+{
+	return s->where == SECRET_IN_ONE_OFF ||
+	       (s->where == SECRET_IN_HEAP && CRYPTO_secure_malloc_initialized() &&
+		CRYPTO_secure_allocated(s));
+}
+
+unsigned long secret_one_off_count(void)
+{
+	return __atomic_load_n(&one_offs, __ATOMIC_RELAXED);
+}
+
+unsigned long secret_one_off_unlocked_count(void)
+{
+	return __atomic_load_n(&one_offs_unlocked, __ATOMIC_RELAXED);
 }
 
 struct secret *secret_dup(const void *data, size_t len)
@@ -143,7 +214,13 @@ void secret_unref(struct secret *s)
 		OPENSSL_cleanse(s->data, s->cap);
 		free_hook(s->data, s->cap);
 	}
-	OPENSSL_secure_clear_free(s, total);
+	if (s->where == SECRET_IN_ONE_OFF) {
+		OPENSSL_cleanse(s, total);
+		munmap(s, page_round(total));
+	} else {
+		/* Takes ordinary-heap blocks too: cleansed, then freed. */
+		OPENSSL_secure_clear_free(s, total);
+	}
 	__atomic_sub_fetch(&live_count, 1, __ATOMIC_RELAXED);
 }
 
@@ -316,7 +393,8 @@ static uint32_t table_offset(const struct secret *t, size_t i)
 	return off;
 }
 
-int secret_table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values)
+static int table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values,
+		       bool locked)
 {
 	uint64_t n = count;
 	size_t size;
@@ -325,7 +403,7 @@ int secret_table_begin(struct secret_table_builder *b, size_t count, size_t name
 	if (count > UINT32_MAX / 4 || names_and_values > UINT32_MAX / 2)
 		return -EINVAL;
 	size = TABLE_HDR + count * (sizeof(uint32_t) + ENTRY_HDR + 1) + names_and_values;
-	b->table = secret_new(size);
+	b->table = locked ? secret_new(size) : secret_new_unlocked(size);
 	if (!b->table)
 		return -ENOMEM;
 	b->table->kind = SECRET_TABLE;
@@ -333,6 +411,17 @@ int secret_table_begin(struct secret_table_builder *b, size_t count, size_t name
 	b->count = count;
 	b->used = TABLE_HDR + count * sizeof(uint32_t);
 	return 0;
+}
+
+int secret_table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values)
+{
+	return table_begin(b, count, names_and_values, true);
+}
+
+int secret_table_begin_unlocked(struct secret_table_builder *b, size_t count,
+				size_t names_and_values)
+{
+	return table_begin(b, count, names_and_values, false);
 }
 
 static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)

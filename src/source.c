@@ -105,6 +105,27 @@ static void on_error(void *ctx, const char *reason)
 	log_error("%s", reason);
 }
 
+/* A stale serve over a failure is a failure too: said at most once a second. */
+/* A stale serve is a failure too: said once a window per path (log_limit). */
+static void log_stale(const struct source *s, const char *id, const char *reason)
+{
+	unsigned more = 0;
+	char tail[48] = "";
+
+	if (!log_limit("stale", id, 0, now_usec(), &more))
+		return;
+	if (more)
+		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
+	log_warn("%s: serving a stale value of '%s': %s%s", s->backend->source, id,
+		 reason[0] ? reason : "the store failed", tail);
+}
+
+/* A background refresh failed: nobody waited for it, so it is said here. */
+static void on_stale(void *ctx, const char *key, int err, const char *reason)
+{
+	log_stale(ctx, key, reason);
+}
+
 int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen)
 {
 	struct cache_config cc = {
@@ -132,11 +153,19 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 	r = backend_open(cfg->source, cfg, &ev, &s->backend, reason, reasonlen);
 	if (r < 0)
 		goto fail;
+	cache_set_max_fetches((unsigned)cfg->max_fetches);
+	s->fetch_timeout_usec = cfg->fetch_timeout_usec;
+	cc.stale_event = on_stale;
+	cc.stale_event_ctx = s;
 	r = cache_new(&cc, fetch_value, s, &s->values);
 	if (r >= 0 && s->backend->ops->list) {
-		/* Listings hold names only; bound them by count, not by the value budget. */
-		cc.max_bytes = 0;
+		/*
+		 * Listings hold names, not values: they live in the ordinary heap
+		 * (ns_listing_from_*), with a byte budget of their own as large as
+		 * the values'.
+		 */
 		cc.ttl_usec = listing_ttl(cfg, s->backend);
+		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
 	if (r < 0) {
@@ -172,29 +201,42 @@ void source_close(struct source *s)
 	free(s);
 }
 
+uint64_t source_deadline(const struct source *s)
+{
+	uint64_t now = now_usec();
+
+	return now > UINT64_MAX - s->fetch_timeout_usec ? UINT64_MAX : now + s->fetch_timeout_usec;
+}
+
 int source_value(struct source *s, const char *id, struct cache_result *ret, char *reason,
 		 size_t reasonlen)
 {
-	int r = cache_get(s->values, id, ret, reason, reasonlen);
-	unsigned more = 0;
-	char tail[48] = "";
+	return source_value_until(s, id, 0, ret, reason, reasonlen);
+}
 
-	/* A stale serve is a failure too: say so, once a window per path. */
-	if (r >= 0 && ret->state == CACHE_STALE && log_limit("stale", id, 0, now_usec(), &more)) {
-		if (more)
-			snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
-		log_warn("%s: serving a stale value of '%s': %s%s", s->backend->source, id,
-			 reason[0] ? reason : "the store failed", tail);
-	}
+int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
+		       struct cache_result *ret, char *reason, size_t reasonlen)
+{
+	int r = cache_get_until(s->values, id, deadline_usec, ret, reason, reasonlen);
+
+	/* One that only waits for a refresh (stale-while-revalidate) is not a failure. */
+	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err)
+		log_stale(s, id, reason);
 	return r;
 }
 
 int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,
 		   size_t reasonlen)
 {
+	return source_listing_until(s, prefix, 0, ret, reason, reasonlen);
+}
+
+int source_listing_until(struct source *s, const char *prefix, uint64_t deadline_usec,
+			 struct cache_result *ret, char *reason, size_t reasonlen)
+{
 	if (!s->listings)
 		return -ENOSYS;
-	return cache_get(s->listings, prefix, ret, reason, reasonlen);
+	return cache_get_until(s->listings, prefix, deadline_usec, ret, reason, reasonlen);
 }
 
 void source_flush(struct source *s)

@@ -9,8 +9,12 @@
  *  - fresh hit: no backend call;
  *  - miss: exactly one fetch per key however many readers wait (single-flight);
  *    the fetch runs on its own thread so a reader's deadline is real;
- *  - expired: refetch; on a transient error (backend_error_is_transient) the
- *    old value is served until stale-until; any other error ends the entry;
+ *  - expired but within the stale window: served at once while one refresh
+ *    runs in the background (stale-while-revalidate, RFC 5861); a transient
+ *    error (backend_error_is_transient) of the refresh keeps it being served
+ *    until stale-until, any other error ends the entry;
+ *  - a reader waits for the store only when there is nothing to serve (or
+ *    after cache_invalidate());
  *  - -ENOENT and -EACCES are remembered for negative_ttl;
  *  - a reader waits at most fetch_timeout for a fetch, then gets the stale
  *    value or -EAGAIN;
@@ -18,7 +22,12 @@
  *    without a value (remembered answers, fetches under way) have bounds of
  *    their own, so they never evict a value;
  *  - eviction, expiry past the stale window, flush and cache_free drop the
- *    cache's reference, so the last holder wipes the value.
+ *    cache's reference, so the last holder wipes the value;
+ *  - a value larger than max_bytes is handed to the readers of its fetch and
+ *    not kept;
+ *  - a fetch that finds the locked heap full (-ENOMEM) evicts the least
+ *    recently used values in locked memory, from every cache, and is asked
+ *    again before it fails.
  */
 #ifndef SECRETFS_CACHE_H
 #define SECRETFS_CACHE_H
@@ -50,6 +59,14 @@ struct cache_config {
 	size_t max_negative_bytes;   /* 0 = unbounded */
 	cache_clock_fn clock;	     /* NULL = CLOCK_MONOTONIC; tests inject one */
 	void *clock_ctx;
+	/*
+	 * Optional: a refresh failed transiently and the expired value goes on
+	 * being served (stale-while-revalidate leaves nobody waiting to be
+	 * told).  Called on a fetch thread with the cache's lock held: it must
+	 * not call into the cache.
+	 */
+	void (*stale_event)(void *ctx, const char *key, int err, const char *reason);
+	void *stale_event_ctx;
 };
 
 enum cache_state {
@@ -63,6 +80,11 @@ struct cache_result {
 	struct secret *value; /* a reference owned by the caller; NULL on error */
 	enum cache_state state;
 	char version[BACKEND_VERSION_MAX];
+	/*
+	 * CACHE_STALE: the store's failure the stale value stands in for, or 0
+	 * when the value merely expired and a refresh runs in the background.
+	 */
+	int stale_err;
 };
 
 struct cache_stats {
@@ -84,6 +106,22 @@ void cache_free(struct cache *c);
  */
 int cache_get(struct cache *c, const char *key, struct cache_result *ret, char *reason,
 	      size_t reasonlen);
+/*
+ * cache_get() for a reader that must be answered by @deadline_usec
+ * (CLOCK_MONOTONIC, as now_usec(); 0 = no deadline of its own): it waits for
+ * a fetch until the fetch's deadline or its own, whichever comes first, so
+ * that the several fetches one request needs (a listing, then a value) share
+ * one fetch_timeout.  Past its deadline a reader still starts the fetch it
+ * needs, but does not wait for it.
+ */
+int cache_get_until(struct cache *c, const char *key, uint64_t deadline_usec,
+		    struct cache_result *ret, char *reason, size_t reasonlen);
+/*
+ * At most @n fetches run at once, over every cache of the process (0: no
+ * bound); the others wait in a queue, first come first served, and their
+ * readers' deadlines still hold.  Default: no bound.
+ */
+void cache_set_max_fetches(unsigned n);
 /* Drops the entry for @key, or every entry when @key is NULL. */
 void cache_flush(struct cache *c, const char *key);
 /* Drops entries past their stale window and negative entries past their TTL. */

@@ -26,6 +26,7 @@ struct config {
 	uint64_t fetch_timeout_usec;
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
+	size_t max_fetches;	    /* store requests under way at once, all caches; 0 = no bound */
 	char *fuse_options;	    /* extra -o options from the config file, or NULL */
 	char *policy;		    /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;	    /* list entries the caller may not open */

@@ -24,11 +24,19 @@ enum secret_kind {
 	SECRET_TABLE = 1,
 };
 
+/* Where a secret's buffer lives; the free matches it. */
+enum secret_where {
+	SECRET_IN_HEAP = 0, /* the locked heap (the ordinary heap before secret_heap_init) */
+	SECRET_IN_ORDINARY, /* the ordinary heap on purpose: names, not values (listings) */
+	SECRET_IN_ONE_OFF,  /* a mapping of its own, locked and not dumped: too big for the heap */
+};
+
 struct secret {
-	uint32_t refs; /* atomic */
-	uint32_t kind; /* enum secret_kind */
-	size_t len;    /* bytes of the value in data[] */
-	size_t cap;    /* bytes allocated for data[]; the wipe covers all of them */
+	uint32_t refs;	/* atomic */
+	uint16_t kind;	/* enum secret_kind */
+	uint16_t where; /* enum secret_where; immutable */
+	size_t len;	/* bytes of the value in data[] */
+	size_t cap;	/* bytes allocated for data[]; the wipe covers all of them */
 	unsigned char data[];
 };
 
@@ -68,8 +76,25 @@ unsigned long secret_heap_fallbacks(void);
  */
 bool secret_wipe_openssl_allocations(void);
 
-/* A new blob of @len bytes, refs = 1, contents zeroed.  NULL on ENOMEM. */
+/*
+ * A new blob of @len bytes, refs = 1, contents zeroed.  NULL on ENOMEM.
+ * From the locked heap; a value too big for the heap (more than a quarter
+ * of it, which a buddy allocator cannot promise to find in one piece) that
+ * the heap cannot hold gets a locked, non-dumpable mapping of its own,
+ * unmapped by the last unref (counted in secret_one_off_count()).
+ */
 struct secret *secret_new(size_t len);
+/*
+ * The same from the ordinary heap, still wiped by the last unref: for
+ * buffers that hold names, not values (folder listings), so that they never
+ * take locked memory from values.
+ */
+struct secret *secret_new_unlocked(size_t len);
+/* Whether @s takes locked memory (the heap or a one-off mapping). */
+bool secret_is_locked(const struct secret *s);
+/* One-off mappings made since start, and how many of them mlock() refused. */
+unsigned long secret_one_off_count(void);
+unsigned long secret_one_off_unlocked_count(void);
 /* A new blob holding a copy of @data. */
 struct secret *secret_dup(const void *data, size_t len);
 struct secret *secret_ref(struct secret *s);
@@ -103,6 +128,9 @@ struct secret_table_builder {
 
 /* Returns 0 or -ENOMEM/-EINVAL. */
 int secret_table_begin(struct secret_table_builder *b, size_t count, size_t names_and_values);
+/* The same in the ordinary heap (secret_new_unlocked): for listings. */
+int secret_table_begin_unlocked(struct secret_table_builder *b, size_t count,
+				size_t names_and_values);
 /* Returns 0, or -EINVAL when out of order or out of room. */
 int secret_table_add(struct secret_table_builder *b, const char *name, size_t namelen,
 		     const void *value, size_t valuelen);

@@ -25,6 +25,7 @@ struct source {
 	struct source_op_metrics fetch_metrics; /* backend fetch calls */
 	struct source_op_metrics list_metrics;	/* backend list calls */
 	uint64_t malformed; /* answers with a malformed body (EBADMSG); atomic */
+	uint64_t fetch_timeout_usec;
 };
 
 /* Opens the backend of cfg->source and checks it is usable.  No threads yet. */
@@ -37,6 +38,17 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 		 size_t reasonlen);
 int source_listing(struct source *s, const char *prefix, struct cache_result *ret, char *reason,
 		   size_t reasonlen);
+/*
+ * The same for a request that must be answered by @deadline_usec
+ * (now_usec() time, 0 = none of its own; see cache_get_until()): one FUSE
+ * request that needs a listing and then a value waits fetch_timeout in all.
+ */
+int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
+		       struct cache_result *ret, char *reason, size_t reasonlen);
+int source_listing_until(struct source *s, const char *prefix, uint64_t deadline_usec,
+			 struct cache_result *ret, char *reason, size_t reasonlen);
+/* now_usec() + fetch_timeout: the deadline of a request that starts now. */
+uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
 /* Drops expired entries; main calls it periodically. */
 void source_expire(struct source *s);

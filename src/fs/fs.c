@@ -209,7 +209,7 @@ static void log_refused(struct fs *fs, uid_t uid)
  * The value a FILE node shows: a reference and the byte range within it.
  * @res receives the cache's answer (state, version) for the audit record.
  */
-static int node_value(struct fs *fs, struct node *n, struct handle *ret,
+static int node_value(struct fs *fs, struct node *n, uint64_t deadline, struct handle *ret,
 		      struct cache_result *res_out)
 {
 	char reason[BACKEND_REASON_MAX] = "";
@@ -218,7 +218,7 @@ static int node_value(struct fs *fs, struct node *n, struct handle *ret,
 	struct secret_entry e;
 	int r;
 
-	r = source_value(fs->src, n->id, resp, reason, sizeof(reason));
+	r = source_value_until(fs->src, n->id, deadline, resp, reason, sizeof(reason));
 	res = *resp;
 	if (r < 0) {
 		log_failure(fs, "fetch", n->id, r, reason);
@@ -281,13 +281,14 @@ static void fill_attr(struct fs *fs, struct node *n, size_t size, struct stat *s
  * The stat of a node; a FILE's size is the true length of its value, or 0
  * when @hide_size (nothing is fetched then).
  */
-static int node_attr(struct fs *fs, struct node *n, bool hide_size, struct stat *st)
+static int node_attr(struct fs *fs, struct node *n, bool hide_size, uint64_t deadline,
+		     struct stat *st)
 {
 	struct handle h = { 0 };
 	int r;
 
 	if (n->type == NODE_FILE && !hide_size) {
-		r = node_value(fs, n, &h, NULL);
+		r = node_value(fs, n, deadline, &h, NULL);
 		if (r < 0)
 			return r;
 	}
@@ -301,7 +302,8 @@ static int node_attr(struct fs *fs, struct node *n, bool hide_size, struct stat 
  * the parent's object secret wins; then the parent folder's listing decides
  * between a file, an object secret (a directory) and a folder.
  */
-static int resolve_store(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+static int resolve_store(struct fs *fs, struct node *parent, const char *name, uint64_t deadline,
+			 struct node *ret)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct cache_result res;
@@ -316,7 +318,7 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, s
 	if (!ns_name_is_safe(name, strlen(name)))
 		return -ENOENT;
 	if (parent->has_secret) {
-		r = source_value(fs->src, parent->id, &res, reason, sizeof(reason));
+		r = source_value_until(fs->src, parent->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0) {
 			bool found = res.value->kind == SECRET_TABLE &&
 				     secret_table_find(res.value, name, &e);
@@ -339,7 +341,7 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, s
 	path = ns_join(parent->id, name);
 	if (!path)
 		return -ENOMEM;
-	r = source_listing(fs->src, parent->id, &res, reason, sizeof(reason));
+	r = source_listing_until(fs->src, parent->id, deadline, &res, reason, sizeof(reason));
 	if (r == -ENOSYS || r == -EACCES) {
 		/*
 		 * A store that cannot list, or a token that may read but not list
@@ -363,7 +365,7 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, s
 
 	*ret = (struct node){ .type = NODE_DIR, .has_folder = !!(flags & BACKEND_LIST_FOLDER) };
 	if (flags & BACKEND_LIST_SECRET) {
-		r = source_value(fs->src, path, &res, reason, sizeof(reason));
+		r = source_value_until(fs->src, path, deadline, &res, reason, sizeof(reason));
 		if (r >= 0) {
 			if (res.value->kind == SECRET_TABLE)
 				ret->has_secret = true;
@@ -392,13 +394,14 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, s
  * that may read but not list: a folder is "a name no fetch finds"), so that
  * a reader whose path was walked before an outage still walks it during one.
  */
-static int resolve(struct fs *fs, struct node *parent, const char *name, struct node *ret)
+static int resolve(struct fs *fs, struct node *parent, const char *name, uint64_t deadline,
+		   struct node *ret)
 {
 	_cleanup_free_ char *tpath = NULL;
 	struct node known;
 	int r;
 
-	r = resolve_store(fs, parent, name, ret);
+	r = resolve_store(fs, parent, name, deadline, ret);
 	if (r >= 0 || !backend_error_is_transient(r) || parent->type != NODE_DIR)
 		return r;
 	tpath = ns_join(parent->tpath, name);
@@ -455,10 +458,12 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs *fs = req_fs(req);
 	struct fuse_entry_param e = { 0 };
 	struct node want, *n, *pn = nodes_get(&fs->nodes, parent);
+	/* One deadline for the listing and the values this lookup may wait for. */
+	uint64_t deadline = source_deadline(fs->src);
 	int r;
 
 	/* A name below a replaced directory would be found through another node. */
-	r = nodes_detached(pn) ? -ESTALE : resolve(fs, pn, name, &want);
+	r = nodes_detached(pn) ? -ESTALE : resolve(fs, pn, name, deadline, &want);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
@@ -470,7 +475,7 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = node_attr(fs, n, attr_denied(fs, req, n), &e.attr);
+	r = node_attr(fs, n, attr_denied(fs, req, n), deadline, &e.attr);
 	if (r < 0) {
 		nodes_forget(&fs->nodes, n, 1);
 		fuse_reply_err(req, -r);
@@ -507,7 +512,7 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct stat st;
 	int r;
 
-	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, attr_denied(fs, req, n), &st);
+	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, attr_denied(fs, req, n), 0, &st);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -546,7 +551,7 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (r >= 0) {
 		h = calloc(1, sizeof(*h));
-		r = h ? node_value(fs, n, h, &res) : -ENOMEM;
+		r = h ? node_value(fs, n, 0, h, &res) : -ENOMEM;
 		if (r < 0)
 			handles_put(&fs->handles, c_uid);
 		else
@@ -741,10 +746,12 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 	struct cache_result res;
 	struct dirlist *d;
 	struct dirhandle *h;
+	/* One deadline for the object secret and the listing together. */
+	uint64_t deadline = source_deadline(fs->src);
 	int r;
 
 	if (n->has_secret) {
-		r = source_value(fs->src, n->id, &res, reason, sizeof(reason));
+		r = source_value_until(fs->src, n->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0 && res.value->kind == SECRET_TABLE)
 			keys = res.value;
 		else if (r >= 0)
@@ -753,7 +760,7 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 			goto fail;
 	}
 	if (n->has_folder) {
-		r = source_listing(fs->src, n->id, &res, reason, sizeof(reason));
+		r = source_listing_until(fs->src, n->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0)
 			children = res.value;
 		/* Gone, or a store (or token) that cannot list: an empty folder. */

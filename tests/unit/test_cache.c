@@ -298,6 +298,23 @@ static struct cache_stats stats(struct fx *fx)
 		}                                                                                  \
 	} while (0)
 
+/* Waits (real time, bounded) until the background refresh of @key stored @want. */
+static void wait_value(struct fx *fx, const char *key, const char *want)
+{
+	uint64_t t0 = now_usec();
+	struct secret *v;
+
+	for (;;) {
+		v = cache_peek(fx->c, key);
+		if (v && v->len == strlen(want) && memcmp(v->data, want, v->len) == 0)
+			break;
+		secret_unref(v);
+		assert_true(now_usec() - t0 < 20 * SEC);
+		sched_yield();
+	}
+	secret_unref(v);
+}
+
 struct reader {
 	pthread_t tid;
 	struct cache *c;
@@ -380,7 +397,9 @@ static void test_ttl_expiry(void **state)
 	get_ok(&fx, "a", CACHE_HIT, "one");
 	assert_int_equal(tb_calls(&fx.tb, "a"), 1);
 	advance(&fx, 1);
-	get_ok(&fx, "a", CACHE_MISS, "two");
+	/* Expired: served at once while one refresh runs (stale-while-revalidate). */
+	get_ok(&fx, "a", CACHE_STALE, "one");
+	wait_value(&fx, "a", "two");
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 	get_ok(&fx, "a", CACHE_HIT, "two");
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
@@ -397,8 +416,10 @@ static void test_ttl_hint(void **state)
 	get_ok(&fx, "short", CACHE_MISS, "s");
 	advance(&fx, 2 * SEC - 1);
 	get_ok(&fx, "short", CACHE_HIT, "s");
+	tb_set(&fx.tb, "short", 0, "s2", "v2", 2 * SEC);
 	advance(&fx, 1);
-	get_ok(&fx, "short", CACHE_MISS, "s");
+	get_ok(&fx, "short", CACHE_STALE, "s");
+	wait_value(&fx, "short", "s2");
 	assert_int_equal(tb_calls(&fx.tb, "short"), 2);
 
 	/* A longer one. */
@@ -409,8 +430,10 @@ static void test_ttl_hint(void **state)
 	advance(&fx, 30 * SEC - 1);
 	get_ok(&fx, "long", CACHE_HIT, "l");
 	assert_int_equal(tb_calls(&fx.tb, "long"), 1);
+	tb_set(&fx.tb, "long", 0, "l2", "v2", 60 * SEC);
 	advance(&fx, 1);
-	get_ok(&fx, "long", CACHE_MISS, "l");
+	get_ok(&fx, "long", CACHE_STALE, "l");
+	wait_value(&fx, "long", "l2");
 	assert_int_equal(tb_calls(&fx.tb, "long"), 2);
 	fx_done(&fx);
 }
@@ -461,21 +484,30 @@ static void check_stale_if_error(int err)
 	advance(&fx, 11 * SEC);
 	tb_set_error(&fx.tb, "a", err);
 
+	/* Served at once, not after the store's answer; the refresh fails behind it. */
 	assert_int_equal(cache_get(fx.c, "a", &res, reason, sizeof(reason)), 0);
 	assert_int_equal(res.state, CACHE_STALE);
+	assert_int_equal(res.stale_err, 0);
 	assert_string_equal(res.version, "v1");
 	check_value(res.value, "old");
 	secret_unref(res.value);
-	assert_non_null(strstr(reason, "scripted error"));
+	assert_non_null(strstr(reason, "refreshing"));
+	WAIT_STATS(&fx, st, st.fetch_errors == 1);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 
-	/* For a moment the store is spared: stale again, without a call. */
-	get_ok(&fx, "a", CACHE_STALE, "old");
+	/* For a moment the store is spared: stale again, without a call, saying why. */
+	assert_int_equal(cache_get(fx.c, "a", &res, reason, sizeof(reason)), 0);
+	assert_int_equal(res.state, CACHE_STALE);
+	assert_int_equal(res.stale_err, err);
+	check_value(res.value, "old");
+	secret_unref(res.value);
+	assert_non_null(strstr(reason, "failed a moment ago"));
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 
 	/* Times are not extended: after the pause the next read tries the store again. */
 	advance(&fx, 1 * SEC);
 	get_ok(&fx, "a", CACHE_STALE, "old");
+	WAIT_STATS(&fx, st, st.fetch_errors == 2);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 3);
 	st = stats(&fx);
 	assert_int_equal(st.stale_served, 3);
@@ -483,9 +515,11 @@ static void check_stale_if_error(int err)
 	assert_int_equal(st.entries, 1);
 	assert_int_equal(st.bytes, 3);
 
+	/* The store is back: the stale value is served once more while it refreshes. */
 	tb_set(&fx.tb, "a", 0, "new", "v2", 0);
 	advance(&fx, 1 * SEC);
-	get_ok(&fx, "a", CACHE_MISS, "new");
+	get_ok(&fx, "a", CACHE_STALE, "old");
+	wait_value(&fx, "a", "new");
 	get_ok(&fx, "a", CACHE_HIT, "new");
 	assert_int_equal(tb_calls(&fx.tb, "a"), 4);
 	fx_done(&fx);
@@ -510,6 +544,7 @@ static void test_past_stale_window(void **state)
 	/* stale-until = fetch + 10 s + 100 s: one microsecond before, still served. */
 	advance(&fx, 110 * SEC - 1);
 	get_ok(&fx, "a", CACHE_STALE, "old");
+	WAIT_STATS(&fx, st, st.fetch_errors == 1);
 	advance(&fx, 1);
 	assert_int_equal(get_err(&fx, "a", -EAGAIN), CACHE_MISS);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 3);
@@ -531,12 +566,18 @@ static void check_non_transient(int err)
 	get_ok(&fx, "a", CACHE_MISS, "old");
 	advance(&fx, 11 * SEC);
 	tb_set_error(&fx.tb, "a", err);
-	get_err(&fx, "a", err);
+	/* Served once while the refresh runs; its answer ends the value. */
+	get_ok(&fx, "a", CACHE_STALE, "old");
+	WAIT_STATS(&fx, st, st.fetch_errors == 1);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 	st = stats(&fx);
 	assert_int_equal(st.entries, err == -EACCES ? 1 : 0);
 	assert_int_equal(st.bytes, 0);
-	assert_int_equal(st.stale_served, 0);
+	assert_int_equal(st.stale_served, 1);
+	if (err != -EACCES) {
+		assert_int_equal(get_err(&fx, "a", err), CACHE_MISS);
+		assert_int_equal(tb_calls(&fx.tb, "a"), 3);
+	}
 	if (err == -EACCES) {
 		/* A denial is an answer: remembered for the negative TTL, like not-found. */
 		assert_int_equal(get_err(&fx, "a", -EACCES), CACHE_NEGATIVE);
@@ -547,11 +588,11 @@ static void check_non_transient(int err)
 	/* The value is gone: even a transient error now has nothing to serve. */
 	tb_set_error(&fx.tb, "a", -EAGAIN);
 	get_err(&fx, "a", -EAGAIN);
-	assert_int_equal(tb_calls(&fx.tb, "a"), 3);
+	assert_int_equal(tb_calls(&fx.tb, "a"), err == -EACCES ? 3 : 4);
 
 	tb_set_value(&fx.tb, "a", "new");
 	get_ok(&fx, "a", CACHE_MISS, "new");
-	assert_int_equal(tb_calls(&fx.tb, "a"), 4);
+	assert_int_equal(tb_calls(&fx.tb, "a"), err == -EACCES ? 4 : 5);
 	fx_done(&fx);
 }
 
@@ -585,7 +626,8 @@ static void test_negative(void **state)
 	/* -ENOENT on refetch ends a value and is remembered in its place. */
 	advance(&fx, 11 * SEC);
 	tb_set_error(&fx.tb, "gone", -ENOENT);
-	assert_int_equal(get_err(&fx, "gone", -ENOENT), CACHE_MISS);
+	get_ok(&fx, "gone", CACHE_STALE, "back");
+	WAIT_STATS(&fx, st, st.bytes == 0);
 	assert_int_equal(get_err(&fx, "gone", -ENOENT), CACHE_NEGATIVE);
 	assert_int_equal(tb_calls(&fx.tb, "gone"), 3);
 	st = stats(&fx);
@@ -732,7 +774,7 @@ static void test_deadline_stale(void **state)
 	assert_int_equal(res.state, CACHE_STALE);
 	check_value(res.value, "old");
 	secret_unref(res.value);
-	assert_string_equal(reason, "fetch timed out after 20 ms");
+	assert_string_equal(reason, "expired, refreshing in the background");
 	sem_wait(&fx.tb.entered);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 
@@ -967,12 +1009,13 @@ static void test_stats(void **state)
 	get_err(&fx, "n", -ENOENT);	       /* negative hit */
 	advance(&fx, 11 * SEC);
 	tb_set_error(&fx.tb, "a", -EAGAIN);
-	get_ok(&fx, "a", CACHE_STALE, "12345"); /* miss, fetch, error, stale */
-	get_ok(&fx, "b", CACHE_MISS, "123");	/* miss, fetch; n has its own bound */
+	get_ok(&fx, "a", CACHE_STALE, "12345"); /* stale, fetch (error) behind it */
+	WAIT_STATS(&fx, st, st.fetch_errors == 1);
+	get_ok(&fx, "b", CACHE_MISS, "123"); /* miss, fetch; n has its own bound */
 
 	st = stats(&fx);
 	assert_int_equal(st.hits, 1);
-	assert_int_equal(st.misses, 4);
+	assert_int_equal(st.misses, 3);
 	assert_int_equal(st.stale_served, 1);
 	assert_int_equal(st.negative_hits, 1);
 	assert_int_equal(st.fetches, 4);
@@ -1114,6 +1157,7 @@ static void test_negative_flood_keeps_values(void **state)
 	tb_set_error(&fx.tb, "b", -EAGAIN);
 	get_ok(&fx, "a", CACHE_STALE, "AAAA");
 	get_ok(&fx, "b", CACHE_STALE, "BBBB");
+	WAIT_STATS(&fx, st, st.fetch_errors == 2);
 	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
 	assert_int_equal(tb_calls(&fx.tb, "b"), 2);
 
@@ -1189,6 +1233,245 @@ static void test_denial_remembered(void **state)
 	fx_done(&fx);
 }
 
+/* ---- issue 10: stale-while-revalidate, one deadline, max_fetches, a full heap ---- */
+
+/*
+ * An expired value within its stale window: every reader gets it at once,
+ * while the store is held, and the store is asked exactly once.
+ */
+static void test_swr_serves_at_once_one_refresh(void **state)
+{
+	enum { N = 16 };
+	struct reader rd[N];
+	struct cache_stats st;
+	struct fx fx;
+
+	fx_init(&fx);
+	tb_set_value(&fx.tb, "a", "old");
+	get_ok(&fx, "a", CACHE_MISS, "old");
+	advance(&fx, 11 * SEC);
+	tb_set_value(&fx.tb, "a", "new");
+	tb_hold_next(&fx.tb, 1);
+	for (int i = 0; i < N; i++)
+		reader_start(&rd[i], fx.c, "a");
+	/* All of them are answered while the refresh is still held at the gate. */
+	for (int i = 0; i < N; i++) {
+		reader_join(&rd[i]);
+		assert_int_equal(rd[i].r, 0);
+		assert_int_equal(rd[i].res.state, CACHE_STALE);
+		assert_int_equal(rd[i].res.stale_err, 0);
+		check_value(rd[i].res.value, "old");
+		secret_unref(rd[i].res.value);
+	}
+	sem_wait(&fx.tb.entered);
+	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
+	st = stats(&fx);
+	assert_int_equal(st.fetches, 2);
+	assert_int_equal(st.misses, 1);
+	assert_int_equal(st.stale_served, N);
+	tb_release(&fx.tb);
+	wait_value(&fx, "a", "new");
+	get_ok(&fx, "a", CACHE_HIT, "new");
+	assert_int_equal(tb_calls(&fx.tb, "a"), 2);
+	fx_done(&fx);
+}
+
+/* A refresh that keeps failing transiently: stale, to the end of the window, one call a pause. */
+static void test_swr_failing_refresh_keeps_stale(void **state)
+{
+	struct cache_stats st;
+	struct fx fx;
+
+	fx_init(&fx);
+	tb_set_value(&fx.tb, "a", "old");
+	get_ok(&fx, "a", CACHE_MISS, "old");
+	tb_set_error(&fx.tb, "a", -ECONNREFUSED);
+	for (int i = 1; i <= 5; i++) {
+		advance(&fx, 20 * SEC); /* 10 s fresh, then 100 s stale */
+		get_ok(&fx, "a", CACHE_STALE, "old");
+		WAIT_STATS(&fx, st, st.fetch_errors == (uint64_t)i);
+		get_ok(&fx, "a", CACHE_STALE, "old"); /* within the pause: no call */
+		assert_int_equal(tb_calls(&fx.tb, "a"), 1 + i);
+	}
+	advance(&fx, 10 * SEC); /* past the window */
+	assert_int_equal(get_err(&fx, "a", -ECONNREFUSED), CACHE_MISS);
+	fx_done(&fx);
+}
+
+/*
+ * Lets the held fetch go after 5 s unless stopped first: a reader that
+ * waited for the store instead of its deadline then gets the value, and
+ * the test fails rather than hangs.
+ */
+struct watchdog {
+	pthread_t tid;
+	sem_t stop;
+	struct tb *tb;
+};
+
+static void *watchdog_main(void *arg)
+{
+	struct watchdog *w = arg;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	while (sem_timedwait(&w->stop, &until) < 0)
+		if (errno == ETIMEDOUT) {
+			tb_release(w->tb);
+			break;
+		}
+	return NULL;
+}
+
+/* Nothing to serve: a reader waits at most its own deadline, not the store. */
+static void test_deadline_of_the_request(void **state)
+{
+	char reason[BACKEND_REASON_MAX] = "";
+	struct cache_result res;
+	struct cache_stats st;
+	struct watchdog w;
+	struct fx fx;
+
+	fx_setup(&fx);
+	fx.cfg.fetch_timeout_usec = 60 * SEC;
+	fx_start(&fx);
+	tb_set_value(&fx.tb, "slow", "finally");
+	tb_hold_next(&fx.tb, 1);
+	w.tb = &fx.tb;
+	sem_init(&w.stop, 0, 0);
+	assert_int_equal(pthread_create(&w.tid, NULL, watchdog_main, &w), 0);
+	/* The store is held until the test lets it go: only the deadline ends this wait. */
+	assert_int_equal(cache_get_until(fx.c, "slow", now_usec() + 20 * USEC_PER_MSEC, &res,
+					 reason, sizeof(reason)),
+			 -EAGAIN);
+	assert_null(res.value);
+	sem_wait(&fx.tb.entered);
+	/* A deadline already past: the fetch it needs is joined, not waited for. */
+	assert_int_equal(
+		cache_get_until(fx.c, "slow", now_usec() - 1, &res, reason, sizeof(reason)),
+		-EAGAIN);
+	/* Past its deadline a second key still gets its fetch started. */
+	tb_set_value(&fx.tb, "other", "o");
+	assert_int_equal(cache_get_until(fx.c, "other", 1, &res, reason, sizeof(reason)), -EAGAIN);
+	st = stats(&fx);
+	assert_int_equal(st.fetches, 2);
+	assert_int_equal(tb_calls(&fx.tb, "slow"), 1);
+	sem_post(&w.stop);
+	pthread_join(w.tid, NULL);
+	sem_destroy(&w.stop);
+	tb_release(&fx.tb);
+	WAIT_STATS(&fx, st, st.bytes == strlen("finally") + 1);
+	get_ok(&fx, "slow", CACHE_HIT, "finally");
+	get_ok(&fx, "other", CACHE_HIT, "o");
+	fx_done(&fx);
+}
+
+/* A backend that counts how many of its calls run at once. */
+static struct {
+	pthread_mutex_t lock;
+	int inflight, max_inflight, calls;
+} slow = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int slow_fetch(void *ctx, const char *key, struct secret **ret_value,
+		      struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct timespec pause = { .tv_nsec = 2 * 1000 * 1000 };
+
+	pthread_mutex_lock(&slow.lock);
+	slow.calls++;
+	if (++slow.inflight > slow.max_inflight)
+		slow.max_inflight = slow.inflight;
+	pthread_mutex_unlock(&slow.lock);
+	nanosleep(&pause, NULL); /* a slow store: the others pile up meanwhile */
+	pthread_mutex_lock(&slow.lock);
+	slow.inflight--;
+	pthread_mutex_unlock(&slow.lock);
+	*ret_value = secret_dup(key, strlen(key));
+	return *ret_value ? 0 : -ENOMEM;
+}
+
+static void test_max_fetches(void **state)
+{
+	enum { N = 100, MAX = 4 };
+	static char keys[N][16];
+	struct reader rd[N];
+	struct cache_config cfg = { .ttl_usec = 10 * SEC, .fetch_timeout_usec = 60 * SEC };
+	struct cache *c;
+	long live0 = secret_live_count();
+
+	slow.inflight = slow.max_inflight = slow.calls = 0;
+	cache_set_max_fetches(MAX);
+	assert_int_equal(cache_new(&cfg, slow_fetch, NULL, &c), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "k/%d", i);
+		reader_start(&rd[i], c, keys[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		reader_join(&rd[i]);
+		assert_int_equal(rd[i].r, 0);
+		check_value(rd[i].res.value, keys[i]);
+		secret_unref(rd[i].res.value);
+	}
+	cache_free(c);
+	cache_set_max_fetches(0);
+	assert_int_equal(slow.calls, N);
+	assert_true(slow.max_inflight <= MAX);
+	assert_true(slow.max_inflight >= 1);
+	assert_int_equal(secret_live_count(), live0);
+}
+
+/* Each fetch makes a new value of 4000 bytes in the locked heap. */
+static int big_fetch(void *ctx, const char *key, struct secret **ret_value,
+		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	*ret_value = secret_new(4000);
+	if (!*ret_value) {
+		snprintf(reason, reasonlen, "locked heap full");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * A full locked heap: the fetch that cannot get memory evicts the least
+ * recently used values, of any cache, and is asked again.
+ */
+static void test_full_heap_evicts_and_retries(void **state)
+{
+	char hint[256], key[32];
+	struct cache_config cfg = { .ttl_usec = 10 * SEC, .fetch_timeout_usec = 60 * SEC };
+	struct cache *a, *b;
+	struct cache_result res;
+	struct cache_stats sa, sb;
+
+	assert_true(secret_heap_init(65536, hint, sizeof(hint)) >= 0);
+	assert_int_equal(cache_new(&cfg, big_fetch, NULL, &a), 0);
+	assert_int_equal(cache_new(&cfg, big_fetch, NULL, &b), 0);
+	/* Cache a fills the heap (no bound of its own), then b needs room. */
+	for (int i = 0; i < 40; i++) {
+		snprintf(key, sizeof(key), "a/%d", i);
+		assert_int_equal(cache_get(a, key, &res, NULL, 0), 0);
+		assert_true(secret_is_locked(res.value));
+		secret_unref(res.value);
+	}
+	for (int i = 0; i < 40; i++) {
+		snprintf(key, sizeof(key), "b/%d", i);
+		assert_int_equal(cache_get(b, key, &res, NULL, 0), 0);
+		secret_unref(res.value);
+	}
+	cache_get_stats(a, &sa);
+	cache_get_stats(b, &sb);
+	assert_true(sa.evictions > 0);
+	/* The oldest went first: the last values of b are still there. */
+	assert_non_null(res.value = cache_peek(b, "b/39"));
+	secret_unref(res.value);
+	assert_null(cache_peek(a, "a/0"));
+	cache_free(a);
+	cache_free(b);
+	secret_heap_done();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1219,6 +1502,11 @@ int main(void)
 		cmocka_unit_test(test_negative_flood_keeps_values),
 		cmocka_unit_test(test_negative_bytes_bound),
 		cmocka_unit_test(test_denial_remembered),
+		cmocka_unit_test(test_swr_serves_at_once_one_refresh),
+		cmocka_unit_test(test_swr_failing_refresh_keeps_stale),
+		cmocka_unit_test(test_deadline_of_the_request),
+		cmocka_unit_test(test_max_fetches),
+		cmocka_unit_test(test_full_heap_evicts_and_retries),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -691,6 +691,48 @@ static void test_scratch_memory(void **state)
 	assert_false(CRYPTO_secure_malloc_initialized());
 }
 
+/*
+ * Issue 10: a value too big for the locked heap gets a locked mapping of
+ * its own rather than ENOMEM; a listing (names) takes no locked memory.
+ */
+static void test_one_off_and_unlocked(void **state)
+{
+	char hint[256] = "";
+	struct secret *small, *big, *names;
+	unsigned long n0 = secret_one_off_count();
+	long live0 = secret_live_count();
+
+	/* Before the heap: no one-off mapping, just the ordinary heap. */
+	big = secret_new(100 * 1024);
+	assert_non_null(big);
+	assert_int_equal(big->where, SECRET_IN_HEAP);
+	secret_unref(big);
+
+	assert_true(secret_heap_init(1 << 16, hint, sizeof(hint)) >= 0);
+	small = secret_new(100);
+	assert_non_null(small);
+	assert_true(secret_is_locked(small));
+	/* 100 KiB never fits a 64 KiB heap. */
+	big = secret_new(100 * 1024);
+	assert_non_null(big);
+	assert_int_equal(big->where, SECRET_IN_ONE_OFF);
+	assert_true(secret_is_locked(big));
+	assert_int_equal(secret_one_off_count(), n0 + 1);
+	assert_int_equal(big->len, 100 * 1024);
+	assert_true(all_zero(big->data, big->len));
+	memset(big->data, 'v', big->len);
+	names = secret_new_unlocked(300);
+	assert_non_null(names);
+	assert_int_equal(names->where, SECRET_IN_ORDINARY);
+	assert_false(secret_is_locked(names));
+	assert_false(CRYPTO_secure_allocated(names));
+	secret_unref(names);
+	secret_unref(big);
+	secret_unref(small);
+	assert_int_equal(secret_live_count(), live0);
+	secret_heap_done();
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -709,6 +751,7 @@ int main(void)
 		cmocka_unit_test(test_table_non_ascii),
 		cmocka_unit_test_teardown(test_secure_heap, teardown_hook),
 		cmocka_unit_test(test_scratch_memory),
+		cmocka_unit_test(test_one_off_and_unlocked),
 	};
 	/* clang-format on */
 
