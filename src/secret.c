@@ -37,6 +37,8 @@
 #define ENTRY_HDR (2 * sizeof(uint32_t))
 
 static long live_count;
+/* This thread's scratch goes to the ordinary heap (still wiped when freed). */
+static __thread bool scratch_unlocked;
 /* The heap's size, once set up; 0 without one. */
 static size_t heap_size;
 static unsigned long one_offs, one_offs_unlocked;
@@ -247,7 +249,7 @@ void *secret_mem_alloc(size_t size)
 
 	if (size > SIZE_MAX - sizeof(struct mem_hdr))
 		return NULL;
-	if (CRYPTO_secure_malloc_initialized()) {
+	if (CRYPTO_secure_malloc_initialized() && !scratch_unlocked) {
 		/* No file and line: a full heap must not leave an error on OpenSSL's queue. */
 		h = CRYPTO_secure_malloc(total, NULL, 0);
 		if (!h)
@@ -324,6 +326,11 @@ char *secret_mem_strdup(const char *s)
 	if (n)
 		memcpy(n, s, len);
 	return n;
+}
+
+void secret_mem_scratch_unlocked(bool on)
+{
+	scratch_unlocked = on;
 }
 
 unsigned long secret_heap_fallbacks(void)

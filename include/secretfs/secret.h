@@ -67,6 +67,13 @@ void *secret_mem_calloc(size_t nmemb, size_t size);
 void *secret_mem_realloc(void *p, size_t size);
 char *secret_mem_strdup(const char *s);
 void secret_mem_free(void *p);
+/*
+ * While @on, this thread's scratch blocks come from the ordinary heap (still
+ * wiped when freed): for a copy that is no more exposed there than its source
+ * already is, such as the parse tree of a store file whose bytes were read
+ * into ordinary memory, so that it does not take the locked heap from values.
+ */
+void secret_mem_scratch_unlocked(bool on);
 /* Scratch blocks that did not fit the locked heap since start. */
 unsigned long secret_heap_fallbacks(void);
 /*

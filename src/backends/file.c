@@ -104,7 +104,14 @@ static int load_store(struct file_store *fs, char *reason, size_t reasonlen)
 	r = read_store(fs, &buf, &len, &st, reason, reasonlen);
 	if (r < 0)
 		return r;
+	/*
+	 * The tree is another transient copy of bytes already in ordinary
+	 * memory (wiped when freed, like them): keep it out of the locked heap,
+	 * which the converted values need, however many keys the store has.
+	 */
+	secret_mem_scratch_unlocked(true);
 	doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+	secret_mem_scratch_unlocked(false);
 	wipe_free(buf, len + 1);
 	if (!doc) {
 		ns_json_error_text(&je, why, sizeof(why));
