@@ -140,12 +140,17 @@ fuzz-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_FUZZ)
 
 $(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
+$(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
+	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespace.o src/secret.o \
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
+$(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
+# fuzz_http.c includes http.c itself (its curl callbacks are static).
+$(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o)
 # control.c holds the server as well as the parser: the target takes what it needs from the library.
 $(FUZZ_BUILD)/fuzz_control: $(FUZZ_BUILD)/libsecretfs.a
 $(FUZZ_BUILD)/fuzz_aws_creds: $(call FUZZ_OBJ,src/backends/aws_creds_parse.o src/backends/aws_sigv4.o \
