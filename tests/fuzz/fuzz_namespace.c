@@ -85,7 +85,7 @@ static void load_object(const char *s, size_t len)
 
 static void listings(char *s, size_t len)
 {
-	const char *lines[MAX_LINES];
+	const char *lines[MAX_LINES] = { 0 };
 	size_t n = 0;
 	char *p = s, *end = s + len;
 	struct secret *l = NULL;
