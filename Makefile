@@ -12,6 +12,7 @@
 #   make fuzz                    libFuzzer targets (clang) in build-fuzz/; run e.g.
 #                                build-fuzz/fuzz_policy -dict=tests/fuzz/policy.dict \
 #                                    tests/fuzz/corpus/policy
+#   make fuzz-run FUZZ_TIME=20   every target for FUZZ_TIME seconds (CI)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -134,7 +135,11 @@ FUZZ_OBJ = $(addprefix $(FUZZ_BUILD)/,$(1))
 # Debian packages: clang and the compiler-rt runtime that holds libFuzzer.
 DEB_FUZZ := clang libclang-rt-14-dev
 
-fuzz: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+# The packages first (a no-op when they are there), then the targets.
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 
 fuzz-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_FUZZ)
@@ -151,18 +156,24 @@ $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).
 $(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o)
-# control.c holds the server as well as the parser: the target takes what it needs from the library.
+# control.c holds the server too: the target takes what it needs from the library.
 $(FUZZ_BUILD)/fuzz_control: $(FUZZ_BUILD)/libsecretfs.a
 $(FUZZ_BUILD)/fuzz_aws_creds: $(call FUZZ_OBJ,src/backends/aws_creds_parse.o src/backends/aws_sigv4.o \
 	src/namespace.o src/secret.o src/util.o)
 
+# Each target for FUZZ_TIME seconds from its seed corpus (new inputs go to
+# $(FUZZ_BUILD)/corpus/NAME, a crasher to $(FUZZ_BUILD)/NAME-crash-*); every
+# target runs, then the names of those that failed are given.
 fuzz-run: fuzz
-	@set -e; for n in $(FUZZ_NAMES); do echo "== fuzz $$n for $(FUZZ_TIME) s"; \
+	@failed=; for n in $(FUZZ_NAMES); do echo "== fuzz $$n for $(FUZZ_TIME) s"; \
 		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_TIME) -timeout=5 -rss_limit_mb=1024 \
 			-print_final_stats=1 $$(test -f tests/fuzz/$$n.dict && \
 			echo -dict=tests/fuzz/$$n.dict) -artifact_prefix=$(FUZZ_BUILD)/$$n- \
-			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n; done
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n >$(FUZZ_BUILD)/$$n.log 2>&1; \
+		rc=$$?; grep -v -e '^#[0-9]' -e '^	NEW_FUNC' -e '^"' $(FUZZ_BUILD)/$$n.log; \
+		[ $$rc -eq 0 ] || failed="$$failed $$n"; done; \
+	if [ -n "$$failed" ]; then echo "fuzz-run: failed:$$failed" >&2; exit 1; fi
 
 $(FUZZ_BUILD)/libsecretfs.a: $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 	@rm -f $@
