@@ -965,14 +965,23 @@ static bool container_host_allowed(const char *host, size_t hl)
 	return false;
 }
 
+/* A blank, a control character or '#' (no fragment): not part of a URL we send. */
+static bool url_has_bad_char(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '#')
+			return true;
+	return false;
+}
+
 int aws_container_url(const char *relative, const char *full, char **ret, char *reason,
 		      size_t reasonlen)
 {
-	const char *auth, *hs, *he;
+	const char *auth, *hs, *he, *p;
 	size_t sl;
 
 	if (relative && *relative) {
-		if (relative[0] != '/' || strpbrk(relative, " \t\r\n#")) {
+		if (relative[0] != '/' || url_has_bad_char(relative)) {
 			snprintf(reason, reasonlen,
 				 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is not a path starting "
 				 "with "
@@ -994,7 +1003,7 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 	else
 		sl = 0;
 	auth = full + sl;
-	if (!sl || strpbrk(full, " \t\r\n#") || memchr(auth, '@', strcspn(auth, "/?"))) {
+	if (!sl || url_has_bad_char(full) || memchr(auth, '@', strcspn(auth, "/?"))) {
 		snprintf(reason, reasonlen,
 			 "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http:// or https:// URL "
 			 "without user information");
@@ -1003,7 +1012,8 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 	if (*auth == '[') {
 		hs = auth + 1;
 		he = strchr(hs, ']');
-		if (!he) {
+		/* "[::1]" then a port, a path, a query or nothing: not "[::1]evil.example". */
+		if (!he || !strchr(":/?", he[1])) {
 			snprintf(reason, reasonlen,
 				 "AWS_CONTAINER_CREDENTIALS_FULL_URI has a broken "
 				 "IPv6 host");
@@ -1020,6 +1030,19 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 			"only a loopback address, localhost, 169.254.170.2, 169.254.170.23 or "
 			"fd00:ec2::23",
 			(int)((he - hs) > 64 ? 64 : (he - hs)), hs);
+		return -EINVAL;
+	}
+	/* What follows the host: nothing, a path, a query, or ":PORT" and then one of those. */
+	p = he + (*auth == '[');
+	if (*p == ':') {
+		size_t nd = strspn(p + 1, "0123456789");
+
+		p += 1 + nd;
+		if (nd == 0 || nd > 5 || strtoul(he + (*auth == '[') + 1, NULL, 10) > 65535)
+			p = "x";
+	}
+	if (*p && *p != '/' && *p != '?') {
+		snprintf(reason, reasonlen, "AWS_CONTAINER_CREDENTIALS_FULL_URI has a bad port");
 		return -EINVAL;
 	}
 	*ret = strdup(full);

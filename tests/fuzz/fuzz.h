@@ -45,6 +45,19 @@ static inline bool fuzz_text_ok(const char *buf, size_t len)
 }
 
 /*
+ * Seeds carry this marker in the places a secret goes (values, tokens,
+ * keys); a parser that promises never to quote its input in a reason must
+ * not show it, however the input is mutated around it.
+ */
+#define FUZZ_MARK "s3cr3tZq9"
+
+static inline void fuzz_no_quote(const char *input, const char *reason, const char *target)
+{
+	if (strstr(input, FUZZ_MARK))
+		fuzz_check(strstr(reason, FUZZ_MARK) == NULL, target, "a reason quotes the input");
+}
+
+/*
  * A secret a parser handed back is well-formed: a blob within its
  * allocation, or a table whose entries are in strictly increasing name
  * order, each name NUL-terminated where it says, and findable by name.

@@ -22,8 +22,11 @@
 #define T "fuzz_aws"
 #define MAX_NAMES 1000
 
+static const char *input; /* this run's body, for fuzz_no_quote() */
+
 static void check_error(int r, const char *reason)
 {
+	fuzz_no_quote(input, reason, T);
 	fuzz_check(r == -EIO || r == -ENOENT || r == -ENOMEM || r == -EINVAL || r == -EACCES ||
 			   r == -E2BIG,
 		   T, "an errno outside backend.h's set");
@@ -174,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = fuzz_cstr(data + 1, len);
 	if (!s)
 		return 0;
+	input = s;
 	switch (data[0] % 9) {
 	case 0:
 		r = aws_parse_get_secret_value(s, len, &v, &info, reason, sizeof(reason));

@@ -15,15 +15,19 @@
  * nothing and a terminated reason.
  */
 #include <errno.h>
+#include <strings.h>
 
 #include "backends/aws_creds_parse.h"
 #include "fuzz.h"
 
 #define T "fuzz_aws_creds"
 
+static const char *input; /* this run's input, for fuzz_no_quote() */
+
 static void check_creds(int r, struct aws_credentials *c, const char *reason)
 {
 	fuzz_check(fuzz_text_ok(reason, 256), T, "a reason unterminated");
+	fuzz_no_quote(input, reason, T);
 	if (r < 0) {
 		fuzz_check(!c->access_key_id && !c->secret_access_key && !c->session_token, T,
 			   "credentials came back with an error");
@@ -84,7 +88,19 @@ static void container(const char *s)
 	rel = nl ? strndup(s, (size_t)(nl - s)) : NULL;
 	r = aws_container_url(rel, nl ? nl + 1 : s, &url, reason, sizeof(reason));
 	if (r >= 0) {
-		fuzz_check(url && strncmp(url, "http", 4) == 0, T, "a container URL not http");
+		const char *host, *after;
+
+		fuzz_check(url && strncasecmp(url, "http", 4) == 0, T, "a container URL not http");
+		for (const char *p = url; *p; p++)
+			fuzz_check((unsigned char)*p > 0x20 && *p != 0x7f && *p != '#', T,
+				   "a container URL with a blank, a control character or '#'");
+		/* The host checked is the host curl will use: a port, a path or a query after it. */
+		host = strstr(url, "://");
+		if (host && host[3] == '[') {
+			after = strchr(host, ']');
+			fuzz_check(after && strchr(":/?", after[1]), T,
+				   "a container URL with something after its IPv6 host");
+		}
 		free(url);
 	} else {
 		fuzz_check(url == NULL && fuzz_text_ok(reason, sizeof(reason)), T,
@@ -110,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = fuzz_cstr(data + 1, len);
 	if (!s)
 		return 0;
+	input = s;
 	switch (data[0] % 10) {
 	case 0:
 	case 1:

@@ -75,6 +75,7 @@ static void load_object(const char *s, size_t len)
 	json_t *o = ns_json_load_object(s, len, 0, "fuzz", reason, sizeof(reason));
 
 	fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T, "a reason unterminated");
+	fuzz_no_quote(s, reason, T);
 	if (o) {
 		fuzz_check(json_is_object(o), T, "an object that is not one");
 		json_decref(o);
