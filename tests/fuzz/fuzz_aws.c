@@ -19,7 +19,7 @@
 #include "fuzz.h"
 #include "secretfs/namespace.h"
 
-#define T "fuzz_aws"
+#define T	  "fuzz_aws"
 #define MAX_NAMES 1000
 
 static const char *input; /* this run's body, for fuzz_no_quote() */
@@ -131,7 +131,8 @@ static void source(const char *s)
 
 		if (r < 0) {
 			fuzz_check(r == -EINVAL || r == -ENOMEM, T, "a SOURCE error not EINVAL");
-			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T, "a reason unterminated");
+			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T,
+				   "a reason unterminated");
 			continue;
 		}
 		fuzz_check(src.region && *src.region && src.prefix, T, "a SOURCE without a region");

@@ -34,15 +34,14 @@ static void check_creds(int r, struct aws_credentials *c, const char *reason)
 		return;
 	}
 	fuzz_check(c->access_key_id && c->secret_access_key, T, "credentials without a key");
-	fuzz_check(aws_token_is_valid(c->access_key_id, strlen(c->access_key_id),
-				      AWS_KEY_ID_MAX),
+	fuzz_check(aws_token_is_valid(c->access_key_id, strlen(c->access_key_id), AWS_KEY_ID_MAX),
 		   T, "a key id that is not a token");
 	fuzz_check(aws_token_is_valid(c->secret_access_key, strlen(c->secret_access_key),
 				      AWS_SECRET_KEY_MAX),
 		   T, "a secret key that is not a token");
-	fuzz_check(!c->session_token || aws_token_is_valid(c->session_token,
-							    strlen(c->session_token),
-							    AWS_SESSION_MAX),
+	fuzz_check(!c->session_token ||
+			   aws_token_is_valid(c->session_token, strlen(c->session_token),
+					      AWS_SESSION_MAX),
 		   T, "a session token that is not a token");
 	aws_credentials_wipe(c);
 }
@@ -94,7 +93,8 @@ static void container(const char *s)
 		for (const char *p = url; *p; p++)
 			fuzz_check((unsigned char)*p > 0x20 && *p != 0x7f && *p != '#', T,
 				   "a container URL with a blank, a control character or '#'");
-		/* The host checked is the host curl will use: a port, a path or a query after it. */
+		/* The host checked is the host curl will use: a port, a path or a query after it.
+		 */
 		host = strstr(url, "://");
 		if (host && host[3] == '[') {
 			after = strchr(host, ']');

@@ -51,7 +51,8 @@ static void load(const uint8_t *data, size_t size)
 		fuzz_check(fuzz_text_ok(err, sizeof(err)), T, "an error unterminated");
 		fuzz_check(strncmp(err, NAME ":", strlen(NAME) + 1) == 0, T,
 			   "an error without the file's name");
-		fuzz_check(c.ttl_usec == ttl && !c.source, T, "a refused file changed the settings");
+		fuzz_check(c.ttl_usec == ttl && !c.source, T,
+			   "a refused file changed the settings");
 	}
 	check_config(&c);
 	config_done(&c);

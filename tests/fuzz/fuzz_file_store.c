@@ -17,9 +17,9 @@
 #include "secretfs/config.h"
 #include "secretfs/namespace.h"
 
-#define T	    "fuzz_file_store"
-#define MAX_VISITS  64
-#define MAX_ID	    512
+#define T	   "fuzz_file_store"
+#define MAX_VISITS 64
+#define MAX_ID	   512
 
 static char dir[64], path[96];
 

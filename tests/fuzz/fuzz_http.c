@@ -63,7 +63,8 @@ static void body(struct http_attempt *a, const uint8_t *p, size_t len, size_t pi
 			break;
 		}
 		kept += n;
-		fuzz_check(a->len == kept && a->len <= a->max_body, T, "a body of the wrong length");
+		fuzz_check(a->len == kept && a->len <= a->max_body, T,
+			   "a body of the wrong length");
 	}
 	fuzz_check(a->len == kept, T, "a body of the wrong length");
 	if (a->body) {

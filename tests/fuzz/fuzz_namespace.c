@@ -19,7 +19,7 @@
 #include "secretfs/backend.h"
 #include "secretfs/namespace.h"
 
-#define T "fuzz_namespace"
+#define T	  "fuzz_namespace"
 #define MAX_LINES 256
 
 static void check_listing(struct secret *l)

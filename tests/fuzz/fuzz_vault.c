@@ -167,7 +167,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vault_parse_error(s, len, msg, sizeof(msg));
 		fuzz_check(strlen(msg) <= VAULT_ERROR_MAX, T, "an error message too long");
 		for (const char *p = msg; *p; p++)
-			fuzz_check(*p >= 0x20 && *p < 0x7f, T, "an error message not one clean line");
+			fuzz_check(*p >= 0x20 && *p < 0x7f, T,
+				   "an error message not one clean line");
 		break;
 	case 7:
 		mount(s, len);
