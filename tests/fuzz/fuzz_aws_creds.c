@@ -19,6 +19,7 @@
 
 #include "backends/aws_creds_parse.h"
 #include "fuzz.h"
+#include "secretfs/util.h"
 
 #define T "fuzz_aws_creds"
 
@@ -151,7 +152,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_creds(r, &c, reason);
 		break;
 	case 7:
-		(void)aws_parse_time(s, &usec);
+		/* A plain UTC time from 1970 on reads back as the same text. */
+		if (aws_parse_time(s, &usec) == 0 && usec >= 0 && strlen(s) == 20 && s[10] == 'T' &&
+		    s[19] == 'Z' && strcmp(s + 17, "60Z") != 0)
+			fuzz_check(format_rfc3339((uint64_t)usec, code, sizeof(code)) == 0 &&
+					   strcmp(code, s) == 0,
+				   T, "a time that does not read back: a date out of its month");
 		break;
 	case 8:
 		split(s);

@@ -128,12 +128,27 @@ static void source(const char *s)
 	vault_addr_done(&a);
 }
 
+/*
+ * A plain UTC time ("2024-05-01T12:00:00Z", from 1970 on) means what it says:
+ * printed back it is the same text, so no date was moved to another day.
+ */
+static void time_round_trip(const char *s)
+{
+	char buf[32];
+	int64_t usec;
+
+	if (vault_parse_time(s, &usec) < 0 || usec < 0 || strlen(s) != 20 || s[19] != 'Z' ||
+	    s[10] != 'T' || strcmp(s + 17, "60Z") == 0)
+		return;
+	fuzz_check(format_rfc3339((uint64_t)usec, buf, sizeof(buf)) == 0 && strcmp(buf, s) == 0, T,
+		   "a time that does not read back: a date out of its month accepted");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char reason[BACKEND_REASON_MAX] = "", msg[VAULT_ERROR_MAX + 1];
 	struct backend_info info = { 0 };
 	struct secret *v = NULL;
-	int64_t usec;
 	size_t len;
 	char *s;
 	int r;
@@ -174,8 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mount(s, len);
 		break;
 	case 8:
-		if (vault_parse_time(s, &usec) < 0)
-			break;
+		time_round_trip(s);
 		break;
 	default:
 		source(s);
