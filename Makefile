@@ -17,6 +17,7 @@
 #   make fuzz                    libFuzzer targets (clang) in build-fuzz/; run e.g.
 #                                build-fuzz/fuzz_policy -dict=tests/fuzz/policy.dict \
 #                                    tests/fuzz/corpus/policy
+#   make fuzz-run FUZZ_TIME=20   every target for FUZZ_TIME seconds (CI)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
@@ -79,7 +80,7 @@ DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore p
 	$(DEB_VALGRIND) $(DEB_SECRET_SCAN)
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
-	deps test-deps demo demo-stop bench test fuzz soak valgrind secret-scan
+	deps test-deps demo demo-stop bench test fuzz fuzz-run fuzz-deps soak valgrind secret-scan
 
 all: $(BUILD)/secretfs
 
@@ -130,18 +131,65 @@ check-fuzz-replay: $(REPLAY_BIN)
 		$(BUILD)/tests/replay_$$n tests/fuzz/corpus/$$n; done
 
 # libFuzzer builds: clang, each target linked with the sources it needs, listed below.
+# `make fuzz-run` runs each for FUZZ_TIME seconds (CI), failing on a crash, leak or UB.
 FUZZ_CC ?= clang
 FUZZ_BUILD := build-fuzz
+FUZZ_TIME ?= 20
 FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer -Iinclude -Isrc \
-	-Itests/fuzz -fno-sanitize-recover=all
+	-Itests/fuzz -fno-sanitize-recover=all -DSECRETFS_VERSION='"$(VERSION)"' \
+	-DFUSE_USE_VERSION=314 $(shell $(PKG_CONFIG) --cflags $(PKGS))
+FUZZ_LIBS := $(LIBS)
+FUZZ_OBJ = $(addprefix $(FUZZ_BUILD)/,$(1))
+# Debian packages: clang and the compiler-rt runtime that holds libFuzzer.
+DEB_FUZZ := clang libclang-rt-14-dev
 
-fuzz: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 
-$(FUZZ_BUILD)/fuzz_policy: $(addprefix $(FUZZ_BUILD)/,src/policy.o src/util.o)
+# The packages first (a no-op when they are there), then the targets.
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
 
-.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.o)
+fuzz-deps:
+	@tests/install-deps $(DEB_BUILD) $(DEB_FUZZ)
+
+$(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
+$(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespace.o src/secret.o \
+	src/util.o)
+$(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
+	src/util.o)
+$(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
+$(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
+# fuzz_http.c includes http.c itself (its curl callbacks are static).
+$(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o)
+# control.c holds the server too: the target takes what it needs from the library.
+$(FUZZ_BUILD)/fuzz_control: $(FUZZ_BUILD)/libsecretfs.a
+$(FUZZ_BUILD)/fuzz_aws_creds: $(call FUZZ_OBJ,src/backends/aws_creds_parse.o src/backends/aws_sigv4.o \
+	src/namespace.o src/secret.o src/util.o)
+
+# Each target for FUZZ_TIME seconds from its seed corpus (new inputs go to
+# $(FUZZ_BUILD)/corpus/NAME, a crasher to $(FUZZ_BUILD)/NAME-crash-*); every
+# target runs, then the names of those that failed are given.
+fuzz-run: fuzz
+	@failed=; for n in $(FUZZ_NAMES); do echo "== fuzz $$n for $(FUZZ_TIME) s"; \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_TIME) -timeout=5 -rss_limit_mb=1024 \
+			-print_final_stats=1 $$(test -f tests/fuzz/$$n.dict && \
+			echo -dict=tests/fuzz/$$n.dict) -artifact_prefix=$(FUZZ_BUILD)/$$n- \
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n >$(FUZZ_BUILD)/$$n.log 2>&1; \
+		rc=$$?; grep -v -e '^#[0-9]' -e '^	NEW_FUNC' -e '^"' $(FUZZ_BUILD)/$$n.log; \
+		[ $$rc -eq 0 ] || failed="$$failed $$n"; done; \
+	if [ -n "$$failed" ]; then echo "fuzz-run: failed:$$failed" >&2; exit 1; fi
+
+$(FUZZ_BUILD)/libsecretfs.a: $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+.SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.o) $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(FUZZ_LIBS)
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -523,31 +523,14 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 	return 1;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+int config_load_stream(struct config *c, FILE *f, const char *path, char *err, size_t errlen)
 {
-	struct load_ctx ctx = { 0 };
-	int fd, r;
+	struct load_ctx ctx = { .f = f };
+	int r;
 
-	/*
-	 * The config names the policy, the store, credential files and the
-	 * servers: it gets the policy's checks (owner, mode, the directories
-	 * above it, no procfs), on the descriptor that is then read.  A
-	 * directory opens fine and would read as an empty, "valid" file.
-	 */
-	fd = trusted_file_open(path, "config file", NULL, err, errlen);
-	if (fd < 0)
-		return fd;
-	ctx.f = fdopen(fd, "re");
-	if (!ctx.f) {
-		r = -errno;
-		close(fd);
-		return set_error(err, errlen, r, "%s: out of memory", path);
-	}
 	r = config_copy(c, &ctx.cfg);
-	if (r < 0) {
-		fclose(ctx.f);
+	if (r < 0)
 		return set_error(err, errlen, r, "%s: out of memory", path);
-	}
 
 	r = ini_parse_stream(read_line, &ctx, handle_key, &ctx);
 
@@ -563,7 +546,6 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	} else if (r < 0) {
 		r = set_error(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
-	fclose(ctx.f);
 
 	if (r < 0) {
 		config_done(&ctx.cfg);
@@ -572,4 +554,29 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	config_done(c);
 	*c = ctx.cfg;
 	return 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f;
+	int fd, r;
+
+	/*
+	 * The config names the policy, the store, credential files and the
+	 * servers: it gets the policy's checks (owner, mode, the directories
+	 * above it, no procfs), on the descriptor that is then read.  A
+	 * directory opens fine and would read as an empty, "valid" file.
+	 */
+	fd = trusted_file_open(path, "config file", NULL, err, errlen);
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "re");
+	if (!f) {
+		r = -errno;
+		close(fd);
+		return set_error(err, errlen, r, "%s: out of memory", path);
+	}
+	r = config_load_stream(c, f, path, err, errlen);
+	fclose(f);
+	return r;
 }

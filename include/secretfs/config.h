@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONFIG_ERR_MAX 512
 
@@ -86,5 +87,11 @@ bool config_is_option(const char *key);
  * "FILE:LINE: key 'KEY': what is wrong" (or "FILE: reason") into @err.
  */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * config_load() of an open stream, without the file checks (the fuzz target
+ * reads from memory); @path names it in errors.
+ */
+int config_load_stream(struct config *c, FILE *f, const char *path, char *err, size_t errlen);
 
 #endif

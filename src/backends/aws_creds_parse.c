@@ -51,6 +51,14 @@ static int days_from_civil(int y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
+/* February has 29 days in leap years: "2023-02-29" is no date, not March 1st. */
+static int days_in_month(int y, int m)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return mdays[m - 1] + (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
+}
+
 static bool digits(const char *s, int n, int *ret)
 {
 	int v = 0;
@@ -66,7 +74,6 @@ static bool digits(const char *s, int n, int *ret)
 
 int aws_parse_time(const char *s, int64_t *ret_usec)
 {
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	int y, mo, d, h, mi, sec, oh = 0, om = 0;
 	int64_t usec = 0, t;
 	const char *p;
@@ -76,7 +83,7 @@ int aws_parse_time(const char *s, int64_t *ret_usec)
 	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
 	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	p = s + 19;
 	if (*p == '.') {
@@ -965,14 +972,23 @@ static bool container_host_allowed(const char *host, size_t hl)
 	return false;
 }
 
+/* A blank, a control character or '#' (no fragment): not part of a URL we send. */
+static bool url_has_bad_char(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '#')
+			return true;
+	return false;
+}
+
 int aws_container_url(const char *relative, const char *full, char **ret, char *reason,
 		      size_t reasonlen)
 {
-	const char *auth, *hs, *he;
+	const char *auth, *hs, *he, *p;
 	size_t sl;
 
 	if (relative && *relative) {
-		if (relative[0] != '/' || strpbrk(relative, " \t\r\n#")) {
+		if (relative[0] != '/' || url_has_bad_char(relative)) {
 			snprintf(reason, reasonlen,
 				 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is not a path starting "
 				 "with "
@@ -994,7 +1010,7 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 	else
 		sl = 0;
 	auth = full + sl;
-	if (!sl || strpbrk(full, " \t\r\n#") || memchr(auth, '@', strcspn(auth, "/?"))) {
+	if (!sl || url_has_bad_char(full) || memchr(auth, '@', strcspn(auth, "/?"))) {
 		snprintf(reason, reasonlen,
 			 "AWS_CONTAINER_CREDENTIALS_FULL_URI is not an http:// or https:// URL "
 			 "without user information");
@@ -1003,7 +1019,8 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 	if (*auth == '[') {
 		hs = auth + 1;
 		he = strchr(hs, ']');
-		if (!he) {
+		/* "[::1]" then a port, a path, a query or nothing: not "[::1]evil.example". */
+		if (!he || !strchr(":/?", he[1])) {
 			snprintf(reason, reasonlen,
 				 "AWS_CONTAINER_CREDENTIALS_FULL_URI has a broken "
 				 "IPv6 host");
@@ -1020,6 +1037,19 @@ int aws_container_url(const char *relative, const char *full, char **ret, char *
 			"only a loopback address, localhost, 169.254.170.2, 169.254.170.23 or "
 			"fd00:ec2::23",
 			(int)((he - hs) > 64 ? 64 : (he - hs)), hs);
+		return -EINVAL;
+	}
+	/* What follows the host: nothing, a path, a query, or ":PORT" and then one of those. */
+	p = he + (*auth == '[');
+	if (*p == ':') {
+		size_t nd = strspn(p + 1, "0123456789");
+
+		p += 1 + nd;
+		if (nd == 0 || nd > 5 || strtoul(he + (*auth == '[') + 1, NULL, 10) > 65535)
+			p = "x";
+	}
+	if (*p && *p != '/' && *p != '?') {
+		snprintf(reason, reasonlen, "AWS_CONTAINER_CREDENTIALS_FULL_URI has a bad port");
 		return -EINVAL;
 	}
 	*ret = strdup(full);

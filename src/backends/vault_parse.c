@@ -441,6 +441,14 @@ static int days_from_civil(int y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
+/* February has 29 days in leap years: "2023-02-29" is no date, not March 1st. */
+static int days_in_month(int y, int m)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return mdays[m - 1] + (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
+}
+
 static bool digits(const char *s, int n, int *ret)
 {
 	int v = 0;
@@ -465,7 +473,7 @@ int vault_parse_time(const char *s, int64_t *ret_usec)
 	    !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
 	    !digits(s + 17, 2, &sec))
 		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
 		return -EINVAL;
 	p = s + 19;
 	if (*p == '.') {

@@ -1448,6 +1448,8 @@ static void test_container_url(void **state)
 		{ NULL, "http://[fd00:ec2::23]/v1/credentials",
 		  "http://[fd00:ec2::23]/v1/credentials" },
 		{ NULL, "http://[::1]:9/c?x=1", "http://[::1]:9/c?x=1" },
+		{ NULL, "HTTP://[::1]", "HTTP://[::1]" },
+		{ NULL, "http://localhost:65535?x", "http://localhost:65535?x" },
 	};
 	static const struct {
 		const char *rel, *full, *why;
@@ -1462,6 +1464,14 @@ static void test_container_url(void **state)
 		{ NULL, "ftp://127.0.0.1/", "not an http://" },
 		{ NULL, "http://[fd00:ec2::24]/", "unsupported host" },
 		{ NULL, "http://[::1/", "broken IPv6" },
+		/* Found by fuzz_aws_creds: what follows the host was not looked at. */
+		{ NULL, "http://[::1]evil.example/", "broken IPv6" },
+		{ NULL, "hTtp://[::1]\005meR", "not an http://" },
+		{ NULL, "http://127.0.0.1/\005x", "not an http://" },
+		{ "/v2/\x7f", NULL, "RELATIVE_URI is not a path" },
+		{ NULL, "http://127.0.0.1:80x/", "bad port" },
+		{ NULL, "http://[::1]:/", "bad port" },
+		{ NULL, "http://localhost:65536/", "bad port" },
 	};
 	char reason[BACKEND_REASON_MAX] = "", *url;
 
