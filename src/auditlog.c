@@ -75,23 +75,6 @@ struct auditlog {
 	uint64_t write_errors; /* atomic */
 };
 
-static const char *file_kind(mode_t mode)
-{
-	if (S_ISLNK(mode))
-		return "a symbolic link";
-	if (S_ISDIR(mode))
-		return "a directory";
-	if (S_ISFIFO(mode))
-		return "a FIFO";
-	if (S_ISSOCK(mode))
-		return "a socket";
-	if (S_ISCHR(mode))
-		return "a character device";
-	if (S_ISBLK(mode))
-		return "a block device";
-	return "something other than a regular file";
-}
-
 /*
  * Opens the file target.  O_NOFOLLOW so that nobody can point the log at a
  * file of their choosing through a symlink; O_NONBLOCK so that a FIFO put in
@@ -111,7 +94,7 @@ static int open_file(const char *path, int *ret_fd, char *err, size_t errlen)
 		/* ELOOP, EISDIR and ENXIO say little; name what is in the way instead. */
 		if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
 			return set_error(err, errlen, r, "%s: refusing %s as the audit log", path,
-					 file_kind(st.st_mode));
+					 file_kind_name(st.st_mode));
 		errno = -r;
 		return set_error(err, errlen, r, "%s: cannot open: %m", path);
 	}
@@ -124,7 +107,7 @@ static int open_file(const char *path, int *ret_fd, char *err, size_t errlen)
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		return set_error(err, errlen, -EINVAL, "%s: refusing %s as the audit log", path,
-				 file_kind(st.st_mode));
+				 file_kind_name(st.st_mode));
 	}
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {

@@ -95,7 +95,7 @@ struct cache_entry {
 	 * them.  Protected by c->lock.
 	 */
 	uint64_t retry_after_usec;
-	int last_err; /* that failure, 0 after a success; protected by c->lock */
+	int last_err;	   /* that failure, 0 after a success; protected by c->lock */
 	char *last_reason; /* and what the store said, or NULL; malloc'ed; c->lock */
 	/*
 	 * cache_invalidate(), or a TTL of 0 ("ask the store at every read"):

@@ -788,28 +788,45 @@ static void answer_flush(struct control *c, const char *path, uid_t uid, struct 
  * Fetches @id again now.  Returns 0 with @version set, or a negative errno
  * with @reason set; a stale serve (the store failed transiently) is a failure.
  */
-static int refresh_one(struct source *s, const char *id, char *reason, size_t reasonlen,
-		       char *version, size_t versionlen)
+/*
+ * Expires @key in @cache and fetches it again now; @what ("value",
+ * "listing") names what is still served when the store fails transiently
+ * (-EAGAIN).  On success *ret holds the new answer (the caller drops its
+ * value); on failure @reason says why.
+ */
+static int refetch(struct cache *cache, const char *key, const char *what, struct cache_result *ret,
+		   char *reason, size_t reasonlen)
 {
-	struct cache_result cr;
 	int r;
 
 	reason[0] = '\0';
-	cache_invalidate(s->values, id);
-	r = cache_get(s->values, id, &cr, reason, reasonlen);
+	cache_invalidate(cache, key);
+	r = cache_get(cache, key, ret, reason, reasonlen);
 	if (r < 0) {
 		if (!reason[0])
 			snprintf(reason, reasonlen, "%s", errno_desc(-r));
 		return r;
 	}
-	secret_unref(cr.value);
-	if (cr.state == CACHE_STALE) {
+	if (ret->state == CACHE_STALE) {
 		size_t used = strnlen(reason, reasonlen - 1);
 
-		snprintf(reason + used, reasonlen - used, "%sstill serving the previous value",
-			 used ? "; " : "");
+		secret_unref(ret->value);
+		snprintf(reason + used, reasonlen - used, "%sstill serving the previous %s",
+			 used ? "; " : "", what);
 		return -EAGAIN;
 	}
+	return 0;
+}
+
+static int refresh_one(struct source *s, const char *id, char *reason, size_t reasonlen,
+		       char *version, size_t versionlen)
+{
+	struct cache_result cr;
+	int r = refetch(s->values, id, "value", &cr, reason, reasonlen);
+
+	if (r < 0)
+		return r;
+	secret_unref(cr.value);
 	snprintf(version, versionlen, "%s", cr.version);
 	return 0;
 }
@@ -928,27 +945,15 @@ static int refresh_listing(struct source *s, const char *path, size_t *ret_entri
 	struct cache_result cr;
 	int r;
 
-	reason[0] = '\0';
 	if (!s->listings) {
 		snprintf(reason, reasonlen, "the store cannot list folders");
 		return -ENOSYS;
 	}
-	cache_invalidate(s->listings, path);
-	r = cache_get(s->listings, path, &cr, reason, reasonlen);
-	if (r < 0) {
-		if (!reason[0])
-			snprintf(reason, reasonlen, "%s", errno_desc(-r));
+	r = refetch(s->listings, path, "listing", &cr, reason, reasonlen);
+	if (r < 0)
 		return r;
-	}
 	*ret_entries = cr.value->kind == SECRET_TABLE ? secret_table_count(cr.value) : 0;
 	secret_unref(cr.value);
-	if (cr.state == CACHE_STALE) {
-		size_t used = strnlen(reason, reasonlen - 1);
-
-		snprintf(reason + used, reasonlen - used, "%sstill serving the previous listing",
-			 used ? "; " : "");
-		return -EAGAIN;
-	}
 	return 0;
 }
 

@@ -275,17 +275,23 @@ static bool trusted_owner(uid_t uid)
 	return uid == 0 || uid == geteuid();
 }
 
-static const char *file_kind_name(mode_t m)
+const char *file_kind_name(mode_t m)
 {
+	if (S_ISREG(m))
+		return "a file";
+	if (S_ISLNK(m))
+		return "a symbolic link";
 	if (S_ISDIR(m))
 		return "a directory";
 	if (S_ISFIFO(m))
 		return "a FIFO";
 	if (S_ISSOCK(m))
 		return "a socket";
-	if (S_ISCHR(m) || S_ISBLK(m))
-		return "a device";
-	return "not a regular file";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "something other than a regular file";
 }
 
 /*
@@ -306,8 +312,7 @@ static int trusted_check(int fd, const char *path, const char *what, bool dir, s
 				 strerror(errno));
 	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
 		return set_error(reason, reasonlen, -EINVAL, "%s: not a %s (%s)", path,
-				 dir ? "directory" : "regular file",
-				 S_ISREG(st.st_mode) ? "a file" : file_kind_name(st.st_mode));
+				 dir ? "directory" : "regular file", file_kind_name(st.st_mode));
 	if (fstatfs(fd, &sfs) < 0)
 		return set_error(reason, reasonlen, -errno, "%s: cannot statfs: %s", path,
 				 strerror(errno));

@@ -91,6 +91,9 @@ int trusted_file_open(const char *path, const char *what, struct stat *ret_st, c
  */
 int trusted_file_read(const char *path, const char *what, size_t max, char **ret, size_t *ret_len,
 		      struct stat *ret_st, char *reason, size_t reasonlen);
+/* "a directory", "a FIFO", "a character device"...: what a stat mode is, for messages. */
+const char *file_kind_name(mode_t m);
+
 /*
  * Formats an error text into @err (when @errlen) and returns @r: the one
  * helper behind "return set_error(err, errlen, -EINVAL, "%s:%u: ...", ...)".

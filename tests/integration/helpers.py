@@ -366,3 +366,15 @@ def hostile_file(workdir, place, name, text):
     f.write_text(text)
     os.chmod(f, 0o600)
     return f, needle
+
+
+def ctl_metric(sock, family, **labels):
+    """One sample of `secretfs ctl metrics` (0 when the series is absent)."""
+    r = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
+    assert r.returncode == 0, r.stderr
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in r.stdout.splitlines():
+        name, _, rest = line.partition("{")
+        if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

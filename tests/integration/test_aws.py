@@ -40,6 +40,7 @@ from helpers import (
     REPO,
     STOP_TIMEOUT,
     TIME_SCALE,
+    ctl_metric,
     hostile_file,
     is_mounted,
     read_file,
@@ -1331,16 +1332,6 @@ def test_credential_and_ca_files_are_checked_like_the_policy(aws, workdir, certs
 # ---------------------------------------------------------------- transient means transient
 
 
-def ctl_metric(sock, family, **labels):
-    """One sample of `secretfs ctl metrics` (0 when the series is absent)."""
-    r = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
-    assert r.returncode == 0, r.stderr
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in r.stdout.splitlines():
-        name, _, rest = line.partition("{")
-        if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_cut_short_reset_and_malformed_keep_the_stale_value(aws, amount, workdir):

@@ -264,7 +264,7 @@ static void test_fifo_and_directory(void **state)
 	alarm(10);
 	expect_open(p, -EINVAL, "not a regular file (a FIFO)");
 	alarm(0);
-	expect_open("/dev/null", -EINVAL, "not a regular file (a device)");
+	expect_open("/dev/null", -EINVAL, "not a regular file (a character device)");
 }
 
 static void test_dir_check(void **state)
