@@ -6,6 +6,7 @@
 #ifndef SECRETFS_TESTS_FUZZ_H
 #define SECRETFS_TESTS_FUZZ_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,20 @@ static inline void fuzz_no_quote(const char *input, const char *reason, const ch
 {
 	if (strstr(input, FUZZ_MARK))
 		fuzz_check(strstr(reason, FUZZ_MARK) == NULL, target, "a reason quotes the input");
+}
+
+/*
+ * A store response parser failed: its reason does not quote the input, and
+ * its errno is one backend.h allows a parser (EBADMSG: a malformed answer,
+ * transient), or @extra (0: none).
+ */
+static inline void fuzz_parse_error_ok(const char *input, int r, const char *reason, int extra,
+				       const char *target)
+{
+	fuzz_no_quote(input, reason, target);
+	fuzz_check(r == -EIO || r == -ENOENT || r == -ENOMEM || r == -EINVAL || r == -EACCES ||
+			   r == -EBADMSG || (extra && r == -extra),
+		   target, "an errno outside backend.h's set");
 }
 
 /*
