@@ -38,9 +38,17 @@
 #define STORE_MAX_BYTES (64u << 20)
 
 struct file_store {
-	char *path; /* absolute */
-	char *dir;
+	char *path; /* absolute, as given: symlinks are followed at each load */
+	char *dir;  /* of path, watched */
 	char *base;
+
+	/*
+	 * Where path led at the last load, watched too: an edit of the file a
+	 * link points at happens there.  Only the watch thread uses these.
+	 */
+	char *real_dir;
+	char *real_base;
+	int real_wd; /* -1: none */
 
 	pthread_rwlock_t lock;
 	const char **ids;		   /* protected by lock; sorted, each strdup()ed */
@@ -227,11 +235,23 @@ static int file_init(struct backend *b, const char *arg, const struct config *cf
 	if (r < 0)
 		goto fail;
 	close(r);
-	/* The daemon changes directory to /, so keep an absolute path. */
-	fs->path = realpath(arg, NULL);
+	/*
+	 * The daemon changes directory to /, so keep an absolute path, but not a
+	 * resolved one: a Kubernetes volume swaps its ..data link, and the store
+	 * must follow the link it was given, not where it led at start.
+	 */
+	fs->real_wd = -1;
+	if (arg[0] == '/') {
+		fs->path = strdup(arg);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+
+		if (!cwd || asprintf(&fs->path, "%s/%s", cwd, arg) < 0)
+			fs->path = NULL;
+		free(cwd);
+	}
 	if (!fs->path) {
-		r = -errno;
-		snprintf(reason, reasonlen, "%s: %s", arg, strerror(errno));
+		r = -ENOMEM;
 		goto fail;
 	}
 	copy = strdup(fs->path);
@@ -260,6 +280,36 @@ fail:
 	return r;
 }
 
+/* (Re)points the second watch at the directory the path leads to now. */
+static void watch_real(struct file_store *fs)
+{
+	char *real = realpath(fs->path, NULL), *copy;
+
+	if (!real)
+		return; /* gone for now: the next event in fs->dir tries again */
+	copy = strdup(real);
+	if (copy && (!fs->real_dir || !fs->real_base || strcmp(dirname(copy), fs->real_dir) != 0 ||
+		     strcmp(basename(real), fs->real_base) != 0)) {
+		if (fs->real_wd >= 0)
+			inotify_rm_watch(fs->inotify_fd, fs->real_wd);
+		free(fs->real_dir);
+		free(fs->real_base);
+		free(copy);
+		copy = strdup(real);
+		fs->real_dir = copy ? strdup(dirname(copy)) : NULL;
+		free(copy);
+		copy = NULL;
+		fs->real_base = strdup(basename(real));
+		fs->real_wd = -1;
+		if (fs->real_dir && fs->real_base && strcmp(fs->real_dir, fs->dir) != 0)
+			fs->real_wd = inotify_add_watch(fs->inotify_fd, fs->real_dir,
+							IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE |
+								IN_ATTRIB);
+	}
+	free(copy);
+	free(real);
+}
+
 /* Watches the directory, so an editor's rename-over-the-file is seen too. */
 static void *watch_thread(void *arg)
 {
@@ -286,7 +336,15 @@ static void *watch_thread(void *arg)
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
 
-			if (ev->len && strcmp(ev->name, fs->base) == 0)
+			/*
+			 * The file, a link swapped in the directory it was given in
+			 * (a Kubernetes volume's "..data"), or the file where the
+			 * link leads.
+			 */
+			if (ev->len &&
+			    (strcmp(ev->name, fs->base) == 0 || strncmp(ev->name, "..", 2) == 0 ||
+			     (ev->wd == fs->real_wd && fs->real_base &&
+			      strcmp(ev->name, fs->real_base) == 0)))
 				ours = true;
 			p += sizeof(*ev) + ev->len;
 		}
@@ -303,6 +361,7 @@ static void *watch_thread(void *arg)
 			} else if (b->events.changed) {
 				b->events.changed(b->events.ctx);
 			}
+			watch_real(fs);
 		}
 	}
 	return NULL;
@@ -319,6 +378,7 @@ static int file_start(struct backend *b, char *reason, size_t reasonlen)
 	if (inotify_add_watch(fs->inotify_fd, fs->dir,
 			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB) < 0)
 		goto fail;
+	watch_real(fs);
 	r = pthread_create(&fs->thread, NULL, watch_thread, b);
 	if (r != 0) {
 		errno = r;
@@ -359,6 +419,8 @@ static void file_done(struct backend *b)
 	free(fs->path);
 	free(fs->dir);
 	free(fs->base);
+	free(fs->real_dir);
+	free(fs->real_base);
 	pthread_rwlock_destroy(&fs->lock);
 	free(fs);
 	b->priv = NULL;

@@ -1,7 +1,9 @@
 """The file store follows changes; open handles keep their version; bad reloads keep the old."""
 
 import errno
+import json
 import os
+import shutil
 
 import pytest
 
@@ -210,3 +212,41 @@ def test_secret_becoming_missing_gives_enoent_to_new_opens_only(secretfs):
         assert os.read(fd, 100) == b"soon-to-be-removed"
     finally:
         os.close(fd)
+
+
+def _configmap_version(d, name, doc):
+    """One kubelet 'atomic writer' step: a new ..TIMESTAMP dir, then ..data swapped by rename."""
+    v = d / name
+    v.mkdir(mode=0o755)
+    f = v / "store.json"
+    f.write_text(json.dumps(doc))
+    os.chmod(f, 0o600)
+    tmp = d / "..data_tmp"
+    tmp.symlink_to(name)
+    os.rename(tmp, d / "..data")  # atomic, as kubelet does it
+    return v
+
+
+def test_a_configmap_style_store_follows_the_swap(secretfs, workdir):
+    """
+    A Kubernetes Secret or ConfigMap volume: store.json -> ..data/store.json,
+    ..data -> ..2026_A.  An update writes ..2026_B, swaps ..data by rename and
+    removes ..2026_A.  The store must follow the link as given, not the
+    directory it led to at start.
+    """
+    d = workdir / "volume"
+    d.mkdir(mode=0o755)
+    old = _configmap_version(d, "..2026_A", {"app/token": "cm-token-version-A"})
+    (d / "store.json").symlink_to("..data/store.json")
+    fs = secretfs(None, argv=lambda store, mnt: [f"file:{d / 'store.json'}", str(mnt)],
+                  secrets=["cm-token-version-A", "cm-token-version-B", "cm-token-version-C"])
+    assert try_read(fs.path("app/token")) == b"cm-token-version-A"
+
+    _configmap_version(d, "..2026_B", {"app/token": "cm-token-version-B"})
+    shutil.rmtree(old)
+    fs.wait_value("app/token", b"cm-token-version-B")
+    # and again: the watch still follows after a swap
+    _configmap_version(d, "..2026_C", {"app/token": "cm-token-version-C"})
+    shutil.rmtree(d / "..2026_B")
+    fs.wait_value("app/token", b"cm-token-version-C")
+    assert "keeping the last good content" not in fs.stderr(), fs.stderr()
