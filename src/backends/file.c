@@ -36,6 +36,9 @@
 #include "secretfs/util.h"
 
 #define STORE_MAX_BYTES (64u << 20)
+/* A reload that raced with a writer swapping links: tries again, this often, this far apart. */
+#define RELOAD_RACE_TRIES      5
+#define RELOAD_RACE_PAUSE_USEC 100000
 
 struct file_store {
 	char *path; /* absolute, as given: symlinks are followed at each load */
@@ -350,8 +353,20 @@ static void *watch_thread(void *arg)
 		}
 		if (ours) {
 			char reason[BACKEND_REASON_MAX + 64];
+			int r;
 
-			if (load_store(fs, reason, sizeof(reason)) < 0) {
+			/*
+			 * A link swapped while the load checked or read the file
+			 * (-EAGAIN) is a race with the writer, not a broken store:
+			 * try again shortly, since no further event may come.
+			 */
+			for (int tries = 0;; tries++) {
+				r = load_store(fs, reason, sizeof(reason));
+				if (r != -EAGAIN || tries == RELOAD_RACE_TRIES)
+					break;
+				usleep(RELOAD_RACE_PAUSE_USEC);
+			}
+			if (r < 0) {
 				size_t used = strlen(reason);
 
 				snprintf(reason + used, sizeof(reason) - used,
