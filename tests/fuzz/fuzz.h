@@ -39,6 +39,20 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 	return s;
 }
 
+/*
+ * For targets that cover several parsers: the first byte selects the parser
+ * (the caller switches on data[0]), the rest is the input, returned as by
+ * fuzz_cstr() with its length in *ret_len.  NULL when there is no selector
+ * byte or on ENOMEM.
+ */
+static inline char *fuzz_selected_input(const uint8_t *data, size_t size, size_t *ret_len)
+{
+	if (size < 1)
+		return NULL;
+	*ret_len = size - 1;
+	return fuzz_cstr(data + 1, size - 1);
+}
+
 /* A reason or error buffer is a string that fits its buffer. */
 static inline bool fuzz_text_ok(const char *buf, size_t len)
 {

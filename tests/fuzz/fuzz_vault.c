@@ -150,10 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *s;
 	int r;
 
-	if (size < 1)
-		return 0;
-	len = size - 1;
-	s = fuzz_cstr(data + 1, len);
+	s = fuzz_selected_input(data, size, &len);
 	if (!s)
 		return 0;
 	input = s;
