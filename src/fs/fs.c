@@ -191,18 +191,18 @@ static void log_failure(struct fs *fs, const char *what, const char *path, int r
 		 tail);
 }
 
-/* Says once a second at most that a uid hit its cap: the flood is the point. */
+/* Says that a uid hit its cap, once a window per uid (log_limit): the flood is the point. */
 static void log_refused(struct fs *fs, uid_t uid)
 {
-	static uint64_t last_usec;
-	uint64_t now = now_usec();
+	char key[24];
+	unsigned more = 0;
 
-	if (now - __atomic_load_n(&last_usec, __ATOMIC_RELAXED) < USEC_PER_SEC)
+	snprintf(key, sizeof(key), "uid %u", (unsigned)uid);
+	if (!log_limit("handles", key, -EMFILE, now_usec(), &more))
 		return;
-	__atomic_store_n(&last_usec, now, __ATOMIC_RELAXED);
 	log_warn("uid %u holds %zu open files and directories, refusing more "
-		 "(max_handles_per_uid)",
-		 (unsigned)uid, fs->handles.max);
+		 "(max_handles_per_uid; %u similar suppressed)",
+		 (unsigned)uid, fs->handles.max, more);
 }
 
 /*
