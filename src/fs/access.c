@@ -50,8 +50,6 @@ static bool want_exe(struct access *a, const struct policy *p)
 	return a->audit || (p && policy_uses_exe(p));
 }
 
-#define ACCESS_WARN_USEC (300 * USEC_PER_SEC)
-
 /*
  * Whether the pids in requests can be looked up in our /proc.  FUSE gives a
  * pid in the pid namespace the mount was made in, ours, and 0 for a caller
@@ -243,24 +241,17 @@ static int proc_status(int dfd, const struct fuse_ctx *ctx, const struct policy 
 	return 0;
 }
 
-static void warn_unknown_groups(struct access *a, const struct fuse_ctx *ctx, const char *why)
+/* Said once a window per reason (log_limit): every request of such a caller meets it. */
+static void warn_unknown_groups(const struct fuse_ctx *ctx, const char *why)
 {
-	uint64_t now = now_usec(), count;
-	bool report;
+	unsigned more = 0;
 
-	pthread_mutex_lock(&a->lock);
-	count = ++a->unknown_callers;
-	report = count == 1 || now - a->unknown_warned_usec >= ACCESS_WARN_USEC;
-	if (report)
-		a->unknown_warned_usec = now;
-	pthread_mutex_unlock(&a->lock);
-	if (report)
-		log_warn("policy: the supplementary groups of pid %d (uid %u) are unknown: %s; "
-			 "group rules fail closed for such callers (a deny on a group matches, a "
-			 "permit on a supplementary group does not); %llu such requests so far, "
-			 "warned at most every %llu minutes",
-			 (int)ctx->pid, (unsigned)ctx->uid, why, (unsigned long long)count,
-			 (unsigned long long)(ACCESS_WARN_USEC / USEC_PER_SEC / 60));
+	if (!log_limit("groups unknown", why, 0, now_usec(), &more))
+		return;
+	log_warn("policy: the supplementary groups of pid %d (uid %u) are unknown: %s; "
+		 "group rules fail closed for such callers (a deny on a group matches, a "
+		 "permit on a supplementary group does not); %u similar suppressed",
+		 (int)ctx->pid, (unsigned)ctx->uid, why, more);
 }
 
 void access_caller(struct access *a, fuse_req_t req, const struct policy *p, struct caller *ret)
@@ -304,7 +295,7 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 		r = proc_status(dfd, ctx, groups ? p : NULL, ret, &why);
 	if (groups && r < 0) {
 		ret->subject.groups_incomplete = true;
-		warn_unknown_groups(a, ctx, why);
+		warn_unknown_groups(ctx, why);
 	}
 	/* A pid now someone else's: its exe is not the caller's either. */
 	if (exe && dfd >= 0 && r != -ESRCH) {

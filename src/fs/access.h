@@ -43,8 +43,6 @@ struct access {
 	uint64_t denied;	      /* decisions that refused the caller; atomic */
 	uint64_t lookup_audit_usec;   /* window of seen[] */
 	struct access_seen *seen;     /* protected by lock; NULL: not allocated yet */
-	uint64_t unknown_callers; /* callers whose groups could not be read; protected by lock */
-	uint64_t unknown_warned_usec; /* when that was last logged; protected by lock */
 };
 
 struct caller {
