@@ -191,18 +191,24 @@ static void log_failure(struct fs *fs, const char *what, const char *path, int r
 		 tail);
 }
 
-/* Says that a uid hit its cap, once a window per uid (log_limit): the flood is the point. */
-static void log_refused(struct fs *fs, uid_t uid)
+/*
+ * One more handle for @uid, or -EMFILE past max_handles_per_uid, said once
+ * a window per uid (log_limit): the flood is the point.
+ */
+static int take_handle(struct fs *fs, uid_t uid)
 {
 	char key[24];
 	unsigned more = 0;
+	int r = handles_take(&fs->handles, uid);
 
+	if (r != -EMFILE)
+		return r;
 	snprintf(key, sizeof(key), "uid %u", (unsigned)uid);
-	if (!log_limit("handles", key, -EMFILE, now_usec(), &more))
-		return;
-	log_warn("uid %u holds %zu open files and directories, refusing more "
-		 "(max_handles_per_uid; %u similar suppressed)",
-		 (unsigned)uid, fs->handles.max, more);
+	if (log_limit("handles", key, -EMFILE, now_usec(), &more))
+		log_warn("uid %u holds %zu open files and directories, refusing more "
+			 "(max_handles_per_uid; %u similar suppressed)",
+			 (unsigned)uid, fs->handles.max, more);
+	return r;
 }
 
 /*
@@ -527,7 +533,6 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cache_result res = { .value = NULL };
 	char rule[ACCESS_RULE_MAX];
 	struct handle *h = NULL;
-	uid_t c_uid = fuse_req_ctx(req)->uid;
 	struct caller c;
 	bool permit = false;
 	int r;
@@ -544,18 +549,15 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = access_check(&fs->access, p, &c, n->tpath, false, rule, sizeof(rule));
 		permit = r >= 0;
 	}
-	if (r >= 0) {
-		r = handles_take(&fs->handles, c_uid);
-		if (r == -EMFILE)
-			log_refused(fs, c_uid);
-	}
+	if (r >= 0)
+		r = take_handle(fs, c.subject.uid);
 	if (r >= 0) {
 		h = calloc(1, sizeof(*h));
 		r = h ? node_value(fs, n, 0, h, &res) : -ENOMEM;
 		if (r < 0)
-			handles_put(&fs->handles, c_uid);
+			handles_put(&fs->handles, c.subject.uid);
 		else
-			h->uid = c_uid;
+			h->uid = c.subject.uid;
 	}
 	access_audit(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0, rule,
 		     permit && (r >= 0 || res.state == CACHE_NEGATIVE) ? &res : NULL);
@@ -807,7 +809,6 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct fs *fs = req_fs(req);
 	struct node *n = nodes_get(&fs->nodes, ino);
 	struct policy *p = access_policy(&fs->access);
-	uid_t uid = fuse_req_ctx(req)->uid;
 	char rule[ACCESS_RULE_MAX];
 	struct dirhandle *h = NULL;
 	struct caller c;
@@ -820,15 +821,12 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 		    ? -ESTALE
 		    : access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
 	permit = r >= 0;
+	if (r >= 0)
+		r = take_handle(fs, c.subject.uid);
 	if (r >= 0) {
-		r = handles_take(&fs->handles, uid);
-		if (r == -EMFILE)
-			log_refused(fs, uid);
-	}
-	if (r >= 0) {
-		r = list_dir(fs, n, p, &c, uid, &h);
+		r = list_dir(fs, n, p, &c, c.subject.uid, &h);
 		if (r < 0)
-			handles_put(&fs->handles, uid);
+			handles_put(&fs->handles, c.subject.uid);
 	}
 	access_audit(&fs->access, &c, "list", n->tpath, permit, r < 0 ? r : 0, rule, NULL);
 	if (p)
