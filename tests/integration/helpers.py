@@ -6,6 +6,7 @@ running the daemon, process lookup.  See conftest.py for the fixtures.
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -378,3 +379,21 @@ def ctl_metric(sock, family, **labels):
         if name == family and ",".join(sorted(rest.rsplit("}", 1)[0].split(","))) == want:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def mappings(pid):
+    """Every mapping of @pid, from /proc/PID/smaps: dict(start, end, perms, name, flags (VmFlags), resident KiB)."""
+    out, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$", line)
+            if m:
+                cur = {"start": int(m.group(1), 16), "end": int(m.group(2), 16),
+                       "perms": m.group(3), "name": m.group(4) or "[anon]",
+                       "flags": set(), "resident": 0}
+                out.append(cur)
+            elif line.startswith(("Rss:", "Swap:")):
+                cur["resident"] += int(line.split()[1])
+            elif line.startswith("VmFlags:"):
+                cur["flags"] = set(line.split()[1:])
+    return out

@@ -4,7 +4,6 @@ heap is locked and excluded from core dumps, core dumps are off, and a
 process that cannot lock memory says so in one line with the fix.
 """
 
-import re
 import subprocess
 
 import pytest
@@ -13,6 +12,7 @@ from helpers import (
     SECRETFS_BIN,
     STORE,
     force_unmount,
+    mappings,
     read_file,
     sanitizer_env,
     stop_daemons,
@@ -25,18 +25,6 @@ def _status(pid):
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
-def _mappings(pid):
-    """(start, end, flags) of every mapping, from /proc/PID/smaps."""
-    out, cur = [], None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
-            if m:
-                cur = [int(m.group(1), 16), int(m.group(2), 16), set()]
-                out.append(cur)
-            elif line.startswith("VmFlags:"):
-                cur[2] = set(line.split()[1:])
-    return out
 
 
 def test_secure_heap_is_locked_and_not_dumped(secretfs):
@@ -46,8 +34,8 @@ def test_secure_heap_is_locked_and_not_dumped(secretfs):
     locked_kib = int(_status(fs.pid)["VmLck"].split()[0])
     assert locked_kib >= 8192, f"VmLck {locked_kib} kB: the secret heap is not locked"
     heaps = [
-        m for m in _mappings(fs.pid)
-        if m[1] - m[0] == 8 << 20 and "dd" in m[2] and ({"lo", "lf"} & m[2])
+        m for m in mappings(fs.pid)
+        if m["end"] - m["start"] == 8 << 20 and "dd" in m["flags"] and ({"lo", "lf"} & m["flags"])
     ]
     assert heaps, "no 8 MiB mapping that is both locked and MADV_DONTDUMP"
     with open(f"/proc/{fs.pid}/limits") as f:
@@ -59,7 +47,7 @@ def test_cache_max_bytes_sizes_the_heap(secretfs):
     fs = secretfs(STORE, options=["-o", "cache_max_bytes=3M"])
     read_file(fs.path("prod/api-key"))
     assert any(
-        m[1] - m[0] == 8 << 20 and "dd" in m[2] for m in _mappings(fs.pid)
+        m["end"] - m["start"] == 8 << 20 and "dd" in m["flags"] for m in mappings(fs.pid)
     ), "3M of values should get a heap of 8 MiB (6 MiB rounded up)"
     locked_kib = int(_status(fs.pid)["VmLck"].split()[0])
     assert locked_kib == 8192, f"VmLck {locked_kib} kB"
@@ -102,8 +90,8 @@ def test_a_store_larger_than_the_value_budget_loads(secretfs):
     fs = secretfs(doc)
     for i in (0, 57, 99):
         assert read_file(fs.path(f"big/s{i:03d}")) == doc[f"big/s{i:03d}"].encode()
-    heaps = [m for m in _mappings(fs.pid) if m[1] - m[0] >= 16 << 20 and "dd" in m[2]
-             and ({"lo", "lf"} & m[2])]
+    heaps = [m for m in mappings(fs.pid) if m["end"] - m["start"] >= 16 << 20
+             and "dd" in m["flags"] and ({"lo", "lf"} & m["flags"])]
     assert heaps, "no locked, undumpable heap of at least 16 MiB for a 6 MiB store"
     assert "locked heap was full" not in fs.stderr(), fs.stderr()
 

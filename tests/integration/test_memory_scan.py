@@ -13,7 +13,6 @@ The values are long random strings, so a hit is never a coincidence.
 import base64
 import json
 import os
-import re
 import secrets as pysecrets
 import sys
 import time
@@ -25,6 +24,7 @@ from helpers import (
     REPO,
     SANITIZER,
     SECRETFS_BIN,
+    mappings,
     read_file,
     run_secretfs,
     sanitizer_env,
@@ -55,22 +55,6 @@ def rnd(tag):
     return f"{tag}-{pysecrets.token_hex(24)}"
 
 
-def mappings(pid):
-    """Every mapping of @pid: dict(start, end, perms, name, flags, resident)."""
-    out, cur = [], None
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$", line)
-            if m:
-                cur = {"start": int(m.group(1), 16), "end": int(m.group(2), 16),
-                       "perms": m.group(3), "name": m.group(4) or "[anon]",
-                       "flags": set(), "resident": 0}
-                out.append(cur)
-            elif line.startswith(("Rss:", "Swap:")):
-                cur["resident"] += int(line.split()[1])
-            elif line.startswith("VmFlags:"):
-                cur["flags"] = set(line.split()[1:])
-    return out
 
 
 def scan(pid, needles):
