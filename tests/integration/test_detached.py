@@ -17,7 +17,6 @@ import json
 import pytest
 
 from helpers import POLL_TIMEOUT, wait_until
-from policy_env import write_policy  # noqa: F401  (the fixture writes it)
 
 # alice may read everything but prod/**: a detached prod/db must stay denied.
 POLICY = """\

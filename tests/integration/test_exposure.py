@@ -22,7 +22,7 @@ import time
 import pytest
 
 from helpers import POLL_TIMEOUT, wait_until
-from policy_env import DOC, POLICY, VALUES
+from policy_env import VALUES
 from test_errors import cachestat
 
 # syscall -> whether it puts a secret's pages in the page cache while the file is open

@@ -19,11 +19,10 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 
 import pytest
 
-from helpers import CMD_TIMEOUT, SECRETFS_BIN, run_secretfs, wait_until
+from helpers import run_secretfs, wait_until
 from policy_env import EACCES, VALUES, write_policy
 from users import PREFIX, _run, _user, run_as
 
@@ -161,7 +160,7 @@ def test_exe_rule_refuses_a_program_bind_mounted_over_the_named_path(
     assert (r.returncode, r.stdout) == (0, VALUES["tools/cat-only"].decode()), r
     # bob's program at /usr/bin/cat, in his own user and mount namespace
     r = run_as(bob, ["unshare", "-rm", "sh", "-c",
-                     f'mount --bind "$1" /usr/bin/cat && exec /usr/bin/cat "$2"',
+                     'mount --bind "$1" /usr/bin/cat && exec /usr/bin/cat "$2"',
                      "sh", str(mine), target])
     assert r.returncode != 0 and r.stdout == "", r
     assert "Permission denied" in r.stderr, r.stderr
