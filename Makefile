@@ -73,7 +73,7 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-
 	libsystemd-dev
 DEB_RUN := fuse3 libsystemd0
 DEB_VALGRIND := valgrind
-DEB_SECRET_SCAN := git-secrets
+DEB_SECRET_SCAN := git git-secrets
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
 	systemd man-db groff-base \
 	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client \
