@@ -241,7 +241,9 @@ bench: all
 SOAK_SECONDS ?= 60
 SOAK_BACKENDS ?= vault aws
 SOAK_STRICT ?= 1
-soak: $(BUILD)/secretfs
+soak:
+	@tests/install-deps $(DEB_BUILD) $(DEB_RUN) python3 openssl
+	$(MAKE) all
 	@rc=0; for b in $(SOAK_BACKENDS); do \
 		SOAK_STRICT=$(SOAK_STRICT) $(PYTHON) tests/soak/soak.py --backend $$b \
 			--seconds $(SOAK_SECONDS) --binary $(abspath $(BUILD)/secretfs) || rc=1; \
