@@ -789,6 +789,13 @@ static bool fetch_wait(struct cache *c, struct cache_fetch *f, uint64_t deadline
 	struct timespec until = f->deadline, mine;
 
 	if (deadline_usec) {
+		/*
+		 * Already past: answer without waiting.  A timed wait would
+		 * still let go of the lock, and a fetch that ends in that
+		 * window would turn "joined, not waited for" into a race.
+		 */
+		if (now_usec() >= deadline_usec)
+			return f->done;
 		timespec_from_usec(deadline_usec, &mine);
 		if (c->cfg.fetch_timeout_usec == 0 || timespec_before(&mine, &until))
 			until = mine;
