@@ -78,7 +78,7 @@ DEB_SECRET_SCAN := git git-secrets
 DEB_NODE := nodejs
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
 	systemd man-db groff-base \
-	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client \
+	python3-yaml python3-kubernetes python3-google-auth python3-cryptography python3-requests docker-compose binutils nginx curl openssh-client \
 	$(DEB_VALGRIND) $(DEB_SECRET_SCAN) $(DEB_NODE)
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
