@@ -121,8 +121,8 @@ const char *kit_home_dir(void)
 /* ---- credential files ---- */
 
 /* trusted_file_read() with "@what " before its reason (which names the file). */
-static int read_checked(const char *path, const char *what, size_t max, char **ret,
-			size_t *ret_len, char *reason, size_t reasonlen)
+static int read_checked(const char *path, const char *what, size_t max, char **ret, size_t *ret_len,
+			char *reason, size_t reasonlen)
 {
 	char why[BACKEND_REASON_MAX];
 	int r;

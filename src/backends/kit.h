@@ -258,11 +258,11 @@ char *kit_url_add_query(const char *url, const char *name, const char *value);
  * time, without the source's lock.  Returns 0 or a negative errno with
  * @reason set (it becomes part of the reason of kit_token_get()).
  */
-typedef int (*kit_token_fetch_fn)(void *ctx, struct secret **ret_token,
-				  uint64_t *ret_expires_usec, char *reason, size_t reasonlen);
+typedef int (*kit_token_fetch_fn)(void *ctx, struct secret **ret_token, uint64_t *ret_expires_usec,
+				  char *reason, size_t reasonlen);
 
 struct kit_token_config {
-	const char *what;	 /* "the Google access token": for reasons */
+	const char *what;	  /* "the Google access token": for reasons */
 	kit_token_fetch_fn fetch; /* NULL: the token is installed by hand and never refreshed */
 	void *ctx;
 	/* A token that expires within this is refreshed; 0: 5 minutes. */
@@ -331,9 +331,9 @@ void kit_token_invalidate(struct kit_token_source *ts, uint64_t gen);
 struct kit_token_state {
 	bool have;
 	uint64_t gen;
-	uint64_t expires_usec;	  /* CLOCK_REALTIME, 0 = never */
-	unsigned failures;	  /* failed refreshes in a row */
-	int last_err;		  /* of the last refresh, 0 when it worked */
+	uint64_t expires_usec; /* CLOCK_REALTIME, 0 = never */
+	unsigned failures;     /* failed refreshes in a row */
+	int last_err;	       /* of the last refresh, 0 when it worked */
 	char last_why[BACKEND_REASON_MAX];
 };
 void kit_token_state(struct kit_token_source *ts, struct kit_token_state *ret);

@@ -201,8 +201,8 @@ void kit_parse_json_error(const char *body, size_t len, const char *code_member,
 /* ---- paging ---- */
 
 /* A marker at @member: absent, null or "" is none; else a printable string of 1 to @max. */
-static int page_marker(const json_t *root, const char *member, size_t max, char **ret,
-		       char *reason, size_t reasonlen)
+static int page_marker(const json_t *root, const char *member, size_t max, char **ret, char *reason,
+		       size_t reasonlen)
 {
 	json_t *t = json_object_get(root, member);
 	const char *s;

@@ -33,15 +33,15 @@ struct kit_token_source {
 	char what[96];
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	  /* a refresh ended; CLOCK_MONOTONIC */
-	struct secret *tok;	  /* protected by lock */
-	uint64_t expires_usec;	  /* protected by lock: CLOCK_REALTIME, 0 = never */
-	uint64_t gen;		  /* protected by lock: bumped for every new token */
-	bool forced;		  /* protected by lock: the store refused this generation */
-	bool refreshing;	  /* protected by lock: a fetch is in flight */
-	unsigned failures;	  /* protected by lock: failed refreshes in a row */
-	uint64_t next_try_usec;	  /* protected by lock: monotonic; no refresh before */
-	int last_err;		  /* protected by lock */
+	pthread_cond_t cond;	/* a refresh ended; CLOCK_MONOTONIC */
+	struct secret *tok;	/* protected by lock */
+	uint64_t expires_usec;	/* protected by lock: CLOCK_REALTIME, 0 = never */
+	uint64_t gen;		/* protected by lock: bumped for every new token */
+	bool forced;		/* protected by lock: the store refused this generation */
+	bool refreshing;	/* protected by lock: a fetch is in flight */
+	unsigned failures;	/* protected by lock: failed refreshes in a row */
+	uint64_t next_try_usec; /* protected by lock: monotonic; no refresh before */
+	int last_err;		/* protected by lock */
 	char last_why[BACKEND_REASON_MAX]; /* protected by lock */
 };
 
@@ -200,8 +200,8 @@ int kit_token_get(struct kit_token_source *ts, struct kit_token_ref *ret, char *
 	for (;;) {
 		uint64_t now = realtime_usec(), exp = ts->expires_usec;
 		bool usable = ts->tok && (!exp || exp > now);
-		bool fresh = usable && !ts->forced &&
-			     (!exp || exp - now > ts->cfg.refresh_before_usec);
+		bool fresh =
+			usable && !ts->forced && (!exp || exp - now > ts->cfg.refresh_before_usec);
 		bool forced = ts->forced;
 
 		if (fresh || (usable && (!ts->cfg.fetch || refreshed)))

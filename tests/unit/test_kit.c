@@ -71,7 +71,7 @@ static void test_time(void **state)
 		{ "2024-01-01T00:00:00", 0 },
 		{ "2024-01-01T00:00:00.Z", 0 },
 		{ "2024-01-01T00:00:00Zjunk", 0 },
-		{ "2024-01-01 00:00:00Z", 0 },	    /* strict: 'T' */
+		{ "2024-01-01 00:00:00Z", 0 },	   /* strict: 'T' */
 		{ "2024-01-01T00:00:00+0400", 0 }, /* strict: +HH:MM */
 		{ "2024-01-01T00:00:00+04", 0 },
 		{ "2024-01-01T00:00:00+24:00", 0 },
@@ -108,11 +108,11 @@ static void test_status_errno(void **state)
 		long status;
 		int err;
 	} cases[] = {
-		{ 200, 0 },	      { 204, 0 },	     { 400, -EIO },	   { 401, -EACCES },
-		{ 403, -EACCES },     { 404, -ENOENT },	     { 405, -EIO },	   { 408, -ETIMEDOUT },
-		{ 409, -EBUSY },      { 412, -EAGAIN },	     { 413, -EIO },	   { 418, -EIO },
-		{ 429, -EAGAIN },     { 500, -EAGAIN },	     { 501, -EIO },	   { 502, -EAGAIN },
-		{ 503, -EAGAIN },     { 504, -EAGAIN },	     { 599, -EAGAIN },	   { 302, -EIO },
+		{ 200, 0 },	  { 204, 0 },	    { 400, -EIO },    { 401, -EACCES },
+		{ 403, -EACCES }, { 404, -ENOENT }, { 405, -EIO },    { 408, -ETIMEDOUT },
+		{ 409, -EBUSY },  { 412, -EAGAIN }, { 413, -EIO },    { 418, -EIO },
+		{ 429, -EAGAIN }, { 500, -EAGAIN }, { 501, -EIO },    { 502, -EAGAIN },
+		{ 503, -EAGAIN }, { 504, -EAGAIN }, { 599, -EAGAIN }, { 302, -EIO },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
@@ -184,13 +184,14 @@ static void test_error_codes(void **state)
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		const struct kit_error_code *e = kit_error_find(cases[i].t, cases[i].n,
-								cases[i].code);
+		const struct kit_error_code *e =
+			kit_error_find(cases[i].t, cases[i].n, cases[i].code);
 		int r = kit_error_errno(cases[i].t, cases[i].n, cases[i].code, cases[i].status);
 
 		if (r != cases[i].err)
-			fail_msg("%s/%ld: got %d, want %d", cases[i].code ? cases[i].code : "(null)",
-				 cases[i].status, r, cases[i].err);
+			fail_msg("%s/%ld: got %d, want %d",
+				 cases[i].code ? cases[i].code : "(null)", cases[i].status, r,
+				 cases[i].err);
 		if ((e ? e->flags : 0) != cases[i].flags)
 			fail_msg("%s: flags %u", cases[i].code, e ? e->flags : 0);
 	}
@@ -206,13 +207,16 @@ static void test_json_error(void **state)
 	} cases[] = {
 		{ "{\"error\":{\"code\":404,\"message\":\"Secret [projects/1/secrets/db] not "
 		  "found or has no versions.\",\"status\":\"NOT_FOUND\"}}",
-		  "status", "NOT_FOUND", "Secret [projects/1/secrets/db] not found or has no versions." },
-		{ "{\"error\":{\"code\":\"SecretNotFound\",\"message\":\"A secret with (name/id) db "
+		  "status", "NOT_FOUND",
+		  "Secret [projects/1/secrets/db] not found or has no versions." },
+		{ "{\"error\":{\"code\":\"SecretNotFound\",\"message\":\"A secret with (name/id) "
+		  "db "
 		  "was not found in this key vault.\"}}",
-		  "code", "SecretNotFound", "A secret with (name/id) db was not found in this key vault." },
+		  "code", "SecretNotFound",
+		  "A secret with (name/id) db was not found in this key vault." },
 		/* Only the first line, control characters blanked. */
-		{ "{\"error\":{\"code\":\"X\",\"message\":\"first\\tline\\nsecond s3cr3t\"}}", "code",
-		  "X", "first line" },
+		{ "{\"error\":{\"code\":\"X\",\"message\":\"first\\tline\\nsecond s3cr3t\"}}",
+		  "code", "X", "first line" },
 		/* Google's "code" is a number: not a symbolic code. */
 		{ "{\"error\":{\"code\":403}}", "code", "", "" },
 		{ "{\"errors\":[\"vault style\"]}", "code", "", "" },
@@ -296,8 +300,9 @@ static void test_page_token(void **state)
 		assert_non_null(root);
 		tok = (char *)1;
 		reason[0] = '\0';
-		assert_int_equal(kit_page_token(root, "nextPageToken", &tok, reason, sizeof(reason)),
-				 cases[i].r);
+		assert_int_equal(
+			kit_page_token(root, "nextPageToken", &tok, reason, sizeof(reason)),
+			cases[i].r);
 		if (cases[i].want)
 			assert_string_equal(tok, cases[i].want);
 		else
@@ -324,8 +329,10 @@ static void test_same_origin(void **state)
 		{ "https://127.0.0.1:8443/x", "https://127.0.0.1:8444/y", false },
 		{ "https://127.0.0.1:8443/x", "http://127.0.0.1:8443/y", false },
 		{ "https://v.vault.azure.net/x", "https://evil.example/y", false },
-		{ "https://v.vault.azure.net/x", "https://v.vault.azure.net.evil.example/y", false },
-		{ "https://v.vault.azure.net/x", "https://v.vault.azure.net@evil.example/y", false },
+		{ "https://v.vault.azure.net/x", "https://v.vault.azure.net.evil.example/y",
+		  false },
+		{ "https://v.vault.azure.net/x", "https://v.vault.azure.net@evil.example/y",
+		  false },
 		{ "https://v.vault.azure.net/x", "https://evil@v.vault.azure.net/y", false },
 		{ "https://v.vault.azure.net/x", "//v.vault.azure.net/y", false },
 		{ "https://v.vault.azure.net/x", "/secrets?page=2", false },
@@ -380,8 +387,7 @@ struct pager_ctx {
 	bool foreign_link; /* page 2's nextLink leads elsewhere */
 };
 
-static int fake_page(void *vctx, const char *next, char **ret_next, char *reason,
-		     size_t reasonlen)
+static int fake_page(void *vctx, const char *next, char **ret_next, char *reason, size_t reasonlen)
 {
 	struct pager_ctx *c = vctx;
 	unsigned page = 0;
@@ -444,7 +450,9 @@ static void test_paginate(void **state)
 	char reason[256];
 
 	for (int style = 0; style < 3; style++) {
-		struct pager_ctx c = { .style = style, .npages = 4, .base = "https://127.0.0.1:8443" };
+		struct pager_ctx c = { .style = style,
+				       .npages = 4,
+				       .base = "https://127.0.0.1:8443" };
 
 		assert_int_equal(kit_paginate(10, fake_page, &c, "list", reason, sizeof(reason)),
 				 0);
@@ -458,8 +466,9 @@ static void test_paginate(void **state)
 		assert_int_equal(c.calls, 1);
 
 		/* Empty pages with a next marker go on (Parameter Store does this). */
-		c = (struct pager_ctx){ .style = style, .npages = 5, .base = c.base,
-					.empty_pages = true };
+		c = (struct pager_ctx){
+			.style = style, .npages = 5, .base = c.base, .empty_pages = true
+		};
 		assert_int_equal(kit_paginate(10, fake_page, &c, "list", reason, sizeof(reason)),
 				 0);
 		assert_int_equal(c.calls, 5);
@@ -473,7 +482,9 @@ static void test_paginate(void **state)
 		assert_string_equal(reason, "aws-sm: ListSecrets: more than 7 pages");
 	}
 	{
-		struct pager_ctx c = { .style = 2, .npages = 5, .base = "https://127.0.0.1:8443",
+		struct pager_ctx c = { .style = 2,
+				       .npages = 5,
+				       .base = "https://127.0.0.1:8443",
 				       .foreign_link = true };
 
 		assert_int_equal(kit_paginate(10, fake_page, &c, "list", reason, sizeof(reason)),
@@ -487,7 +498,8 @@ static void test_url_add_query(void **state)
 	char *u = kit_url_add_query("https://h/v1/projects/p/secrets?pageSize=100", "pageToken",
 				    "a b/c+=&");
 
-	assert_string_equal(u, "https://h/v1/projects/p/secrets?pageSize=100&pageToken=a%20b%2Fc%2B%3D%26");
+	assert_string_equal(
+		u, "https://h/v1/projects/p/secrets?pageSize=100&pageToken=a%20b%2Fc%2B%3D%26");
 	free(u);
 	u = kit_url_add_query("https://h/x", "a", "1");
 	assert_string_equal(u, "https://h/x?a=1");
@@ -576,8 +588,8 @@ static void test_read_credential(void **state)
 	char reason[512];
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		const char *path = put(cases[i].name, cases[i].text, strlen(cases[i].text),
-				       cases[i].mode);
+		const char *path =
+			put(cases[i].name, cases[i].text, strlen(cases[i].text), cases[i].mode);
 		struct secret *s = NULL;
 		int r;
 
@@ -604,9 +616,9 @@ static void test_read_credential(void **state)
 		char path[128];
 
 		snprintf(path, sizeof(path), "%s/missing", dirpath);
-		assert_int_equal(kit_read_credential(path, "JWT file", 32, &s, reason,
-						     sizeof(reason)),
-				 -ENOENT);
+		assert_int_equal(
+			kit_read_credential(path, "JWT file", 32, &s, reason, sizeof(reason)),
+			-ENOENT);
 		assert_non_null(strstr(reason, "JWT file"));
 	}
 }
@@ -618,24 +630,24 @@ static void test_read_secret_file(void **state)
 	struct secret *s = NULL;
 	char reason[256];
 
-	assert_int_equal(kit_read_secret_file(path, "credentials file", 4096, &s, reason,
-					      sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_read_secret_file(path, "credentials file", 4096, &s, reason, sizeof(reason)),
+		0);
 	assert_int_equal(s->len, sizeof(doc));
 	assert_string_equal(kit_cred_str(s), doc);
 	secret_unref(s);
 	s = NULL;
-	assert_int_equal(kit_read_secret_file(path, "credentials file", 16, &s, reason,
-					      sizeof(reason)),
-			 -EFBIG);
+	assert_int_equal(
+		kit_read_secret_file(path, "credentials file", 16, &s, reason, sizeof(reason)),
+		-EFBIG);
 	path = put("empty.json", "", 0, 0600);
-	assert_int_equal(kit_read_secret_file(path, "credentials file", 4096, &s, reason,
-					      sizeof(reason)),
-			 -EINVAL);
+	assert_int_equal(
+		kit_read_secret_file(path, "credentials file", 4096, &s, reason, sizeof(reason)),
+		-EINVAL);
 	path = put("loose.json", doc, sizeof(doc) - 1, 0644 | 0020);
-	assert_int_equal(kit_read_secret_file(path, "credentials file", 4096, &s, reason,
-					      sizeof(reason)),
-			 -EPERM);
+	assert_int_equal(
+		kit_read_secret_file(path, "credentials file", 4096, &s, reason, sizeof(reason)),
+		-EPERM);
 	assert_null(s);
 }
 
@@ -656,9 +668,9 @@ static void test_http_config(void **state)
 	char reason[512] = "", warning[512] = "";
 
 	/* Plain HTTP is refused without -o insecure. */
-	assert_int_equal(kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason,
-					 sizeof(reason)),
-			 -EPERM);
+	assert_int_equal(
+		kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason, sizeof(reason)),
+		-EPERM);
 	assert_string_equal(reason, "vault: http://127.0.0.1:8200 is plain HTTP, which would send "
 				    "the Vault token and the secrets in clear: use https://, or "
 				    "pass -o insecure");
@@ -666,18 +678,18 @@ static void test_http_config(void **state)
 
 	/* With it, a warning. */
 	cfg.http_insecure = true;
-	assert_int_equal(kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason,
-					 sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
 	assert_string_equal(warning, "vault http://127.0.0.1:8200: plain HTTP (-o insecure): "
 				     "anyone on the network path can read the Vault token and the "
 				     "secrets");
 	assert_true(hc.insecure);
 	o.tls = true;
 	o.url = "https://127.0.0.1:8200";
-	assert_int_equal(kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason,
-					 sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
 	assert_non_null(strstr(warning, "TLS certificate verification is off (-o insecure)"));
 
 	/* Without: no warning; [http] wins over the environment, which fills the rest. */
@@ -688,9 +700,9 @@ static void test_http_config(void **state)
 	cfg.http_ca_file = (char *)"/cfg/ca.pem";
 	cfg.http_timeout_usec = 7 * USEC_PER_SEC;
 	cfg.http_max_attempts = 2;
-	assert_int_equal(kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason,
-					 sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
 	assert_string_equal(warning, "");
 	assert_false(hc.insecure);
 	assert_string_equal(hc.ca_file, "/cfg/ca.pem");
@@ -700,9 +712,9 @@ static void test_http_config(void **state)
 	assert_int_equal(hc.timeout_usec, 7 * USEC_PER_SEC);
 	assert_int_equal(hc.max_attempts, 2);
 	cfg.http_ca_file = NULL;
-	assert_int_equal(kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason,
-					 sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_http_config(&cfg, &o, &hc, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
 	assert_string_equal(hc.ca_file, "/env/ca.pem");
 	unsetenv("KIT_TEST_CACERT");
 	unsetenv("KIT_TEST_CERT");
@@ -714,12 +726,12 @@ struct fake_issuer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	unsigned calls;
-	int fail;		 /* the next fetches fail with this; 0: they work */
-	uint64_t lifetime_usec;	 /* of each token; 0: never expires */
-	bool hold;		 /* fetches wait until released */
-	bool in_fetch;		 /* a fetch is waiting (hold) */
+	int fail;		/* the next fetches fail with this; 0: they work */
+	uint64_t lifetime_usec; /* of each token; 0: never expires */
+	bool hold;		/* fetches wait until released */
+	bool in_fetch;		/* a fetch is waiting (hold) */
 	struct kit_token_source *ts;
-	bool set_meanwhile;	 /* a login installs a newer token during the fetch */
+	bool set_meanwhile; /* a login installs a newer token during the fetch */
 };
 
 static int fake_fetch(void *vctx, struct secret **ret, uint64_t *ret_exp, char *reason,
