@@ -402,56 +402,6 @@ static json_t *load_object(const char *body, size_t len, size_t flags, char *rea
 	return ns_json_load_object(body, len, flags, "AWS", reason, reasonlen);
 }
 
-/* A value for the cache: EINVAL from the namespace is the store's answer, EIO. */
-static int make_value(json_t *v, unsigned flags, const char *what, struct secret **ret,
-		      char *reason, size_t reasonlen)
-{
-	char why[BACKEND_REASON_MAX] = "";
-	int r;
-
-	r = ns_secret_from_json(v, flags, ret, why, sizeof(why));
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0) {
-		snprintf(reason, reasonlen, "%s cannot be shown: %s", what,
-			 why[0] ? why : strerror(-r));
-		return -EIO;
-	}
-	return 0;
-}
-
-/*
- * A string value as the store keeps it: a JSON object becomes a directory
- * (DESIGN section 2), anything else (plain text, a JSON number, broken
- * JSON) is a file with exactly these bytes.
- */
-static int string_value(const char *s, size_t len, const char *what, struct secret **ret,
-			char *reason, size_t reasonlen)
-{
-	size_t i = 0;
-	json_t *obj = NULL;
-	int r;
-
-	while (i < len && isspace((unsigned char)s[i]))
-		i++;
-	if (i < len && s[i] == '{') {
-		json_error_t je;
-
-		obj = json_loadb(s, len, 0, &je);
-		if (obj && !json_is_object(obj)) {
-			json_decref(obj);
-			obj = NULL;
-		}
-	}
-	if (!obj) {
-		*ret = secret_dup(s, len);
-		return *ret ? 0 : -ENOMEM;
-	}
-	r = make_value(obj, 0, what, ret, reason, reasonlen);
-	json_decref(obj);
-	return r;
-}
-
 /* A NextToken: absent, null or "" ends the paging. */
 static int next_token(json_t *root, char **ret, char *reason, size_t reasonlen)
 {
@@ -549,8 +499,8 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 			snprintf(reason, reasonlen, "SecretString is not a string");
 			return -EBADMSG;
 		}
-		r = string_value(json_string_value(str), json_string_length(str),
-				 "the SecretString", &s, reason, reasonlen);
+		r = ns_secret_from_text(json_string_value(str), json_string_length(str),
+					"the SecretString", &s, reason, reasonlen);
 	} else if (bin) {
 		json_t *wrap;
 
@@ -670,8 +620,8 @@ int aws_parse_get_parameter(const char *body, size_t len, struct secret **ret_va
 		s = secret_dup(json_string_value(value), json_string_length(value));
 		r = s ? 0 : -ENOMEM;
 	} else {
-		r = string_value(json_string_value(value), json_string_length(value),
-				 "the parameter", &s, reason, reasonlen);
+		r = ns_secret_from_text(json_string_value(value), json_string_length(value),
+					"the parameter", &s, reason, reasonlen);
 	}
 	if (r < 0)
 		return r;
