@@ -121,6 +121,16 @@ static const struct config_option options[] = {
 	/* ListSecrets has a small quota and lags about 5 minutes: listings keep their own time. */
 	{ "aws_list_ttl", "aws", "list_ttl", OPT_DURATION, FIELD(aws_list_ttl_usec), 0, UINT64_MAX,
 	  NULL },
+	/*
+	 * Stores whose names cannot hold '/' (Google Secret Manager, Azure Key
+	 * Vault): this string in a name stands for '/'.  Each backend checks it
+	 * against its own alphabet.
+	 */
+	{ "name_separator", "secretfs", "name_separator", OPT_PATH, FIELD(name_separator), 0, 0,
+	  NULL },
+	/* Google Secret Manager. */
+	{ "gcp_endpoint", "gcp", "endpoint", OPT_PATH, FIELD(gcp_endpoint), 0, 0, NULL },
+	{ "gcp_credentials", "gcp", "credentials", OPT_PATH, FIELD(gcp_credentials), 0, 0, NULL },
 };
 
 void config_init(struct config *c)

@@ -66,6 +66,11 @@ struct config {
 	char *aws_profile;	    /* default: AWS_PROFILE, else "default" */
 	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
+	/* Stores whose names cannot hold '/': SEP in a name is shown as '/'; NULL: flat. */
+	char *name_separator;
+	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
+	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
+	char *gcp_credentials; /* a service_account or authorized_user JSON file */
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */
