@@ -58,17 +58,20 @@ static size_t b64url_size(size_t len)
 static int append_json(json_t *j, char *out, size_t cap, size_t *pos)
 {
 	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_free_t jfree;
 	size_t n;
 
+	/* jansson's allocator may be the wiping one (ns_json_use_wiping_alloc). */
+	json_get_alloc_funcs(NULL, &jfree);
 	if (!text)
 		return -ENOMEM;
 	n = strlen(text);
 	if (b64url_size(n) > cap - *pos) {
-		free(text);
+		jfree(text);
 		return -EINVAL;
 	}
 	*pos += gcp_base64url(text, n, out + *pos);
-	free(text);
+	jfree(text);
 	return 0;
 }
 
