@@ -227,7 +227,7 @@ int kit_paginate(unsigned max_pages, kit_page_fn page, void *ctx, const char *wh
 /*
  * The next-page token in the parsed answer @root: member @member
  * ("NextToken", "nextPageToken").  Absent, null or "" ends the paging
- * (*ret = NULL).  Anything but a string of 1 to 4096 printable ASCII
+ * (*ret = NULL).  Anything but a string of 1 to 8192 printable ASCII
  * characters is -EBADMSG.  *ret is malloc'ed.
  */
 int kit_page_token(const struct json_t *root, const char *member, char **ret, char *reason,
