@@ -93,6 +93,15 @@ const struct kit_error_code *kit_error_find(const struct kit_error_code *table, 
 /* @code's errno from @table, else kit_status_errno(@status); never 0 for a non-2xx. */
 int kit_error_errno(const struct kit_error_code *table, size_t n, const char *code, long status);
 
+/*
+ * Appends @n bytes of @s (from a store's answer) to @buf as printable
+ * ASCII: blanks and control characters become one space, bytes past 0x7e
+ * '?'; stops when @buf (of @buflen, NUL-ended at *pos) is full.
+ */
+void kit_append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n);
+/* Whether @s (@len bytes) is a usable credential: 1 to @max printable ASCII characters, no blank. */
+bool kit_credential_is_valid(const char *s, size_t len, size_t max);
+
 #define KIT_ERROR_CODE_MAX    64
 #define KIT_ERROR_MESSAGE_MAX 160
 
