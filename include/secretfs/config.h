@@ -68,7 +68,7 @@ struct config {
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
 };
 
-/* Fills @c with the defaults of DESIGN section 4. */
+/* Fills @c with the defaults of docs/design.md section 4. */
 void config_init(struct config *c);
 void config_done(struct config *c);
 

@@ -423,7 +423,7 @@ static int make_value(json_t *v, unsigned flags, const char *what, struct secret
 
 /*
  * A string value as the store keeps it: a JSON object becomes a directory
- * (DESIGN section 2), anything else (plain text, a JSON number, broken
+ * (docs/design.md section 2), anything else (plain text, a JSON number, broken
  * JSON) is a file with exactly these bytes.
  */
 static int string_value(const char *s, size_t len, const char *what, struct secret **ret,
@@ -695,7 +695,7 @@ void aws_error_code_normalize(const char *raw, size_t rawlen, char *code, size_t
 	while (end > raw && isspace((unsigned char)end[-1]))
 		end--;
 	kit_append_clean(code, codelen < AWS_CODE_MAX ? codelen : AWS_CODE_MAX, &pos, raw,
-		     (size_t)(end - raw));
+			 (size_t)(end - raw));
 }
 
 void aws_parse_error(const char *header_error_type, const char *body, size_t len, char *code,

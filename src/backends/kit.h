@@ -3,8 +3,8 @@
  *
  * Vault and AWS were written side by side and repeated each other; this is
  * the one copy of those pieces, for them and for the backends after them
- * (Google Secret Manager, Azure Key Vault, ...).  docs/design.md, section
- * "The backend kit", says which backend uses what.
+ * (Google Secret Manager, Azure Key Vault, ...).  docs/design.md section 10
+ * says which backend uses what.
  *
  *   time       kit_parse_time(): RFC 3339 (and the ISO 8601 forms AWS sends)
  *   errors     kit_status_errno(), kit_error_find(): HTTP status and a
@@ -99,7 +99,7 @@ int kit_error_errno(const struct kit_error_code *table, size_t n, const char *co
  * '?'; stops when @buf (of @buflen, NUL-ended at *pos) is full.
  */
 void kit_append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n);
-/* Whether @s (@len bytes) is a usable credential: 1 to @max printable ASCII characters, no blank. */
+/* Whether @s (@len bytes) is a credential: 1 to @max printable ASCII characters, no blank. */
 bool kit_credential_is_valid(const char *s, size_t len, size_t max);
 
 #define KIT_ERROR_CODE_MAX    64
