@@ -73,7 +73,7 @@ struct config {
 	char *gcp_credentials; /* a service_account or authorized_user JSON file */
 };
 
-/* Fills @c with the defaults of DESIGN section 4. */
+/* Fills @c with the defaults of docs/design.md section 4. */
 void config_init(struct config *c);
 void config_done(struct config *c);
 

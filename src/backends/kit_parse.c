@@ -18,8 +18,8 @@
 #include "secretfs/http.h"
 #include "secretfs/util.h"
 
-/* A paging token longer than this is not a token (AWS's are under 2 KiB). */
-#define PAGE_TOKEN_MAX 4096
+/* A paging token longer than this is not a token (AWS allows 8 KiB). */
+#define PAGE_TOKEN_MAX 8192
 /* A nextLink longer than this is not a link we follow. */
 #define PAGE_LINK_MAX 8192
 
@@ -156,27 +156,44 @@ int kit_error_errno(const struct kit_error_code *table, size_t n, const char *co
 	return r ? r : -EIO;
 }
 
-/* Copies @s as printable ASCII, stopping at a line end, blanks collapsed, cut to fit. */
+void kit_append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && *pos + 1 < buflen; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (isspace(c) || c < 0x20 || c == 0x7f)
+			c = ' ';
+		else if (c > 0x7e)
+			c = '?';
+		if (c == ' ' && (*pos == 0 || buf[*pos - 1] == ' '))
+			continue;
+		buf[(*pos)++] = (char)c;
+	}
+	buf[*pos] = '\0';
+}
+
+bool kit_credential_is_valid(const char *s, size_t len, size_t max)
+{
+	if (!s || len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* Copies the first line of @s as printable ASCII, blanks collapsed, cut to fit. */
 static void copy_clean(const char *s, char *buf, size_t buflen)
 {
 	size_t pos = 0;
 
 	if (buflen == 0)
 		return;
-	for (; s && *s && *s != '\n' && *s != '\r' && pos + 1 < buflen; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isspace(c) || c < 0x20 || c == 0x7f)
-			c = ' ';
-		else if (c > 0x7e)
-			c = '?';
-		if (c == ' ' && (pos == 0 || buf[pos - 1] == ' '))
-			continue;
-		buf[pos++] = (char)c;
-	}
+	buf[0] = '\0';
+	if (s)
+		kit_append_clean(buf, buflen, &pos, s, strcspn(s, "\r\n"));
 	while (pos && buf[pos - 1] == ' ')
-		pos--;
-	buf[pos] = '\0';
+		buf[--pos] = '\0';
 }
 
 void kit_parse_json_error(const char *body, size_t len, const char *code_member, char *code,
@@ -201,8 +218,8 @@ void kit_parse_json_error(const char *body, size_t len, const char *code_member,
 /* ---- paging ---- */
 
 /* A marker at @member: absent, null or "" is none; else a printable string of 1 to @max. */
-static int page_marker(const json_t *root, const char *member, size_t max, char **ret, char *reason,
-		       size_t reasonlen)
+static int page_marker(const json_t *root, const char *member, size_t max, const char *noun,
+		       char **ret, char *reason, size_t reasonlen)
 {
 	json_t *t = json_object_get(root, member);
 	const char *s;
@@ -220,14 +237,12 @@ static int page_marker(const json_t *root, const char *member, size_t max, char 
 	if (n == 0)
 		return 0;
 	if (n > max || strlen(s) != n) {
-		snprintf(reason, reasonlen, "%s is not a usable %s", member,
-			 max == PAGE_LINK_MAX ? "link" : "token");
+		snprintf(reason, reasonlen, "%s is not a usable %s", member, noun);
 		return -EBADMSG;
 	}
 	for (size_t i = 0; i < n; i++)
 		if (s[i] < 0x21 || s[i] > 0x7e) {
-			snprintf(reason, reasonlen, "%s is not a usable %s", member,
-				 max == PAGE_LINK_MAX ? "link" : "token");
+			snprintf(reason, reasonlen, "%s is not a usable %s", member, noun);
 			return -EBADMSG;
 		}
 	*ret = strndup(s, n);
@@ -237,7 +252,7 @@ static int page_marker(const json_t *root, const char *member, size_t max, char 
 int kit_page_token(const struct json_t *root, const char *member, char **ret, char *reason,
 		   size_t reasonlen)
 {
-	return page_marker(root, member, PAGE_TOKEN_MAX, ret, reason, reasonlen);
+	return page_marker(root, member, PAGE_TOKEN_MAX, "token", ret, reason, reasonlen);
 }
 
 /*
@@ -305,7 +320,7 @@ int kit_page_link(const struct json_t *root, const char *member, const char *bas
 	char *link = NULL;
 	int r;
 
-	r = page_marker(root, member, PAGE_LINK_MAX, &link, reason, reasonlen);
+	r = page_marker(root, member, PAGE_LINK_MAX, "link", &link, reason, reasonlen);
 	if (r < 0 || !link) {
 		*ret = NULL;
 		return r;
