@@ -48,6 +48,7 @@
 #include "backends/aws_creds.h"
 #include "backends/aws_parse.h"
 #include "backends/backends.h"
+#include "backends/kept.h"
 #include "backends/kit.h"
 #include "secretfs/aws_sigv4.h"
 #include "secretfs/config.h"
@@ -64,15 +65,6 @@
 #define STAGE_MAX	   256
 #define WHY_MAX		   BACKEND_REASON_MAX
 
-/* A value kept for revalidation: Secrets Manager only. */
-struct kept {
-	struct kept *hnext;	    /* hash chain */
-	struct kept *newer, *older; /* least recently used last */
-	struct secret *value;
-	char version[BACKEND_VERSION_MAX];
-	char id[];
-};
-
 struct aws {
 	struct backend *b;
 	enum aws_service svc;
@@ -86,147 +78,17 @@ struct aws {
 	struct aws_creds *creds;
 	unsigned throttle_retries;
 
-	pthread_mutex_t kept_lock;
-	struct kept **buckets; /* protected by kept_lock */
-	size_t nbuckets;
-	struct kept *newest, *oldest; /* protected by kept_lock */
-	size_t kept_n, kept_bytes;    /* protected by kept_lock */
-	size_t kept_max_n, kept_max_bytes;
-	bool describe_denied; /* protected by kept_lock: DescribeSecret is not ours to call */
+	struct kept_map kept; /* Secrets Manager only (no buckets for Parameter Store) */
+	bool describe_denied; /* atomic: DescribeSecret is not ours to call */
 };
 
-/* ---- the kept values ---- */
+/* ---- the kept values (kept.c) ---- */
 
-static size_t hash_id(const struct aws *a, const char *s)
-{
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
-	return (size_t)(h & (a->nbuckets - 1));
-}
-
-/* The link that points at @id's entry, or at the NULL that ends its chain. */
-static struct kept **kept_link(struct aws *a, const char *id)
-{
-	struct kept **l = &a->buckets[hash_id(a, id)];
-
-	while (*l && strcmp((*l)->id, id) != 0)
-		l = &(*l)->hnext;
-	return l;
-}
-
-static void lru_unlink(struct aws *a, struct kept *k)
-{
-	if (k->newer)
-		k->newer->older = k->older;
-	else
-		a->newest = k->older;
-	if (k->older)
-		k->older->newer = k->newer;
-	else
-		a->oldest = k->newer;
-	k->newer = k->older = NULL;
-}
-
-static void lru_push(struct aws *a, struct kept *k)
-{
-	k->older = a->newest;
-	k->newer = NULL;
-	if (a->newest)
-		a->newest->newer = k;
-	a->newest = k;
-	if (!a->oldest)
-		a->oldest = k;
-}
-
-/* Removes the entry @l points at; kept_lock held. */
-static void kept_drop(struct aws *a, struct kept **l)
-{
-	struct kept *k = *l;
-
-	*l = k->hnext;
-	lru_unlink(a, k);
-	a->kept_n--;
-	a->kept_bytes -= k->value->len;
-	secret_unref(k->value);
-	free(k);
-}
-
-/* A new reference to the value kept for @id and its version, or NULL. */
 static struct secret *kept_get(struct aws *a, const char *id, char *version)
 {
-	struct secret *v = NULL;
-	struct kept *k;
-
-	pthread_mutex_lock(&a->kept_lock);
-	k = a->buckets && !a->describe_denied ? *kept_link(a, id) : NULL;
-	if (k) {
-		lru_unlink(a, k);
-		lru_push(a, k);
-		v = secret_ref(k->value);
-		memcpy(version, k->version, BACKEND_VERSION_MAX);
-	}
-	pthread_mutex_unlock(&a->kept_lock);
-	return v;
-}
-
-static void kept_forget(struct aws *a, const char *id)
-{
-	struct kept **l;
-
-	if (!a->buckets)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	l = kept_link(a, id);
-	if (*l)
-		kept_drop(a, l);
-	pthread_mutex_unlock(&a->kept_lock);
-}
-
-/* Keeps @value (a new reference is taken) as the value of @id at @version. */
-static void kept_put(struct aws *a, const char *id, const char *version, struct secret *value)
-{
-	struct kept **l, *k;
-
-	if (!a->buckets || !*version)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	l = kept_link(a, id);
-	k = *l;
-	if (k) {
-		a->kept_bytes -= k->value->len;
-		secret_unref(k->value);
-		lru_unlink(a, k);
-	} else {
-		k = calloc(1, sizeof(*k) + strlen(id) + 1);
-		if (!k) {
-			pthread_mutex_unlock(&a->kept_lock);
-			return; /* only an optimisation is lost */
-		}
-		memcpy(k->id, id, strlen(id) + 1);
-		*l = k;
-		a->kept_n++;
-	}
-	k->value = secret_ref(value);
-	snprintf(k->version, sizeof(k->version), "%s", version);
-	a->kept_bytes += value->len;
-	lru_push(a, k);
-	while (a->oldest && a->oldest != k &&
-	       (a->kept_n > a->kept_max_n ||
-		(a->kept_max_bytes && a->kept_bytes > a->kept_max_bytes)))
-		kept_drop(a, kept_link(a, a->oldest->id));
-	pthread_mutex_unlock(&a->kept_lock);
-}
-
-static void kept_clear(struct aws *a)
-{
-	if (!a->buckets)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	while (a->oldest)
-		kept_drop(a, kept_link(a, a->oldest->id));
-	pthread_mutex_unlock(&a->kept_lock);
+	if (__atomic_load_n(&a->describe_denied, __ATOMIC_RELAXED))
+		return NULL;
+	return kept_map_get(&a->kept, id, version);
 }
 
 /* ---- requests ---- */
@@ -415,24 +277,22 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 		}
 		secret_unref(kept);
 		if (r == -ENOENT) {
-			kept_forget(a, id);
+			kept_map_forget(&a->kept, id);
 			return r;
 		}
 		if (r == -EACCES) {
 			/* Allowed GetSecretValue but not DescribeSecret: read every time. */
-			pthread_mutex_lock(&a->kept_lock);
-			a->describe_denied = true;
-			pthread_mutex_unlock(&a->kept_lock);
-			kept_clear(a);
+			__atomic_store_n(&a->describe_denied, true, __ATOMIC_RELAXED);
+			kept_map_clear(&a->kept);
 		} else if (r < 0) {
 			return r; /* transient: the cache serves what it has */
 		}
 	}
 	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
 	if (r >= 0)
-		kept_put(a, id, ret_info->version, *ret_value);
+		kept_map_put(&a->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))
-		kept_forget(a, id);
+		kept_map_forget(&a->kept, id);
 	return r;
 }
 
@@ -630,15 +490,14 @@ static void aws_free(struct aws *a)
 {
 	if (!a)
 		return;
-	kept_clear(a);
+	if (a->kept.buckets)
+		kept_map_done(&a->kept);
 	aws_creds_free(a->creds);
 	http_client_free(a->http);
 	aws_endpoint_done(&a->ep);
-	free(a->buckets);
 	free(a->region);
 	free(a->prefix);
 	free(a->stage);
-	pthread_mutex_destroy(&a->kept_lock);
 	free(a);
 	/* The signing keys were derived from the credentials just wiped. */
 	sigv4_cache_clear();
@@ -663,7 +522,6 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		aws_env_secrets_done(&env);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&a->kept_lock, NULL);
 	a->b = b;
 	a->svc = svc;
 	a->service = svc == AWS_SM ? "secretsmanager" : "ssm";
@@ -738,18 +596,9 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 	}
 	a->throttle_retries = cfg->http_max_attempts ? (unsigned)cfg->http_max_attempts - 1 : 3;
 	if (svc == AWS_SM) {
-		size_t want = cfg->cache_max_entries ? cfg->cache_max_entries : 1024;
-
-		a->kept_max_n = want;
-		a->kept_max_bytes = cfg->cache_max_bytes;
-		a->nbuckets = 64;
-		while (a->nbuckets < want && a->nbuckets < (1u << 16))
-			a->nbuckets <<= 1;
-		a->buckets = calloc(a->nbuckets, sizeof(*a->buckets));
-		if (!a->buckets) {
-			r = -ENOMEM;
+		r = kept_map_init(&a->kept, cfg->cache_max_entries, cfg->cache_max_bytes);
+		if (r < 0)
 			goto fail;
-		}
 	}
 	aws_endpoint_done(&sts);
 	b->priv = a;
@@ -787,7 +636,7 @@ static void aws_forget(struct backend *b)
 {
 	struct aws *a = b->priv;
 
-	kept_clear(a);
+	kept_map_clear(&a->kept);
 	http_client_drop_idle(a->http);
 }
 
