@@ -298,43 +298,31 @@ static int gcp_get(struct gcp *g, const char *url, const char *what, struct http
 
 /* ---- values ---- */
 
-/* The version of @name that is latest now, and whether it is enabled. */
-static int latest_version(struct gcp *g, const char *name, char version[BACKEND_VERSION_MAX],
-			  int *ret_enabled, char *reason, size_t reasonlen)
+/*
+ * Reads versions/latest of secret @name: with @access its value (into
+ * *ret_value and *ret_info), else its metadata (the version number into
+ * ret_info->version and whether it is enabled into *ret_enabled).
+ */
+static int read_latest(struct gcp *g, const char *name, bool access, struct secret **ret_value,
+		       struct backend_info *ret_info, int *ret_enabled, char *reason,
+		       size_t reasonlen)
 {
 	struct http_response resp = { 0 };
-	_cleanup_free_ char *url = NULL, *what = NULL;
-	char why[WHY_MAX];
+	_cleanup_free_ char *url = NULL;
+	const char *suffix = access ? ":access" : "";
+	char what[GCP_SECRET_ID_MAX + 64], why[WHY_MAX];
 	int r;
 
-	if (asprintf(&url, "%s/%s/versions/latest", g->base, name) < 0 ||
-	    asprintf(&what, "%s/versions/latest", name) < 0)
+	snprintf(what, sizeof(what), "%s/versions/latest%s", name, suffix);
+	if (asprintf(&url, "%s/%s", g->base, what) < 0)
 		return -ENOMEM;
 	r = gcp_get(g, url, what, &resp, reason, reasonlen);
 	if (r < 0)
 		return r;
-	r = gcp_parse_version(resp.body, resp.body_len, version, ret_enabled, why, sizeof(why));
-	http_response_done(&resp);
-	if (r < 0)
-		snprintf(reason, reasonlen, "gcp-sm %s: %s", what, why);
-	return r;
-}
-
-static int access_latest(struct gcp *g, const char *name, struct secret **ret_value,
-			 struct backend_info *ret_info, char *reason, size_t reasonlen)
-{
-	struct http_response resp = { 0 };
-	_cleanup_free_ char *url = NULL, *what = NULL;
-	char why[WHY_MAX];
-	int r;
-
-	if (asprintf(&url, "%s/%s/versions/latest:access", g->base, name) < 0 ||
-	    asprintf(&what, "%s/versions/latest:access", name) < 0)
-		return -ENOMEM;
-	r = gcp_get(g, url, what, &resp, reason, reasonlen);
-	if (r < 0)
-		return r;
-	r = gcp_parse_access(resp.body, resp.body_len, ret_value, ret_info, why, sizeof(why));
+	r = access ? gcp_parse_access(resp.body, resp.body_len, ret_value, ret_info, why,
+				      sizeof(why)) :
+		     gcp_parse_version(resp.body, resp.body_len, ret_info->version, ret_enabled, why,
+				       sizeof(why));
 	http_response_done(&resp);
 	if (r < 0)
 		snprintf(reason, reasonlen, "gcp-sm %s: %s", what, why);
@@ -346,7 +334,8 @@ static int gcp_fetch(struct backend *b, const char *id, struct secret **ret_valu
 {
 	struct gcp *g = b->priv;
 	_cleanup_free_ char *name = NULL;
-	char kept_version[BACKEND_VERSION_MAX], latest[BACKEND_VERSION_MAX];
+	char kept_version[BACKEND_VERSION_MAX];
+	struct backend_info latest = { .version = "" };
 	struct secret *kept;
 	int r, enabled = 0;
 
@@ -359,8 +348,8 @@ static int gcp_fetch(struct backend *b, const char *id, struct secret **ret_valu
 		return r;
 	kept = kept_map_get(&g->kept, id, kept_version);
 	if (kept) {
-		r = latest_version(g, name, latest, &enabled, reason, reasonlen);
-		if (r >= 0 && enabled && strcmp(latest, kept_version) == 0) {
+		r = read_latest(g, name, false, NULL, &latest, &enabled, reason, reasonlen);
+		if (r >= 0 && enabled && strcmp(latest.version, kept_version) == 0) {
 			*ret_value = kept;
 			*ret_info = (struct backend_info){ .ttl_hint_usec = 0 };
 			memcpy(ret_info->version, kept_version, sizeof(kept_version));
@@ -374,7 +363,7 @@ static int gcp_fetch(struct backend *b, const char *id, struct secret **ret_valu
 		}
 		/* Changed, disabled, or versions.get is not ours to call: read it. */
 	}
-	r = access_latest(g, name, ret_value, ret_info, reason, reasonlen);
+	r = read_latest(g, name, true, ret_value, ret_info, NULL, reason, reasonlen);
 	if (r >= 0)
 		kept_map_put(&g->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))

@@ -38,7 +38,6 @@ import os
 import random
 import re
 import secrets as _secrets
-import signal
 import sys
 import threading
 import time
@@ -46,7 +45,8 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import AdminClient, Resp, _admin_json, _Handler, _HTTPServer, _write_atomic  # noqa: E402
+from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+                        load_config_arg, serve_until_signalled)
 
 __all__ = ["GcpServer", "AdminClient", "spawn_cli", "crc32c", "SCOPE", "JWT_BEARER"]
 
@@ -355,10 +355,6 @@ class GcpServer:
                     keep.append(f)
             self.faults = keep
 
-    def list_faults(self):
-        with self._lock:
-            return [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.faults]
-
     def _match_fault(self, req):
         latency, holds, action = 0.0, [], None
         for f in self.faults:
@@ -400,14 +396,6 @@ class GcpServer:
             self._log = []
             self._seq = 0
 
-    def counts(self):
-        with self._lock:
-            return copy.deepcopy(self._counts)
-
-    def requests_log(self, since=0):
-        with self._lock:
-            return [dict(r) for r in self._log if r["seq"] > since]
-
     def endpoint_count(self, endpoint):
         with self._lock:
             return self._counts["endpoints"].get(endpoint, 0)
@@ -419,55 +407,25 @@ class GcpServer:
 
     # ------------------------------------------------------------- lifecycle
 
-    def _listen(self, port, kind):
-        srv = _HTTPServer((self.host, port), _Handler, self, kind)
-        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1},
-                             name=f"gcp-{kind}", daemon=True)
-        t.start()
-        self._servers.append(srv)
-        self._threads.append(t)
-        return srv.server_address[1]
-
-    def start(self):
-        if self.tls:
-            import ssl
-            self.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            self.ssl_ctx.load_cert_chain(self.cert, self.key)
-        else:
-            self.ssl_ctx = None
-        self.port = self._listen(self._want_port, "main")
-        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
-        if self._want_metadata_port is not None:
-            self.metadata_port = self._listen(self._want_metadata_port, "metadata")
-            self.metadata_url = f"http://{self.host}:{self.metadata_port}"
-        if self._admin_port_wanted is not None:
-            self.admin_port = self._listen(self._admin_port_wanted, "admin")
-            self.admin_url = f"http://{self.host}:{self.admin_port}"
-        return self.port
+    # The listeners (main HTTPS, plain-HTTP metadata, admin), their handler,
+    # the connection bookkeeping, the counters' readers and the control API's
+    # front door are aws_server.py's: the same attributes drive them.
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
 
     def stop(self):
-        self.clear_faults()
-        for srv in self._servers:
-            srv.shutdown()
-            srv.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=5)
-        self._servers, self._threads = [], []
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        self.clear_faults()  # releases the requests a hold fault keeps
+        AwsServer.stop(self)
 
     def info(self):
         return {"port": self.port, "url": self.url, "token_uri": self.token_uri,
@@ -476,21 +434,6 @@ class GcpServer:
                                   if self.metadata_port else None),
                 "admin_port": self.admin_port, "admin_url": self.admin_url,
                 "admin_token": self.admin_token, "pid": os.getpid()}
-
-    # connection bookkeeping (called by aws_server's _HTTPServer)
-    def _on_connection(self, sock):
-        with self._lock:
-            self._counts["connections"] += 1
-        with self._conns_lock:
-            self._conns.add(sock)
-
-    def _on_disconnect(self, sock):
-        with self._conns_lock:
-            self._conns.discard(sock)
-
-    def _on_tls_failure(self, err):
-        with self._lock:
-            self._counts["tls_handshake_failures"] += 1
 
     # ---------------------------------------------------------- request path
 
@@ -777,24 +720,6 @@ class GcpServer:
 
     # control API ------------------------------------------------------------------
 
-    def admin(self, method, url, headers, body):
-        with self._lock:
-            self._counts["admin_requests"] += 1
-        got = headers.get("X-Test-Admin") or ""
-        if not hmac.compare_digest(got.encode(), self.admin_token.encode()):
-            return _admin_json(401, {"error": "missing or wrong X-Test-Admin header"})
-        try:
-            a = json.loads(body.decode("utf-8")) if body and body.strip() else {}
-            if not isinstance(a, dict):
-                raise ValueError("body must be a JSON object")
-            q = dict(parse_qsl(url.query))
-            out = self._admin_route(method.upper(), url.path.rstrip("/"), a, q)
-        except (KeyError, ValueError, TypeError) as e:
-            return _admin_json(400, {"error": f"{type(e).__name__}: {e}"})
-        if isinstance(out, Resp):
-            return out
-        return _admin_json(200, out if out is not None else {"ok": True})
-
     def _admin_route(self, m, path, a, q):
         if path in ("/_test/health", "/_test/info"):
             return dict(self.info(), ok=True)
@@ -927,41 +852,14 @@ def main(argv=None):
     ap.add_argument("--no-tls", action="store_true")
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args(argv)
-    cfg = None
-    if args.config:
-        text = args.config
-        if text.startswith("@"):
-            text = open(text[1:]).read()
-        elif not text.lstrip().startswith("{") and os.path.exists(text):
-            text = open(text).read()
-        cfg = json.loads(text)
     if not args.no_tls and (not args.cert or not args.key):
         ap.error("--cert and --key are required (or --no-tls)")
     srv = GcpServer(args.cert, args.key, host=args.host, port=args.port,
-                    metadata_port=None if args.no_metadata else args.metadata_port, config=cfg,
-                    admin_token=args.admin_token,
+                    metadata_port=None if args.no_metadata else args.metadata_port,
+                    config=load_config_arg(args.config), admin_token=args.admin_token,
                     admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
                     tls=not args.no_tls)
-    srv.start()
-    info = srv.info()
-    if args.admin_token_file:
-        _write_atomic(args.admin_token_file, srv.admin_token + "\n")
-    if args.admin_port_file:
-        _write_atomic(args.admin_port_file, f"{srv.admin_port}\n")
-    if args.metadata_port_file and srv.metadata_port:
-        _write_atomic(args.metadata_port_file, f"{srv.metadata_port}\n")
-    if args.port_file:
-        _write_atomic(args.port_file, f"{srv.port}\n")
-    if args.info_file:
-        _write_atomic(args.info_file, json.dumps(info) + "\n")
-    print(json.dumps(info), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    srv.stop()
-    return 0
+    return serve_until_signalled(srv, args)
 
 
 if __name__ == "__main__":
