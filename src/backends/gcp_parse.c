@@ -109,6 +109,16 @@ int gcp_name_for_id(const char *prefix, const char *sep, const char *id, char **
 	if (r < 0 || pos == 0)
 		return -ENOENT;
 	buf[pos] = '\0';
+	if (sep && strchr(id, '/')) {
+		/* "a_" + "/" + "b" with "__" reads back as "a/_b": such a path is never listed. */
+		_cleanup_free_ char *back = NULL;
+
+		r = gcp_id_for_name(prefix, sep, buf, &back);
+		if (r < 0)
+			return r;
+		if (!back || strcmp(back, id) != 0)
+			return -ENOENT;
+	}
 	*ret = strdup(buf);
 	return *ret ? 0 : -ENOMEM;
 }

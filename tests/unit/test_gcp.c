@@ -4,7 +4,10 @@
  * the CRC catalogue check value, the Secret Manager docs' payload), in one
  * go and in chunks; the RS256 service-account JWT, verified with the public
  * half of a key made here, with its claims checked and a tampered copy
- * refused; keys that are not RSA private keys refused without being quoted.
+ * refused; keys that are not RSA private keys refused without being quoted;
+ * the response parsers (the documented access answer, checksum mismatches,
+ * both base64 alphabets, malformed bodies, pages, tokens, credentials
+ * files) and the mapping of secret ids to paths with name_separator.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -24,6 +27,7 @@
 
 #include "backends/crc32c.h"
 #include "backends/gcp_jwt.h"
+#include "backends/gcp_parse.h"
 #include "secretfs/secret.h"
 
 static json_t *load_fixture(const char *rel)
@@ -250,6 +254,198 @@ static void test_base64url_lengths(void **state)
 	assert_string_equal(out, "");
 }
 
+/* ---- names ---- */
+
+static void test_names_map_both_ways(void **state)
+{
+	static const struct {
+		const char *prefix, *sep, *path, *name; /* name NULL: no such secret id */
+	} rows[] = {
+		{ "", "__", "prod/db/password", "prod__db__password" },
+		{ "", "__", "single", "single" },
+		{ "prod", "__", "db", "prod__db" },
+		{ "prod/app", "--", "key", "prod--app--key" },
+		{ "", NULL, "flat-name_1", "flat-name_1" },
+		{ "", NULL, "a/b", NULL },	 /* no separator: no folders */
+		{ "", "__", "a__b/c", NULL },	 /* a component holding the separator */
+		{ "", "__", "a_/b", NULL },	 /* reads back as a/_b */
+		{ "", "__", "has space", NULL }, /* outside [A-Za-z0-9_-] */
+		{ "", "__", "dot.name", NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *name = NULL, *back = NULL;
+		int r = gcp_name_for_id(rows[i].prefix, rows[i].sep, rows[i].path, &name);
+
+		if (!rows[i].name) {
+			assert_int_equal(r, -ENOENT);
+			continue;
+		}
+		assert_int_equal(r, 0);
+		assert_string_equal(name, rows[i].name);
+		assert_int_equal(gcp_id_for_name(rows[i].prefix, rows[i].sep, name, &back), 0);
+		assert_non_null(back);
+		assert_string_equal(back, rows[i].path);
+		free(name);
+		free(back);
+	}
+}
+
+static void test_ids_outside_the_prefix_are_not_shown(void **state)
+{
+	char *id = (char *)1;
+
+	(void)state;
+	assert_int_equal(gcp_id_for_name("prod", "__", "stage__db", &id), 0);
+	assert_null(id);
+	assert_int_equal(gcp_id_for_name("prod", "__", "production", &id), 0);
+	assert_null(id);
+	assert_int_equal(gcp_id_for_name("", "__", "a____b", &id), 0); /* a//b */
+	assert_null(id);
+}
+
+/* ---- answers ---- */
+
+static char *fixture_body(const char *rel)
+{
+	json_t *doc = load_fixture(rel);
+	char *text = json_dumps(json_object_get(doc, "response_body"), JSON_COMPACT);
+
+	json_decref(doc);
+	assert_non_null(text);
+	return text;
+}
+
+static int access_of(const char *body, struct secret **v, struct backend_info *info,
+		     char *reason, size_t reasonlen)
+{
+	*v = NULL;
+	return gcp_parse_access(body, strlen(body), v, info, reason, reasonlen);
+}
+
+static void test_access_documented_answer(void **state)
+{
+	char *body = fixture_body("gcp/access-secret-version.json");
+	struct backend_info info = { 0 };
+	char reason[256] = "";
+	struct secret *v;
+
+	(void)state;
+	/* The docs' name has placeholders: give it a version number as real answers do. */
+	json_t *j = json_loads(body, 0, NULL);
+	json_object_set_new(j, "name", json_string("projects/1234/secrets/s/versions/3"));
+	free(body);
+	body = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	assert_int_equal(access_of(body, &v, &info, reason, sizeof(reason)), 0);
+	assert_int_equal(v->kind, SECRET_BLOB);
+	assert_int_equal(v->len, 7);
+	assert_memory_equal(v->data, "seCr3t\n", 7);
+	assert_string_equal(info.version, "3");
+	secret_unref(v);
+	free(body);
+}
+
+static void test_access_checks_and_alphabets(void **state)
+{
+	struct backend_info info = { 0 };
+	char reason[256] = "";
+	struct secret *v;
+
+	(void)state;
+	/* one bit off: EIO, nothing handed back, the value not quoted */
+	assert_int_equal(access_of("{\"name\":\"p/1/secrets/s/versions/1\",\"payload\":{\"data\":"
+				   "\"c2VDcjN0Cg==\",\"dataCrc32c\":\"3131222105\"}}",
+				   &v, &info, reason, sizeof(reason)),
+			 -EIO);
+	assert_null(v);
+	assert_non_null(strstr(reason, "checksum mismatch"));
+	assert_null(strstr(reason, "seCr3t"));
+	/* no checksum at all is accepted (the field is optional) */
+	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2VDcjN0Cg\"}}",
+				   &v, &info, reason, sizeof(reason)),
+			 0);
+	assert_memory_equal(v->data, "seCr3t\n", 7);
+	secret_unref(v);
+	/* the URL-safe alphabet: 0xfb 0xff 0xfe */
+	assert_int_equal(access_of("{\"name\":\"x/versions/2\",\"payload\":{\"data\":\"-__-\","
+				   "\"dataCrc32c\":\"2471155737\"}}",
+				   &v, &info, reason, sizeof(reason)),
+			 0);
+	assert_int_equal(v->len, 3);
+	assert_memory_equal(v->data, "\xfb\xff\xfe", 3);
+	secret_unref(v);
+	/* a JSON object is a directory */
+	assert_int_equal(access_of("{\"name\":\"x/versions/4\",\"payload\":{\"data\":"
+				   "\"eyJ1Ijoib25lIiwicCI6InR3byJ9\"}}",
+				   &v, &info, reason, sizeof(reason)),
+			 0);
+	assert_int_equal(v->kind, SECRET_TABLE);
+	assert_int_equal(secret_table_count(v), 2);
+	secret_unref(v);
+	/* bad base64 is the store's answer (EIO); a broken body is EBADMSG */
+	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2V*\"}}", &v,
+				   &info, reason, sizeof(reason)),
+			 -EIO);
+	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":", &v, &info, reason,
+				   sizeof(reason)),
+			 -EBADMSG);
+	assert_int_equal(access_of("{\"name\":\"x/versions/latest\",\"payload\":{}}", &v, &info,
+				   reason, sizeof(reason)),
+			 -EBADMSG);
+}
+
+static int add_id(void *ctx, const char *id)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+
+	snprintf(buf + n, 128 - n, "%s;", id);
+	return 0;
+}
+
+static void test_list_version_token_credentials(void **state)
+{
+	static const char page[] = "{\"secrets\":[{\"name\":\"projects/1/secrets/a__b\"},"
+				   "{\"name\":\"projects/1/secrets/bad.id\"}],\"nextPageToken\":\"t1\"}";
+	char ids[128] = "", reason[256] = "", version[BACKEND_VERSION_MAX];
+	char *next = NULL;
+	struct secret *tok = NULL;
+	struct gcp_creds c;
+	uint64_t exp = 0;
+	int enabled = -1;
+	static const char user[] = "{\"type\":\"authorized_user\",\"client_id\":\"cid\","
+				   "\"client_secret\":\"s3cr3tZq9\"}";
+
+	(void)state;
+	assert_int_equal(gcp_parse_list(page, strlen(page), add_id, ids, &next, reason,
+					sizeof(reason)),
+			 0);
+	assert_string_equal(ids, "a__b;");
+	assert_string_equal(next, "t1");
+	free(next);
+	assert_int_equal(gcp_parse_list("{}", 2, add_id, ids, &next, reason, sizeof(reason)), 0);
+	assert_null(next);
+	assert_int_equal(gcp_parse_version("{\"name\":\"p/versions/12\",\"state\":\"DISABLED\"}", 43,
+					   version, &enabled, reason, sizeof(reason)),
+			 0);
+	assert_string_equal(version, "12");
+	assert_int_equal(enabled, 0);
+	assert_int_equal(gcp_parse_token("{\"access_token\":\"ya29.abc\",\"expires_in\":3599}", 45,
+					 1000000, &tok, &exp, reason, sizeof(reason)),
+			 0);
+	assert_string_equal((char *)tok->data, "ya29.abc");
+	assert_int_equal(exp, 1000000 + UINT64_C(3599000000));
+	secret_unref(tok);
+	assert_int_equal(gcp_parse_token("{\"access_token\":\"a b\",\"expires_in\":1}", 37, 0, &tok,
+					 &exp, reason, sizeof(reason)),
+			 -EBADMSG);
+	assert_int_equal(gcp_parse_credentials(user, strlen(user), &c, reason, sizeof(reason)),
+			 -EINVAL);
+	assert_non_null(strstr(reason, "refresh_token"));
+	assert_null(strstr(reason, "s3cr3tZq9"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +455,11 @@ int main(void)
 						free_key),
 		cmocka_unit_test(test_jwt_refuses_keys_that_are_not_rsa),
 		cmocka_unit_test(test_base64url_lengths),
+		cmocka_unit_test(test_names_map_both_ways),
+		cmocka_unit_test(test_ids_outside_the_prefix_are_not_shown),
+		cmocka_unit_test(test_access_documented_answer),
+		cmocka_unit_test(test_access_checks_and_alphabets),
+		cmocka_unit_test(test_list_version_token_credentials),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
