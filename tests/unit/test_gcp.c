@@ -28,6 +28,7 @@
 #include "backends/crc32c.h"
 #include "backends/gcp_jwt.h"
 #include "backends/gcp_parse.h"
+#include "secretfs/config.h"
 #include "secretfs/secret.h"
 
 static json_t *load_fixture(const char *rel)
@@ -446,6 +447,30 @@ static void test_list_version_token_credentials(void **state)
 	assert_null(strstr(reason, "s3cr3tZq9"));
 }
 
+/* examples/gcp.conf stays loadable and says what it documents. */
+static void test_example_gcp_file(void **state)
+{
+	const char *dir = getenv("SECRETFS_TESTDATA");
+	char path[4096], err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	(void)state;
+	if (!dir) {
+		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/../../examples/gcp.conf", dir);
+	config_init(&c);
+	if (config_load(&c, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.source, "gcp-sm:my-project/prod");
+	assert_string_equal(c.name_separator, "__");
+	assert_null(c.gcp_endpoint);
+	assert_null(c.gcp_credentials);
+	assert_int_equal(c.http_max_attempts, 4);
+	config_done(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -460,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_access_documented_answer),
 		cmocka_unit_test(test_access_checks_and_alphabets),
 		cmocka_unit_test(test_list_version_token_credentials),
+		cmocka_unit_test(test_example_gcp_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
