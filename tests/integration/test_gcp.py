@@ -137,7 +137,8 @@ def assert_no_leaks(d, server, *files):
 
 def test_tree_values_and_audit_equal_the_npm_client(gs, gmount, workdir, certs):
     audit = workdir / "audit.log"
-    d = gmount(gs, options=["-o", f"audit={audit}"])
+    sock = workdir / "gcp.sock"
+    d = gmount(gs, options=["-o", f"audit={audit}", "-o", f"control={sock}"])
     assert sorted(os.listdir(d.mnt)) == ["other", "prod", "single"]
     assert sorted(os.listdir(d.path("prod"))) == ["api-key", "db", "team"]
     assert sorted(os.listdir(d.path("prod", "db"))) == ["password", "port", "user"]
@@ -154,6 +155,14 @@ def test_tree_values_and_audit_equal_the_npm_client(gs, gmount, workdir, certs):
     single = next(r for p, r in opens.items() if p.rsplit("/", 1)[-1] == "single")
     assert single["version"] == "2" and single["decision"] == "permit"
     assert gs.counts()["grants"] == {"urn:ietf:params:oauth:grant-type:jwt-bearer": 1}
+    # ctl status says how it authenticates, never with what; metrics hold no secret either
+    status = run_secretfs(["ctl", "--socket", str(sock), "status"])
+    metrics = run_secretfs(["ctl", "--socket", str(sock), "metrics"])
+    assert status.returncode == 0 and metrics.returncode == 0
+    assert '"service_account"' in status.stdout and '"project": "secretfs-it"' in status.stdout
+    for out in (status.stdout, metrics.stdout):
+        for secret in VALUES + tokens_issued(gs):
+            assert secret.decode() not in out
 
     if shutil.which("node") is None or not NODE_MODULES.is_dir():
         pytest.skip("npm @google-cloud/secret-manager not installed (make node-deps)")
