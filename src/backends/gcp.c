@@ -56,7 +56,8 @@
 #define LIST_MAX_PAGES	     10000
 #define LIST_MAX_NAMES	     100000
 #define WHY_MAX		     BACKEND_REASON_MAX
-#define JWT_BEARER_FORM	     "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+#define JWT_BEARER_FORM                                                                            \
+	"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
 
 enum gcp_auth {
 	AUTH_SERVICE_ACCOUNT,
@@ -90,9 +91,9 @@ static const struct kit_error_code gcp_errors[] = {
 
 static const char *auth_name(enum gcp_auth a)
 {
-	return a == AUTH_SERVICE_ACCOUNT ? "service_account" :
-	       a == AUTH_AUTHORIZED_USER ? "authorized_user" :
-					   "metadata";
+	return a == AUTH_SERVICE_ACCOUNT   ? "service_account"
+	       : a == AUTH_AUTHORIZED_USER ? "authorized_user"
+					   : "metadata";
 }
 
 /* ---- tokens ---- */
@@ -214,9 +215,9 @@ static int token_fetch(void *ctx, struct secret **ret_token, uint64_t *ret_expir
 		snprintf(reason, reasonlen, "%s answered %ld%s%s", url, resp.status,
 			 printable ? ": " : "", printable ? code : "");
 		json_decref(root);
-		r = resp.status == 400 || resp.status == 401 || resp.status == 403 ?
-			    -EACCES :
-			    kit_status_errno(resp.status);
+		r = resp.status == 400 || resp.status == 401 || resp.status == 403
+			    ? -EACCES
+			    : kit_status_errno(resp.status);
 		http_response_done(&resp);
 		return r;
 	}
@@ -320,9 +321,9 @@ static int read_latest(struct gcp *g, const char *name, bool access, struct secr
 	if (r < 0)
 		return r;
 	r = access ? gcp_parse_access(resp.body, resp.body_len, ret_value, ret_info, why,
-				      sizeof(why)) :
-		     gcp_parse_version(resp.body, resp.body_len, ret_info->version, ret_enabled, why,
-				       sizeof(why));
+				      sizeof(why))
+		   : gcp_parse_version(resp.body, resp.body_len, ret_info->version, ret_enabled,
+				       why, sizeof(why));
 	http_response_done(&resp);
 	if (r < 0)
 		snprintf(reason, reasonlen, "gcp-sm %s: %s", what, why);
@@ -414,8 +415,8 @@ static int list_page(void *ctx, const char *next, char **ret_next, char *reason,
 {
 	struct list_ctx *l = ctx;
 	struct http_response resp = { 0 };
-	_cleanup_free_ char *url = next ? kit_url_add_query(l->g->base, "pageToken", next) :
-					  strdup(l->g->base);
+	_cleanup_free_ char *url =
+		next ? kit_url_add_query(l->g->base, "pageToken", next) : strdup(l->g->base);
 	char why[WHY_MAX];
 	int r;
 
@@ -438,8 +439,7 @@ static int gcp_list(struct backend *b, const char *folder, struct secret **ret_l
 	struct list_ctx l = { .g = b->priv };
 	int r;
 
-	r = kit_paginate(LIST_MAX_PAGES, list_page, &l, "gcp-sm secrets (list)", reason,
-			 reasonlen);
+	r = kit_paginate(LIST_MAX_PAGES, list_page, &l, "gcp-sm secrets (list)", reason, reasonlen);
 	if (r >= 0) {
 		r = ns_listing_from_ids((const char *const *)l.ids, l.n, folder, ret_listing);
 		if (r == -ENOENT)
@@ -504,8 +504,7 @@ static void gcp_free(struct gcp *g)
 	free(g);
 }
 
-static int load_credentials(struct gcp *g, const struct config *cfg, char *reason,
-			    size_t reasonlen)
+static int load_credentials(struct gcp *g, const struct config *cfg, char *reason, size_t reasonlen)
 {
 	_cleanup_free_ char *path = NULL;
 	struct secret *doc = NULL;
@@ -538,8 +537,8 @@ static int load_credentials(struct gcp *g, const struct config *cfg, char *reaso
 		snprintf(reason, reasonlen, "gcp-sm: credentials %s: %s", path, why);
 		return r;
 	}
-	g->auth = g->creds.type == GCP_CRED_SERVICE_ACCOUNT ? AUTH_SERVICE_ACCOUNT :
-							      AUTH_AUTHORIZED_USER;
+	g->auth = g->creds.type == GCP_CRED_SERVICE_ACCOUNT ? AUTH_SERVICE_ACCOUNT
+							    : AUTH_AUTHORIZED_USER;
 	g->auth_from = TAKE_PTR(path);
 	return 0;
 }
@@ -559,9 +558,10 @@ static int gcp_init(struct backend *b, const char *arg, const struct config *cfg
 		snprintf(reason, reasonlen, "source '%s': %s", b->source, why);
 		goto fail;
 	}
-	if (sep && (!*sep || strlen(sep) > GCP_SEP_MAX ||
-		    strspn(sep, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
-			    strlen(sep))) {
+	if (sep &&
+	    (!*sep || strlen(sep) > GCP_SEP_MAX ||
+	     strspn(sep, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
+		     strlen(sep))) {
 		snprintf(reason, reasonlen,
 			 "gcp-sm: name_separator must be 1 to %d characters of [A-Za-z0-9_-], "
 			 "like __",
@@ -593,20 +593,20 @@ static int gcp_init(struct backend *b, const char *arg, const struct config *cfg
 	r = load_credentials(g, cfg, reason, reasonlen);
 	if (r < 0)
 		goto fail;
-	r = kit_http_client_new(cfg,
-				&(struct kit_http_opts){
-					.name = "gcp-sm",
-					.url = !is_https(g->endpoint)	    ? g->endpoint :
-					       g->auth == AUTH_METADATA	    ? g->endpoint :
-					       is_https(g->creds.token_uri) ? g->endpoint :
-									      g->creds.token_uri,
-					/* The metadata server is plain HTTP on a link-local host. */
-					.tls = is_https(g->endpoint) &&
-					       (g->auth == AUTH_METADATA ||
-						is_https(g->creds.token_uri)),
-					.credential = "the Google access token",
-				},
-				&g->http, b->warning, sizeof(b->warning), reason, reasonlen);
+	r = kit_http_client_new(
+		cfg,
+		&(struct kit_http_opts){
+			.name = "gcp-sm",
+			.url = !is_https(g->endpoint)	      ? g->endpoint
+			       : g->auth == AUTH_METADATA     ? g->endpoint
+			       : is_https(g->creds.token_uri) ? g->endpoint
+							      : g->creds.token_uri,
+			/* The metadata server is plain HTTP on a link-local host. */
+			.tls = is_https(g->endpoint) &&
+			       (g->auth == AUTH_METADATA || is_https(g->creds.token_uri)),
+			.credential = "the Google access token",
+		},
+		&g->http, b->warning, sizeof(b->warning), reason, reasonlen);
 	if (r < 0)
 		goto fail;
 	r = kit_token_new(&(struct kit_token_config){ .what = "the Google access token",
@@ -648,9 +648,9 @@ static int gcp_describe(struct backend *b, json_t *obj)
 	r |= json_object_set_new(auth, "method", json_string(auth_name(g->auth)));
 	r |= json_object_set_new(auth, "from", json_string(g->auth_from));
 	r |= json_object_set_new(auth, "state",
-				 json_string(!st.have	      ? "no token" :
-					     st.failures > 0 ? "refresh failing" :
-							       "ok"));
+				 json_string(!st.have	       ? "no token"
+					     : st.failures > 0 ? "refresh failing"
+							       : "ok"));
 	if (st.have && st.expires_usec && format_rfc3339(st.expires_usec, when, sizeof(when)) == 0)
 		r |= json_object_set_new(auth, "token_expires", json_string(when));
 	else

@@ -95,8 +95,8 @@ static EVP_PKEY *load_rsa_key(const char *pem, size_t pemlen)
 }
 
 int gcp_jwt_sign(const char *pem, size_t pemlen, const char *key_id, const char *client_email,
-		 const char *scope, const char *aud, uint64_t iat_sec, char **ret_jwt,
-		 char *reason, size_t reasonlen)
+		 const char *scope, const char *aud, uint64_t iat_sec, char **ret_jwt, char *reason,
+		 size_t reasonlen)
 {
 	json_t *header = NULL, *claims = NULL;
 	EVP_PKEY *pkey = NULL;
@@ -108,15 +108,16 @@ int gcp_jwt_sign(const char *pem, size_t pemlen, const char *key_id, const char 
 
 	pkey = load_rsa_key(pem, pemlen);
 	if (!pkey) {
-		snprintf(reason, reasonlen, "private_key is not an unencrypted RSA private key (PEM)");
+		snprintf(reason, reasonlen,
+			 "private_key is not an unencrypted RSA private key (PEM)");
 		r = -EINVAL;
 		goto out;
 	}
-	header = key_id && *key_id ?
-			 json_pack("{s:s,s:s,s:s}", "alg", "RS256", "typ", "JWT", "kid", key_id) :
-			 json_pack("{s:s,s:s}", "alg", "RS256", "typ", "JWT");
-	claims = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", client_email, "scope", scope, "aud",
-			   aud, "iat", (json_int_t)iat_sec, "exp",
+	header = key_id && *key_id
+			 ? json_pack("{s:s,s:s,s:s}", "alg", "RS256", "typ", "JWT", "kid", key_id)
+			 : json_pack("{s:s,s:s}", "alg", "RS256", "typ", "JWT");
+	claims = json_pack("{s:s,s:s,s:s,s:I,s:I}", "iss", client_email, "scope", scope, "aud", aud,
+			   "iat", (json_int_t)iat_sec, "exp",
 			   (json_int_t)(iat_sec + GCP_JWT_LIFETIME_SEC));
 	if (!header || !claims) {
 		snprintf(reason, reasonlen, "cannot build the JWT (out of memory or bad UTF-8)");

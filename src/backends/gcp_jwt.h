@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GCP_SCOPE "https://www.googleapis.com/auth/cloud-platform"
+#define GCP_SCOPE	     "https://www.googleapis.com/auth/cloud-platform"
 #define GCP_JWT_LIFETIME_SEC 3600
 
 /*
@@ -23,8 +23,8 @@
  * quoting the key), or -ENOMEM.
  */
 int gcp_jwt_sign(const char *pem, size_t pemlen, const char *key_id, const char *client_email,
-		 const char *scope, const char *aud, uint64_t iat_sec, char **ret_jwt,
-		 char *reason, size_t reasonlen);
+		 const char *scope, const char *aud, uint64_t iat_sec, char **ret_jwt, char *reason,
+		 size_t reasonlen);
 
 /* base64url without padding (RFC 7515 2) of @len bytes into @out, which
  * holds at least 4 * ((len + 2) / 3) + 1 bytes; returns the length written. */

@@ -22,7 +22,7 @@
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
-#define GCP_TOKEN_MAX 8192
+#define GCP_TOKEN_MAX	      8192
 #define GCP_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
 
 static const char id_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
@@ -42,7 +42,8 @@ int gcp_parse_source(const char *arg, char **ret_project, char **ret_prefix, cha
 	char *p, *x;
 
 	/* Project ids are [a-z0-9-] (6-30), numbers, or "domain.com:project". */
-	if (plen == 0 || plen > 100 || strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789-.:") < plen) {
+	if (plen == 0 || plen > 100 ||
+	    strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789-.:") < plen) {
 		snprintf(reason, reasonlen,
 			 "expected gcp-sm:PROJECT[/PREFIX] with a project id or number");
 		return -EINVAL;
@@ -274,14 +275,15 @@ int gcp_parse_access(const char *body, size_t len, struct secret **ret_value,
 		}
 		if (crc32c(0, raw->data, raw->len) != (uint32_t)want) {
 			secret_unref(raw);
-			snprintf(reason, reasonlen,
-				 "payload checksum mismatch (CRC32C of the data is not dataCrc32c): "
-				 "value not served");
+			snprintf(
+				reason, reasonlen,
+				"payload checksum mismatch (CRC32C of the data is not dataCrc32c): "
+				"value not served");
 			return -EIO;
 		}
 	}
-	r = ns_secret_from_text((const char *)raw->data, raw->len, "the payload", ret_value,
-				reason, reasonlen);
+	r = ns_secret_from_text((const char *)raw->data, raw->len, "the payload", ret_value, reason,
+				reasonlen);
 	secret_unref(raw);
 	if (r < 0)
 		return r;
@@ -306,8 +308,8 @@ int gcp_parse_version(const char *body, size_t len, char version[BACKEND_VERSION
 	return 0;
 }
 
-int gcp_parse_list(const char *body, size_t len, int (*add)(void *ctx, const char *id),
-		   void *ctx, char **ret_next, char *reason, size_t reasonlen)
+int gcp_parse_list(const char *body, size_t len, int (*add)(void *ctx, const char *id), void *ctx,
+		   char **ret_next, char *reason, size_t reasonlen)
 {
 	json_auto_t *root = load(body, len, reason, reasonlen);
 	json_t *secrets, *s;
@@ -321,7 +323,8 @@ int gcp_parse_list(const char *body, size_t len, int (*add)(void *ctx, const cha
 		snprintf(reason, reasonlen, "secrets is not an array");
 		return -EBADMSG;
 	}
-	json_array_foreach(secrets, i, s) {
+	json_array_foreach(secrets, i, s)
+	{
 		const char *name = json_string_value(json_object_get(s, "name"));
 		const char *id = name ? strstr(name, "/secrets/") : NULL;
 
@@ -431,12 +434,13 @@ int gcp_parse_credentials(const char *text, size_t len, struct gcp_creds *ret, c
 	c.token_uri = take(root, "token_uri", &c, &pos);
 	if (!c.token_uri)
 		c.token_uri = GCP_DEFAULT_TOKEN_URI;
-	missing = c.type == GCP_CRED_SERVICE_ACCOUNT ?
-			  (!c.client_email ? "client_email" : !c.private_key ? "private_key" : NULL) :
-			  (!c.client_id		 ? "client_id" :
-			   !c.client_secret	 ? "client_secret" :
-			   !c.refresh_token	 ? "refresh_token" :
-						   NULL);
+	missing = c.type == GCP_CRED_SERVICE_ACCOUNT ? (!c.client_email	 ? "client_email"
+							: !c.private_key ? "private_key"
+									 : NULL)
+						     : (!c.client_id	   ? "client_id"
+							: !c.client_secret ? "client_secret"
+							: !c.refresh_token ? "refresh_token"
+									   : NULL);
 	if (missing) {
 		snprintf(reason, reasonlen, "%s: \"%s\" is missing or not a string", type, missing);
 		secret_unref(c.doc);

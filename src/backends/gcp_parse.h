@@ -50,8 +50,8 @@ int gcp_parse_version(const char *body, size_t len, char version[BACKEND_VERSION
  * of secrets[].name), and sets *ret_next to nextPageToken (malloc'ed) or
  * NULL after the last page.
  */
-int gcp_parse_list(const char *body, size_t len, int (*add)(void *ctx, const char *id),
-		   void *ctx, char **ret_next, char *reason, size_t reasonlen);
+int gcp_parse_list(const char *body, size_t len, int (*add)(void *ctx, const char *id), void *ctx,
+		   char **ret_next, char *reason, size_t reasonlen);
 /*
  * A token answer {access_token, expires_in, token_type} (the token URI's
  * and the metadata server's): the token with its NUL in locked memory,

@@ -98,8 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r < 0)
 			check_error(r, reason);
 		else
-			fuzz_check(version[0] && strspn(version, "0123456789") == strlen(version), T,
-				   "a version that is not a number");
+			fuzz_check(version[0] && strspn(version, "0123456789") == strlen(version),
+				   T, "a version that is not a number");
 		break;
 	case 2:
 		r = gcp_parse_list(s, len, count_id, &n, &next, reason, sizeof(reason));
@@ -124,14 +124,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 4:
 		r = gcp_parse_credentials(s, len, &creds, reason, sizeof(reason));
 		if (r < 0) {
-			fuzz_check(r == -EINVAL || r == -ENOMEM, T, "a credentials error not EINVAL");
+			fuzz_check(r == -EINVAL || r == -ENOMEM, T,
+				   "a credentials error not EINVAL");
 			fuzz_no_quote(s, reason, T);
 		} else {
 			fuzz_check(creds.token_uri && *creds.token_uri, T, "no token URI");
-			fuzz_check(creds.type == GCP_CRED_SERVICE_ACCOUNT ?
-					   creds.client_email && creds.private_key :
-					   creds.client_id && creds.client_secret &&
-						   creds.refresh_token,
+			fuzz_check(creds.type == GCP_CRED_SERVICE_ACCOUNT
+					   ? creds.client_email && creds.private_key
+					   : creds.client_id && creds.client_secret &&
+						     creds.refresh_token,
 				   T, "credentials without their members");
 			gcp_creds_done(&creds);
 		}

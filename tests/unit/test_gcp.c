@@ -68,9 +68,10 @@ static void test_crc32c_vectors(void **state)
 
 	(void)state;
 	assert_true(json_array_size(vectors) >= 8);
-	json_array_foreach(vectors, i, v) {
-		size_t n = unhex(json_string_value(json_object_get(v, "input_hex")), buf,
-				 sizeof(buf));
+	json_array_foreach(vectors, i, v)
+	{
+		size_t n =
+			unhex(json_string_value(json_object_get(v, "input_hex")), buf, sizeof(buf));
 		uint32_t want = (uint32_t)json_integer_value(json_object_get(v, "crc32c"));
 		uint32_t chunked = 0;
 
@@ -99,9 +100,9 @@ static void test_crc32c_documented_payload(void **state)
 	for (const char *e = b64 + strlen(b64); e > b64 && e[-1] == '='; e--)
 		n--;
 	assert_int_equal(n, 7);
-	assert_int_equal(crc32c(0, raw, (size_t)n),
-			 strtoul(json_string_value(json_object_get(payload, "dataCrc32c")), NULL,
-				 10));
+	assert_int_equal(
+		crc32c(0, raw, (size_t)n),
+		strtoul(json_string_value(json_object_get(payload, "dataCrc32c")), NULL, 10));
 	assert_int_not_equal(crc32c(0, raw, (size_t)n - 1), 3131222104u);
 	json_decref(doc);
 }
@@ -175,8 +176,7 @@ static bool verifies(const char *jwt)
 	int ok;
 
 	assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, test_key), 1);
-	ok = EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt,
-			      (size_t)(dot2 - jwt));
+	ok = EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt, (size_t)(dot2 - jwt));
 	EVP_MD_CTX_free(md);
 	return ok == 1;
 }
@@ -235,8 +235,8 @@ static void test_jwt_refuses_keys_that_are_not_rsa(void **state)
 	assert_null(strstr(reason, "TUlJ"));
 	assert_true(PEM_write_bio_PrivateKey(b, ec, NULL, NULL, 0, NULL, NULL));
 	n = BIO_get_mem_data(b, &p);
-	assert_int_equal(gcp_jwt_sign(p, (size_t)n, NULL, "a@b", GCP_SCOPE, "aud", 1, &jwt,
-				      reason, sizeof(reason)),
+	assert_int_equal(gcp_jwt_sign(p, (size_t)n, NULL, "a@b", GCP_SCOPE, "aud", 1, &jwt, reason,
+				      sizeof(reason)),
 			 -EINVAL);
 	BIO_free(b);
 	EVP_PKEY_free(ec);
@@ -317,8 +317,8 @@ static char *fixture_body(const char *rel)
 	return text;
 }
 
-static int access_of(const char *body, struct secret **v, struct backend_info *info,
-		     char *reason, size_t reasonlen)
+static int access_of(const char *body, struct secret **v, struct backend_info *info, char *reason,
+		     size_t reasonlen)
 {
 	*v = NULL;
 	return gcp_parse_access(body, strlen(body), v, info, reason, reasonlen);
@@ -363,9 +363,10 @@ static void test_access_checks_and_alphabets(void **state)
 	assert_non_null(strstr(reason, "checksum mismatch"));
 	assert_null(strstr(reason, "seCr3t"));
 	/* no checksum at all is accepted (the field is optional) */
-	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2VDcjN0Cg\"}}",
-				   &v, &info, reason, sizeof(reason)),
-			 0);
+	assert_int_equal(
+		access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2VDcjN0Cg\"}}", &v,
+			  &info, reason, sizeof(reason)),
+		0);
 	assert_memory_equal(v->data, "seCr3t\n", 7);
 	secret_unref(v);
 	/* the URL-safe alphabet: 0xfb 0xff 0xfe */
@@ -385,8 +386,8 @@ static void test_access_checks_and_alphabets(void **state)
 	assert_int_equal(secret_table_count(v), 2);
 	secret_unref(v);
 	/* bad base64 is the store's answer (EIO); a broken body is EBADMSG */
-	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2V*\"}}", &v,
-				   &info, reason, sizeof(reason)),
+	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":{\"data\":\"c2V*\"}}",
+				   &v, &info, reason, sizeof(reason)),
 			 -EIO);
 	assert_int_equal(access_of("{\"name\":\"x/versions/1\",\"payload\":", &v, &info, reason,
 				   sizeof(reason)),
@@ -407,8 +408,9 @@ static int add_id(void *ctx, const char *id)
 
 static void test_list_version_token_credentials(void **state)
 {
-	static const char page[] = "{\"secrets\":[{\"name\":\"projects/1/secrets/a__b\"},"
-				   "{\"name\":\"projects/1/secrets/bad.id\"}],\"nextPageToken\":\"t1\"}";
+	static const char page[] =
+		"{\"secrets\":[{\"name\":\"projects/1/secrets/a__b\"},"
+		"{\"name\":\"projects/1/secrets/bad.id\"}],\"nextPageToken\":\"t1\"}";
 	char ids[128] = "", reason[256] = "", version[BACKEND_VERSION_MAX];
 	char *next = NULL;
 	struct secret *tok = NULL;
@@ -419,16 +421,15 @@ static void test_list_version_token_credentials(void **state)
 				   "\"client_secret\":\"s3cr3tZq9\"}";
 
 	(void)state;
-	assert_int_equal(gcp_parse_list(page, strlen(page), add_id, ids, &next, reason,
-					sizeof(reason)),
-			 0);
+	assert_int_equal(
+		gcp_parse_list(page, strlen(page), add_id, ids, &next, reason, sizeof(reason)), 0);
 	assert_string_equal(ids, "a__b;");
 	assert_string_equal(next, "t1");
 	free(next);
 	assert_int_equal(gcp_parse_list("{}", 2, add_id, ids, &next, reason, sizeof(reason)), 0);
 	assert_null(next);
-	assert_int_equal(gcp_parse_version("{\"name\":\"p/versions/12\",\"state\":\"DISABLED\"}", 43,
-					   version, &enabled, reason, sizeof(reason)),
+	assert_int_equal(gcp_parse_version("{\"name\":\"p/versions/12\",\"state\":\"DISABLED\"}",
+					   43, version, &enabled, reason, sizeof(reason)),
 			 0);
 	assert_string_equal(version, "12");
 	assert_int_equal(enabled, 0);
