@@ -131,9 +131,9 @@ static int token_form(struct gcp *g, char **ret, size_t *ret_len, char *reason, 
 	int r;
 
 	if (g->auth == AUTH_SERVICE_ACCOUNT) {
-		r = gcp_jwt_sign(c->private_key, strlen(c->private_key), c->private_key_id,
-				 c->client_email, GCP_SCOPE, c->token_uri,
-				 realtime_usec() / USEC_PER_SEC, &jwt, reason, reasonlen);
+		r = gcp_jwt_sign(c->key_pem, strlen(c->key_pem), c->key_id, c->client_email,
+				 GCP_SCOPE, c->token_uri, realtime_usec() / USEC_PER_SEC, &jwt,
+				 reason, reasonlen);
 		if (r < 0)
 			return r;
 		cap = strlen(JWT_BEARER_FORM) + strlen(jwt) * 3 + 1;

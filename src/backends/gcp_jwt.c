@@ -109,7 +109,7 @@ int gcp_jwt_sign(const char *pem, size_t pemlen, const char *key_id, const char 
 	pkey = load_rsa_key(pem, pemlen);
 	if (!pkey) {
 		snprintf(reason, reasonlen,
-			 "private_key is not an unencrypted RSA private key (PEM)");
+			 "the key is not an unencrypted RSA private key (PEM)");
 		r = -EINVAL;
 		goto out;
 	}

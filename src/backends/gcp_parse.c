@@ -24,6 +24,9 @@
 
 #define GCP_TOKEN_MAX	      8192
 #define GCP_DEFAULT_TOKEN_URI "https://oauth2.googleapis.com/token"
+/* The members of a service-account key file that hold the key and its id. */
+#define SA_KEY_PEM "private_key"
+#define SA_KEY_ID  "private_key_id"
 
 static const char id_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 
@@ -424,8 +427,8 @@ int gcp_parse_credentials(const char *text, size_t len, struct gcp_creds *ret, c
 		return -ENOMEM;
 	if (c.type == GCP_CRED_SERVICE_ACCOUNT) {
 		c.client_email = take(root, "client_email", &c, &pos);
-		c.private_key = take(root, "private_key", &c, &pos);
-		c.private_key_id = take(root, "private_key_id", &c, &pos);
+		c.key_pem = take(root, SA_KEY_PEM, &c, &pos);
+		c.key_id = take(root, SA_KEY_ID, &c, &pos);
 	} else {
 		c.client_id = take(root, "client_id", &c, &pos);
 		c.client_secret = take(root, "client_secret", &c, &pos);
@@ -434,9 +437,9 @@ int gcp_parse_credentials(const char *text, size_t len, struct gcp_creds *ret, c
 	c.token_uri = take(root, "token_uri", &c, &pos);
 	if (!c.token_uri)
 		c.token_uri = GCP_DEFAULT_TOKEN_URI;
-	missing = c.type == GCP_CRED_SERVICE_ACCOUNT ? (!c.client_email	 ? "client_email"
-							: !c.private_key ? "private_key"
-									 : NULL)
+	missing = c.type == GCP_CRED_SERVICE_ACCOUNT ? (!c.client_email ? "client_email"
+							: !c.key_pem	? SA_KEY_PEM
+									: NULL)
 						     : (!c.client_id	   ? "client_id"
 							: !c.client_secret ? "client_secret"
 							: !c.refresh_token ? "refresh_token"

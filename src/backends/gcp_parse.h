@@ -69,7 +69,7 @@ enum gcp_cred_type {
 struct gcp_creds {
 	enum gcp_cred_type type;
 	struct secret *doc; /* the parsed members, NUL-separated: owned */
-	const char *client_email, *private_key_id, *private_key; /* service_account */
+	const char *client_email, *key_id, *key_pem; /* service_account */
 	const char *client_id, *client_secret, *refresh_token;	 /* authorized_user */
 	const char *token_uri; /* the file's, or Google's default */
 };

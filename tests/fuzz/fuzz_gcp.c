@@ -130,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else {
 			fuzz_check(creds.token_uri && *creds.token_uri, T, "no token URI");
 			fuzz_check(creds.type == GCP_CRED_SERVICE_ACCOUNT
-					   ? creds.client_email && creds.private_key
+					   ? creds.client_email && creds.key_pem
 					   : creds.client_id && creds.client_secret &&
 						     creds.refresh_token,
 				   T, "credentials without their members");

@@ -38,6 +38,8 @@ SECRETS = {
 }
 VALUES = [b"app-user-77", b"s3cr3t-pa55word", b"abc-api-key-123", b"team-config-value",
           b"single-value-xyz", b"other-value-777"]
+# The member of a service-account key file that holds the PEM key.
+KEY_PEM = "private_key"
 NODE_CLIENT = REPO / "tests" / "servers" / "gcp_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@google-cloud" / "secret-manager"
 UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
@@ -104,7 +106,7 @@ def gmount(secretfs, workdir, certs):
             opts += ["-o", f"name_separator={sep}"]
         if creds == "sa":
             key = server.add_service_account()
-            leak.append(key["private_key"].split("\n")[1].encode())
+            leak.append(key[KEY_PEM].split("\n")[1].encode())
             opts += ["-o", f"gcp_credentials={write_creds(workdir, key)}"]
         elif creds == "user":
             user = server.add_authorized_user()
@@ -269,7 +271,7 @@ def test_startup_errors_name_the_problem(gs, workdir, certs):
     r = run_secretfs([*base, "-o", f"gcp_credentials={loose}", f"gcp-sm:{PROJECT}", str(mnt)],
                      env=gcp_env(workdir))
     assert r.returncode != 0 and "loose.json" in r.stderr
-    assert key["private_key"].split("\n")[1] not in r.stderr
+    assert key[KEY_PEM].split("\n")[1] not in r.stderr
     bad = write_creds(workdir, {"type": "external_account"}, "ext.json")
     r = run_secretfs([*base, "-o", f"gcp_credentials={bad}", f"gcp-sm:{PROJECT}", str(mnt)],
                      env=gcp_env(workdir))
