@@ -733,9 +733,9 @@ static void test_http_client_new(void **state)
 	char reason[512] = "", warning[512] = "";
 
 	/* Refused: no client, no warning. */
-	assert_int_equal(kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason,
-					     sizeof(reason)),
-			 -EPERM);
+	assert_int_equal(
+		kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason, sizeof(reason)),
+		-EPERM);
 	assert_null(c);
 	assert_non_null(strstr(reason, "azure-kv: http://127.0.0.1:8443 is plain HTTP"));
 	assert_string_equal(warning, "");
@@ -750,9 +750,9 @@ static void test_http_client_new(void **state)
 	assert_true(strncmp(reason, "azure-kv: ", 10) == 0);
 
 	cfg.http_ca_file = NULL;
-	assert_int_equal(kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason,
-					     sizeof(reason)),
-			 0);
+	assert_int_equal(
+		kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
 	assert_non_null(c);
 	assert_string_equal(warning, "");
 	http_client_free(c);
