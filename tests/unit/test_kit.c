@@ -625,7 +625,7 @@ static void test_read_credential(void **state)
 
 static void test_read_secret_file(void **state)
 {
-	static const char doc[] = "{\"type\":\"service_account\",\"private_key\":\"-----BEGIN\"}";
+	static const char doc[] = "{\"type\":\"service_account\",\"client_email\":\"a@p.example\"}";
 	const char *path = put("sa.json", doc, sizeof(doc) - 1, 0600);
 	struct secret *s = NULL;
 	char reason[256];
