@@ -325,8 +325,8 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 		}
 		if (aws_error_is_throttling(code) && throttled < a->throttle_retries) {
 			http_response_done(resp);
-			kit_sleep_usec(
-				kit_backoff_usec(throttled++, THROTTLE_BASE_USEC, THROTTLE_MAX_USEC));
+			kit_sleep_usec(kit_backoff_usec(throttled++, THROTTLE_BASE_USEC,
+							THROTTLE_MAX_USEC));
 			continue;
 		}
 		break;
@@ -439,16 +439,15 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 /* One listing in progress: ListSecrets or GetParametersByPath, page by page. */
 struct listing {
 	struct aws *a;
-	const char *op;	   /* "ListSecrets", "GetParametersByPath" */
-	const char *arg;   /* the name filter or the path */
-	const char *name;  /* for messages: @arg, or NULL for all */
+	const char *op;	  /* "ListSecrets", "GetParametersByPath" */
+	const char *arg;  /* the name filter or the path */
+	const char *name; /* for messages: @arg, or NULL for all */
 	struct aws_names *names;
 	char w[WHY_MAX];
 };
 
 /* One page of a listing (a kit_page_fn): the names go to l->names. */
-static int list_page(void *ctx, const char *token, char **ret_next, char *reason,
-		     size_t reasonlen)
+static int list_page(void *ctx, const char *token, char **ret_next, char *reason, size_t reasonlen)
 {
 	struct listing *l = ctx;
 	struct http_response resp = { 0 };
@@ -464,11 +463,11 @@ static int list_page(void *ctx, const char *token, char **ret_next, char *reason
 	if (r < 0)
 		return r;
 	/* Results are best effort: a page may be empty and still have a NextToken. */
-	r = l->a->svc == AWS_SM ? aws_parse_list_secrets(resp.body, resp.body_len, l->names,
-							 LIST_MAX_NAMES, ret_next, reason, reasonlen)
-				: aws_parse_parameters_by_path(resp.body, resp.body_len, l->names,
-							       LIST_MAX_NAMES, ret_next, reason,
-							       reasonlen);
+	r = l->a->svc == AWS_SM
+		    ? aws_parse_list_secrets(resp.body, resp.body_len, l->names, LIST_MAX_NAMES,
+					     ret_next, reason, reasonlen)
+		    : aws_parse_parameters_by_path(resp.body, resp.body_len, l->names,
+						   LIST_MAX_NAMES, ret_next, reason, reasonlen);
 	http_response_done(&resp);
 	if (r < 0)
 		kit_reason_prefix(reason, reasonlen, "%s", l->w);
