@@ -339,6 +339,23 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 	return r;
 }
 
+/*
+ * After parsing a 2xx answer of @op: the response goes, and a parse error's
+ * reason gets "aws-sm REGION: OP NAME: " before it.  Returns @r.
+ */
+static int parsed(struct aws *a, const char *op, const char *name, int r,
+		  struct http_response *resp, char *reason, size_t reasonlen)
+{
+	char w[WHY_MAX];
+
+	http_response_done(resp);
+	if (r < 0) {
+		what(a, op, name, w, sizeof(w));
+		kit_reason_prefix(reason, reasonlen, "%s", w);
+	}
+	return r;
+}
+
 /* ---- Secrets Manager ---- */
 
 static int sm_get_value(struct aws *a, const char *name, struct secret **ret_value,
@@ -346,7 +363,6 @@ static int sm_get_value(struct aws *a, const char *name, struct secret **ret_val
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -358,12 +374,7 @@ static int sm_get_value(struct aws *a, const char *name, struct secret **ret_val
 		return r;
 	r = aws_parse_get_secret_value(resp.body, resp.body_len, ret_value, ret_info, reason,
 				       reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "GetSecretValue", name, w, sizeof(w));
-		kit_reason_prefix(reason, reasonlen, "%s", w);
-	}
-	return r;
+	return parsed(a, "GetSecretValue", name, r, &resp, reason, reasonlen);
 }
 
 /* Whether the version we hold of @name still carries the stage. */
@@ -372,7 +383,6 @@ static int sm_still_current(struct aws *a, const char *name, const char *version
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -384,12 +394,7 @@ static int sm_still_current(struct aws *a, const char *name, const char *version
 		return r;
 	r = aws_parse_describe_secret(resp.body, resp.body_len, version, a->stage, ret_current,
 				      reason, reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "DescribeSecret", name, w, sizeof(w));
-		kit_reason_prefix(reason, reasonlen, "%s", w);
-	}
-	return r;
+	return parsed(a, "DescribeSecret", name, r, &resp, reason, reasonlen);
 }
 
 static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value,
@@ -519,7 +524,6 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -531,12 +535,7 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 		return r;
 	r = aws_parse_get_parameter(resp.body, resp.body_len, ret_value, ret_info, reason,
 				    reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "GetParameter", name, w, sizeof(w));
-		kit_reason_prefix(reason, reasonlen, "%s", w);
-	}
-	return r;
+	return parsed(a, "GetParameter", name, r, &resp, reason, reasonlen);
 }
 
 static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
