@@ -166,6 +166,7 @@ $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o $(FUZZ_KIT) src
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_gcp: $(call FUZZ_OBJ,src/backends/gcp_parse.o src/backends/crc32c.o $(FUZZ_KIT) \
 	src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).

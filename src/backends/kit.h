@@ -321,9 +321,10 @@ bool kit_token_extend(struct kit_token_source *ts, uint64_t gen, uint64_t expire
  *     refresh, callers get its error until the backoff has passed instead of
  *     hammering the token endpoint.
  * A refresh that finds a newer token installed meanwhile (kit_token_set())
- * drops its own.  Errors: the fetch's (reason "WHAT: could not be
- * refreshed: why"), -EACCES when the token expired and cannot be
- * refreshed, -ENOKEY when there is none, -ETIMEDOUT.  Thread-safe.
+ * drops its own.  Errors: the fetch's (reason "WHAT could not be
+ * refreshed: why"), -EACCES when the token expired and there is no fetch
+ * ("WHAT has expired"), -ENOKEY when there is neither a token nor a fetch,
+ * -ETIMEDOUT.  Thread-safe.
  */
 int kit_token_get(struct kit_token_source *ts, struct kit_token_ref *ret, char *reason,
 		  size_t reasonlen);
