@@ -1,0 +1,489 @@
+/*
+ * escape.c - secret values written into config-file formats (escape.h).
+ *
+ * Each escaper is exact for the readers that matter for its format (bash and
+ * systemd for env, POSIX sh for shell, RFC 8259 and YAML 1.1/1.2 for json and
+ * yaml, java.util.Properties for properties), and refuses what the format
+ * cannot hold rather than writing something a reader would take differently.
+ * A refusal leaves the output buffer as it was, so a caller never has half a
+ * value in it, and its reason says what and where (a byte offset), never the
+ * bytes themselves.
+ *
+ * The output grows in scratch memory from the locked heap; every block is
+ * wiped when it is freed or moved (secret_mem_realloc), and a refusal wipes
+ * what it had already appended.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "secretfs/escape.h"
+#include "secretfs/secret.h"
+
+/* ---- the buffer ---- */
+
+/* Room for @n more bytes; returns where they go, or NULL (ENOMEM). */
+static unsigned char *lbuf_reserve(struct lbuf *b, size_t n)
+{
+	if (n > SIZE_MAX / 2 - b->len)
+		return NULL;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *d;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		d = secret_mem_realloc(b->data, cap); /* wipes a block it moves from */
+		if (!d)
+			return NULL;
+		b->data = d;
+		b->cap = cap;
+	}
+	return (unsigned char *)b->data + b->len;
+}
+
+int lbuf_append(struct lbuf *b, const void *p, size_t n)
+{
+	unsigned char *dst;
+
+	if (n == 0)
+		return 0;
+	dst = lbuf_reserve(b, n);
+	if (!dst)
+		return -ENOMEM;
+	memcpy(dst, p, n);
+	b->len += n;
+	return 0;
+}
+
+int lbuf_appends(struct lbuf *b, const char *s)
+{
+	return lbuf_append(b, s, strlen(s));
+}
+
+void lbuf_free(struct lbuf *b)
+{
+	secret_mem_free(b->data); /* wipes the whole block */
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+int lbuf_to_secret(struct lbuf *b, struct secret **ret)
+{
+	struct secret *s = secret_dup(b->data, b->len);
+
+	lbuf_free(b);
+	if (!s)
+		return -ENOMEM;
+	*ret = s;
+	return 0;
+}
+
+/* Drops what was appended since @len (a refusal), wiping it. */
+static void lbuf_truncate(struct lbuf *b, size_t len)
+{
+	if (b->len > len) {
+		OPENSSL_cleanse(b->data + len, b->len - len);
+		b->len = len;
+	}
+}
+
+static int lbuf_putc(struct lbuf *b, char c)
+{
+	return lbuf_append(b, &c, 1);
+}
+
+/* ---- names ---- */
+
+static const char *const kind_names[ESCAPE_KIND_COUNT] = {
+	[ESCAPE_RAW] = "raw",	      [ESCAPE_ENV] = "env",   [ESCAPE_SHELL] = "shell",
+	[ESCAPE_JSON] = "json",	      [ESCAPE_YAML] = "yaml", [ESCAPE_PROPERTIES] = "properties",
+	[ESCAPE_INI] = "ini",	      [ESCAPE_URL] = "url",   [ESCAPE_BASE64] = "base64",
+	[ESCAPE_BASE64D] = "base64d",
+};
+
+int escape_from_name(const char *name, enum escape_kind *ret)
+{
+	for (size_t i = 0; i < ESCAPE_KIND_COUNT; i++)
+		if (strcmp(name, kind_names[i]) == 0) {
+			*ret = (enum escape_kind)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *escape_name(enum escape_kind k)
+{
+	return (unsigned)k < ESCAPE_KIND_COUNT ? kind_names[k] : NULL;
+}
+
+/* ---- UTF-8 ---- */
+
+/*
+ * Decodes one strict UTF-8 sequence at @p (no overlong forms, no surrogates,
+ * nothing above U+10FFFF).  Returns its length, or 0 when it is invalid.
+ */
+static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *ret)
+{
+	uint32_t c;
+	size_t len, i;
+
+	if (p[0] < 0x80) {
+		*ret = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		c = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*ret = c;
+	return len;
+}
+
+static int hex_u(struct lbuf *out, uint32_t unit)
+{
+	char buf[8];
+
+	snprintf(buf, sizeof(buf), "\\u%04X", (unsigned)unit & 0xffff);
+	return lbuf_append(out, buf, 6);
+}
+
+static void refuse_utf8(const char *fmt, size_t at, const char *hint, char *reason,
+			size_t reasonlen)
+{
+	snprintf(reason, reasonlen, "%s cannot hold invalid UTF-8 (at byte %zu)%s", fmt, at, hint);
+}
+
+/* ---- the escapers; each returns 0, -EINVAL with @reason, or -ENOMEM ---- */
+
+static int esc_env(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
+		   size_t reasonlen)
+{
+	const unsigned char *nul = memchr(v, '\0', len);
+	int r;
+
+	if (nul) {
+		snprintf(reason, reasonlen, "env cannot hold a NUL byte (at byte %zu)",
+			 (size_t)(nul - v));
+		return -EINVAL;
+	}
+	r = lbuf_putc(out, '"');
+	for (size_t i = 0; r == 0 && i < len; i++) {
+		if (strchr("\\\"$`", v[i]))
+			r = lbuf_putc(out, '\\');
+		if (r == 0)
+			r = lbuf_putc(out, (char)v[i]);
+	}
+	return r ? r : lbuf_putc(out, '"');
+}
+
+static int esc_shell(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
+		     size_t reasonlen)
+{
+	const unsigned char *nul = memchr(v, '\0', len);
+	int r;
+
+	if (nul) {
+		snprintf(reason, reasonlen, "shell cannot hold a NUL byte (at byte %zu)",
+			 (size_t)(nul - v));
+		return -EINVAL;
+	}
+	r = lbuf_putc(out, '\'');
+	for (size_t i = 0; r == 0 && i < len; i++)
+		r = v[i] == '\'' ? lbuf_append(out, "'\\''", 4) : lbuf_putc(out, (char)v[i]);
+	return r ? r : lbuf_putc(out, '\'');
+}
+
+/* Code points a YAML reader takes as line breaks or refuses unescaped; JSON allows escaping them.
+ */
+static bool json_must_escape(uint32_t c)
+{
+	return c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f) || c == 0x2028 || c == 0x2029 ||
+	       c == 0xfffe || c == 0xffff;
+}
+
+static int esc_json(const char *fmt, const unsigned char *v, size_t len, struct lbuf *out,
+		    char *reason, size_t reasonlen)
+{
+	int r = lbuf_putc(out, '"');
+
+	for (size_t i = 0; r == 0 && i < len;) {
+		uint32_t c;
+		size_t n = utf8_decode(v + i, len - i, &c);
+
+		if (n == 0) {
+			refuse_utf8(fmt, i, "; use `| base64` for binary values", reason,
+				    reasonlen);
+			return -EINVAL;
+		}
+		switch (c) {
+		case '"':
+			r = lbuf_append(out, "\\\"", 2);
+			break;
+		case '\\':
+			r = lbuf_append(out, "\\\\", 2);
+			break;
+		case '\b':
+			r = lbuf_append(out, "\\b", 2);
+			break;
+		case '\f':
+			r = lbuf_append(out, "\\f", 2);
+			break;
+		case '\n':
+			r = lbuf_append(out, "\\n", 2);
+			break;
+		case '\r':
+			r = lbuf_append(out, "\\r", 2);
+			break;
+		case '\t':
+			r = lbuf_append(out, "\\t", 2);
+			break;
+		default:
+			r = json_must_escape(c) ? hex_u(out, c) : lbuf_append(out, v + i, n);
+		}
+		i += n;
+	}
+	return r ? r : lbuf_putc(out, '"');
+}
+
+/*
+ * java.util.Properties.store()'s saveConvert(): @key escapes every space
+ * (a key ends at the first unescaped one), a value only a leading one
+ * (load() skips the blanks before a value, keeps those inside and after).
+ */
+static int esc_properties(const unsigned char *v, size_t len, bool key, struct lbuf *out,
+			  char *reason, size_t reasonlen)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < len;) {
+		uint32_t c;
+		size_t n = utf8_decode(v + i, len - i, &c);
+
+		if (n == 0) {
+			refuse_utf8("properties", i, "; use `| base64` for binary values", reason,
+				    reasonlen);
+			return -EINVAL;
+		}
+		switch (c) {
+		case '\\':
+			r = lbuf_append(out, "\\\\", 2);
+			break;
+		case '\t':
+			r = lbuf_append(out, "\\t", 2);
+			break;
+		case '\n':
+			r = lbuf_append(out, "\\n", 2);
+			break;
+		case '\r':
+			r = lbuf_append(out, "\\r", 2);
+			break;
+		case '\f':
+			r = lbuf_append(out, "\\f", 2);
+			break;
+		case ' ':
+			r = (key || i == 0) ? lbuf_append(out, "\\ ", 2) : lbuf_putc(out, ' ');
+			break;
+		case '=':
+		case ':':
+		case '#':
+		case '!':
+			r = lbuf_putc(out, '\\');
+			if (r == 0)
+				r = lbuf_putc(out, (char)c);
+			break;
+		default:
+			if (c >= 0x20 && c <= 0x7e)
+				r = lbuf_putc(out, (char)c);
+			else if (c <= 0xffff)
+				r = hex_u(out, c);
+			else if ((r = hex_u(out, 0xd800 + ((c - 0x10000) >> 10))) == 0)
+				r = hex_u(out, 0xdc00 + ((c - 0x10000) & 0x3ff));
+		}
+		i += n;
+	}
+	return r;
+}
+
+static int esc_ini(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
+		   size_t reasonlen)
+{
+	for (size_t i = 0; i < len; i++)
+		if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0') {
+			snprintf(reason, reasonlen, "ini holds one line: %s at byte %zu",
+				 v[i] == '\0'	? "a NUL"
+				 : v[i] == '\r' ? "a CR"
+						: "a line feed",
+				 i);
+			return -EINVAL;
+		}
+	return lbuf_append(out, v, len);
+}
+
+static int esc_url(const unsigned char *v, size_t len, struct lbuf *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < len; i++) {
+		unsigned char c = v[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			r = lbuf_putc(out, (char)c);
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+
+			r = lbuf_append(out, e, 3);
+		}
+	}
+	return r;
+}
+
+static int esc_base64(const unsigned char *v, size_t len, struct lbuf *out)
+{
+	unsigned char *dst;
+	size_t n;
+
+	if (len > (SIZE_MAX / 4 - 4) / 4 * 3 || len > INT32_MAX / 4 * 3)
+		return -ENOMEM;
+	n = (len + 2) / 3 * 4;
+	dst = lbuf_reserve(out, n + 1);
+	if (!dst)
+		return -ENOMEM;
+	/* EVP_EncodeBlock: no line breaks, padded, NUL-terminated. */
+	out->len += (size_t)EVP_EncodeBlock(dst, v, (int)len);
+	return 0;
+}
+
+static int b64_val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static int esc_base64d(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
+		       size_t reasonlen)
+{
+	size_t pad = 0, n;
+	unsigned char *dst;
+	int got;
+
+	if (len % 4) {
+		snprintf(reason, reasonlen,
+			 "base64d: not base64 (length %zu is not a multiple of 4)", len);
+		return -EINVAL;
+	}
+	if (len >= 1 && v[len - 1] == '=')
+		pad++;
+	if (len >= 2 && v[len - 2] == '=')
+		pad++;
+	for (size_t i = 0; i < len - pad; i++)
+		if (b64_val(v[i]) < 0) {
+			snprintf(reason, reasonlen, "base64d: not base64 (at byte %zu)", i);
+			return -EINVAL;
+		}
+	/* A non-canonical last character ("QR==" for "QQ==") carries bits that decoding
+	 * drops: refused, so that text and bytes are one-to-one. */
+	if (pad && (b64_val(v[len - pad - 1]) & (pad == 2 ? 0x0f : 0x03))) {
+		snprintf(reason, reasonlen, "base64d: not base64 (non-zero padding bits)");
+		return -EINVAL;
+	}
+	if (len > INT32_MAX)
+		return -ENOMEM;
+	n = len / 4 * 3;
+	dst = lbuf_reserve(out, n);
+	if (!dst)
+		return -ENOMEM;
+	got = len ? EVP_DecodeBlock(dst, v, (int)len) : 0;
+	if (got < 0 || (size_t)got != n) {
+		OPENSSL_cleanse(dst, n);
+		snprintf(reason, reasonlen, "base64d: not base64");
+		return -EINVAL;
+	}
+	out->len += n - pad;
+	OPENSSL_cleanse(dst + n - pad, pad);
+	return 0;
+}
+
+int escape_value(enum escape_kind k, const void *v, size_t len, struct lbuf *out, char *reason,
+		 size_t reasonlen)
+{
+	const unsigned char *p = v ? v : (const unsigned char *)"";
+	size_t start = out->len;
+	int r;
+
+	switch (k) {
+	case ESCAPE_RAW:
+		r = lbuf_append(out, p, len);
+		break;
+	case ESCAPE_ENV:
+		r = esc_env(p, len, out, reason, reasonlen);
+		break;
+	case ESCAPE_SHELL:
+		r = esc_shell(p, len, out, reason, reasonlen);
+		break;
+	case ESCAPE_JSON:
+	case ESCAPE_YAML:
+		r = esc_json(kind_names[k], p, len, out, reason, reasonlen);
+		break;
+	case ESCAPE_PROPERTIES:
+		r = esc_properties(p, len, false, out, reason, reasonlen);
+		break;
+	case ESCAPE_INI:
+		r = esc_ini(p, len, out, reason, reasonlen);
+		break;
+	case ESCAPE_URL:
+		r = esc_url(p, len, out);
+		break;
+	case ESCAPE_BASE64:
+		r = esc_base64(p, len, out);
+		break;
+	case ESCAPE_BASE64D:
+		r = esc_base64d(p, len, out, reason, reasonlen);
+		break;
+	default:
+		snprintf(reason, reasonlen, "unknown format %d", (int)k);
+		r = -EINVAL;
+	}
+	if (r < 0)
+		lbuf_truncate(out, start);
+	return r;
+}
+
+/* ---- views ---- */
+
+int view_render(enum escape_kind k, const struct secret *table, unsigned flags, struct lbuf *out,
+		char *reason, size_t reasonlen)
+{
+	snprintf(reason, reasonlen, "format views are not implemented yet");
+	return -ENOSYS;
+}
