@@ -34,24 +34,12 @@ struct esc_case {
 	const char *reason_has; /* for a refusal: a word the reason must contain */
 };
 
-#define OK(k, i, o)                                                                                \
-	{                                                                                          \
-		k, i, 0, o, 0, NULL                                                                \
-	}
-#define OKN(k, i, il, o, ol)                                                                       \
-	{                                                                                          \
-		k, i, il, o, ol, NULL                                                              \
-	}
-#define BAD(k, i, why)                                                                             \
-	{                                                                                          \
-		k, i, 0, NULL, 0, why                                                              \
-	}
-#define BADN(k, i, il, why)                                                                        \
-	{                                                                                          \
-		k, i, il, NULL, 0, why                                                             \
-	}
-
 /* clang-format off */
+#define OK(k, i, o)          { k, i, 0, o, 0, NULL }
+#define OKN(k, i, il, o, ol) { k, i, il, o, ol, NULL }
+#define BAD(k, i, why)       { k, i, 0, NULL, 0, why }
+#define BADN(k, i, il, why)  { k, i, il, NULL, 0, why }
+
 static const struct esc_case cases[] = {
 	/* raw: the bytes as stored, NUL and all */
 	OK(ESCAPE_RAW, "", ""),
