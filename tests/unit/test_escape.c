@@ -417,7 +417,10 @@ static void test_refusal_wipes_tail(void **state)
 				      sizeof(reason)),
 			 -EINVAL);
 	assert_int_equal(b.len, 1);
-	for (size_t i = 1; i < b.cap; i++)
+	/* json had written '"' and the mark before it met the bad byte; malloc gives no
+	 * zeros past that (a sanitizer fills it), so those bytes are the ones to check. */
+	assert_true(b.cap >= 2 + strlen(MARK));
+	for (size_t i = 1; i < 2 + strlen(MARK); i++)
 		if (b.data[i] != 0)
 			fail_msg("byte %zu of a refused value left in the buffer", i);
 	lbuf_free(&b);
