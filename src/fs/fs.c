@@ -46,6 +46,7 @@ struct fs {
 	bool show_meta;		/* the root lists it */
 	unsigned view_flags;	/* view_render()'s flags: VIEW_UPPER */
 	bool meta_clash_logged; /* a stored name the meta directory hides was logged; atomic */
+	bool meta_looked_up;	/* the first lookup of the meta directory checked for one; atomic */
 	pthread_mutex_t dirlist_lock; /* every node's dirlist pointer and each dirlist's refs */
 	/*
 	 * Every open file and directory handle: a session that ends (SIGTERM,
@@ -577,7 +578,8 @@ static double attr_timeout_of(struct fs *fs, struct node *n)
 
 /*
  * A stored secret or folder at the root named like the meta directory is
- * hidden by it: said once, when the root's listing shows one.
+ * hidden by it: said once, when the root's listing shows one (or the first
+ * lookup of the meta directory finds one there).
  */
 static void meta_clash(struct fs *fs, const struct secret *root_listing)
 {
@@ -605,7 +607,8 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 	int r;
 
 	if (parent == &fs->nodes.root && strcmp(name, fs->meta_name) == 0) {
-		if (!__atomic_load_n(&fs->meta_clash_logged, __ATOMIC_RELAXED) &&
+		/* The first lookup looks for a clash; later ones rely on root listings. */
+		if (!__atomic_exchange_n(&fs->meta_looked_up, true, __ATOMIC_RELAXED) &&
 		    source_listing_until(fs->src, "", deadline, &res, reason, sizeof(reason)) >=
 			    0) {
 			meta_clash(fs, res.value);
