@@ -622,6 +622,8 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 		return resolve(fs, parent, name, deadline, ret);
 	if (parent->type != NODE_DIR)
 		return -ENOTDIR;
+	if (parent->id[0] == '\0' && strcmp(name, fs->meta_name) == 0)
+		return -ENOENT; /* hidden in the store's tree, so in its views */
 	/* The store folder the view directory stands for, looked up as the store would. */
 	shadow = (struct node){
 		.type = NODE_DIR, .has_folder = true, .id = parent->id, .tpath = parent->id
@@ -889,8 +891,10 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 	for (size_t j = 0; children && secret_table_at(children, j, &e); j++) {
 		bool folder = e.value[0] & BACKEND_LIST_FOLDER;
 
-		if (n->tree == NODE_STORE && n->tpath[0] == '\0' && strcmp(e.name, meta_name) == 0)
-			continue; /* hidden by the meta directory (meta_clash() says so) */
+		/* The store's root name the meta directory hides (meta_clash() says so), in the
+		 * store's tree and in the views of its root alike. */
+		if (n->tree != NODE_META && n->id[0] == '\0' && strcmp(e.name, meta_name) == 0)
+			continue;
 		if (keys && secret_table_find(keys, e.name, &k)) {
 			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
 				 e.name);

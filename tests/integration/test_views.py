@@ -333,6 +333,14 @@ def test_show_meta_and_meta_dir(secretfs):
     assert "hidden by the meta directory" not in fs2.stderr()
 
 
+def test_a_stored_object_named_like_the_meta_directory_is_hidden_in_views_too(secretfs):
+    doc = {".secretfs": {"k": "vw-hidden-object-value"}, "app/db": {"user": "vw-user-2"}}
+    fs = secretfs(doc)
+    assert os.listdir(fs.path(V, "json")) == ["app"]
+    assert not os.path.exists(fs.path(V, "json", ".secretfs"))
+    assert not os.path.exists(fs.path(".secretfs", "k"))
+
+
 # ---------------------------------------------------------------- the file itself
 
 
