@@ -127,6 +127,12 @@ static void usage(FILE *f)
 		"    -o audit=TARGET        one JSON record per open and listing, and per denied\n"
 		"                           lookup (once per uid and path per ttl): a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
+		"    -o meta_dir=NAME       the meta directory at the root (default .secretfs);\n"
+		"                           NAME/view/FMT/PATH shows object secret PATH whole as\n"
+		"                           FMT: env, shell, json, yaml or properties\n"
+		"    -o show_meta           list the meta directory in the root\n"
+		"    -o view_env_case=upper env and shell views write keys as UPPER_SNAKE\n"
+		"                           (default keep)\n"
 		"\n"
 		"Network stores ([http] in the config file):\n"
 		"    -o ca_file=PEM, ca_path=DIR      CA to verify the server (default: system)\n"
@@ -853,7 +859,11 @@ int main(int argc, char *argv[])
 					.show_denied = cfg.show_denied,
 					.hide_denied_size = cfg.hide_denied_size,
 					.lookup_audit_usec = cfg.ttl_usec,
-					.max_handles_per_uid = cfg.max_handles_per_uid },
+					.max_handles_per_uid = cfg.max_handles_per_uid,
+					.meta_dir = cfg.meta_dir,
+					.show_meta = cfg.show_meta,
+					.view_env_upper = cfg.view_env_case &&
+							  strcmp(cfg.view_env_case, "upper") == 0 },
 		   &fs);
 	if (r < 0)
 		goto out_source;
