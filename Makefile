@@ -74,13 +74,15 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-
 DEB_RUN := fuse3 libsystemd0
 DEB_VALGRIND := valgrind
 DEB_SECRET_SCAN := git git-secrets
+# Node.js (with npm) runs the vendors' JavaScript clients in tests/node/.
+DEB_NODE := nodejs
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
 	systemd man-db groff-base \
 	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client \
-	$(DEB_VALGRIND) $(DEB_SECRET_SCAN)
+	$(DEB_VALGRIND) $(DEB_SECRET_SCAN) $(DEB_NODE)
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
-	deps test-deps demo demo-stop bench test fuzz fuzz-run fuzz-deps soak valgrind secret-scan
+	deps test-deps node-deps demo demo-stop bench test fuzz fuzz-run fuzz-deps soak valgrind secret-scan
 
 all: $(BUILD)/secretfs
 
@@ -215,6 +217,18 @@ deps:
 
 test-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
+	@$(MAKE) --no-print-directory node-deps
+
+# The vendors' npm clients, pinned by tests/node/package-lock.json, installed into
+# tests/node/node_modules (git-ignored). This is the only step that fetches them;
+# the tests never do.
+NODE_STAMP := tests/node/node_modules/.package-lock.json
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	@tests/install-deps $(DEB_NODE)
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 DEMO_DIR ?= /tmp/secretfs-demo
 DEMO_MNT ?= $(DEMO_DIR)/mnt
