@@ -52,6 +52,9 @@ static const struct config_option options[] = {
 	{ "debug", "secretfs", "debug", OPT_BOOL, FIELD(debug), 0, 0, NULL },
 	{ "fuse_options", "secretfs", "fuse_options", OPT_FUSE_OPTIONS, FIELD(fuse_options), 0, 0,
 	  NULL },
+	/* Stores whose names cannot hold '/' (gcp-sm, azure-kv); each backend checks it. */
+	{ "name_separator", "secretfs", "name_separator", OPT_PATH, FIELD(name_separator), 0, 0,
+	  NULL },
 	{ "ttl", "cache", "ttl", OPT_DURATION, FIELD(ttl_usec), 0, UINT64_MAX, NULL },
 	{ "stale_ttl", "cache", "stale_ttl", OPT_DURATION, FIELD(stale_ttl_usec), 0, UINT64_MAX,
 	  NULL },

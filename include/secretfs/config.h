@@ -29,6 +29,7 @@ struct config {
 	size_t cache_max_bytes;
 	size_t max_fetches;	    /* store requests under way at once, all caches; 0 = no bound */
 	char *fuse_options;	    /* extra -o options from the config file, or NULL */
+	char *name_separator;	    /* SEP standing for '/' in flat stores' names, or NULL */
 	char *policy;		    /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;	    /* list entries the caller may not open */
 	bool hide_denied_size;	    /* st_size 0 for callers the policy does not permit */
