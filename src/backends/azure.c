@@ -26,42 +26,37 @@
  * AZURE_CLIENT_SECRET is copied into locked memory, then wiped in the
  * environment and unset.
  *
- * The bearer token is fetched at init (so bad credentials stop the mount),
- * and again when less than a third of its life (at most 5 minutes) is left,
- * by one thread while the others wait; a 401 drops the token it was sent
- * with (a generation number keeps a late 401 from dropping a newer one), a
- * new one is fetched and the request is sent once more; a second 401 is
- * -EACCES.  403 (Forbidden, SecretDisabled) is -EACCES, 404 -ENOENT; 429
+ * The bearer token lives in the kit's token source (kit.h): fetched at
+ * init (so bad credentials stop the mount), then again 5 minutes before it
+ * expires, by one thread while the others go on or wait; a 401 invalidates
+ * the generation it was sent with, a new token is fetched and the request
+ * is sent once more; a second 401 is -EACCES.  403 (Forbidden, SecretDisabled) is -EACCES, 404 -ENOENT; 429
  * and 5xx were retried by the HTTP layer honouring Retry-After, and are
  * -EAGAIN after that, so the cache serves what it has.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
 #include "backends/azure_parse.h"
 #include "backends/backends.h"
+#include "backends/kit.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
-#define API_VERSION	     "7.4"
-#define VAULT_SCOPE	     "https://vault.azure.net/.default"
-#define VAULT_RESOURCE	     "https://vault.azure.net"
-#define DEFAULT_AUTHORITY    "https://login.microsoftonline.com"
-#define DEFAULT_IMDS	     "http://169.254.169.254"
-#define ASSERTION_TYPE	     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-#define FEDERATED_TOKEN_MAX  (64 * 1024)
-#define REFRESH_MARGIN_USEC  (300 * USEC_PER_SEC)
+#define API_VERSION	    "7.4"
+#define VAULT_SCOPE	    "https://vault.azure.net/.default"
+#define DEFAULT_AUTHORITY   "https://login.microsoftonline.com"
+#define DEFAULT_IMDS	    "http://169.254.169.254"
+#define ASSERTION_TYPE	    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#define FEDERATED_TOKEN_MAX (64 * 1024)
 /* Bounds of one listing: Key Vault sends 25 names a page. */
-#define LIST_MAX_PAGES	     4000
-#define WHY_MAX		     BACKEND_REASON_MAX
+#define LIST_MAX_PAGES	    4000
 
 enum azure_auth {
 	AUTH_CLIENT_SECRET,
@@ -70,34 +65,24 @@ enum azure_auth {
 };
 
 struct azure {
-	char *base_url;	      /* "https://NAME.vault.azure.net" */
-	char *sep;	      /* name_separator, or NULL */
+	char *base_url; /* "https://NAME.vault.azure.net" */
+	char *sep;	/* name_separator, or NULL */
 	struct http_client *http;
 	enum azure_auth auth;
-	char *token_url;      /* the v2.0 token endpoint, or IMDS with its query */
-	char *client_id;      /* NULL: IMDS's system-assigned identity */
+	char *token_url;	      /* the v2.0 token endpoint, or IMDS with its query */
+	char *client_id;	      /* NULL: IMDS's system-assigned identity */
 	struct secret *client_secret; /* NUL-ended; AUTH_CLIENT_SECRET only */
-	char *federated_file; /* AUTH_WORKLOAD only */
-
-	pthread_mutex_t refresh_lock; /* one token request at a time */
-	pthread_mutex_t lock;
-	struct secret *token;	 /* protected by lock; NUL-ended, wiped when replaced */
-	uint64_t token_gen;	 /* protected by lock; bumped for every new or dropped token */
-	uint64_t refresh_usec;	 /* protected by lock: monotonic time to fetch a new one */
-	uint64_t expires_usec;	 /* protected by lock: monotonic */
-	uint64_t expires_real;	 /* protected by lock: realtime, for describe */
-	unsigned long refreshes; /* protected by lock */
-	unsigned failures;	 /* protected by lock: failed token requests in a row */
+	char *federated_file;	      /* AUTH_WORKLOAD only */
+	struct kit_token_source *token;
 };
 
-/* ---- small helpers ---- */
-
-static const char *env_nonempty(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
+/* Key Vault's codes that say more than the status; the status decides the rest. */
+static const struct kit_error_code kv_errors[] = {
+	{ "SecretNotFound", -ENOENT, 0 },
+	{ "Forbidden", -EACCES, 0 },
+	{ "Unauthorized", -EACCES, KIT_CODE_REAUTH },
+	{ "Throttled", -EAGAIN, KIT_CODE_THROTTLED },
+};
 
 /* A copy of @v without the '/'s at its end (AZURE_AUTHORITY_HOST="https://login.../"). */
 static char *without_slash(const char *v)
@@ -109,57 +94,21 @@ static char *without_slash(const char *v)
 	return strndup(v, n);
 }
 
-/*
- * AZURE_CLIENT_SECRET in locked memory; the environment entries (for the
- * first, the process's initial block, which /proc/PID/environ shows) are
- * wiped and unset, so no child and no reader of /proc sees it.
- */
-static struct secret *take_env_secret(const char *var)
-{
-	size_t nl = strlen(var);
-	const char *e = getenv(var);
-	struct secret *s = e && *e ? secret_dup(e, strlen(e) + 1) : NULL;
-	char *entries[8];
-	size_t n = 0;
-
-	if (!e)
-		return NULL;
-	for (char **p = environ; *p && n < ARRAY_SIZE(entries); p++)
-		if (strncmp(*p, var, nl) == 0 && (*p)[nl] == '=')
-			entries[n++] = *p;
-	unsetenv(var);
-	for (size_t i = 0; i < n; i++)
-		explicit_bzero(entries[i], strlen(entries[i]));
-	return s;
-}
-
-/* "what: reason" in @reason. */
-static void reason_prefix(char *reason, size_t reasonlen, const char *what)
-{
-	char tmp[BACKEND_REASON_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", reason);
-	snprintf(reason, reasonlen, "%s: %s", what, tmp);
-}
-
-/* A non-2xx answer as an errno of backend.h's set and "CODE: message (STATUS)". */
+/* A Key Vault error as an errno of backend.h's set and "CODE: message (STATUS)". */
 static int status_error(const struct http_response *resp, char *reason, size_t reasonlen)
 {
-	char code[AZURE_CODE_MAX], msg[AZURE_ERROR_MAX];
-	int r = http_status_to_errno(resp->status);
+	char code[KIT_ERROR_CODE_MAX], msg[KIT_ERROR_MESSAGE_MAX];
 
-	azure_parse_error(resp->body, resp->body_len, code, sizeof(code), msg, sizeof(msg));
+	kit_parse_json_error(resp->body, resp->body_len, "code", code, sizeof(code), msg,
+			     sizeof(msg));
 	snprintf(reason, reasonlen, "%s%s%s (%ld)", code[0] ? code : "request failed",
 		 msg[0] ? ": " : "", msg, resp->status);
-	/* Only the kinds backend.h names: a 400 or 405 is Azure saying no, in its own words. */
-	if (r == 0 || r == -EINVAL || r == -EOPNOTSUPP || r == -EFBIG)
-		r = -EIO;
-	return r;
+	return kit_error_errno(kv_errors, ARRAY_SIZE(kv_errors), code, resp->status);
 }
 
 /* ---- the token ---- */
 
-/* Appends "&name=" and @value percent-encoded to the locked buffer @b (@cap bytes). */
+/* Appends "&NAME=" and @value percent-encoded to @b (@cap bytes, locked memory). */
 static int form_add(char *b, size_t cap, size_t *used, const char *name, const char *value)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -187,39 +136,32 @@ static int form_add(char *b, size_t cap, size_t *used, const char *name, const c
 }
 
 /*
- * The token request's form in locked memory (it holds the client secret or
- * the federated token): the caller frees it with secret_mem_free(), which
- * wipes it.
+ * The token request's form (it holds the client secret or the federated
+ * token) in locked memory: the caller frees it with secret_mem_free(),
+ * which wipes it.  The federated token file is read again every time: the
+ * kubelet rotates it.
  */
 static int token_form(struct azure *a, char **ret, size_t *ret_len, char *reason,
 		      size_t reasonlen)
 {
-	char *jwt = NULL, *b;
-	size_t jlen = 0, cap, used = 0;
+	_cleanup_secret_ struct secret *jwt = NULL;
+	const char *cred;
+	size_t cap, used = 0;
+	char *b;
 	int r;
 
 	if (a->auth == AUTH_WORKLOAD) {
-		r = trusted_file_read(a->federated_file, "federated token file", FEDERATED_TOKEN_MAX,
-				      &jwt, &jlen, NULL, reason, reasonlen);
+		r = kit_read_credential(a->federated_file, "federated token file",
+					FEDERATED_TOKEN_MAX, &jwt, reason, reasonlen);
 		if (r < 0)
 			return r;
-		while (jlen && strchr(" \t\r\n", jwt[jlen - 1]))
-			jwt[--jlen] = '\0';
-		if (jlen == 0 || strlen(jwt) != jlen) {
-			snprintf(reason, reasonlen, "federated token file %s: empty or not text",
-				 a->federated_file);
-			wipe_free(jwt, jlen + 1);
-			return -EINVAL;
-		}
 	}
-	cap = 256 + strlen(a->client_id) + 3 * (jwt ? jlen : a->client_secret->len) +
-	      3 * sizeof(VAULT_SCOPE) + 3 * sizeof(ASSERTION_TYPE);
+	cred = kit_cred_str(jwt ? jwt : a->client_secret);
+	cap = 256 + 3 * (strlen(a->client_id) + strlen(cred) + sizeof(VAULT_SCOPE) +
+			 sizeof(ASSERTION_TYPE));
 	b = secret_mem_alloc(cap);
-	if (!b) {
-		if (jwt)
-			wipe_free(jwt, jlen + 1);
+	if (!b)
 		return -ENOMEM;
-	}
 	r = form_add(b, cap, &used, "grant_type", "client_credentials");
 	if (r >= 0)
 		r = form_add(b, cap, &used, "client_id", a->client_id);
@@ -228,11 +170,7 @@ static int token_form(struct azure *a, char **ret, size_t *ret_len, char *reason
 	if (r >= 0 && jwt)
 		r = form_add(b, cap, &used, "client_assertion_type", ASSERTION_TYPE);
 	if (r >= 0)
-		r = jwt ? form_add(b, cap, &used, "client_assertion", jwt)
-			: form_add(b, cap, &used, "client_secret",
-				   (const char *)a->client_secret->data);
-	if (jwt)
-		wipe_free(jwt, jlen + 1);
+		r = form_add(b, cap, &used, jwt ? "client_assertion" : "client_secret", cred);
 	if (r < 0) {
 		secret_mem_free(b);
 		return r;
@@ -242,15 +180,16 @@ static int token_form(struct azure *a, char **ret, size_t *ret_len, char *reason
 	return 0;
 }
 
-/* Asks for a new token; called with refresh_lock held.  Installs it on success. */
-static int token_request(struct azure *a, char *reason, size_t reasonlen)
+/* The token source's fetch: one request to the token endpoint or IMDS. */
+static int token_fetch(void *ctx, struct secret **ret_token, uint64_t *ret_expires_usec,
+		       char *reason, size_t reasonlen)
 {
 	static const struct http_header imds_h[] = { { "Metadata", "true", false } };
+	struct azure *a = ctx;
 	struct http_response resp = { 0 };
-	char *form = NULL, *tok = NULL;
+	char *form = NULL, *tok = NULL, code[KIT_ERROR_CODE_MAX], msg[KIT_ERROR_MESSAGE_MAX];
 	size_t form_len = 0, tok_len = 0;
-	uint64_t life, sent = now_usec(), real = realtime_usec(), margin;
-	struct secret *s;
+	uint64_t life, sent = realtime_usec();
 	int r;
 
 	if (a->auth != AUTH_MANAGED) {
@@ -269,82 +208,28 @@ static int token_request(struct azure *a, char *reason, size_t reasonlen)
 			    .content_type = form ? "application/x-www-form-urlencoded" : NULL },
 		    &resp, reason, reasonlen);
 	secret_mem_free(form);
-	if (r >= 0 && resp.status != 200)
-		r = status_error(&resp, reason, reasonlen);
-	else if (r >= 0)
+	if (r >= 0 && resp.status != 200) {
+		azure_parse_token_error(resp.body, resp.body_len, code, sizeof(code), msg,
+					sizeof(msg));
+		snprintf(reason, reasonlen, "%s%s%s (%ld)", code[0] ? code : "request failed",
+			 msg[0] ? ": " : "", msg, resp.status);
+		r = kit_status_errno(resp.status);
+	} else if (r >= 0) {
 		r = azure_parse_token(resp.body, resp.body_len, &tok, &tok_len, &life, reason,
 				      reasonlen);
+	}
 	http_response_done(&resp);
-	if (r < 0)
+	if (r < 0) {
+		kit_reason_prefix(reason, reasonlen, "%s %s", form ? "POST" : "GET",
+				  a->auth == AUTH_MANAGED ? "IMDS" : a->token_url);
 		return r;
-	s = secret_dup(tok, tok_len + 1);
+	}
+	*ret_token = secret_dup(tok, tok_len + 1);
 	wipe_free(tok, tok_len + 1);
-	if (!s)
+	if (!*ret_token)
 		return -ENOMEM;
-	margin = life / 3 < REFRESH_MARGIN_USEC ? life / 3 : REFRESH_MARGIN_USEC;
-	pthread_mutex_lock(&a->lock);
-	secret_unref(a->token);
-	a->token = s;
-	a->token_gen++;
-	a->expires_usec = sent + life;
-	a->refresh_usec = sent + life - margin;
-	a->expires_real = real + life;
-	a->refreshes++;
-	pthread_mutex_unlock(&a->lock);
+	*ret_expires_usec = sent + life;
 	return 0;
-}
-
-/*
- * Copies a usable token into @buf (AZURE_TOKEN_MAX + 1 bytes) and returns its
- * generation in *ret_gen, fetching a new one first when it is due.  One
- * thread fetches; the others wait for it and take what it got.
- */
-static int token_get(struct azure *a, char *buf, uint64_t *ret_gen, char *reason,
-		     size_t reasonlen)
-{
-	bool fresh;
-	int r = 0;
-
-	for (int pass = 0; pass < 2; pass++) {
-		pthread_mutex_lock(&a->lock);
-		fresh = a->token && now_usec() < a->refresh_usec;
-		/* Past the refresh point but not expired: usable if a refresh fails. */
-		if (fresh || (pass == 1 && a->token && now_usec() < a->expires_usec)) {
-			memcpy(buf, a->token->data, a->token->len);
-			*ret_gen = a->token_gen;
-			pthread_mutex_unlock(&a->lock);
-			return 0;
-		}
-		pthread_mutex_unlock(&a->lock);
-		if (pass == 1)
-			break;
-		pthread_mutex_lock(&a->refresh_lock);
-		pthread_mutex_lock(&a->lock);
-		fresh = a->token && now_usec() < a->refresh_usec; /* another thread did it */
-		pthread_mutex_unlock(&a->lock);
-		if (!fresh) {
-			r = token_request(a, reason, reasonlen);
-			pthread_mutex_lock(&a->lock);
-			a->failures = r < 0 ? a->failures + 1 : 0;
-			pthread_mutex_unlock(&a->lock);
-		}
-		pthread_mutex_unlock(&a->refresh_lock);
-	}
-	if (r < 0)
-		reason_prefix(reason, reasonlen, "getting a token");
-	return r < 0 ? r : -EACCES;
-}
-
-/* Drops the token of generation @gen (a 401 answered it), unless a newer one came since. */
-static void token_drop(struct azure *a, uint64_t gen)
-{
-	pthread_mutex_lock(&a->lock);
-	if (a->token_gen == gen) {
-		a->refresh_usec = 0;
-		a->expires_usec = 0;
-		a->token_gen++;
-	}
-	pthread_mutex_unlock(&a->lock);
 }
 
 /* ---- requests ---- */
@@ -353,15 +238,23 @@ static void token_drop(struct azure *a, uint64_t gen)
 static int kv_get(struct azure *a, const char *url, struct http_response *resp, char *reason,
 		  size_t reasonlen)
 {
-	char tok[AZURE_TOKEN_MAX + 1], auth[AZURE_TOKEN_MAX + 8];
-	uint64_t gen;
+	struct kit_token_ref tok = { 0 };
+	char *auth = NULL;
+	size_t alen = 0;
 	int r;
 
 	for (int tries = 0;; tries++) {
-		r = token_get(a, tok, &gen, reason, reasonlen);
+		r = kit_token_get(a->token, &tok, reason, reasonlen);
 		if (r < 0)
 			break;
-		snprintf(auth, sizeof(auth), "Bearer %s", tok);
+		alen = tok.s->len + 8;
+		auth = secret_mem_alloc(alen);
+		if (!auth) {
+			kit_token_put(&tok);
+			r = -ENOMEM;
+			break;
+		}
+		snprintf(auth, alen, "Bearer %s", kit_cred_str(tok.s));
 		r = http_do(a->http,
 			    &(struct http_request){
 				    .method = "GET",
@@ -369,13 +262,15 @@ static int kv_get(struct azure *a, const char *url, struct http_response *resp, 
 				    .headers = &(struct http_header){ "Authorization", auth, true },
 				    .nheaders = 1 },
 			    resp, reason, reasonlen);
-		if (r < 0 || resp->status != 401 || tries > 0)
+		secret_mem_free(auth);
+		if (r < 0 || resp->status != 401 || tries > 0) {
+			kit_token_put(&tok);
 			break;
-		token_drop(a, gen);
+		}
+		kit_token_invalidate(a->token, tok.gen);
+		kit_token_put(&tok);
 		http_response_done(resp);
 	}
-	explicit_bzero(tok, sizeof(tok));
-	explicit_bzero(auth, sizeof(auth));
 	return r;
 }
 
@@ -385,14 +280,12 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 	struct azure *a = b->priv;
 	_cleanup_free_ char *name = NULL, *url = NULL;
 	struct http_response resp = { 0 };
-	char what[BACKEND_REASON_MAX / 2];
 	int r;
 
 	r = azure_id_to_name(id, a->sep, &name);
 	if (r == -ENOENT) {
-		snprintf(reason, reasonlen,
-			 "azure-kv: '%s' is not a Key Vault name ([0-9A-Za-z-]%s)", id,
-			 a->sep ? ", with name_separator for '/'" : "; set -o name_separator");
+		snprintf(reason, reasonlen, "azure-kv: '%s' is not a Key Vault name ([0-9A-Za-z-]%s)",
+			 id, a->sep ? ", name_separator for '/'" : "; see -o name_separator");
 		return r;
 	}
 	if (r < 0 || asprintf(&url, "%s/secrets/%s?api-version=" API_VERSION, a->base_url,
@@ -400,7 +293,6 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 		url = NULL;
 		return -ENOMEM;
 	}
-	snprintf(what, sizeof(what), "azure-kv: GET /secrets/%s", name);
 	r = kv_get(a, url, &resp, reason, reasonlen);
 	if (r >= 0 && resp.status == 200)
 		r = azure_parse_secret(resp.body, resp.body_len, ret_value, ret_info, reason,
@@ -409,101 +301,84 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 		r = status_error(&resp, reason, reasonlen);
 	http_response_done(&resp);
 	if (r < 0)
-		reason_prefix(reason, reasonlen, what);
+		kit_reason_prefix(reason, reasonlen, "azure-kv: GET /secrets/%s", name);
 	return r;
 }
 
-static void free_names(char **v, size_t n)
+/* The ids of a listing, gathered page by page. */
+struct listing {
+	struct azure *a;
+	char **ids;
+	size_t n, cap;
+};
+
+static int list_page(void *ctx, const char *next, char **ret_next, char *reason,
+		     size_t reasonlen)
 {
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
+	struct listing *l = ctx;
+	_cleanup_free_ char *first = NULL;
+	struct http_response resp = { 0 };
+	struct azure_page pg = { 0 };
+	int r;
 
-/* Every id in the vault, page after page. */
-static int list_all(struct azure *a, char ***ret_ids, size_t *ret_n, char *reason,
-		    size_t reasonlen)
-{
-	_cleanup_free_ char *url = NULL;
-	char **ids = NULL, **grown;
-	size_t n = 0, cap = 0;
-	int r = 0, pages = 0;
-
-	if (asprintf(&url, "%s/secrets?api-version=" API_VERSION "&maxresults=25", a->base_url) <
-	    0) {
-		url = NULL;
-		return -ENOMEM;
+	if (!next) {
+		if (asprintf(&first, "%s/secrets?api-version=" API_VERSION "&maxresults=25",
+			     l->a->base_url) < 0) {
+			first = NULL;
+			return -ENOMEM;
+		}
+		next = first;
 	}
-	while (url && r >= 0) {
-		struct http_response resp = { 0 };
-		struct azure_page pg = { 0 };
+	r = kv_get(l->a, next, &resp, reason, reasonlen);
+	if (r >= 0 && resp.status == 200)
+		r = azure_parse_list(resp.body, resp.body_len, l->a->base_url, &pg, reason,
+				     reasonlen);
+	else if (r >= 0)
+		r = status_error(&resp, reason, reasonlen);
+	http_response_done(&resp);
+	if (r >= 0 && l->n + pg.n > l->cap) {
+		size_t cap = (l->n + pg.n) * 2 + 16;
+		char **grown = realloc(l->ids, cap * sizeof(*grown));
 
-		if (++pages > LIST_MAX_PAGES) {
-			snprintf(reason, reasonlen, "more than %d pages", LIST_MAX_PAGES);
-			r = -EIO;
-			break;
-		}
-		r = kv_get(a, url, &resp, reason, reasonlen);
-		if (r >= 0 && resp.status == 200)
-			r = azure_parse_list(resp.body, resp.body_len, &pg, reason, reasonlen);
-		else if (r >= 0)
-			r = status_error(&resp, reason, reasonlen);
-		http_response_done(&resp);
-		if (r < 0)
-			break;
-		if (n + pg.n > cap) {
-			cap = (n + pg.n) * 2 + 16;
-			grown = realloc(ids, cap * sizeof(*ids));
-			if (!grown) {
-				azure_page_done(&pg);
-				r = -ENOMEM;
-				break;
-			}
-			ids = grown;
-		}
-		for (size_t i = 0; i < pg.n && r >= 0; i++) {
-			r = azure_name_to_id(pg.names[i], a->sep, &ids[n]);
-			if (r == 0)
-				n++;
-			else if (r == -EINVAL) /* a name that makes no path: not shown */
-				r = 0;
-		}
-		free(url);
-		url = TAKE_PTR(pg.next_link);
-		azure_page_done(&pg);
-		if (url && !azure_next_link_ok(a->base_url, url)) {
-			snprintf(reason, reasonlen,
-				 "the listing's nextLink leads away from %s: not followed",
-				 a->base_url);
-			r = -EIO;
+		if (grown) {
+			l->ids = grown;
+			l->cap = cap;
+		} else {
+			r = -ENOMEM;
 		}
 	}
-	if (r < 0) {
-		free_names(ids, n);
-		return r;
+	for (size_t i = 0; r >= 0 && i < pg.n; i++) {
+		r = azure_name_to_id(pg.names[i], l->a->sep, &l->ids[l->n]);
+		if (r == 0)
+			l->n++;
+		else if (r == -EINVAL) /* a name that makes no path (a separator at an end) */
+			r = 0;
 	}
-	*ret_ids = ids;
-	*ret_n = n;
-	return 0;
+	if (r >= 0)
+		*ret_next = TAKE_PTR(pg.next_link);
+	azure_page_done(&pg);
+	return r;
 }
 
 static int azure_list(struct backend *b, const char *prefix, struct secret **ret_listing,
 		      char *reason, size_t reasonlen)
 {
-	struct azure *a = b->priv;
-	char **ids = NULL;
-	size_t n = 0;
+	struct listing l = { .a = b->priv };
 	int r;
 
-	r = list_all(a, &ids, &n, reason, reasonlen);
-	if (r < 0) {
-		reason_prefix(reason, reasonlen, "azure-kv: GET /secrets");
-		return r;
+	r = kit_paginate(LIST_MAX_PAGES, list_page, &l, "the listing", reason, reasonlen);
+	if (r == -EFBIG)
+		r = -EIO;
+	if (r >= 0) {
+		r = ns_listing_from_ids((const char *const *)l.ids, l.n, prefix, ret_listing);
+		if (r == -ENOENT)
+			snprintf(reason, reasonlen, "no secret under '%s'", prefix);
 	}
-	r = ns_listing_from_ids((const char *const *)ids, n, prefix, ret_listing);
-	free_names(ids, n);
-	if (r == -ENOENT)
-		snprintf(reason, reasonlen, "azure-kv: no secret under '%s'", prefix);
+	for (size_t i = 0; i < l.n; i++)
+		free(l.ids[i]);
+	free(l.ids);
+	if (r < 0)
+		kit_reason_prefix(reason, reasonlen, "azure-kv: GET /secrets");
 	return r;
 }
 
@@ -513,120 +388,98 @@ static void azure_free(struct azure *a)
 {
 	if (!a)
 		return;
+	kit_token_free(a->token);
 	http_client_free(a->http);
-	secret_unref(a->token);
 	secret_unref(a->client_secret);
 	free(a->base_url);
 	free(a->sep);
 	free(a->token_url);
 	free(a->client_id);
 	free(a->federated_file);
-	pthread_mutex_destroy(&a->refresh_lock);
-	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
-/* Which credential, from the environment, in the order of DefaultAzureCredential. */
-static int setup_auth(struct azure *a, char *reason, size_t reasonlen)
+/* A tenant or client id (a GUID, or a tenant's domain): nothing to escape in a URL. */
+static bool is_id(const char *s)
 {
-	const char *tenant = env_nonempty("AZURE_TENANT_ID");
-	const char *client = env_nonempty("AZURE_CLIENT_ID");
-	const char *fed = env_nonempty("AZURE_FEDERATED_TOKEN_FILE");
-	_cleanup_free_ char *authority = NULL, *imds = NULL;
+	size_t n = strlen(s);
 
-	a->client_secret = take_env_secret("AZURE_CLIENT_SECRET");
-	if (a->client_secret || fed) {
-		a->auth = a->client_secret ? AUTH_CLIENT_SECRET : AUTH_WORKLOAD;
-		if (!tenant || !client) {
-			snprintf(reason, reasonlen,
-				 "azure-kv: %s is set, but AZURE_TENANT_ID and AZURE_CLIENT_ID "
-				 "must be set too",
-				 a->client_secret ? "AZURE_CLIENT_SECRET"
-						  : "AZURE_FEDERATED_TOKEN_FILE");
-			return -EINVAL;
-		}
-		if (strspn(tenant, "0123456789abcdefghijklmnopqrstuvwxyz"
-				"ABCDEFGHIJKLMNOPQRSTUVWXYZ-.") != strlen(tenant)) {
-			snprintf(reason, reasonlen,
-				 "azure-kv: AZURE_TENANT_ID is not a tenant id or domain");
-			return -EINVAL;
-		}
-		authority = without_slash(env_nonempty("AZURE_AUTHORITY_HOST")
-						  ?: DEFAULT_AUTHORITY);
-		if (!authority ||
-		    asprintf(&a->token_url, "%s/%s/oauth2/v2.0/token", authority, tenant) < 0) {
-			a->token_url = NULL;
+	return n > 0 && n < 128 &&
+	       strspn(s, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-.") == n;
+}
+
+/*
+ * Which credential, from the environment, in the order of
+ * DefaultAzureCredential.  *ret_tls is false when the token endpoint is
+ * plain HTTP (AZURE_AUTHORITY_HOST=http://...): the kit refuses that
+ * without -o insecure.  IMDS is plain HTTP on a link-local address by
+ * design, and carries no secret of ours.
+ */
+static int setup_auth(struct azure *a, bool *ret_tls, char *reason, size_t reasonlen)
+{
+	const char *tenant = kit_env("AZURE_TENANT_ID");
+	const char *client = kit_env("AZURE_CLIENT_ID");
+	const char *fed = kit_env("AZURE_FEDERATED_TOKEN_FILE");
+	_cleanup_free_ char *base = NULL;
+	char *secret = kit_env_take("AZURE_CLIENT_SECRET");
+
+	if (secret) {
+		a->client_secret = secret_dup(secret, strlen(secret) + 1);
+		wipe_free(secret, strlen(secret));
+		if (!a->client_secret)
 			return -ENOMEM;
-		}
-		if (fed && !a->client_secret && !(a->federated_file = strdup(fed)))
-			return -ENOMEM;
-	} else {
-		a->auth = AUTH_MANAGED;
-		imds = without_slash(env_nonempty("AZURE_POD_IDENTITY_AUTHORITY_HOST")
-					     ?: DEFAULT_IMDS);
-		if (!imds)
-			return -ENOMEM;
-		if (client && strspn(client, "0123456789abcdefABCDEF-") != strlen(client)) {
-			snprintf(reason, reasonlen, "azure-kv: AZURE_CLIENT_ID is not a client id");
-			return -EINVAL;
-		}
-		if (asprintf(&a->token_url,
-			     "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
-			     "https%%3A%%2F%%2Fvault.azure.net%s%s",
-			     imds, client ? "&client_id=" : "", client ? client : "") < 0) {
-			a->token_url = NULL;
-			return -ENOMEM;
-		}
+	}
+	if (client && !is_id(client)) {
+		snprintf(reason, reasonlen, "azure-kv: AZURE_CLIENT_ID is not a client id");
+		return -EINVAL;
 	}
 	if (client && !(a->client_id = strdup(client)))
 		return -ENOMEM;
-	return 0;
-}
-
-static int setup_http(struct azure *a, const struct config *cfg, bool tls, char *warning,
-		      size_t warninglen, char *reason, size_t reasonlen)
-{
-	struct http_config hc = {
-		.ca_file = cfg->http_ca_file,
-		.ca_path = cfg->http_ca_path,
-		.client_cert = cfg->http_client_cert,
-		.client_key = cfg->http_client_key,
-		.insecure = cfg->http_insecure,
-		.connect_timeout_usec = cfg->http_connect_timeout_usec,
-		.timeout_usec = cfg->http_timeout_usec,
-		.max_body = cfg->http_max_body,
-		.max_attempts = (unsigned)cfg->http_max_attempts,
-	};
-	char why[WHY_MAX];
-	int r;
-
-	if (!tls && !cfg->http_insecure) {
-		snprintf(reason, reasonlen,
-			 "azure-kv: %s is plain HTTP, which would send the token in clear: use "
-			 "https://, or pass -o insecure",
-			 a->base_url);
-		return -EPERM;
+	*ret_tls = true;
+	if (!a->client_secret && !fed) {
+		a->auth = AUTH_MANAGED;
+		base = without_slash(kit_env("AZURE_POD_IDENTITY_AUTHORITY_HOST") ?: DEFAULT_IMDS);
+		if (!base ||
+		    asprintf(&a->token_url,
+			     "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource="
+			     "https%%3A%%2F%%2Fvault.azure.net%s%s",
+			     base, client ? "&client_id=" : "", client ? client : "") < 0) {
+			a->token_url = NULL;
+			return -ENOMEM;
+		}
+		return 0;
 	}
-	if (cfg->http_insecure)
-		snprintf(warning, warninglen,
-			 "azure-kv %s: %s: anyone on the network path can read the token and the "
-			 "secrets",
-			 a->base_url,
-			 tls ? "TLS certificate verification is off (-o insecure)"
-			     : "plain HTTP (-o insecure)");
-	r = http_client_new(&hc, &a->http, why, sizeof(why));
-	if (r < 0)
-		snprintf(reason, reasonlen, "azure-kv: %s: %s", a->base_url, why);
-	return r;
+	a->auth = a->client_secret ? AUTH_CLIENT_SECRET : AUTH_WORKLOAD;
+	if (!tenant || !client) {
+		snprintf(reason, reasonlen,
+			 "azure-kv: %s is set, but AZURE_TENANT_ID and AZURE_CLIENT_ID must be "
+			 "set too",
+			 a->client_secret ? "AZURE_CLIENT_SECRET" : "AZURE_FEDERATED_TOKEN_FILE");
+		return -EINVAL;
+	}
+	if (!is_id(tenant)) {
+		snprintf(reason, reasonlen, "azure-kv: AZURE_TENANT_ID is not a tenant id or domain");
+		return -EINVAL;
+	}
+	base = without_slash(kit_env("AZURE_AUTHORITY_HOST") ?: DEFAULT_AUTHORITY);
+	if (!base || asprintf(&a->token_url, "%s/%s/oauth2/v2.0/token", base, tenant) < 0) {
+		a->token_url = NULL;
+		return -ENOMEM;
+	}
+	*ret_tls = strncmp(base, "https://", 8) == 0;
+	if (a->auth == AUTH_WORKLOAD && !(a->federated_file = strdup(fed)))
+		return -ENOMEM;
+	return 0;
 }
 
 static int azure_init(struct backend *b, const char *arg, const struct config *cfg, char *reason,
 		      size_t reasonlen)
 {
 	struct azure_source src = { 0 };
-	char why[WHY_MAX], tok[AZURE_TOKEN_MAX + 1];
+	struct kit_token_ref first = { 0 };
+	char why[BACKEND_REASON_MAX];
 	struct azure *a;
-	uint64_t gen;
+	bool auth_tls = true;
 	int r;
 
 	r = azure_parse_source(arg, &src, why, sizeof(why));
@@ -636,8 +489,8 @@ static int azure_init(struct backend *b, const char *arg, const struct config *c
 	}
 	if (cfg->name_separator && !azure_separator_is_valid(cfg->name_separator)) {
 		snprintf(reason, reasonlen,
-			 "azure-kv: name_separator '%.16s' must be 1-8 of the characters Key "
-			 "Vault names hold ([0-9A-Za-z-]), such as --",
+			 "azure-kv: name_separator '%.16s' must be 1-8 of the characters Key Vault "
+			 "names hold ([0-9A-Za-z-]), such as --",
 			 cfg->name_separator);
 		azure_source_done(&src);
 		return -EINVAL;
@@ -648,21 +501,31 @@ static int azure_init(struct backend *b, const char *arg, const struct config *c
 		return -ENOMEM;
 	}
 	a->base_url = TAKE_PTR(src.base_url);
-	pthread_mutex_init(&a->refresh_lock, NULL);
-	pthread_mutex_init(&a->lock, NULL);
 	if (cfg->name_separator && !(a->sep = strdup(cfg->name_separator))) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = setup_http(a, cfg, src.tls, b->warning, sizeof(b->warning), reason, reasonlen);
+	r = setup_auth(a, &auth_tls, reason, reasonlen);
 	if (r < 0)
 		goto fail;
-	r = setup_auth(a, reason, reasonlen);
+	r = kit_http_client_new(cfg,
+				&(struct kit_http_opts){ .name = "azure-kv",
+							 .url = auth_tls ? a->base_url : a->token_url,
+							 .tls = src.tls && auth_tls,
+							 .credential = "the Azure access token" },
+				&a->http, b->warning, sizeof(b->warning), reason, reasonlen);
+	if (r < 0)
+		goto fail;
+	r = kit_token_new(&(struct kit_token_config){ .what = "the Azure access token",
+						      .fetch = token_fetch,
+						      .ctx = a,
+						      .wait_usec = cfg->fetch_timeout_usec },
+			  &a->token);
 	if (r < 0)
 		goto fail;
 	/* A first token now: credentials that do not work stop the mount. */
-	r = token_get(a, tok, &gen, why, sizeof(why));
-	explicit_bzero(tok, sizeof(tok));
+	r = kit_token_get(a->token, &first, why, sizeof(why));
+	kit_token_put(&first);
 	if (r < 0) {
 		snprintf(reason, reasonlen, "azure-kv: %s", why);
 		goto fail;
@@ -702,50 +565,41 @@ static const char *auth_name(enum azure_auth m)
 static int azure_describe(struct backend *b, struct json_t *obj)
 {
 	struct azure *a = b->priv;
-	uint64_t expires, real, now = now_usec();
-	unsigned long refreshes;
-	unsigned failures;
-	bool have;
+	struct kit_token_state st;
+	uint64_t now = realtime_usec();
+	bool live;
 	char when[32];
-	json_t *auth;
+	json_t *auth = json_object();
 	int r = 0;
 
-	pthread_mutex_lock(&a->lock);
-	have = a->token != NULL && now < a->expires_usec;
-	expires = a->expires_usec;
-	real = a->expires_real;
-	refreshes = a->refreshes;
-	failures = a->failures;
-	pthread_mutex_unlock(&a->lock);
-
-	auth = json_object();
 	if (!auth)
 		return -ENOMEM;
+	kit_token_state(a->token, &st);
+	live = st.have && (st.expires_usec == 0 || st.expires_usec > now);
 	r |= json_object_set_new(auth, "method", json_string(auth_name(a->auth)));
-	r |= json_object_set_new(auth, "state",
-				 json_string(failures ? "refresh failing"
-					     : have	  ? "ok"
-							  : "expired"));
-	if (have && format_rfc3339(real, when, sizeof(when)) == 0) {
+	r |= json_object_set_new(auth, "state", json_string(st.failures ? "refresh failing"
+							    : live	  ? "ok"
+									  : "expired"));
+	if (live && st.expires_usec && format_rfc3339(st.expires_usec, when, sizeof(when)) == 0) {
 		r |= json_object_set_new(auth, "token_expires", json_string(when));
-		r |= json_object_set_new(auth, "token_ttl_seconds",
-					 json_integer((json_int_t)((expires - now) / USEC_PER_SEC)));
+		r |= json_object_set_new(
+			auth, "token_ttl_seconds",
+			json_integer((json_int_t)((st.expires_usec - now) / USEC_PER_SEC)));
 	} else {
 		r |= json_object_set_new(auth, "token_expires", json_null());
 	}
 	r |= json_object_set_new(auth, "renewable", json_true());
-	r |= json_object_set_new(auth, "token_requests", json_integer((json_int_t)refreshes));
-	r |= json_object_set_new(auth, "consecutive_failures", json_integer(failures));
+	r |= json_object_set_new(auth, "consecutive_failures", json_integer(st.failures));
 	if (a->client_id)
 		r |= json_object_set_new(auth, "client_id", json_string(a->client_id));
 	r |= json_object_set_new(obj, "address", json_string(a->base_url));
 	r |= json_object_set_new(obj, "api_version", json_string(API_VERSION));
-	r |= json_object_set_new(obj, "name_separator",
-				 a->sep ? json_string(a->sep) : json_null());
+	r |= json_object_set_new(obj, "name_separator", a->sep ? json_string(a->sep) : json_null());
 	r |= json_object_set_new(obj, "auth", auth);
 	return r ? -ENOMEM : 0;
 }
 
+/* A flush: the last responses in idle connections go too. */
 static void azure_forget(struct backend *b)
 {
 	struct azure *a = b->priv;

@@ -19,12 +19,12 @@
 #include <jansson.h>
 
 #include "backends/azure_parse.h"
+#include "backends/kit.h"
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
 #define NAME_CHARS "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
 #define LIST_PAGE_MAX 1000 /* Key Vault sends at most 25 */
-#define LINK_MAX      4096
 
 static json_t *load_object(const char *body, size_t len, char *reason, size_t reasonlen)
 {
@@ -290,11 +290,11 @@ static const char *item_name(const char *id, size_t *ret_len)
 	return p;
 }
 
-int azure_parse_list(const char *body, size_t len, struct azure_page *ret, char *reason,
-		     size_t reasonlen)
+int azure_parse_list(const char *body, size_t len, const char *base_url, struct azure_page *ret,
+		     char *reason, size_t reasonlen)
 {
 	struct azure_page pg = { 0 };
-	json_t *root, *items, *link, *it;
+	json_t *root, *items, *it;
 	size_t i;
 	int r = -EBADMSG;
 
@@ -302,17 +302,15 @@ int azure_parse_list(const char *body, size_t len, struct azure_page *ret, char 
 	if (!root)
 		return -EBADMSG;
 	items = json_object_get(root, "value");
-	link = json_object_get(root, "nextLink");
 	if (!json_is_array(items) || json_array_size(items) > LIST_PAGE_MAX) {
 		snprintf(reason, reasonlen, "the listing has no 'value' array (of at most %d)",
 			 LIST_PAGE_MAX);
 		goto out;
 	}
-	if (link && !json_is_null(link) &&
-	    (!json_is_string(link) || json_string_length(link) > LINK_MAX)) {
-		snprintf(reason, reasonlen, "the listing's 'nextLink' is not a URL");
+	r = kit_page_link(root, "nextLink", base_url, &pg.next_link, reason, reasonlen);
+	if (r < 0)
 		goto out;
-	}
+	r = -EBADMSG;
 	pg.names = calloc(json_array_size(items) + 1, sizeof(*pg.names));
 	if (!pg.names) {
 		r = -ENOMEM;
@@ -339,13 +337,6 @@ int azure_parse_list(const char *body, size_t len, struct azure_page *ret, char 
 			goto out;
 		}
 	}
-	if (json_is_string(link) && json_string_length(link) > 0) {
-		pg.next_link = strdup(json_string_value(link));
-		if (!pg.next_link) {
-			r = -ENOMEM;
-			goto out;
-		}
-	}
 	*ret = pg;
 	pg = (struct azure_page){ 0 };
 	r = 0;
@@ -353,42 +344,6 @@ out:
 	azure_page_done(&pg);
 	json_decref(root);
 	return r;
-}
-
-/* scheme://host[:port] of @url, the port spelt out; false when it is not such a URL. */
-static bool url_origin(const char *url, char *buf, size_t len, const char **ret_rest)
-{
-	bool tls = strncasecmp(url, "https://", 8) == 0;
-	const char *host, *rest;
-	size_t hl;
-
-	if (!tls && strncasecmp(url, "http://", 7) != 0)
-		return false;
-	host = url + (tls ? 8 : 7);
-	hl = strcspn(host, "/?#");
-	rest = host + hl;
-	if (hl == 0 || memchr(host, '@', hl))
-		return false;
-	if (memchr(host, ':', hl) && host[0] != '[')
-		snprintf(buf, len, "%s://%.*s", tls ? "https" : "http", (int)hl, host);
-	else
-		snprintf(buf, len, "%s://%.*s:%s", tls ? "https" : "http", (int)hl, host,
-			 tls ? "443" : "80");
-	for (char *p = buf; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	*ret_rest = rest;
-	return true;
-}
-
-bool azure_next_link_ok(const char *base_url, const char *link)
-{
-	char a[512], b[512];
-	const char *rest, *brest;
-
-	if (!url_origin(base_url, a, sizeof(a), &brest) || !url_origin(link, b, sizeof(b), &rest))
-		return false;
-	return strcmp(a, b) == 0 && strncmp(rest, "/secrets?", 9) == 0 &&
-	       !strpbrk(rest, " \r\n\t#");
 }
 
 /* ---- tokens and errors ---- */
@@ -451,30 +406,19 @@ static void one_line(const char *s, char *buf, size_t len)
 		buf[o] = '\0';
 }
 
-void azure_parse_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
-		       size_t msglen)
+void azure_parse_token_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
+			     size_t msglen)
 {
-	json_t *root, *err, *inner;
+	json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
 
 	if (codelen)
 		code[0] = '\0';
 	if (msglen)
 		msg[0] = '\0';
-	root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
-	if (!json_is_object(root))
-		goto out;
-	err = json_object_get(root, "error");
-	if (json_is_object(err)) {
-		inner = json_object_get(json_object_get(err, "innererror"), "code");
-		one_line(json_string_value(json_is_string(inner) ? inner
-								 : json_object_get(err, "code")),
-			 code, codelen);
-		one_line(json_string_value(json_object_get(err, "message")), msg, msglen);
-	} else if (json_is_string(err)) {
-		one_line(json_string_value(err), code, codelen);
+	if (json_is_object(root)) {
+		one_line(json_string_value(json_object_get(root, "error")), code, codelen);
 		one_line(json_string_value(json_object_get(root, "error_description")), msg,
 			 msglen);
 	}
-out:
 	json_decref(root);
 }

@@ -24,9 +24,6 @@
 #define AZURE_NAME_MAX	 127
 /* Longest access token we accept (Entra ID tokens are a few KiB). */
 #define AZURE_TOKEN_MAX	 (16 * 1024)
-/* Longest error code and message we repeat in a reason. */
-#define AZURE_CODE_MAX	 64
-#define AZURE_ERROR_MAX	 160
 #define AZURE_PKCS12_CT	 "application/x-pkcs12"
 
 /* What SOURCE names: the vault's base URL. */
@@ -81,16 +78,14 @@ struct azure_page {
 	char *next_link; /* NULL on the last page */
 };
 
-int azure_parse_list(const char *body, size_t len, struct azure_page *ret, char *reason,
-		     size_t reasonlen);
-void azure_page_done(struct azure_page *p);
-
 /*
- * Whether @link (a nextLink) points at the vault of @base_url: the same
- * scheme, host and port (":443" spelt out or not), path /secrets.  A link
- * anywhere else would get our token, so it is never followed.
+ * A page of GET /secrets (200).  The nextLink must stay on @base_url's
+ * scheme, host and port (kit_page_link()): a link anywhere else would get
+ * our token, so it is -EIO, never followed.
  */
-bool azure_next_link_ok(const char *base_url, const char *link);
+int azure_parse_list(const char *body, size_t len, const char *base_url, struct azure_page *ret,
+		     char *reason, size_t reasonlen);
+void azure_page_done(struct azure_page *p);
 
 /*
  * A token answer, from the v2.0 token endpoint or IMDS: access_token, and
@@ -101,12 +96,11 @@ int azure_parse_token(const char *body, size_t len, char **ret_token, size_t *re
 		      uint64_t *ret_expires_in_usec, char *reason, size_t reasonlen);
 
 /*
- * An error body in @code and @msg, one line each, "" when absent: Key
- * Vault's {"error":{"code","message","innererror":{"code"}}} (an inner code
- * such as SecretDisabled wins over Forbidden), or the token endpoint's
- * {"error":"invalid_client","error_description":"AADSTS...: ..."}.
+ * The token endpoint's error, {"error":"invalid_client","error_description":
+ * "AADSTS7000215: ..."}: the error in @code, the description's first line
+ * in @msg, "" when absent.  (Key Vault's own errors are kit_parse_json_error()'s.)
  */
-void azure_parse_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
-		       size_t msglen);
+void azure_parse_token_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
+			     size_t msglen);
 
 #endif
