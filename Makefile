@@ -161,7 +161,7 @@ $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/u
 $(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespace.o src/secret.o \
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o src/backends/kit_parse.o \
-	src/namespace.o src/secret.o src/util.o)
+	src/http.o src/backends/errors.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)

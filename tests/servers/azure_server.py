@@ -752,10 +752,21 @@ class AzureServer:
             return self.set_enabled(a["name"], a["enabled"], a.get("version"))
         if path == "/_test/secret/delete" and m == "POST":
             return {"ok": self.delete_secret(a["name"])}
+        if path == "/_test/federated" and m == "POST":  # the assertion a client must send
+            with self._lock:
+                self.federated[(a.get("tenant", TENANT), a["client_id"])] = a["assertion"]
+                return {"ok": True}
+        if path == "/_test/client" and m == "POST":  # a client secret the endpoint takes
+            with self._lock:
+                self.clients[(a.get("tenant", TENANT), a["client_id"])] = a["client_secret"]
+                return {"ok": True}
         if path == "/_test/deny" and m == "POST":
             return self.deny_access(**a)
         if path == "/_test/tokens/expire" and m == "POST":
             return self.expire_tokens()
+        if path == "/_test/tokens" and m == "GET":  # so tests can search for them in logs
+            with self._lock:
+                return {"tokens": [dict(v, token=k) for k, v in self.tokens.items()]}
         if path == "/_test/imds" and m == "POST":
             with self._lock:
                 self.imds.update(a)
@@ -806,7 +817,10 @@ POST /_test/reset                  -> back to the startup config
 POST /_test/secret {name, value | value_b64, content_type, enabled, version, tags, nbf, exp}
 POST /_test/secret/enabled {name, enabled, version?} | POST /_test/secret/delete {name}
 POST /_test/deny {name, token_kind?}   403 Forbidden for reads of name
+POST /_test/federated {client_id, assertion, tenant?} | POST /_test/client {client_id,
+                   client_secret, tenant?}   what the token endpoint takes from now on
 POST /_test/tokens/expire          every issued token expires now
+GET  /_test/tokens                 every token issued, with kind, subject and expiry
 POST /_test/imds {enabled, client_ids, default} | POST /_test/clock {advance: s}
 POST /_test/fault {kind: status|latency|hold|drop|truncate|malformed, op (GetSecret, GetSecrets,
                    token, imds), name, path, method, listener, count, skip, probability, seed,
