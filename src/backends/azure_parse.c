@@ -394,14 +394,20 @@ out:
 	return r;
 }
 
-/* @s up to its first line break, at most @len - 1 bytes, control bytes dropped. */
+/*
+ * @s up to its first line break, at most @len - 1 bytes of printable ASCII:
+ * control bytes dropped, others '?' (a log line is no place for raw bytes).
+ */
 static void one_line(const char *s, char *buf, size_t len)
 {
 	size_t o = 0;
 
-	for (; s && *s && *s != '\r' && *s != '\n' && o + 1 < len; s++)
-		if ((unsigned char)*s >= ' ' && *s != 0x7f)
-			buf[o++] = *s;
+	for (; s && *s && *s != '\r' && *s != '\n' && o + 1 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= ' ' && c != 0x7f)
+			buf[o++] = c > 0x7e ? '?' : (char)c;
+	}
 	if (len)
 		buf[o] = '\0';
 }

@@ -95,9 +95,9 @@ static void token_error(const char *s, size_t len)
 
 	azure_parse_token_error(s, len, code, sizeof(code), msg, sizeof(msg));
 	for (const char *p = code; *p; p++)
-		fuzz_check(*p >= 0x20 && *p != 0x7f, T, "an error code not one clean line");
+		fuzz_check(*p >= 0x20 && *p < 0x7f, T, "an error code not one clean line");
 	for (const char *p = msg; *p; p++)
-		fuzz_check(*p >= 0x20 && *p != 0x7f, T, "an error message not one clean line");
+		fuzz_check(*p >= 0x20 && *p < 0x7f, T, "an error message not one clean line");
 }
 
 static void names(const char *s)

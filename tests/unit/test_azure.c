@@ -23,6 +23,7 @@
 #include "backends/azure_parse.h"
 #include "backends/kit.h"
 #include "secretfs/backend.h"
+#include "secretfs/config.h"
 #include "secretfs/secret.h"
 #include "secretfs/util.h"
 
@@ -395,6 +396,28 @@ static void test_errors(void **state)
 	json_decref(doc);
 }
 
+/* examples/azure.conf stays loadable and says what it documents. */
+static void test_example_file(void **state)
+{
+	const char *dir = getenv("SECRETFS_TESTDATA");
+	char path[4096], err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	(void)state;
+	if (!dir) {
+		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/../../examples/azure.conf", dir);
+	config_init(&c);
+	if (config_load(&c, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.source, "azure-kv:contoso-prod");
+	assert_string_equal(c.name_separator, "--");
+	assert_true(azure_separator_is_valid(c.name_separator));
+	config_done(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_list_items),
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_example_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
