@@ -52,9 +52,6 @@ static const struct config_option options[] = {
 	{ "debug", "secretfs", "debug", OPT_BOOL, FIELD(debug), 0, 0, NULL },
 	{ "fuse_options", "secretfs", "fuse_options", OPT_FUSE_OPTIONS, FIELD(fuse_options), 0, 0,
 	  NULL },
-	/* Stores whose names cannot hold '/' (gcp-sm, azure-kv); each backend checks it. */
-	{ "name_separator", "secretfs", "name_separator", OPT_PATH, FIELD(name_separator), 0, 0,
-	  NULL },
 	{ "ttl", "cache", "ttl", OPT_DURATION, FIELD(ttl_usec), 0, UINT64_MAX, NULL },
 	{ "stale_ttl", "cache", "stale_ttl", OPT_DURATION, FIELD(stale_ttl_usec), 0, UINT64_MAX,
 	  NULL },
@@ -123,6 +120,13 @@ static const struct config_option options[] = {
 	  NULL },
 	/* ListSecrets has a small quota and lags about 5 minutes: listings keep their own time. */
 	{ "aws_list_ttl", "aws", "list_ttl", OPT_DURATION, FIELD(aws_list_ttl_usec), 0, UINT64_MAX,
+	  NULL },
+	/*
+	 * Stores whose names cannot hold '/' (Google Secret Manager, Azure Key
+	 * Vault): this string in a name stands for '/'.  Each backend checks it
+	 * against its own alphabet.
+	 */
+	{ "name_separator", "secretfs", "name_separator", OPT_PATH, FIELD(name_separator), 0, 0,
 	  NULL },
 };
 

@@ -29,7 +29,6 @@ struct config {
 	size_t cache_max_bytes;
 	size_t max_fetches;	    /* store requests under way at once, all caches; 0 = no bound */
 	char *fuse_options;	    /* extra -o options from the config file, or NULL */
-	char *name_separator;	    /* SEP standing for '/' in flat stores' names, or NULL */
 	char *policy;		    /* access policy file, or NULL: only the mounting user reads */
 	bool show_denied;	    /* list entries the caller may not open */
 	bool hide_denied_size;	    /* st_size 0 for callers the policy does not permit */
@@ -67,6 +66,8 @@ struct config {
 	char *aws_profile;	    /* default: AWS_PROFILE, else "default" */
 	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
+	/* Stores whose names cannot hold '/': SEP in a name is shown as '/'; NULL: flat. */
+	char *name_separator;
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */

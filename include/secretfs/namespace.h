@@ -42,6 +42,14 @@ int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char
 			size_t reasonlen);
 
 /*
+ * A value as a store keeps it, as text or bytes: a JSON object becomes a
+ * directory (a SECRET_TABLE), anything else (plain text, a JSON number,
+ * broken JSON, binary) a file with exactly these bytes.  An object that
+ * cannot be shown is -EIO with "@what cannot be shown: why" in @reason.
+ */
+int ns_secret_from_text(const char *s, size_t len, const char *what, struct secret **ret,
+			char *reason, size_t reasonlen);
+/*
  * Builds the listing of folder @prefix from @n secret ids (any order): the
  * direct children's names, each with BACKEND_LIST_SECRET and/or
  * BACKEND_LIST_FOLDER.  Unsafe ids are skipped.  -ENOENT when nothing lies

@@ -168,38 +168,6 @@ int azure_id_to_name(const char *id, const char *sep, char **ret)
 
 /* ---- a secret ---- */
 
-/*
- * A value for the cache: a string holding a JSON object is a directory, as
- * with every store; anything else is the string's bytes.
- */
-static int text_value(const char *s, size_t len, struct secret **ret, char *reason,
-		      size_t reasonlen)
-{
-	char why[BACKEND_REASON_MAX] = "";
-	size_t i = strspn(s, " \t\r\n");
-	json_t *obj = NULL;
-	int r;
-
-	if (i < len && s[i] == '{') {
-		obj = json_loadb(s, len, 0, NULL);
-		if (obj && !json_is_object(obj)) {
-			json_decref(obj);
-			obj = NULL;
-		}
-	}
-	if (!obj) {
-		*ret = secret_dup(s, len);
-		return *ret ? 0 : -ENOMEM;
-	}
-	r = ns_secret_from_json(obj, 0, ret, why, sizeof(why));
-	json_decref(obj);
-	if (r < 0 && r != -ENOMEM) {
-		snprintf(reason, reasonlen, "the value cannot be shown: %s", why);
-		r = -EIO;
-	}
-	return r;
-}
-
 /* The bytes of a PKCS#12 value: its base64, decoded by the namespace's strict decoder. */
 static int pkcs12_value(json_t *str, struct secret **ret, char *reason, size_t reasonlen)
 {
@@ -254,8 +222,8 @@ int azure_parse_secret(const char *body, size_t len, struct secret **ret_value,
 	if (json_is_string(ct) && strcasecmp(json_string_value(ct), AZURE_PKCS12_CT) == 0)
 		r = pkcs12_value(value, &s, reason, reasonlen);
 	else
-		r = text_value(json_string_value(value), json_string_length(value), &s, reason,
-			       reasonlen);
+		r = ns_secret_from_text(json_string_value(value), json_string_length(value),
+					"the value", &s, reason, reasonlen);
 	if (r < 0)
 		goto out;
 	*ret_value = s;
