@@ -158,12 +158,15 @@ $(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
 $(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)
-$(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespace.o src/secret.o \
-	src/util.o)
-$(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o src/backends/kit_parse.o \
-	src/http.o src/backends/errors.o src/namespace.o src/secret.o src/util.o)
-$(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
-	src/util.o)
+# The backends' parsers share the kit's (kit_parse.o, which maps statuses through http.o).
+FUZZ_KIT := src/backends/kit_parse.o src/http.o src/backends/errors.o
+$(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).
@@ -171,7 +174,7 @@ $(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o src/backends/er
 # control.c holds the server too: the target takes what it needs from the library.
 $(FUZZ_BUILD)/fuzz_control: $(FUZZ_BUILD)/libsecretfs.a
 $(FUZZ_BUILD)/fuzz_aws_creds: $(call FUZZ_OBJ,src/backends/aws_creds_parse.o src/backends/aws_sigv4.o \
-	src/namespace.o src/secret.o src/util.o)
+	$(FUZZ_KIT) src/namespace.o src/secret.o src/util.o)
 
 # Each target for FUZZ_TIME seconds from its seed corpus (new inputs go to
 # $(FUZZ_BUILD)/corpus/NAME, a crasher to $(FUZZ_BUILD)/NAME-crash-*); every

@@ -57,10 +57,16 @@ static const struct config_option options[] = {
 	  NULL },
 	{ "negative_ttl", "cache", "negative_ttl", OPT_DURATION, FIELD(negative_ttl_usec), 0,
 	  UINT64_MAX, NULL },
-	/* DESIGN section 3 wants kernel attributes short-lived, so st_size follows a rotation. */
+	/*
+	 * docs/design.md section 3 wants kernel attributes short-lived, so st_size
+	 * follows a rotation.
+	 */
 	{ "attr_timeout", "cache", "attr_timeout", OPT_DURATION, FIELD(attr_timeout_usec), 0,
 	  3600 * USEC_PER_SEC, "must be at most 1h" },
-	/* A zero deadline would fail every fetch; DESIGN section 4 forbids an unbounded one. */
+	/*
+	 * A zero deadline would fail every fetch; docs/design.md section 4 forbids
+	 * an unbounded one.
+	 */
 	{ "fetch_timeout", "cache", "fetch_timeout", OPT_DURATION, FIELD(fetch_timeout_usec), 1,
 	  UINT64_MAX, "must be more than 0" },
 	{ "cache_max_entries", "cache", "max_entries", OPT_COUNT, FIELD(cache_max_entries), 1,

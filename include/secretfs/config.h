@@ -70,7 +70,7 @@ struct config {
 	char *name_separator;
 };
 
-/* Fills @c with the defaults of DESIGN section 4. */
+/* Fills @c with the defaults of docs/design.md section 4. */
 void config_init(struct config *c);
 void config_done(struct config *c);
 

@@ -1,7 +1,7 @@
 /*
  * namespace.h - how secret ids become paths and values become files.
  *
- * DESIGN section 2: "/" separates components; a secret whose value is a JSON
+ * docs/design.md section 2: "/" separates components; a secret whose value is a JSON
  * object is a directory with one file per top-level key (strings raw, other
  * JSON values as compact JSON text); anything else is a file with the raw
  * bytes; names that are not safe path components are never shown and never
@@ -34,7 +34,7 @@ enum {
 /*
  * Turns a JSON value into the secret a backend hands to the cache: an object
  * becomes a SECRET_TABLE of its keys, a string its raw bytes, anything else
- * compact JSON text.  Keys that are not usable file names are hidden (DESIGN
+ * compact JSON text.  Keys that are not usable file names are hidden (docs/design.md
  * section 2), or with NS_JSON_STRICT_NAMES an error (-EINVAL, @reason names
  * the key).  Invalid base64 is an error.
  */

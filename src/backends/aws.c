@@ -48,6 +48,7 @@
 #include "backends/aws_creds.h"
 #include "backends/aws_parse.h"
 #include "backends/backends.h"
+#include "backends/kit.h"
 #include "secretfs/aws_sigv4.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
@@ -230,26 +231,6 @@ static void kept_clear(struct aws *a)
 
 /* ---- requests ---- */
 
-static uint64_t random_below(uint64_t n)
-{
-	uint64_t x;
-
-	if (n == 0)
-		return 0;
-	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
-		x = now_usec() * UINT64_C(0x9e3779b97f4a7c15);
-	return x % n;
-}
-
-static void sleep_usec(uint64_t usec)
-{
-	struct timespec ts = { .tv_sec = (time_t)(usec / USEC_PER_SEC),
-			       .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* "aws-sm us-east-1: GetSecretValue prod/db" */
 static void what(const struct aws *a, const char *op, const char *name, char *buf, size_t len)
 {
@@ -343,11 +324,9 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 			continue;
 		}
 		if (aws_error_is_throttling(code) && throttled < a->throttle_retries) {
-			uint64_t cap = THROTTLE_BASE_USEC << (throttled < 10 ? throttled : 10);
-
-			throttled++;
 			http_response_done(resp);
-			sleep_usec(random_below(cap < THROTTLE_MAX_USEC ? cap : THROTTLE_MAX_USEC));
+			kit_sleep_usec(
+				kit_backoff_usec(throttled++, THROTTLE_BASE_USEC, THROTTLE_MAX_USEC));
 			continue;
 		}
 		break;
@@ -358,15 +337,6 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 		 throttled ? ", still throttled after retries" : "");
 	http_response_done(resp);
 	return r;
-}
-
-/* Prefixes @reason with @what and ": ". */
-static void reason_prefix(char *reason, size_t reasonlen, const char *w)
-{
-	char tmp[WHY_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", reason);
-	snprintf(reason, reasonlen, "%s: %s", w, tmp);
 }
 
 /* ---- Secrets Manager ---- */
@@ -391,7 +361,7 @@ static int sm_get_value(struct aws *a, const char *name, struct secret **ret_val
 	http_response_done(&resp);
 	if (r < 0) {
 		what(a, "GetSecretValue", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
+		kit_reason_prefix(reason, reasonlen, "%s", w);
 	}
 	return r;
 }
@@ -417,7 +387,7 @@ static int sm_still_current(struct aws *a, const char *name, const char *version
 	http_response_done(&resp);
 	if (r < 0) {
 		what(a, "DescribeSecret", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
+		kit_reason_prefix(reason, reasonlen, "%s", w);
 	}
 	return r;
 }
@@ -466,43 +436,59 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 	return r;
 }
 
-/* Every name under @filter ("" for all), through every page. */
-static int sm_names(struct aws *a, const char *filter, struct aws_names *names, char *reason,
-		    size_t reasonlen)
+/* One listing in progress: ListSecrets or GetParametersByPath, page by page. */
+struct listing {
+	struct aws *a;
+	const char *op;	   /* "ListSecrets", "GetParametersByPath" */
+	const char *arg;   /* the name filter or the path */
+	const char *name;  /* for messages: @arg, or NULL for all */
+	struct aws_names *names;
+	char w[WHY_MAX];
+};
+
+/* One page of a listing (a kit_page_fn): the names go to l->names. */
+static int list_page(void *ctx, const char *token, char **ret_next, char *reason,
+		     size_t reasonlen)
 {
-	char *token = NULL, w[WHY_MAX];
-	int r = 0;
+	struct listing *l = ctx;
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *body = NULL;
+	size_t len;
+	int r;
 
-	what(a, "ListSecrets", *filter ? filter : NULL, w, sizeof(w));
-	for (unsigned page = 0; page < LIST_MAX_PAGES; page++) {
-		struct http_response resp = { 0 };
-		char *body = NULL, *next = NULL;
-		size_t len;
+	r = l->a->svc == AWS_SM ? aws_body_list_secrets(l->arg, token, &body, &len)
+				: aws_body_parameters_by_path(l->arg, token, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(l->a, l->op, l->name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	/* Results are best effort: a page may be empty and still have a NextToken. */
+	r = l->a->svc == AWS_SM ? aws_parse_list_secrets(resp.body, resp.body_len, l->names,
+							 LIST_MAX_NAMES, ret_next, reason, reasonlen)
+				: aws_parse_parameters_by_path(resp.body, resp.body_len, l->names,
+							       LIST_MAX_NAMES, ret_next, reason,
+							       reasonlen);
+	http_response_done(&resp);
+	if (r < 0)
+		kit_reason_prefix(reason, reasonlen, "%s", l->w);
+	return r;
+}
 
-		r = aws_body_list_secrets(filter, token, &body, &len);
-		free(token);
-		token = NULL;
-		if (r < 0)
-			return r;
-		r = aws_call(a, "ListSecrets", *filter ? filter : NULL, body, len, &resp, reason,
-			     reasonlen);
-		free(body);
-		if (r < 0)
-			return r;
-		r = aws_parse_list_secrets(resp.body, resp.body_len, names, LIST_MAX_NAMES, &next,
-					   reason, reasonlen);
-		http_response_done(&resp);
-		if (r < 0) {
-			reason_prefix(reason, reasonlen, w);
-			return r;
-		}
-		if (!next)
-			return 0;
-		token = next;
-	}
-	free(token);
-	snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
-	return -EFBIG;
+/* Every name under @arg (a name filter, "" for all, or a path), through every page. */
+static int list_names(struct aws *a, const char *arg, struct aws_names *names, char *reason,
+		      size_t reasonlen)
+{
+	struct listing l = {
+		.a = a,
+		.op = a->svc == AWS_SM ? "ListSecrets" : "GetParametersByPath",
+		.arg = arg,
+		.name = *arg ? arg : NULL,
+		.names = names,
+	};
+
+	what(a, l.op, l.name, l.w, sizeof(l.w));
+	return kit_paginate(LIST_MAX_PAGES, list_page, &l, l.w, reason, reasonlen);
 }
 
 static int sm_list(struct backend *b, const char *folder, struct secret **ret_listing, char *reason,
@@ -517,7 +503,7 @@ static int sm_list(struct backend *b, const char *folder, struct secret **ret_li
 		filter = NULL;
 		return -ENOMEM;
 	}
-	r = sm_names(a, filter, &names, reason, reasonlen);
+	r = list_names(a, filter, &names, reason, reasonlen);
 	if (r >= 0) {
 		r = aws_listing_from_names(AWS_SM, &names, a->prefix, folder, ret_listing);
 		if (r == -ENOENT)
@@ -549,7 +535,7 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 	http_response_done(&resp);
 	if (r < 0) {
 		what(a, "GetParameter", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
+		kit_reason_prefix(reason, reasonlen, "%s", w);
 	}
 	return r;
 }
@@ -583,44 +569,11 @@ static int ssm_list(struct backend *b, const char *folder, struct secret **ret_l
 	struct aws *a = b->priv;
 	_cleanup_free_ char *path = aws_name_for_id(AWS_SSM, a->prefix, folder);
 	struct aws_names names = { 0 };
-	char *token = NULL, w[WHY_MAX];
-	unsigned page;
-	int r = 0;
+	int r;
 
 	if (!path)
 		return -ENOMEM;
-	what(a, "GetParametersByPath", path, w, sizeof(w));
-	/* Results are best effort: a page may be empty and still have a NextToken. */
-	for (page = 0; page < LIST_MAX_PAGES; page++) {
-		struct http_response resp = { 0 };
-		char *body = NULL, *next = NULL;
-		size_t len;
-
-		r = aws_body_parameters_by_path(path, token, &body, &len);
-		free(token);
-		token = NULL;
-		if (r < 0)
-			break;
-		r = aws_call(a, "GetParametersByPath", path, body, len, &resp, reason, reasonlen);
-		free(body);
-		if (r < 0)
-			break;
-		r = aws_parse_parameters_by_path(resp.body, resp.body_len, &names, LIST_MAX_NAMES,
-						 &next, reason, reasonlen);
-		http_response_done(&resp);
-		if (r < 0) {
-			reason_prefix(reason, reasonlen, w);
-			break;
-		}
-		if (!next)
-			break;
-		token = next;
-	}
-	free(token);
-	if (r >= 0 && page == LIST_MAX_PAGES) {
-		snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
-		r = -EFBIG;
-	}
+	r = list_names(a, path, &names, reason, reasonlen);
 	if (r >= 0) {
 		r = aws_listing_from_names(AWS_SSM, &names, a->prefix, folder, ret_listing);
 		if (r == -ENOENT)
@@ -648,16 +601,13 @@ static bool stage_is_valid(const char *s)
 /* AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, as the SDKs read it. */
 static const char *endpoint_env(const char *service_var)
 {
-	const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+	const char *ignore = kit_env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
 	const char *v;
 
 	if (ignore && strcasecmp(ignore, "true") == 0)
 		return NULL;
-	v = getenv(service_var);
-	if (v && *v)
-		return v;
-	v = getenv("AWS_ENDPOINT_URL");
-	return v && *v ? v : NULL;
+	v = kit_env(service_var);
+	return v ? v : kit_env("AWS_ENDPOINT_URL");
 }
 
 /* An endpoint from the environment, or the service's default in @region. */
@@ -723,10 +673,10 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		snprintf(reason, reasonlen, "%s: %s", scheme, why);
 		goto fail;
 	}
-	region = getenv("AWS_REGION");
-	if (!region || !*region)
-		region = getenv("AWS_DEFAULT_REGION");
-	if (!region || !*region)
+	region = kit_env("AWS_REGION");
+	if (!region)
+		region = kit_env("AWS_DEFAULT_REGION");
+	if (!region)
 		region = aws_creds_profile_region(a->creds);
 	r = aws_parse_source(svc, arg, region, &src, why, sizeof(why));
 	if (r < 0) {
@@ -757,46 +707,30 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		snprintf(reason, reasonlen, "%s: %s", scheme, r == -ENOMEM ? "out of memory" : why);
 		goto fail;
 	}
-	if ((!a->ep.tls || !sts.tls) && !cfg->http_insecure) {
-		snprintf(reason, reasonlen,
-			 "%s: %s is plain HTTP, which would carry the session token and the "
-			 "secrets in clear: use https://, or pass -o insecure",
-			 scheme, !a->ep.tls ? a->ep.url : sts.url);
-		r = -EPERM;
-		goto fail;
-	}
 	{
-		const char *bundle = getenv("AWS_CA_BUNDLE");
+		const struct kit_http_opts o = {
+			.name = scheme,
+			.url = !a->ep.tls || sts.tls ? a->ep.url : sts.url,
+			.tls = a->ep.tls && sts.tls,
+			.credential = "the session token",
+			/* [http] ca_file wins over the SDKs' AWS_CA_BUNDLE. */
+			.ca_file_env = "AWS_CA_BUNDLE",
+		};
 		/* The reason of a failed resolve lists every provider tried: give it room. */
 		char tried[512];
-		struct http_config hc = {
-			/* [http] ca_file wins over the SDKs' AWS_CA_BUNDLE. */
-			.ca_file = cfg->http_ca_file   ? cfg->http_ca_file
-				   : bundle && *bundle ? bundle
-						       : NULL,
-			.ca_path = cfg->http_ca_path,
-			.client_cert = cfg->http_client_cert,
-			.client_key = cfg->http_client_key,
-			.insecure = cfg->http_insecure,
-			.connect_timeout_usec = cfg->http_connect_timeout_usec,
-			.timeout_usec = cfg->http_timeout_usec,
-			.max_body = cfg->http_max_body,
-			.max_attempts = (unsigned)cfg->http_max_attempts,
-		};
+		struct http_config hc;
 
-		if (cfg->http_insecure)
-			snprintf(b->warning, sizeof(b->warning),
-				 "%s %s: %s: anyone on the network path can read the session token "
-				 "and the secrets",
-				 scheme, a->ep.url,
-				 a->ep.tls ? "TLS certificate verification is off (-o insecure)"
-					   : "plain HTTP (-o insecure)");
+		r = kit_http_config(cfg, &o, &hc, b->warning, sizeof(b->warning), reason,
+				    reasonlen);
+		if (r < 0)
+			goto fail;
 		r = http_client_new(&hc, &a->http, why, sizeof(why));
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s: %s", scheme, why);
 			goto fail;
 		}
-		r = aws_creds_resolve(a->creds, &sts, &hc, tried, sizeof(tried));
+		r = aws_creds_resolve(a->creds, &sts, &hc, cfg->fetch_timeout_usec, tried,
+				      sizeof(tried));
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s %s: %s", scheme, a->region, tried);
 			goto fail;

@@ -40,12 +40,7 @@ static void wipe_str(char **s)
 
 bool aws_token_is_valid(const char *s, size_t len, size_t max)
 {
-	if (!s || len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
+	return kit_credential_is_valid(s, len, max);
 }
 
 /* Checks a set of credentials and fills @ret, taking the strings. */

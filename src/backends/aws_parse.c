@@ -423,7 +423,7 @@ static int make_value(json_t *v, unsigned flags, const char *what, struct secret
 
 /*
  * A string value as the store keeps it: a JSON object becomes a directory
- * (DESIGN section 2), anything else (plain text, a JSON number, broken
+ * (docs/design.md section 2), anything else (plain text, a JSON number, broken
  * JSON) is a file with exactly these bytes.
  */
 static int string_value(const char *s, size_t len, const char *what, struct secret **ret,
@@ -673,23 +673,6 @@ int aws_parse_parameters_by_path(const char *body, size_t len, struct aws_names 
 
 /* ---- errors ---- */
 
-/* Appends @s (length @n) to @buf as printable ASCII, blanks collapsed. */
-static void append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n && *pos + 1 < buflen; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (isspace(c) || c < 0x20 || c == 0x7f)
-			c = ' ';
-		else if (c > 0x7e)
-			c = '?';
-		if (c == ' ' && (*pos == 0 || buf[*pos - 1] == ' '))
-			continue;
-		buf[(*pos)++] = (char)c;
-	}
-	buf[*pos] = '\0';
-}
-
 void aws_error_code_normalize(const char *raw, size_t rawlen, char *code, size_t codelen)
 {
 	const char *colon, *hash, *end;
@@ -711,8 +694,8 @@ void aws_error_code_normalize(const char *raw, size_t rawlen, char *code, size_t
 		raw++;
 	while (end > raw && isspace((unsigned char)end[-1]))
 		end--;
-	append_clean(code, codelen < AWS_CODE_MAX ? codelen : AWS_CODE_MAX, &pos, raw,
-		     (size_t)(end - raw));
+	kit_append_clean(code, codelen < AWS_CODE_MAX ? codelen : AWS_CODE_MAX, &pos, raw,
+			 (size_t)(end - raw));
 }
 
 void aws_parse_error(const char *header_error_type, const char *body, size_t len, char *code,
@@ -756,7 +739,7 @@ void aws_parse_error(const char *header_error_type, const char *body, size_t len
 	 * request, which holds our session token.
 	 */
 	cap = msglen < AWS_MESSAGE_MAX + 1 ? msglen : AWS_MESSAGE_MAX + 1;
-	append_clean(msg, cap, &pos, m, strcspn(m, "\r\n"));
+	kit_append_clean(msg, cap, &pos, m, strcspn(m, "\r\n"));
 	while (pos && msg[pos - 1] == ' ')
 		msg[--pos] = '\0';
 }

@@ -139,7 +139,6 @@ int kit_read_credential(const char *path, const char *what, size_t max, struct s
 	size_t size = 0, len, start = 0;
 	struct secret *s;
 	char *buf = NULL;
-	bool ok = true;
 	int r;
 
 	r = read_checked(path, what, max, &buf, &size, reason, reasonlen);
@@ -150,9 +149,7 @@ int kit_read_credential(const char *path, const char *what, size_t max, struct s
 		start++;
 	while (len > start && strchr(" \t\r\n", buf[len - 1]))
 		len--;
-	for (size_t i = start; i < len && ok; i++)
-		ok = buf[i] >= 0x21 && buf[i] <= 0x7e;
-	if (!ok || len == start) {
+	if (!kit_credential_is_valid(buf + start, len - start, max)) {
 		snprintf(reason, reasonlen, "%s %s: %s", what, path,
 			 len == start ? "empty" : "not one line of printable characters");
 		wipe_free(buf, size + 1);

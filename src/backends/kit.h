@@ -3,8 +3,8 @@
  *
  * Vault and AWS were written side by side and repeated each other; this is
  * the one copy of those pieces, for them and for the backends after them
- * (Google Secret Manager, Azure Key Vault, ...).  docs/design.md, section
- * "The backend kit", says which backend uses what.
+ * (Google Secret Manager, Azure Key Vault, ...).  docs/design.md section 10
+ * says which backend uses what.
  *
  *   time       kit_parse_time(): RFC 3339 (and the ISO 8601 forms AWS sends)
  *   errors     kit_status_errno(), kit_error_find(): HTTP status and a
@@ -92,6 +92,15 @@ const struct kit_error_code *kit_error_find(const struct kit_error_code *table, 
 					    const char *code);
 /* @code's errno from @table, else kit_status_errno(@status); never 0 for a non-2xx. */
 int kit_error_errno(const struct kit_error_code *table, size_t n, const char *code, long status);
+
+/*
+ * Appends @n bytes of @s (from a store's answer) to @buf as printable
+ * ASCII: blanks and control characters become one space, bytes past 0x7e
+ * '?'; stops when @buf (of @buflen, NUL-ended at *pos) is full.
+ */
+void kit_append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n);
+/* Whether @s (@len bytes) is a credential: 1 to @max printable ASCII characters, no blank. */
+bool kit_credential_is_valid(const char *s, size_t len, size_t max);
 
 #define KIT_ERROR_CODE_MAX    64
 #define KIT_ERROR_MESSAGE_MAX 160
@@ -312,9 +321,10 @@ bool kit_token_extend(struct kit_token_source *ts, uint64_t gen, uint64_t expire
  *     refresh, callers get its error until the backoff has passed instead of
  *     hammering the token endpoint.
  * A refresh that finds a newer token installed meanwhile (kit_token_set())
- * drops its own.  Errors: the fetch's (reason "WHAT: could not be
- * refreshed: why"), -EACCES when the token expired and cannot be
- * refreshed, -ENOKEY when there is none, -ETIMEDOUT.  Thread-safe.
+ * drops its own.  Errors: the fetch's (reason "WHAT could not be
+ * refreshed: why"), -EACCES when the token expired and there is no fetch
+ * ("WHAT has expired"), -ENOKEY when there is neither a token nor a fetch,
+ * -ETIMEDOUT.  Thread-safe.
  */
 int kit_token_get(struct kit_token_source *ts, struct kit_token_ref *ret, char *reason,
 		  size_t reasonlen);

@@ -156,27 +156,44 @@ int kit_error_errno(const struct kit_error_code *table, size_t n, const char *co
 	return r ? r : -EIO;
 }
 
-/* Copies @s as printable ASCII, stopping at a line end, blanks collapsed, cut to fit. */
+void kit_append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && *pos + 1 < buflen; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (isspace(c) || c < 0x20 || c == 0x7f)
+			c = ' ';
+		else if (c > 0x7e)
+			c = '?';
+		if (c == ' ' && (*pos == 0 || buf[*pos - 1] == ' '))
+			continue;
+		buf[(*pos)++] = (char)c;
+	}
+	buf[*pos] = '\0';
+}
+
+bool kit_credential_is_valid(const char *s, size_t len, size_t max)
+{
+	if (!s || len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* Copies the first line of @s as printable ASCII, blanks collapsed, cut to fit. */
 static void copy_clean(const char *s, char *buf, size_t buflen)
 {
 	size_t pos = 0;
 
 	if (buflen == 0)
 		return;
-	for (; s && *s && *s != '\n' && *s != '\r' && pos + 1 < buflen; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isspace(c) || c < 0x20 || c == 0x7f)
-			c = ' ';
-		else if (c > 0x7e)
-			c = '?';
-		if (c == ' ' && (pos == 0 || buf[pos - 1] == ' '))
-			continue;
-		buf[pos++] = (char)c;
-	}
+	buf[0] = '\0';
+	if (s)
+		kit_append_clean(buf, buflen, &pos, s, strcspn(s, "\r\n"));
 	while (pos && buf[pos - 1] == ' ')
-		pos--;
-	buf[pos] = '\0';
+		buf[--pos] = '\0';
 }
 
 void kit_parse_json_error(const char *body, size_t len, const char *code_member, char *code,

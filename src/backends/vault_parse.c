@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "backends/kit.h"
 #include "backends/vault_parse.h"
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
@@ -420,12 +421,7 @@ int vault_parse_mount(const char *body, size_t len, const char *path, struct vau
 
 bool vault_token_is_valid(const char *s, size_t len)
 {
-	if (!s || len == 0 || len > VAULT_TOKEN_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
+	return kit_credential_is_valid(s, len, VAULT_TOKEN_MAX);
 }
 
 int vault_parse_lookup_self(const char *body, size_t len, struct vault_token_info *ret,
@@ -514,23 +510,6 @@ int vault_parse_auth(const char *body, size_t len, char **ret_token, size_t *ret
 
 /* ---- errors ---- */
 
-/* Appends @s (length @n) to @buf as printable ASCII, blanks collapsed. */
-static void append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n && *pos + 1 < buflen; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (isspace(c) || c < 0x20 || c == 0x7f)
-			c = ' ';
-		else if (c > 0x7e)
-			c = '?';
-		if (c == ' ' && (*pos == 0 || buf[*pos - 1] == ' '))
-			continue;
-		buf[(*pos)++] = (char)c;
-	}
-	buf[*pos] = '\0';
-}
-
 void vault_parse_error(const char *body, size_t len, char *buf, size_t buflen)
 {
 	json_auto_t *root = NULL;
@@ -577,8 +556,8 @@ void vault_parse_error(const char *body, size_t len, char *buf, size_t buflen)
 		if (ll == 0)
 			continue;
 		if (pos)
-			append_clean(buf, cap, &pos, "; ", 2);
-		append_clean(buf, cap, &pos, p, ll);
+			kit_append_clean(buf, cap, &pos, "; ", 2);
+		kit_append_clean(buf, cap, &pos, p, ll);
 		if (end == msg + n)
 			break;
 	}

@@ -259,8 +259,8 @@ def served(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# The errors a reader may get when the store cannot be reached (DESIGN 4: EIO or EAGAIN;
-# the transport errors are passed through as the backend contract names them).
+# The errors a reader may get when the store cannot be reached (docs/design.md section 4:
+# EIO or EAGAIN; the transport errors are passed through as the backend contract names them).
 UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 

@@ -720,6 +720,44 @@ static void test_http_config(void **state)
 	unsetenv("KIT_TEST_CERT");
 }
 
+static void test_http_client_new(void **state)
+{
+	struct config cfg = { 0 };
+	struct kit_http_opts o = {
+		.name = "azure-kv",
+		.url = "http://127.0.0.1:8443",
+		.tls = false,
+		.credential = "the access token",
+	};
+	struct http_client *c = NULL;
+	char reason[512] = "", warning[512] = "";
+
+	/* Refused: no client, no warning. */
+	assert_int_equal(
+		kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason, sizeof(reason)),
+		-EPERM);
+	assert_null(c);
+	assert_non_null(strstr(reason, "azure-kv: http://127.0.0.1:8443 is plain HTTP"));
+	assert_string_equal(warning, "");
+
+	/* A CA file that does not exist: the client's own error, named after the backend. */
+	o.tls = true;
+	o.url = "https://127.0.0.1:8443";
+	cfg.http_ca_file = (char *)"/nonexistent/kit-test-ca.pem";
+	assert_true(kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason,
+					sizeof(reason)) < 0);
+	assert_null(c);
+	assert_true(strncmp(reason, "azure-kv: ", 10) == 0);
+
+	cfg.http_ca_file = NULL;
+	assert_int_equal(
+		kit_http_client_new(&cfg, &o, &c, warning, sizeof(warning), reason, sizeof(reason)),
+		0);
+	assert_non_null(c);
+	assert_string_equal(warning, "");
+	http_client_free(c);
+}
+
 /* ---- the token source ---- */
 
 struct fake_issuer {
@@ -1092,6 +1130,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_credential, files_setup, files_teardown),
 		cmocka_unit_test_setup_teardown(test_read_secret_file, files_setup, files_teardown),
 		cmocka_unit_test(test_http_config),
+		cmocka_unit_test(test_http_client_new),
 		cmocka_unit_test(test_token_one_refresh_for_many),
 		cmocka_unit_test(test_token_invalidate_after_401),
 		cmocka_unit_test(test_token_failing_refresh),
