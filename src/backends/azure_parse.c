@@ -335,11 +335,10 @@ int azure_parse_token(const char *body, size_t len, char **ret_token, size_t *re
 		goto out;
 	}
 	t = json_string_value(tok);
-	for (size_t i = 0; i < n; i++)
-		if (t[i] <= ' ' || t[i] > '~') {
-			snprintf(reason, reasonlen, "the access token is not printable ASCII");
-			goto out;
-		}
+	if (!kit_credential_is_valid(t, n, AZURE_TOKEN_MAX)) {
+		snprintf(reason, reasonlen, "the access token is not printable ASCII");
+		goto out;
+	}
 	if (json_is_integer(exp) && json_integer_value(exp) > 0)
 		secs = (uint64_t)json_integer_value(exp);
 	else if (!json_is_string(exp) ||
@@ -362,22 +361,15 @@ out:
 	return r;
 }
 
-/*
- * @s up to its first line break, at most @len - 1 bytes of printable ASCII:
- * control bytes dropped, others '?' (a log line is no place for raw bytes).
- */
+/* The first line of @s, cleaned by the kit, into @buf. */
 static void one_line(const char *s, char *buf, size_t len)
 {
-	size_t o = 0;
+	size_t pos = 0;
 
-	for (; s && *s && *s != '\r' && *s != '\n' && o + 1 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= ' ' && c != 0x7f)
-			buf[o++] = c > 0x7e ? '?' : (char)c;
-	}
 	if (len)
-		buf[o] = '\0';
+		buf[0] = '\0';
+	if (s)
+		kit_append_clean(buf, len, &pos, s, strcspn(s, "\r\n"));
 }
 
 void azure_parse_token_error(const char *body, size_t len, char *code, size_t codelen, char *msg,
