@@ -54,7 +54,7 @@ from aws_server import (  # noqa: E402  the shared HTTP plumbing and test client
     _write_atomic,
 )
 
-__all__ = ["AzureServer", "AdminClient", "spawn_cli", "TENANT", "CLIENT_ID", "CLIENT_SECRET",
+__all__ = ["AzureServer", "AdminClient", "spawn_cli", "vendor_client", "vendor_client_missing", "TENANT", "CLIENT_ID", "CLIENT_SECRET",
            "FEDERATED_CLIENT_ID", "FEDERATED_TOKEN", "MI_CLIENT_ID", "VAULT_RESOURCE"]
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -829,6 +829,42 @@ POST /_test/fault {kind: status|latency|hold|drop|truncate|malformed, op (GetSec
 GET  /_test/faults | DELETE /_test/faults {id?}
 GET  /_test/counts | POST /_test/reset-counts | GET /_test/requests?since=SEQ
 """
+
+
+NODE_MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node",
+                            "node_modules")
+CLIENT_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "azure_kv_client.js")
+
+
+def vendor_client_missing():
+    """Why @azure/keyvault-secrets cannot run here ("" when it can): for a skip."""
+    import shutil
+
+    if not shutil.which("node"):
+        return "node (Debian nodejs) is not installed"
+    if not os.path.isdir(os.path.join(NODE_MODULES, "@azure", "keyvault-secrets")):
+        return f"@azure/keyvault-secrets is not installed in {NODE_MODULES} (make node-deps)"
+    return ""
+
+
+def vendor_client(url, cafile, ops, **extra):
+    """
+    Runs @azure/keyvault-secrets (azure_kv_client.js) against the server at @url with the
+    fixed test client credential: returns (results, token requests).  See
+    vendor_client_missing() first.
+    """
+    import shutil
+    import subprocess
+
+    args = {"vault": url, "authority": url, "tenant": TENANT, "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET, "ops": ops, **extra}
+    env = dict(os.environ, NODE_PATH=NODE_MODULES, NODE_EXTRA_CA_CERTS=cafile)
+    r = subprocess.run([shutil.which("node"), CLIENT_JS, json.dumps(args)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"azure_kv_client.js failed:\n{r.stderr}")
+    out = json.loads(r.stdout)
+    return out["results"], out["token_requests"]
 
 
 def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10,

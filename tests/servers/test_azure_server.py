@@ -9,10 +9,7 @@ Needs nodejs and openssl (Debian), and tests/node/node_modules.
 
 import base64
 import json
-import os
-import shutil
 import ssl
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -33,12 +30,12 @@ from azure_server import (  # noqa: E402
     AdminClient,
     AzureServer,
     spawn_cli,
+    vendor_client,
+    vendor_client_missing,
 )
 from certs import generate_certs  # noqa: E402
 
 FIXTURES = HERE.parent / "data" / "fixtures" / "azure"
-NODE_MODULES = HERE.parent / "node" / "node_modules"
-CLIENT_JS = HERE / "azure_kv_client.js"
 SCOPE = "https://vault.azure.net/.default"
 NAMES = [f"page-{i:02d}" for i in range(30)]  # more than one 25-name page
 CONFIG = {"secrets": [{"name": n, "value": f"value-of-{n}"} for n in NAMES] + [
@@ -88,20 +85,10 @@ def bearer(srv, certs):
 
 def vendor(srv, certs, ops, **extra):
     """Runs @azure/keyvault-secrets; returns (results, token requests)."""
-    if not (NODE_MODULES / "@azure" / "keyvault-secrets").is_dir():
-        pytest.skip(f"@azure/keyvault-secrets is not installed in {NODE_MODULES} "
-                    "(make node-deps)")
-    node = shutil.which("node")
-    if not node:
-        pytest.skip("node (Debian nodejs) is not installed")
-    args = {"vault": srv.url, "authority": srv.url, "tenant": TENANT, "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET, "ops": ops, **extra}
-    env = dict(os.environ, NODE_PATH=str(NODE_MODULES), NODE_EXTRA_CA_CERTS=certs.ca)
-    r = subprocess.run([node, str(CLIENT_JS), json.dumps(args)], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    return out["results"], out["token_requests"]
+    why = vendor_client_missing()
+    if why:
+        pytest.skip(why)
+    return vendor_client(srv.url, certs.ca, ops, **extra)
 
 
 # ------------------------------------------------------------ the vendor client
