@@ -274,7 +274,8 @@ def timed_read(path):
     return got, time.monotonic() - t0
 
 
-# What a reader may get when a network store cannot be reached.
+# The errors a reader may get when a network store cannot be reached (docs/design.md
+# section 4: EIO or EAGAIN; the transport errors pass as the backend contract names them).
 UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
