@@ -22,8 +22,9 @@ on its (fake, adjustable) clock.  A request without one gets the 401 and
 the WWW-Authenticate challenge the Azure SDKs start from.  Errors are
 KeyVaultError `{"error":{"code","message"}}`; token endpoint errors are the
 AADSTS shape.  Fault injection, counters and the control API under /_test/
-(header X-Test-Admin) follow aws_server.py, whose HTTP plumbing this
-module shares; see README.md in this directory.
+(header X-Test-Admin) follow aws_server.py, whose listeners, lifecycle,
+admin front door and CLI this module shares; see README.md in this
+directory.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import os
 import random
 import re
 import secrets as _secrets
-import signal
 import sys
 import threading
 import time
@@ -45,13 +45,13 @@ import uuid
 from urllib.parse import parse_qsl, quote, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (  # noqa: E402  the shared HTTP plumbing and test client
+from aws_server import (  # noqa: E402  the shared HTTP plumbing, lifecycle and test client
     AdminClient,
+    AwsServer,
     Resp,
     _admin_json,
-    _Handler,
-    _HTTPServer,
-    _write_atomic,
+    load_config_arg,
+    serve_until_signalled,
 )
 
 __all__ = ["AzureServer", "AdminClient", "spawn_cli", "vendor_client", "vendor_client_missing", "TENANT", "CLIENT_ID", "CLIENT_SECRET",
@@ -216,7 +216,9 @@ class AzureServer:
     def set_enabled(self, name, enabled, version=None):
         with self._lock:
             vs = self.secrets[name]
-            v = next(x for x in vs if x["version"] == version) if version else vs[-1]
+            v = next((x for x in vs if x["version"] == version), None) if version else vs[-1]
+            if v is None:
+                raise KeyError(f"{name} has no version {version}")
             v["enabled"] = bool(enabled)
             return {"name": name, "version": v["version"], "enabled": v["enabled"]}
 
@@ -280,10 +282,6 @@ class AzureServer:
                     f["removed"] = True
             self.faults = keep
             self._released.notify_all()
-
-    def list_faults(self):
-        with self._lock:
-            return [{k: v for k, v in f.items() if not k.startswith("_")} for f in self.faults]
 
     def _match_fault(self, req):
         latency, holds, action = 0.0, [], None
@@ -358,64 +356,26 @@ class AzureServer:
             self._log = []
             self._seq = 0
 
-    def counts(self):
-        with self._lock:
-            return copy.deepcopy(self._counts)
-
-    def requests_log(self, since=0):
-        with self._lock:
-            return [dict(r) for r in self._log if r["seq"] > since]
-
     # ------------------------------------------------------------- lifecycle
 
-    def _listen(self, port, kind):
-        srv = _HTTPServer((self.host, port), _Handler, self, kind)
-        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1},
-                             name=f"azure-{kind}", daemon=True)
-        t.start()
-        self._servers.append(srv)
-        self._threads.append(t)
-        return srv.server_address[1]
-
-    def start(self):
-        if self.tls:
-            import ssl
-            self.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            self.ssl_ctx.load_cert_chain(self.cert, self.key)
-        self.port = self._listen(self._want_port, "main")
-        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
-        if self._want_metadata_port is not None:
-            self.metadata_port = self._listen(self._want_metadata_port, "metadata")
-            self.metadata_url = f"http://{self.host}:{self.metadata_port}"
-        if self._admin_port_wanted is not None:
-            self.admin_port = self._listen(self._admin_port_wanted, "admin")
-            self.admin_url = f"http://{self.host}:{self.admin_port}"
-        return self.port
+    # The listeners, TLS, connection bookkeeping, counters' readers and the admin
+    # front door are aws_server.py's: the same attributes drive them.
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
 
     def stop(self):
-        self.clear_faults()
-        for srv in self._servers:
-            srv.shutdown()
-            srv.server_close()
-        with self._conns_lock:
-            conns = list(self._conns)
-        for c in conns:
-            for f in (lambda: c.shutdown(2), c.close):
-                try:
-                    f()
-                except OSError:
-                    pass
-        for t in self._threads:
-            t.join(timeout=5)
-        self._servers, self._threads = [], []
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        self.clear_faults()  # releases requests held by a hold rule
+        AwsServer.stop(self)
 
     def info(self):
         return {"port": self.port, "url": self.url, "metadata_port": self.metadata_port,
@@ -712,27 +672,6 @@ class AzureServer:
 
     # ---------------------------------------------------------------- admin
 
-    def admin(self, method, url, headers, body):
-        with self._lock:
-            self._counts["admin_requests"] += 1
-        got = headers.get("X-Test-Admin") or ""
-        if not hmac.compare_digest(got.encode(), self.admin_token.encode()):
-            return _admin_json(401, {"error": "missing or wrong X-Test-Admin header"})
-        try:
-            args = json.loads(body.decode("utf-8")) if body and body.strip() else {}
-            if not isinstance(args, dict):
-                raise ValueError("body must be a JSON object")
-        except ValueError as e:
-            return _admin_json(400, {"error": f"bad JSON: {e}"})
-        q = dict(parse_qsl(url.query))
-        try:
-            out = self._admin_route(method.upper(), url.path.rstrip("/"), args, q)
-        except (KeyError, ValueError, TypeError, StopIteration) as e:
-            return _admin_json(400, {"error": f"{type(e).__name__}: {e}"})
-        if isinstance(out, Resp):
-            return out
-        return _admin_json(200, out if out is not None else {"ok": True})
-
     def _admin_route(self, m, path, a, q):
         if path in ("/_test/health", "/_test/info"):
             return dict(self.info(), ok=True, settings=self.settings())
@@ -790,22 +729,6 @@ class AzureServer:
         if path == "/_test/requests" and m == "GET":
             return {"requests": self.requests_log(int(q.get("since", 0)))}
         return _admin_json(404, {"error": f"no admin endpoint {m} {path}", "help": _ADMIN_HELP})
-
-    def _on_connection(self, sock):
-        with self._lock:
-            self._counts["connections"] += 1
-        with self._conns_lock:
-            self._conns.add(sock)
-
-    def _on_disconnect(self, sock):
-        with self._conns_lock:
-            self._conns.discard(sock)
-
-    def _on_tls_failure(self, err):
-        with self._lock:
-            self._counts["tls_handshake_failures"] += 1
-        if self.verbose:
-            sys.stderr.write(f"azure_server: TLS handshake failed: {err}\n")
 
 
 _ADMIN_HELP = """\
@@ -904,46 +827,25 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0, help="HTTPS port, 0 = ephemeral (default)")
     ap.add_argument("--port-file", help="write the HTTPS port number here (atomically)")
     ap.add_argument("--metadata-port", type=int, default=0, help="plain-HTTP IMDS port")
+    ap.add_argument("--metadata-port-file", help="write the IMDS port number here")
     ap.add_argument("--no-metadata", action="store_true", help="no IMDS listener")
     ap.add_argument("--info-file", help="write JSON {port,url,metadata_url,admin_token,...} here")
     ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
     ap.add_argument("--admin-token", help="fixed admin token (default: random)")
+    ap.add_argument("--admin-token-file", help="write the admin token here")
     ap.add_argument("--admin-port-file",
                     help="also serve /_test/ on a separate plain-HTTP port; write it here")
     ap.add_argument("--no-tls", action="store_true", help="serve the main listener as plain HTTP")
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args(argv)
-    cfg = None
-    if args.config:
-        text = args.config
-        if text.startswith("@"):
-            text = open(text[1:]).read()
-        elif not text.lstrip().startswith("{") and os.path.exists(text):
-            text = open(text).read()
-        cfg = json.loads(text)
     if not args.no_tls and (not args.cert or not args.key):
         ap.error("--cert and --key are required (or --no-tls)")
     srv = AzureServer(args.cert, args.key, host=args.host, port=args.port,
                       metadata_port=None if args.no_metadata else args.metadata_port,
-                      config=cfg, admin_token=args.admin_token,
+                      config=load_config_arg(args.config), admin_token=args.admin_token,
                       admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
                       tls=not args.no_tls)
-    srv.start()
-    info = srv.info()
-    if args.admin_port_file:
-        _write_atomic(args.admin_port_file, f"{srv.admin_port}\n")
-    if args.port_file:
-        _write_atomic(args.port_file, f"{srv.port}\n")
-    if args.info_file:
-        _write_atomic(args.info_file, json.dumps(info) + "\n")
-    print(json.dumps(info), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.wait(0.5):
-        pass
-    srv.stop()
-    return 0
+    return serve_until_signalled(srv, args)
 
 
 if __name__ == "__main__":
