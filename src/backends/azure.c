@@ -76,12 +76,16 @@ struct azure {
 	struct kit_token_source *token;
 };
 
-/* Key Vault's codes that say more than the status; the status decides the rest. */
+/*
+ * Key Vault's codes; the status decides the rest.  No flags: the HTTP layer
+ * retries 429 (honouring Retry-After), and kv_get() refreshes on a 401 by its
+ * status, whatever the code says.
+ */
 static const struct kit_error_code kv_errors[] = {
 	{ "SecretNotFound", -ENOENT, 0 },
 	{ "Forbidden", -EACCES, 0 },
-	{ "Unauthorized", -EACCES, KIT_CODE_REAUTH },
-	{ "Throttled", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "Unauthorized", -EACCES, 0 },
+	{ "Throttled", -EAGAIN, 0 },
 };
 
 /* A copy of @v without the '/'s at its end (AZURE_AUTHORITY_HOST="https://login.../"). */
