@@ -30,9 +30,9 @@
  * init (so bad credentials stop the mount), then again 5 minutes before it
  * expires, by one thread while the others go on or wait; a 401 invalidates
  * the generation it was sent with, a new token is fetched and the request
- * is sent once more; a second 401 is -EACCES.  403 (Forbidden, SecretDisabled) is -EACCES, 404 -ENOENT; 429
- * and 5xx were retried by the HTTP layer honouring Retry-After, and are
- * -EAGAIN after that, so the cache serves what it has.
+ * is sent once more; a second 401 is -EACCES.  403 (Forbidden, SecretDisabled) is -EACCES, 404
+ * -ENOENT; 429 and 5xx were retried by the HTTP layer honouring Retry-After, and are -EAGAIN after
+ * that, so the cache serves what it has.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@
 #define ASSERTION_TYPE	    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #define FEDERATED_TOKEN_MAX (64 * 1024)
 /* Bounds of one listing: Key Vault sends 25 names a page. */
-#define LIST_MAX_PAGES	    4000
+#define LIST_MAX_PAGES 4000
 
 enum azure_auth {
 	AUTH_CLIENT_SECRET,
@@ -145,8 +145,7 @@ static int form_add(char *b, size_t cap, size_t *used, const char *name, const c
  * which wipes it.  The federated token file is read again every time: the
  * kubelet rotates it.
  */
-static int token_form(struct azure *a, char **ret, size_t *ret_len, char *reason,
-		      size_t reasonlen)
+static int token_form(struct azure *a, char **ret, size_t *ret_len, char *reason, size_t reasonlen)
 {
 	_cleanup_secret_ struct secret *jwt = NULL;
 	const char *cred;
@@ -288,12 +287,13 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 
 	r = azure_id_to_name(id, a->sep, &name);
 	if (r == -ENOENT) {
-		snprintf(reason, reasonlen, "azure-kv: '%s' is not a Key Vault name ([0-9A-Za-z-]%s)",
-			 id, a->sep ? ", name_separator for '/'" : "; see -o name_separator");
+		snprintf(reason, reasonlen,
+			 "azure-kv: '%s' is not a Key Vault name ([0-9A-Za-z-]%s)", id,
+			 a->sep ? ", name_separator for '/'" : "; see -o name_separator");
 		return r;
 	}
-	if (r < 0 || asprintf(&url, "%s/secrets/%s?api-version=" API_VERSION, a->base_url,
-			      name) < 0) {
+	if (r < 0 ||
+	    asprintf(&url, "%s/secrets/%s?api-version=" API_VERSION, a->base_url, name) < 0) {
 		url = NULL;
 		return -ENOMEM;
 	}
@@ -316,8 +316,7 @@ struct listing {
 	size_t n, cap;
 };
 
-static int list_page(void *ctx, const char *next, char **ret_next, char *reason,
-		     size_t reasonlen)
+static int list_page(void *ctx, const char *next, char **ret_next, char *reason, size_t reasonlen)
 {
 	struct listing *l = ctx;
 	_cleanup_free_ char *first = NULL;
@@ -462,7 +461,8 @@ static int setup_auth(struct azure *a, bool *ret_tls, char *reason, size_t reaso
 		return -EINVAL;
 	}
 	if (!is_id(tenant)) {
-		snprintf(reason, reasonlen, "azure-kv: AZURE_TENANT_ID is not a tenant id or domain");
+		snprintf(reason, reasonlen,
+			 "azure-kv: AZURE_TENANT_ID is not a tenant id or domain");
 		return -EINVAL;
 	}
 	base = without_slash(kit_env("AZURE_AUTHORITY_HOST") ?: DEFAULT_AUTHORITY);
@@ -512,12 +512,13 @@ static int azure_init(struct backend *b, const char *arg, const struct config *c
 	r = setup_auth(a, &auth_tls, reason, reasonlen);
 	if (r < 0)
 		goto fail;
-	r = kit_http_client_new(cfg,
-				&(struct kit_http_opts){ .name = "azure-kv",
-							 .url = auth_tls ? a->base_url : a->token_url,
-							 .tls = src.tls && auth_tls,
-							 .credential = "the Azure access token" },
-				&a->http, b->warning, sizeof(b->warning), reason, reasonlen);
+	r = kit_http_client_new(
+		cfg,
+		&(struct kit_http_opts){ .name = "azure-kv",
+					 .url = auth_tls ? a->base_url : a->token_url,
+					 .tls = src.tls && auth_tls,
+					 .credential = "the Azure access token" },
+		&a->http, b->warning, sizeof(b->warning), reason, reasonlen);
 	if (r < 0)
 		goto fail;
 	r = kit_token_new(&(struct kit_token_config){ .what = "the Azure access token",
@@ -581,9 +582,10 @@ static int azure_describe(struct backend *b, struct json_t *obj)
 	kit_token_state(a->token, &st);
 	live = st.have && (st.expires_usec == 0 || st.expires_usec > now);
 	r |= json_object_set_new(auth, "method", json_string(auth_name(a->auth)));
-	r |= json_object_set_new(auth, "state", json_string(st.failures ? "refresh failing"
-							    : live	  ? "ok"
-									  : "expired"));
+	r |= json_object_set_new(auth, "state",
+				 json_string(st.failures ? "refresh failing"
+					     : live	 ? "ok"
+							 : "expired"));
 	if (live && st.expires_usec && format_rfc3339(st.expires_usec, when, sizeof(when)) == 0) {
 		r |= json_object_set_new(auth, "token_expires", json_string(when));
 		r |= json_object_set_new(

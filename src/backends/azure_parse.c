@@ -23,7 +23,7 @@
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
-#define NAME_CHARS "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
+#define NAME_CHARS    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-"
 #define LIST_PAGE_MAX 1000 /* Key Vault sends at most 25 */
 
 static json_t *load_object(const char *body, size_t len, char *reason, size_t reasonlen)
@@ -60,7 +60,8 @@ int azure_parse_source(const char *arg, struct azure_source *ret, char *reason, 
 		}
 		for (size_t i = 0; i < n; i++)
 			if (!isalnum((unsigned char)host[i]) && !strchr(".-:[]", host[i])) {
-				snprintf(reason, reasonlen, "the vault URL's host is not a host name");
+				snprintf(reason, reasonlen,
+					 "the vault URL's host is not a host name");
 				return -EINVAL;
 			}
 		if (asprintf(&s.base_url, "%.*s", (int)(end - arg), arg) < 0)
@@ -284,7 +285,8 @@ int azure_parse_list(const char *body, size_t len, const char *base_url, struct 
 		r = -ENOMEM;
 		goto out;
 	}
-	json_array_foreach (items, i, it) {
+	json_array_foreach(items, i, it)
+	{
 		json_t *id = json_object_get(it, "id");
 		json_t *en = json_object_get(json_object_get(it, "attributes"), "enabled");
 		const char *name;

@@ -21,14 +21,15 @@
 #include "secretfs/secret.h"
 
 /* Key Vault's own bound on a secret name. */
-#define AZURE_NAME_MAX	 127
+#define AZURE_NAME_MAX 127
 /* Longest access token we accept (Entra ID tokens are a few KiB). */
-#define AZURE_TOKEN_MAX	 (16 * 1024)
-#define AZURE_PKCS12_CT	 "application/x-pkcs12"
+#define AZURE_TOKEN_MAX (16 * 1024)
+#define AZURE_PKCS12_CT "application/x-pkcs12"
 
 /* What SOURCE names: the vault's base URL. */
 struct azure_source {
-	char *base_url; /* "https://NAME.vault.azure.net" or "https://HOST[:PORT]", no '/' at the end */
+	char *base_url; /* "https://NAME.vault.azure.net" or "https://HOST[:PORT]", no '/' at the
+			   end */
 	bool tls;	/* https */
 };
 

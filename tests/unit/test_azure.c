@@ -67,11 +67,11 @@ static void test_source(void **state)
 {
 	static const char *const bad[] = {
 		"",
-		"ab",				 /* too short */
+		"ab",				  /* too short */
 		"a-very-long-vault-name-past-24", /* too long */
-		"1vault",			 /* not a letter first */
-		"my--vault",			 /* a double dash */
-		"vault-",			 /* a dash last */
+		"1vault",			  /* not a letter first */
+		"my--vault",			  /* a double dash */
+		"vault-",			  /* a dash last */
 		"my_vault",
 		"https://",
 		"https://u:p@host",
@@ -197,8 +197,8 @@ static void test_secret_values(void **state)
 			 0);
 	assert_blob(v, "[1,2]", 5);
 	secret_unref(v);
-	assert_int_equal(parse_secret("{\"value\":\"{not json\",\"id\":\"" BASE "/secrets/a/v\"}", &v,
-				      &info, reason),
+	assert_int_equal(parse_secret("{\"value\":\"{not json\",\"id\":\"" BASE "/secrets/a/v\"}",
+				      &v, &info, reason),
 			 0);
 	assert_blob(v, "{not json", 9);
 	secret_unref(v);
@@ -232,9 +232,9 @@ static void test_secret_malformed(void **state)
 		"",
 		"s3cr3t",
 		"[\"s3cr3t\"]",
-		"{\"id\":\"" BASE "/secrets/a/v\"}",		/* no value */
+		"{\"id\":\"" BASE "/secrets/a/v\"}",		 /* no value */
 		"{\"value\":7,\"id\":\"" BASE "/secrets/a/v\"}", /* not a string */
-		"{\"value\":\"s3cr3t\"}",			/* no id */
+		"{\"value\":\"s3cr3t\"}",			 /* no id */
 		"{\"value\":\"s3cr3t\",\"id\":\"noslash\"}",
 		"{\"value\":\"s3cr3t\",\"id\":\"" BASE "/secrets/a/\"}", /* no version */
 		"{\"value\":\"s3cr3t\",\"id\":\"" BASE "/secrets/a/v.1\"}",
@@ -305,9 +305,9 @@ static void test_list_items(void **state)
 	azure_page_done(&pg);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		reason[0] = '\0';
-		assert_int_equal(azure_parse_list(bad[i], strlen(bad[i]), BASE, &pg, reason,
-						  sizeof(reason)),
-				 -EBADMSG);
+		assert_int_equal(
+			azure_parse_list(bad[i], strlen(bad[i]), BASE, &pg, reason, sizeof(reason)),
+			-EBADMSG);
 		assert_true(reason[0]);
 	}
 }
@@ -334,17 +334,18 @@ static void test_tokens(void **state)
 		static const char v2[] = "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
 					 "\"access_token\":\"eyJ0.a-b_c.d\"}";
 
-		assert_int_equal(azure_parse_token(v2, strlen(v2), &tok, &n, &life, reason,
-						   sizeof(reason)),
-				 0);
+		assert_int_equal(
+			azure_parse_token(v2, strlen(v2), &tok, &n, &life, reason, sizeof(reason)),
+			0);
 	}
 	assert_string_equal(tok, "eyJ0.a-b_c.d");
 	assert_int_equal(n, 12);
 	assert_int_equal(life, 3599 * USEC_PER_SEC);
 	wipe_free(tok, n + 1);
 	{
-		static const char imds[] = "{\"access_token\":\"t1\",\"expires_in\":\"86399\","
-					   "\"expires_on\":\"1700000000\",\"token_type\":\"Bearer\"}";
+		static const char imds[] =
+			"{\"access_token\":\"t1\",\"expires_in\":\"86399\","
+			"\"expires_on\":\"1700000000\",\"token_type\":\"Bearer\"}";
 
 		assert_int_equal(azure_parse_token(imds, strlen(imds), &tok, &n, &life, reason,
 						   sizeof(reason)),
@@ -385,7 +386,8 @@ static void test_errors(void **state)
 	snprintf(path, sizeof(path), "%s/azure/errors.json", dir ? dir : "tests/data/fixtures");
 	doc = json_load_file(path, 0, NULL);
 	assert_non_null(doc);
-	json_array_foreach (json_object_get(doc, "recorded_responses"), i, rec) {
+	json_array_foreach(json_object_get(doc, "recorded_responses"), i, rec)
+	{
 		text = json_dumps(json_object_get(rec, "response_body"), JSON_COMPACT);
 		kit_parse_json_error(text, strlen(text), "code", code, sizeof(code), msg,
 				     sizeof(msg));
