@@ -967,19 +967,20 @@ int aws_creds_resolve(struct aws_creds *c, const struct aws_endpoint *sts,
 		snprintf(reason, reasonlen, "no AWS credentials found; tried: %s", list);
 		return -ENOKEY;
 	}
-	refreshable = c->kind == P_WEB_IDENTITY || c->kind == P_PROCESS ||
-		      c->kind == P_CONTAINER || c->kind == P_IMDS;
+	refreshable = c->kind == P_WEB_IDENTITY || c->kind == P_PROCESS || c->kind == P_CONTAINER ||
+		      c->kind == P_IMDS;
 	snprintf(what, sizeof(what), "the credentials from %s", c->source);
-	r = kit_token_new(&(struct kit_token_config){
-				  .what = what,
-				  .fetch = refreshable ? refresh : NULL,
-				  .ctx = c,
-				  .refresh_before_usec = REFRESH_BEFORE_USEC,
-				  .retry_min_usec = REFRESH_RETRY_USEC,
-				  .retry_max_usec = REFRESH_RETRY_USEC,
-				  .wait_usec = wait_usec,
-			  },
-			  &c->ts);
+	r = kit_token_new(
+		&(struct kit_token_config){
+			.what = what,
+			.fetch = refreshable ? refresh : NULL,
+			.ctx = c,
+			.refresh_before_usec = REFRESH_BEFORE_USEC,
+			.retry_min_usec = REFRESH_RETRY_USEC,
+			.retry_max_usec = REFRESH_RETRY_USEC,
+			.wait_usec = wait_usec,
+		},
+		&c->ts);
 	if (r < 0)
 		return r;
 	kit_token_set(c->ts, TAKE_PTR(c->first), c->first_expires_usec);

@@ -230,8 +230,6 @@ static int token_install(struct vault *v, char *tok, size_t len, const struct va
 	return 0;
 }
 
-
-
 /* ---- requests ---- */
 
 static int vault_send(struct vault *v, struct http_client *c, const char *method, const char *url,
@@ -490,23 +488,38 @@ static char *secret_url(const struct vault *v, const char *base, const char *id,
 
 /* ---- fetch and list ---- */
 
-static int vault_fetch(struct backend *b, const char *id, struct secret **ret_value,
-		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+/*
+ * Sends @method to @base + @id (+ "/" when @slash) with the token; @what
+ * gets "vault: METHOD /v1/...", which prefixes the reason of a failure.
+ */
+static int secret_request(struct vault *v, const char *method, const char *base, const char *id,
+			  bool slash, struct http_response *resp, char *what, size_t whatlen,
+			  char *reason, size_t reasonlen)
 {
-	struct vault *v = b->priv;
-	_cleanup_free_ char *url = secret_url(v, v->read_url, id, false);
-	struct http_response resp = { 0 };
-	char what[BACKEND_REASON_MAX / 2];
+	_cleanup_free_ char *url = secret_url(v, base, id, slash);
 	int r;
 
 	if (!url)
 		return -ENOMEM;
-	snprintf(what, sizeof(what), "vault: GET %s", url_path(v, url));
-	r = vault_call(v, "GET", url, &resp, reason, reasonlen);
-	if (r < 0) {
+	snprintf(what, whatlen, "vault: %s %s", method, url_path(v, url));
+	r = vault_call(v, method, url, resp, reason, reasonlen);
+	if (r < 0)
 		kit_reason_prefix(reason, reasonlen, "%s", what);
+	return r;
+}
+
+static int vault_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct vault *v = b->priv;
+	struct http_response resp = { 0 };
+	char what[BACKEND_REASON_MAX / 2];
+	int r;
+
+	r = secret_request(v, "GET", v->read_url, id, false, &resp, what, sizeof(what), reason,
+			   reasonlen);
+	if (r < 0)
 		return r;
-	}
 	if (v->kv_version == 2 && (resp.status == 200 || resp.status == 404)) {
 		r = vault_parse_kv2_read(resp.status, resp.body, resp.body_len, ret_value, ret_info,
 					 reason, reasonlen);
@@ -530,19 +543,14 @@ static int vault_list(struct backend *b, const char *prefix, struct secret **ret
 		      char *reason, size_t reasonlen)
 {
 	struct vault *v = b->priv;
-	_cleanup_free_ char *url = secret_url(v, v->list_url, prefix, true);
 	struct http_response resp = { 0 };
 	char what[BACKEND_REASON_MAX / 2];
 	int r;
 
-	if (!url)
-		return -ENOMEM;
-	snprintf(what, sizeof(what), "vault: LIST %s", url_path(v, url));
-	r = vault_call(v, "LIST", url, &resp, reason, reasonlen);
-	if (r < 0) {
-		kit_reason_prefix(reason, reasonlen, "%s", what);
+	r = secret_request(v, "LIST", v->list_url, prefix, true, &resp, what, sizeof(what), reason,
+			   reasonlen);
+	if (r < 0)
 		return r;
-	}
 	if (resp.status == 200) {
 		r = vault_parse_list(resp.body, resp.body_len, ret_listing, reason, reasonlen);
 		if (r < 0)
