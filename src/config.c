@@ -180,11 +180,29 @@ static char **string_field(struct config *c, const struct config_option *o)
 	return (char **)((char *)c + o->offset);
 }
 
+static void sources_free(struct config_source *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].prefix);
+		string_free(&v[i].uri);
+		for (size_t j = 0; j < v[i].noverrides; j++) {
+			free(v[i].overrides[j].name);
+			string_free(&v[i].overrides[j].value);
+		}
+		free(v[i].overrides);
+	}
+	free(v);
+}
+
 void config_done(struct config *c)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 		if (option_is_string(&options[i]))
 			string_free(string_field(c, &options[i]));
+	sources_free(c->sources, c->nsources);
+	c->sources = NULL;
+	c->nsources = 0;
 }
 
 static int string_dup(const char *s, char **ret)
@@ -200,23 +218,64 @@ static int string_dup(const char *s, char **ret)
 	return 0;
 }
 
-static int config_copy(const struct config *src, struct config *ret)
+static int source_copy(const struct config_source *src, struct config_source *ret)
+{
+	*ret = (struct config_source){ .optional = src->optional, .line = src->line };
+	if (string_dup(src->name, &ret->name) < 0 || string_dup(src->prefix, &ret->prefix) < 0 ||
+	    string_dup(src->uri, &ret->uri) < 0)
+		return -ENOMEM;
+	if (src->noverrides) {
+		ret->overrides = calloc(src->noverrides, sizeof(*ret->overrides));
+		if (!ret->overrides)
+			return -ENOMEM;
+	}
+	for (size_t j = 0; j < src->noverrides; j++, ret->noverrides++) {
+		ret->overrides[j].line = src->overrides[j].line;
+		if (string_dup(src->overrides[j].name, &ret->overrides[j].name) < 0 ||
+		    string_dup(src->overrides[j].value, &ret->overrides[j].value) < 0) {
+			ret->noverrides++; /* freed with the others */
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* @with_sources false: the copy has none (a source's own settings). */
+static int config_copy_some(const struct config *src, bool with_sources, struct config *ret)
 {
 	struct config c = *src;
 
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 		if (option_is_string(&options[i]))
 			*string_field(&c, &options[i]) = NULL;
+	c.sources = NULL;
+	c.nsources = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
 		if (option_is_string(&options[i]) &&
 		    string_dup(*string_field((struct config *)src, &options[i]),
-			       string_field(&c, &options[i])) < 0) {
-			config_done(&c);
-			return -ENOMEM;
+			       string_field(&c, &options[i])) < 0)
+			goto fail;
+	}
+	if (with_sources && src->nsources) {
+		c.sources = calloc(src->nsources, sizeof(*c.sources));
+		if (!c.sources)
+			goto fail;
+		for (size_t i = 0; i < src->nsources; i++) {
+			c.nsources++;
+			if (source_copy(&src->sources[i], &c.sources[i]) < 0)
+				goto fail;
 		}
 	}
 	*ret = c;
 	return 0;
+fail:
+	config_done(&c);
+	return -ENOMEM;
+}
+
+static int config_copy(const struct config *src, struct config *ret)
+{
+	return config_copy_some(src, true, ret);
 }
 
 static const struct config_option *option_by_name(const char *name)
@@ -409,6 +468,8 @@ struct load_ctx {
 	bool indented;
 	/* The line each option was set on, 0 if not yet. */
 	unsigned seen[ARRAY_SIZE(options)];
+	/* Section headers the reader has passed, and the count at the last key. */
+	unsigned sections, sections_at_key;
 	/* The first error the handler or the reader found, 0 if none. */
 	unsigned err_line;
 	int err_code;
@@ -449,6 +510,8 @@ static char *read_line(char *buf, int num, void *stream)
 		return NULL;
 	ctx->line++;
 	ctx->indented = buf[0] == ' ' || buf[0] == '\t';
+	if (buf[strspn(buf, " \t")] == '[')
+		ctx->sections++;
 	len = strlen(buf);
 	if (len == 0 || buf[len - 1] == '\n')
 		return buf;
@@ -493,6 +556,247 @@ static const char *value_hint(const char *value)
 	return "";
 }
 
+#define SOURCE_SECTION "source "
+
+/* The settings a [source NAME] section may override: its store's cache, HTTP and backend. */
+static bool option_per_source(const struct config_option *o)
+{
+	if (strcmp(o->name, "max_fetches") == 0 || strcmp(o->name, "attr_timeout") == 0)
+		return false; /* one pool of fetches; the kernel's attributes are mount-wide */
+	return strcmp(o->section, "cache") == 0 || strcmp(o->section, "http") == 0 ||
+	       strcmp(o->section, "vault") == 0 || strcmp(o->section, "aws") == 0 ||
+	       strcmp(o->section, "gcp") == 0 || strcmp(o->name, "name_separator") == 0;
+}
+
+static bool name_valid(const char *s)
+{
+	return *s && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 && !strchr(s, '/') &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") ==
+		       strlen(s);
+}
+
+static struct config_source *source_find(struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsources; i++)
+		if (strcmp(c->sources[i].name, name) == 0)
+			return &c->sources[i];
+	return NULL;
+}
+
+/* A key of [source NAME]: uri, prefix, optional, or a per-source override by its -o name. */
+static int handle_source_key(struct load_ctx *ctx, const char *section, const char *key,
+			     const char *value)
+{
+	const char *name = section + strlen(SOURCE_SECTION);
+	bool new_section = ctx->sections != ctx->sections_at_key;
+	const struct config_option *o;
+	struct config_source *src = source_find(&ctx->cfg, name), *v;
+	struct config_override *ov;
+	struct config scratch;
+	char reason[256];
+	int r;
+
+	if (!name_valid(name)) {
+		load_error(ctx, -EINVAL,
+			   "[%s]: expected a source name of A-Z, a-z, 0-9, '_', '-' and '.', not "
+			   "'.' or '..'",
+			   section);
+		return 0;
+	}
+	if (src && new_section) {
+		load_error(ctx, -EINVAL, "[%s]: a second source named '%s', the first on line %u",
+			   section, name, src->line);
+		return 0;
+	}
+	if (!src) {
+		v = realloc(ctx->cfg.sources, (ctx->cfg.nsources + 1) * sizeof(*v));
+		if (!v) {
+			load_error(ctx, -ENOMEM, "out of memory");
+			return 0;
+		}
+		ctx->cfg.sources = v;
+		src = &v[ctx->cfg.nsources];
+		*src = (struct config_source){ .name = strdup(name), .line = ctx->line };
+		if (!src->name) {
+			load_error(ctx, -ENOMEM, "out of memory");
+			return 0;
+		}
+		ctx->cfg.nsources++;
+	}
+	if (strcmp(key, "uri") == 0 || strcmp(key, "prefix") == 0) {
+		char **field = key[0] == 'u' ? &src->uri : &src->prefix;
+
+		if (*field) {
+			load_error(ctx, -EINVAL, "[%s] key '%s': given twice", section, key);
+			return 0;
+		}
+		if (key[0] == 'u' && !source_valid(value)) {
+			load_error(ctx, -EINVAL,
+				   "[%s] key 'uri': expected SCHEME:REST like "
+				   "vault:https://vault.example:8200/secret",
+				   section);
+			return 0;
+		}
+		if (key[0] == 'p' && !name_valid(value)) {
+			load_error(ctx, -EINVAL,
+				   "[%s] key 'prefix': expected one directory name of A-Z, a-z, "
+				   "0-9, '_', '-' and '.', not '.' or '..', got '%s'",
+				   section, printable(value));
+			return 0;
+		}
+		*field = strdup(value);
+		if (!*field)
+			load_error(ctx, -ENOMEM, "out of memory");
+		return *field != NULL;
+	}
+	if (strcmp(key, "optional") == 0) {
+		if (parse_bool(value, &src->optional) < 0) {
+			load_error(ctx, -EINVAL,
+				   "[%s] key 'optional': expected yes/no, true/false, on/off or "
+				   "1/0, got '%s'",
+				   section, printable(value));
+			return 0;
+		}
+		return 1;
+	}
+	o = option_by_name(key);
+	if (!o || !option_per_source(o)) {
+		load_error(ctx, -EINVAL,
+			   "[%s] key '%s': unknown key, a source has uri, prefix, optional and "
+			   "the -o names of the [cache], [http] and backend settings (ttl, "
+			   "vault_token_file, aws_profile, ...)",
+			   section, key);
+		return 0;
+	}
+	for (size_t j = 0; j < src->noverrides; j++) {
+		if (strcmp(src->overrides[j].name, key) == 0) {
+			load_error(ctx, -EINVAL, "[%s] key '%s': given twice, first on line %u",
+				   section, key, src->overrides[j].line);
+			return 0;
+		}
+	}
+	/* Checked now, applied when the source opens (config_source_config). */
+	config_init(&scratch);
+	r = option_apply(&scratch, o, value, reason, sizeof(reason));
+	config_done(&scratch);
+	if (r < 0) {
+		load_error(ctx, r, "[%s] key '%s': %s%s", section, key, reason,
+			   r == -EINVAL && *value ? value_hint(value) : "");
+		return 0;
+	}
+	ov = realloc(src->overrides, (src->noverrides + 1) * sizeof(*ov));
+	if (!ov) {
+		load_error(ctx, -ENOMEM, "out of memory");
+		return 0;
+	}
+	src->overrides = ov;
+	ov[src->noverrides] = (struct config_override){ .name = strdup(key),
+							 .value = strdup(value),
+							 .line = ctx->line };
+	if (!ov[src->noverrides].name || !ov[src->noverrides].value) {
+		free(ov[src->noverrides].name);
+		free(ov[src->noverrides].value);
+		load_error(ctx, -ENOMEM, "out of memory");
+		return 0;
+	}
+	src->noverrides++;
+	return 1;
+}
+
+/* The backend section whose settings a store of @uri's scheme reads, or NULL: none. */
+static const char *uri_section(const char *uri)
+{
+	if (strncmp(uri, "vault:", 6) == 0)
+		return "vault";
+	if (strncmp(uri, "aws-", 4) == 0)
+		return "aws";
+	if (strncmp(uri, "gcp-", 4) == 0)
+		return "gcp";
+	return NULL;
+}
+
+/*
+ * What only the whole file tells: the two forms mixed, a source without a
+ * uri, two sources at one prefix, a backend setting for another kind of store.
+ */
+static int sources_check(struct load_ctx *ctx)
+{
+	const struct config_option *so = option_by_name("source");
+	struct config *c = &ctx->cfg;
+
+	if (c->nsources && ctx->seen[so - options]) {
+		ctx->line = ctx->seen[so - options];
+		load_error(ctx, -EINVAL,
+			   "[secretfs] key 'source': not with [source NAME] sections (line %u); "
+			   "give this store a [source NAME] section too",
+			   c->sources[0].line);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nsources; i++) {
+		struct config_source *s = &c->sources[i];
+		const char *sect;
+
+		ctx->line = s->line;
+		if (!s->uri) {
+			load_error(ctx, -EINVAL, "[source %s]: no uri", s->name);
+			return -EINVAL;
+		}
+		if (!s->prefix && !(s->prefix = strdup(s->name))) {
+			load_error(ctx, -ENOMEM, "out of memory");
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(c->sources[j].prefix, s->prefix) == 0) {
+				load_error(ctx, -EINVAL,
+					   "[source %s]: prefix '%s' is taken by [source %s] "
+					   "(line %u)",
+					   s->name, s->prefix, c->sources[j].name,
+					   c->sources[j].line);
+				return -EINVAL;
+			}
+		}
+		sect = uri_section(s->uri);
+		for (size_t j = 0; j < s->noverrides; j++) {
+			const struct config_option *o = option_by_name(s->overrides[j].name);
+
+			if (strcmp(o->section, "vault") != 0 && strcmp(o->section, "aws") != 0 &&
+			    strcmp(o->section, "gcp") != 0)
+				continue;
+			if (!sect || strcmp(sect, o->section) != 0) {
+				ctx->line = s->overrides[j].line;
+				load_error(ctx, -EINVAL,
+					   "[source %s] key '%s': a [%s] setting, but this source "
+					   "is not a %s store",
+					   s->name, s->overrides[j].name, o->section, o->section);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+int config_source_config(const struct config *c, size_t i, struct config *ret, char *err,
+			 size_t errlen)
+{
+	const struct config_source *s = &c->sources[i];
+	struct config sc;
+	int r;
+
+	r = config_copy_some(c, false, &sc);
+	if (r < 0)
+		return set_error(err, errlen, r, "out of memory");
+	r = option_apply(&sc, option_by_name("source"), s->uri, err, errlen);
+	for (size_t j = 0; r >= 0 && j < s->noverrides; j++)
+		r = option_apply(&sc, option_by_name(s->overrides[j].name), s->overrides[j].value,
+				 err, errlen);
+	if (r < 0) {
+		config_done(&sc);
+		return r;
+	}
+	*ret = sc;
+	return 0;
+}
+
 static int handle_key(void *user, const char *section, const char *key, const char *value)
 {
 	struct load_ctx *ctx = user;
@@ -512,6 +816,12 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 			   key);
 		return 0;
 	}
+	if (strncmp(section, SOURCE_SECTION, strlen(SOURCE_SECTION)) == 0) {
+		r = handle_source_key(ctx, section, key, value);
+		ctx->sections_at_key = ctx->sections;
+		return r;
+	}
+	ctx->sections_at_key = ctx->sections;
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
 			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], "
@@ -560,6 +870,8 @@ int config_load_stream(struct config *c, FILE *f, const char *path, char *err, s
 		return set_error(err, errlen, r, "%s: out of memory", path);
 
 	r = ini_parse_stream(read_line, &ctx, handle_key, &ctx);
+	if (r == 0 && !ctx.err_line && !ferror(ctx.f))
+		sources_check(&ctx);
 
 	if (ferror(ctx.f)) {
 		r = set_error(err, errlen, -EIO, "%s: read error", path);

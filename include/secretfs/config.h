@@ -15,6 +15,24 @@
 
 #define CONFIG_ERR_MAX 512
 
+/* One setting of a [source NAME] section that overrides the mount-wide one. */
+struct config_override {
+	char *name;  /* the -o name: "ttl", "vault_token_file", ... */
+	char *value; /* validated at load */
+	unsigned line;
+};
+
+/* A [source NAME] section: one store of several in one mount. */
+struct config_source {
+	char *name;
+	char *prefix; /* the directory it appears under at the root; default: name */
+	char *uri;    /* SOURCE, e.g. "vault:https://vault.example:8200/secret" */
+	bool optional; /* a failure at start is an empty directory, retried */
+	unsigned line; /* of the section's first key, for errors */
+	struct config_override *overrides;
+	size_t noverrides;
+};
+
 struct config {
 	char *source;	  /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
 	char *mountpoint; /* may be NULL until the command line is read */
@@ -76,6 +94,10 @@ struct config {
 	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
 	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
 	char *gcp_credentials; /* a service_account or authorized_user JSON file */
+
+	/* [source NAME] sections, in file order; none: the one source above, at the root. */
+	struct config_source *sources;
+	size_t nsources;
 };
 
 /* Fills @c with the defaults of docs/design.md section 4. */
@@ -103,5 +125,13 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen);
  * reads from memory); @path names it in errors.
  */
 int config_load_stream(struct config *c, FILE *f, const char *path, char *err, size_t errlen);
+
+/*
+ * The settings of source @i of @c->sources: a copy of @c with source = its
+ * uri and its section's overrides applied, without sources of its own.  The
+ * caller config_done()s @ret.
+ */
+int config_source_config(const struct config *c, size_t i, struct config *ret, char *err,
+			 size_t errlen);
 
 #endif
