@@ -430,8 +430,20 @@ static json_t *op_json(const struct source_op_metrics *m)
 	return o;
 }
 
+/* The stores behind the mount: the one source, or each of several. */
+static struct source *const *leaves_of(struct source *const *root, size_t *ret_n)
+{
+	if (!(*root)->children) {
+		*ret_n = 1;
+		return root;
+	}
+	*ret_n = (*root)->nchildren;
+	return (*root)->children;
+}
+
 static int source_json(struct source *s, struct cache_stats *total, json_t **ret)
 {
+	struct backend *b = source_backend(s);
 	struct cache_stats vs, ls = { 0 };
 	json_t *o = json_object(), *req = json_object();
 	int r = 0;
@@ -441,11 +453,23 @@ static int source_json(struct source *s, struct cache_stats *total, json_t **ret
 		json_decref(req);
 		return -ENOMEM;
 	}
-	r |= json_object_set_new(o, "source", json_text(s->backend->source));
-	r |= json_object_set_new(o, "backend", json_string(s->backend->ops->scheme));
-	/* Where the store is and how it authenticates, in the backend's words. */
-	if (s->backend->ops->describe && s->backend->ops->describe(s->backend, o) < 0)
-		r |= json_object_set_new(o, "describe_error", json_string("out of memory"));
+	r |= json_object_set_new(o, "source", json_text(s->uri));
+	if (s->name) {
+		r |= json_object_set_new(o, "name", json_text(s->name));
+		r |= json_object_set_new(o, "prefix", json_text(s->prefix));
+		r |= json_object_set_new(o, "optional", json_boolean(s->optional));
+	}
+	r |= json_object_set_new(o, "state", json_string(b ? "up" : "down"));
+	if (!b) {
+		/* An optional source that failed at start: why, and when it is tried again. */
+		r |= json_object_set_new(o, "error", json_text(s->down_reason));
+	} else {
+		r |= json_object_set_new(o, "backend", json_string(b->ops->scheme));
+		/* Where the store is and how it authenticates, in the backend's words. */
+		if (b->ops->describe && b->ops->describe(b, o) < 0)
+			r |= json_object_set_new(o, "describe_error",
+						 json_string("out of memory"));
+	}
 
 	cache_get_stats(s->values, &vs);
 	stats_add(total, &vs);
@@ -484,6 +508,8 @@ static void answer_status(struct control *c, struct metrics_buf *out)
 	struct fs_stats fst = { 0 };
 	struct auditlog_stats ast = { 0 };
 	json_t *root = json_object(), *sources = json_array(), *src = NULL, *o;
+	struct source *const *leaves;
+	size_t nleaves;
 	char started[32] = "";
 	int r = 0;
 
@@ -501,8 +527,11 @@ static void answer_status(struct control *c, struct metrics_buf *out)
 	r |= json_object_set_new(root, "started", json_string(started));
 	r |= json_object_set_new(root, "uptime_seconds",
 				 json_real((double)(now_usec() - c->start_usec) / USEC_PER_SEC));
-	if (source_json(c->p.source, &total, &src) < 0 || json_array_append_new(sources, src) < 0)
-		goto fail;
+	leaves = leaves_of(&c->p.source, &nleaves);
+	for (size_t i = 0; i < nleaves; i++)
+		if (source_json(leaves[i], &total, &src) < 0 ||
+		    json_array_append_new(sources, src) < 0)
+			goto fail;
 	r |= json_object_set(root, "sources", sources);
 	r |= json_object_set_new(root, "cache", cache_stats_json(&total));
 
@@ -571,8 +600,8 @@ static uint64_t cache_field(const struct cache_stats *st, enum cache_field f)
 	return 0;
 }
 
-/* The cache families, one sample per cache of the source (values, listings). */
-static void cache_metrics(struct metrics_buf *out, struct source *s)
+/* The cache families, one sample per cache of each source (values, listings). */
+static void cache_metrics(struct metrics_buf *out, struct source *const *leaves, size_t n)
 {
 	static const struct {
 		const char *name, *type, *help;
@@ -596,33 +625,89 @@ static void cache_metrics(struct metrics_buf *out, struct source *s)
 		  FIELD_BYTES },
 	};
 	const char *kinds[2] = { "values", "listings" };
-	struct cache_stats st[2] = { { 0 }, { 0 } };
 
-	cache_get_stats(s->values, &st[0]);
-	if (s->listings)
-		cache_get_stats(s->listings, &st[1]);
 	for (size_t f = 0; f < ARRAY_SIZE(families); f++) {
 		metrics_family(out, families[f].name, families[f].type, families[f].help);
-		for (size_t i = 0; i < (s->listings ? 2 : 1); i++) {
-			struct metrics_label l[] = { { "source", s->backend->source },
-						     { "cache", kinds[i] } };
+		for (size_t j = 0; j < n; j++) {
+			struct source *s = leaves[j];
+			struct cache_stats st[2] = { { 0 }, { 0 } };
 
-			metrics_sample_u64(out, families[f].name, l, ARRAY_SIZE(l),
-					   cache_field(&st[i], families[f].field));
+			cache_get_stats(s->values, &st[0]);
+			if (s->listings)
+				cache_get_stats(s->listings, &st[1]);
+			for (size_t i = 0; i < (s->listings ? 2 : 1); i++) {
+				struct metrics_label l[] = { { "source", source_label(s) },
+							     { "cache", kinds[i] } };
+
+				metrics_sample_u64(out, families[f].name, l, ARRAY_SIZE(l),
+						   cache_field(&st[i], families[f].field));
+			}
 		}
 	}
 }
 
+/* Each source's calls into its store: counts by outcome, durations, malformed answers. */
+static void backend_metrics(struct metrics_buf *out, struct source *const *leaves, size_t n)
+{
+	static const char *const op_names[2] = { "fetch", "list" };
+
+	metrics_family(out, "secretfs_backend_requests_total", "counter",
+		       "Calls into the store by operation and outcome (ok or the errno name).");
+	for (size_t j = 0; j < n; j++) {
+		struct source *s = leaves[j];
+		const struct source_op_metrics *ops[2] = { &s->fetch_metrics, &s->list_metrics };
+
+		for (size_t i = 0; i < (s->listings ? 2 : 1); i++) {
+			for (size_t slot = 0; slot < METRICS_ERRNO_SLOTS; slot++) {
+				uint64_t v = metrics_errno_get(&ops[i]->outcomes, slot);
+				struct metrics_label l[] = {
+					{ "source", source_label(s) },
+					{ "op", op_names[i] },
+					{ "code", metrics_errno_slot_name(slot) }
+				};
+
+				/* ok always, so a rate() has a series from the start. */
+				if (v || slot == 0)
+					metrics_sample_u64(out, "secretfs_backend_requests_total",
+							   l, ARRAY_SIZE(l), v);
+			}
+		}
+	}
+	metrics_family(out, "secretfs_backend_request_duration_seconds", "histogram",
+		       "How long calls into the store took.");
+	for (size_t j = 0; j < n; j++) {
+		struct source *s = leaves[j];
+		const struct source_op_metrics *ops[2] = { &s->fetch_metrics, &s->list_metrics };
+
+		for (size_t i = 0; i < (s->listings ? 2 : 1); i++) {
+			struct metrics_label l[] = { { "source", source_label(s) },
+						     { "op", op_names[i] } };
+
+			metrics_histogram_write(out, "secretfs_backend_request_duration_seconds", l,
+						ARRAY_SIZE(l), &ops[i]->duration);
+		}
+	}
+	metrics_family(out, "secretfs_backend_malformed_total", "counter",
+		       "Answers from the store whose body was malformed (a proxy or the store is "
+		       "broken); cached values are served stale over them.");
+	for (size_t j = 0; j < n; j++)
+		metrics_sample_u64(out, "secretfs_backend_malformed_total",
+				   (struct metrics_label[]){ { "source", source_label(leaves[j]) } },
+				   1, __atomic_load_n(&leaves[j]->malformed, __ATOMIC_RELAXED));
+	metrics_family(out, "secretfs_source_up", "gauge",
+		       "1 while the source's store is open; 0 while an optional one is down.");
+	for (size_t j = 0; j < n; j++)
+		metrics_sample_u64(out, "secretfs_source_up",
+				   (struct metrics_label[]){ { "source", source_label(leaves[j]) } },
+				   1, source_backend(leaves[j]) != NULL);
+}
+
 static void answer_metrics(struct control *c, struct metrics_buf *out)
 {
-	struct source *s = c->p.source;
 	struct fs_stats fst = { 0 };
 	struct auditlog_stats ast = { 0 };
-	const struct {
-		const char *op;
-		const struct source_op_metrics *m;
-	} ops[] = { { "fetch", &s->fetch_metrics }, { "list", &s->list_metrics } };
-	size_t nops = s->backend->ops->list ? 2 : 1;
+	size_t n;
+	struct source *const *leaves = leaves_of(&c->p.source, &n);
 
 	if (c->p.fs)
 		fs_get_stats(c->p.fs, &fst);
@@ -638,39 +723,8 @@ static void answer_metrics(struct control *c, struct metrics_buf *out)
 	metrics_sample_double(out, "secretfs_uptime_seconds", NULL, 0,
 			      (double)(now_usec() - c->start_usec) / USEC_PER_SEC);
 
-	cache_metrics(out, s);
-
-	metrics_family(out, "secretfs_backend_requests_total", "counter",
-		       "Calls into the store by operation and outcome (ok or the errno name).");
-	for (size_t i = 0; i < nops; i++) {
-		for (size_t slot = 0; slot < METRICS_ERRNO_SLOTS; slot++) {
-			uint64_t n = metrics_errno_get(&ops[i].m->outcomes, slot);
-			struct metrics_label l[] = { { "source", s->backend->source },
-						     { "op", ops[i].op },
-						     { "code", metrics_errno_slot_name(slot) } };
-
-			/* ok always, so a rate() has a series from the start. */
-			if (n || slot == 0)
-				metrics_sample_u64(out, "secretfs_backend_requests_total", l,
-						   ARRAY_SIZE(l), n);
-		}
-	}
-	metrics_family(out, "secretfs_backend_request_duration_seconds", "histogram",
-		       "How long calls into the store took.");
-	for (size_t i = 0; i < nops; i++) {
-		struct metrics_label l[] = { { "source", s->backend->source },
-					     { "op", ops[i].op } };
-
-		metrics_histogram_write(out, "secretfs_backend_request_duration_seconds", l,
-					ARRAY_SIZE(l), &ops[i].m->duration);
-	}
-
-	metrics_family(out, "secretfs_backend_malformed_total", "counter",
-		       "Answers from the store whose body was malformed (a proxy or the store is "
-		       "broken); cached values are served stale over them.");
-	metrics_sample_u64(out, "secretfs_backend_malformed_total",
-			   (struct metrics_label[]){ { "source", s->backend->source } }, 1,
-			   __atomic_load_n(&s->malformed, __ATOMIC_RELAXED));
+	cache_metrics(out, leaves, n);
+	backend_metrics(out, leaves, n);
 
 	metrics_family(out, "secretfs_access_denied_total", "counter",
 		       "Opens, listings and access checks the policy refused.");
@@ -1074,6 +1128,76 @@ static void answer_refresh(struct control *c, const char *path, uid_t uid, struc
 	metrics_buf_printf(out, "error: refresh %s: %s (%s)\n", path, reason, errno_name(-r));
 }
 
+typedef void answer_fn(struct control *c, const char *path, uid_t uid, struct metrics_buf *out);
+
+/*
+ * One source's answer, named: "ok [db] ..." or "error: [db] ...", without
+ * its newline, appended to @out.
+ */
+static void answer_named(struct control *c, struct source *leaf, answer_fn *fn, const char *rest,
+			 uid_t uid, struct metrics_buf *out)
+{
+	struct control sub = *c; /* only its parameters are read */
+	struct metrics_buf one;
+	const char *t;
+	bool err;
+
+	metrics_buf_init(&one, ANSWER_MAX);
+	sub.p.source = leaf;
+	if (!source_backend(leaf))
+		metrics_buf_printf(&one, "error: the source is down: %s\n", leaf->down_reason);
+	else
+		fn(&sub, rest, uid, &one);
+	t = one.data ? one.data : "error: out of memory";
+	err = strncmp(t, "error: ", 7) == 0;
+	t += err ? 7 : strncmp(t, "ok ", 3) == 0 ? 3 : 0;
+	metrics_buf_printf(out, "%s[%s] %.*s", err ? "error: " : "ok ", leaf->name,
+			   (int)strcspn(t, "\n"), t);
+	metrics_buf_done(&one);
+}
+
+/*
+ * flush and refresh with several stores: a path is its source's, without
+ * the prefix; the prefix alone, or no path, is the whole source, or every
+ * source (one line: "ok [db] ...; [app] ...", "error: " when any failed).
+ */
+static void answer_routed(struct control *c, answer_fn *fn, const char *path, uid_t uid,
+			  struct metrics_buf *out)
+{
+	struct source *root = c->p.source, *leaf;
+	struct metrics_buf all;
+	const char *rest;
+	bool failed = false;
+
+	if (!root->children) {
+		fn(c, path, uid, out);
+		return;
+	}
+	leaf = path ? source_route(root, path, &rest) : NULL;
+	if (path && !leaf) {
+		metrics_buf_printf(out, "error: %s: no source has that prefix (ENOENT)\n", path);
+		return;
+	}
+	if (leaf) {
+		answer_named(c, leaf, fn, rest[0] ? rest : NULL, uid, out);
+		metrics_buf_append(out, "\n", 1);
+		return;
+	}
+	metrics_buf_init(&all, ANSWER_MAX);
+	for (size_t i = 0; i < root->nchildren; i++) {
+		size_t at = all.len;
+
+		if (i)
+			metrics_buf_append(&all, "; ", 2);
+		answer_named(c, root->children[i], fn, NULL, uid, &all);
+		if (all.data && strncmp(all.data + at + (i ? 2 : 0), "error: ", 7) == 0)
+			failed = true;
+	}
+	metrics_buf_printf(out, "%s%s\n", failed ? "error: " : "",
+			   all.data ? all.data : "out of memory");
+	metrics_buf_done(&all);
+}
+
 static void answer_reload(struct control *c, uid_t uid, struct metrics_buf *out)
 {
 	char msg[CONTROL_ERR_MAX] = "";
@@ -1201,11 +1325,11 @@ static void serve(struct control *c, int fd)
 			answer_metrics(c, &out);
 			break;
 		case CONTROL_FLUSH:
-			answer_flush(c, req.arg, cred.uid, &out);
+			answer_routed(c, answer_flush, req.arg, cred.uid, &out);
 			one_line(&out);
 			break;
 		case CONTROL_REFRESH:
-			answer_refresh(c, req.arg, cred.uid, &out);
+			answer_routed(c, answer_refresh, req.arg, cred.uid, &out);
 			one_line(&out);
 			break;
 		case CONTROL_RELOAD:

@@ -306,7 +306,14 @@ static int build_config(struct cmdline *cl, struct config *cfg)
 		if (!cfg->mountpoint)
 			return -ENOMEM;
 	}
-	if (!cfg->source) {
+	if (cfg->nsources && cl->nnonopt == 2) {
+		fprintf(stderr,
+			"secretfs: SOURCE '%s' on the command line, and [source NAME] sections in "
+			"%s: give one or the other\n",
+			cl->nonopt[0], cl->config_path);
+		return -EINVAL;
+	}
+	if (!cfg->source && !cfg->nsources) {
 		fprintf(stderr, "secretfs: no SOURCE given (try secretfs --help)\n");
 		return -EINVAL;
 	}
@@ -395,11 +402,34 @@ static void harden_process(void)
  * a store larger than the budget gets four times its size plus the budget.
  * A store that grows past that fails to reload and the previous one is kept.
  */
+static size_t heap_size_for(const struct config *cfg);
+
+/* Several stores: each has its caches, so the heap is the sum of theirs. */
+static size_t heap_size_for_sources(const struct config *cfg)
+{
+	char err[CONFIG_ERR_MAX];
+	size_t sum = 0;
+
+	for (size_t i = 0; i < cfg->nsources; i++) {
+		struct config own;
+		size_t one = cfg->cache_max_bytes * 2;
+
+		if (config_source_config(cfg, i, &own, err, sizeof(err)) >= 0) {
+			one = heap_size_for(&own);
+			config_done(&own);
+		}
+		sum = sum > SIZE_MAX - one ? SIZE_MAX : sum + one;
+	}
+	return sum;
+}
+
 static size_t heap_size_for(const struct config *cfg)
 {
 	size_t want = cfg->cache_max_bytes * 2, p = 1;
 	struct stat st;
 
+	if (cfg->nsources)
+		want = heap_size_for_sources(cfg);
 	if (cfg->source && strncmp(cfg->source, "file:", 5) == 0 &&
 	    stat(cfg->source + 5, &st) == 0 &&
 	    (uint64_t)st.st_size < (SIZE_MAX - cfg->cache_max_bytes) / 8 &&
@@ -699,7 +729,8 @@ static void *reload_thread(void *arg)
 
 static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 {
-	const char *fsname = strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
+	const char *fsname =
+		!cfg->source || strpbrk(cfg->source, ",\\") ? "secretfs" : cfg->source;
 	_cleanup_free_ char *first = NULL, *extra = NULL;
 
 	/*
@@ -721,6 +752,36 @@ static int add_mount_defaults(struct fuse_args *args, const struct config *cfg)
 	if (fuse_opt_add_arg(args, "-oro,nosuid,nodev,noexec") < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+/* Whether any store is a network one: libcurl's global state costs megabytes of RSS. */
+static bool needs_http(const struct config *cfg)
+{
+	if (!cfg->nsources)
+		return cfg->source && strncmp(cfg->source, "file:", 5) != 0;
+	for (size_t i = 0; i < cfg->nsources; i++)
+		if (strncmp(cfg->sources[i].uri, "file:", 5) != 0)
+			return true;
+	return false;
+}
+
+/* What the log and the service status say is served. */
+static const char *serving_what(const struct config *cfg)
+{
+	return cfg->nsources ? "several stores ([source NAME] sections)" : cfg->source;
+}
+
+/* A backend's warning (TLS verification off, ...), said once on the terminal. */
+static void print_warnings(const struct source *src)
+{
+	const struct backend *b = source_backend(src);
+
+	for (size_t i = 0; i < src->nchildren; i++)
+		print_warnings(src->children[i]);
+	if (b && b->warning[0] && src->name)
+		fprintf(stderr, "secretfs: warning: source '%s': %s\n", src->name, b->warning);
+	else if (b && b->warning[0])
+		fprintf(stderr, "secretfs: warning: %s\n", b->warning);
 }
 
 int main(int argc, char *argv[])
@@ -787,7 +848,7 @@ int main(int argc, char *argv[])
 	 * libcurl's global state, with wiping allocators: once, before any
 	 * thread, and only for a network store (it costs megabytes of RSS).
 	 */
-	if (strncmp(cfg.source, "file:", 5) != 0 && http_global_init() < 0) {
+	if (needs_http(&cfg) && http_global_init() < 0) {
 		fprintf(stderr, "secretfs: cannot initialise libcurl\n");
 		goto out_opts;
 	}
@@ -851,8 +912,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "secretfs: %s\n", reason);
 		goto out_source;
 	}
-	if (src->backend->warning[0])
-		fprintf(stderr, "secretfs: warning: %s\n", src->backend->warning);
+	print_warnings(src);
 
 	r = fs_new(&(struct fs_params){ .source = src,
 					.attr_timeout_usec = cfg.attr_timeout_usec,
@@ -934,9 +994,9 @@ int main(int argc, char *argv[])
 		}
 	}
 
-	log_info("serving %s at %s", cfg.source, opts.mountpoint);
+	log_info("serving %s at %s", serving_what(&cfg), opts.mountpoint);
 	/* READY=1 and the ready file: the mount is live, requests queue until the loop runs. */
-	if (service_ready(cfg.source, opts.mountpoint, reason, sizeof(reason)) < 0) {
+	if (service_ready(serving_what(&cfg), opts.mountpoint, reason, sizeof(reason)) < 0) {
 		log_error("%s", reason);
 		goto out_unmount;
 	}
@@ -992,7 +1052,7 @@ out_opts:
 	auditlog_close(audit);
 	service_done();
 	fuse_loop_cfg_destroy(loop_cfg);
-	if (cfg.source && strncmp(cfg.source, "file:", 5) != 0)
+	if (needs_http(&cfg))
 		http_global_cleanup();
 	free(opts.mountpoint);
 	free(control_path);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "secretfs/log.h"
+#include "secretfs/namespace.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
 
@@ -40,7 +41,7 @@ static void note_malformed(struct source *s, const char *key, const char *reason
 		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
 	log_error("%s: the store answered '%s' with a malformed body (a proxy or the store "
 		  "is broken; a cached value, if any, is served stale meanwhile): %s%s",
-		  s->backend->source, key, reason[0] ? reason : "malformed", tail);
+		  s->uri, key, reason[0] ? reason : "malformed", tail);
 }
 
 /*
@@ -61,10 +62,12 @@ static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
 		       struct backend_info *ret_info, char *reason, size_t reasonlen)
 {
 	struct source *s = ctx;
-	struct backend *b = s->backend;
+	struct backend *b = source_backend(s);
 	uint64_t start = now_usec();
 	int r;
 
+	if (!b)
+		return -EAGAIN; /* an optional source went down between the route and here */
 	r = b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
 	return backend_result(s, &s->fetch_metrics, key, r, start, reason);
 }
@@ -73,11 +76,13 @@ static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
 			 struct backend_info *ret_info, char *reason, size_t reasonlen)
 {
 	struct source *s = ctx;
-	struct backend *b = s->backend;
+	struct backend *b = source_backend(s);
 	uint64_t start = now_usec();
 	int r;
 
 	*ret_info = (struct backend_info){ .version = "" };
+	if (!b || !b->ops->list)
+		return b ? -ENOSYS : -EAGAIN;
 	r = b->ops->list(b, key, ret_value, reason, reasonlen);
 	return backend_result(s, &s->list_metrics, key, r, start, reason);
 }
@@ -87,16 +92,16 @@ static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
  * lags about 5 minutes behind, so the AWS stores' listings keep their own
  * time (aws_list_ttl); every other store's follow the values' ttl.
  */
-static uint64_t listing_ttl(const struct config *cfg, const struct backend *b)
+static uint64_t listing_ttl(const struct config *cfg)
 {
-	return strncmp(b->ops->scheme, "aws-", 4) == 0 ? cfg->aws_list_ttl_usec : cfg->ttl_usec;
+	return strncmp(cfg->source, "aws-", 4) == 0 ? cfg->aws_list_ttl_usec : cfg->ttl_usec;
 }
 
 static void on_changed(void *ctx)
 {
 	struct source *s = ctx;
 
-	log_info("%s: store changed, cache flushed", s->backend->source);
+	log_info("%s: store changed, cache flushed", s->uri);
 	source_flush(s);
 }
 
@@ -116,7 +121,7 @@ static void log_stale(const struct source *s, const char *id, const char *reason
 		return;
 	if (more)
 		snprintf(tail, sizeof(tail), " (%u similar suppressed)", more);
-	log_warn("%s: serving a stale value of '%s': %s%s", s->backend->source, id,
+	log_warn("%s: serving a stale value of '%s': %s%s", s->uri, id,
 		 reason[0] ? reason : "the store failed", tail);
 }
 
@@ -126,7 +131,25 @@ static void on_stale(void *ctx, const char *key, int err, const char *reason)
 	log_stale(ctx, key, reason);
 }
 
-int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen)
+/* An optional source that is down tries again after 1s, 2s, 4s, ... at most 5 minutes. */
+#define RETRY_FIRST_USEC (1 * USEC_PER_SEC)
+#define RETRY_MAX_USEC	 (300 * USEC_PER_SEC)
+
+static int leaf_backend_open(struct source *s, const struct config *cfg, struct backend **ret,
+			     char *reason, size_t reasonlen)
+{
+	struct backend_events ev = { .changed = on_changed, .error = on_error, .ctx = s };
+
+	return backend_open(cfg->source, cfg, &ev, ret, reason, reasonlen);
+}
+
+/*
+ * One store and its caches.  The caches exist before the backend, so an
+ * optional source that is down at start has them when it comes up; its
+ * listing cache exists then even if the backend turns out unable to list.
+ */
+static int leaf_open(const struct config *cfg, const struct config_source *cs, struct source **ret,
+		     char *reason, size_t reasonlen)
 {
 	struct cache_config cc = {
 		.ttl_usec = cfg->ttl_usec,
@@ -142,29 +165,36 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		.max_negative_entries = cfg->cache_max_entries,
 		.max_negative_bytes = cfg->cache_max_bytes,
 	};
-	struct backend_events ev = { .changed = on_changed, .error = on_error };
+	struct backend *b = NULL;
 	struct source *s;
+	char why[BACKEND_REASON_MAX] = "";
 	int r;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	ev.ctx = s;
-	r = backend_open(cfg->source, cfg, &ev, &s->backend, reason, reasonlen);
-	if (r < 0)
+	s->uri = strdup(cfg->source);
+	if (cs) {
+		s->name = strdup(cs->name);
+		s->prefix = strdup(cs->prefix);
+		s->optional = cs->optional;
+	}
+	if (!s->uri || (cs && (!s->name || !s->prefix))) {
+		r = -ENOMEM;
+		snprintf(reason, reasonlen, "out of memory");
 		goto fail;
-	cache_set_max_fetches((unsigned)cfg->max_fetches);
+	}
 	s->fetch_timeout_usec = cfg->fetch_timeout_usec;
 	cc.stale_event = on_stale;
 	cc.stale_event_ctx = s;
 	r = cache_new(&cc, fetch_value, s, &s->values);
-	if (r >= 0 && s->backend->ops->list) {
+	if (r >= 0) {
 		/*
 		 * Listings hold names, not values: they live in the ordinary heap
 		 * (ns_listing_from_*), with a byte budget of their own as large as
 		 * the values'.
 		 */
-		cc.ttl_usec = listing_ttl(cfg, s->backend);
+		cc.ttl_usec = listing_ttl(cfg);
 		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
@@ -172,6 +202,27 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		snprintf(reason, reasonlen, "cannot set up the cache: %s", strerror(-r));
 		goto fail;
 	}
+	r = leaf_backend_open(s, cfg, &b, why, sizeof(why));
+	if (r < 0 && !s->optional) {
+		if (s->name)
+			snprintf(reason, reasonlen, "source '%s': %s", s->name, why);
+		else
+			snprintf(reason, reasonlen, "%s", why);
+		goto fail;
+	}
+	if (r < 0) {
+		log_error("source '%s' (optional) is down, shown as an empty directory and tried "
+			  "again: %s",
+			  s->name, why);
+		snprintf(s->down_reason, sizeof(s->down_reason), "%s", why);
+		s->retry_backoff_usec = RETRY_FIRST_USEC;
+		s->retry_usec = now_usec() + RETRY_FIRST_USEC;
+	}
+	if (b && !b->ops->list) {
+		cache_free(s->listings);
+		s->listings = NULL;
+	}
+	s->backend = b;
 	*ret = s;
 	return 0;
 fail:
@@ -179,25 +230,131 @@ fail:
 	return r;
 }
 
+int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen)
+{
+	struct source *router;
+	int r;
+
+	cache_set_max_fetches((unsigned)cfg->max_fetches);
+	if (!cfg->nsources)
+		return leaf_open(cfg, NULL, ret, reason, reasonlen);
+
+	router = calloc(1, sizeof(*router));
+	if (!router)
+		return -ENOMEM;
+	router->uri = strdup("several stores");
+	router->children = calloc(cfg->nsources, sizeof(*router->children));
+	if (!router->uri || !router->children) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->nsources; i++) {
+		struct config *own = calloc(1, sizeof(*own));
+		struct source *child = NULL;
+
+		r = own ? config_source_config(cfg, i, own, reason, reasonlen) : -ENOMEM;
+		if (r < 0) {
+			free(own);
+			goto fail;
+		}
+		r = leaf_open(own, &cfg->sources[i], &child, reason, reasonlen);
+		if (r < 0) {
+			config_done(own);
+			free(own);
+			goto fail;
+		}
+		child->cfg = own; /* the backend may keep pointers into it */
+		router->children[router->nchildren++] = child;
+		if (child->fetch_timeout_usec > router->fetch_timeout_usec)
+			router->fetch_timeout_usec = child->fetch_timeout_usec;
+	}
+	*ret = router;
+	return 0;
+fail:
+	source_close(router);
+	return r;
+}
+
+struct source *source_route(struct source *s, const char *id, const char **ret_rest)
+{
+	size_t len;
+
+	if (!s->children) {
+		*ret_rest = id;
+		return s;
+	}
+	if (!id[0]) {
+		*ret_rest = "";
+		return NULL;
+	}
+	len = strcspn(id, "/");
+	for (size_t i = 0; i < s->nchildren; i++) {
+		struct source *c = s->children[i];
+
+		if (strlen(c->prefix) == len && strncmp(c->prefix, id, len) == 0) {
+			*ret_rest = id + len + (id[len] == '/');
+			return c;
+		}
+	}
+	*ret_rest = NULL;
+	return NULL;
+}
+
+static int leaf_start(struct source *s, char *reason, size_t reasonlen)
+{
+	struct backend *b = source_backend(s);
+	char why[BACKEND_REASON_MAX] = "";
+	int r;
+
+	if (!b || !b->ops->start)
+		return 0;
+	r = b->ops->start(b, why, sizeof(why));
+	if (r < 0 && s->name)
+		snprintf(reason, reasonlen, "source '%s': %s", s->name, why);
+	else if (r < 0)
+		snprintf(reason, reasonlen, "%s", why);
+	return r;
+}
+
 int source_start(struct source *s, char *reason, size_t reasonlen)
 {
-	if (!s->backend->ops->start)
-		return 0;
-	return s->backend->ops->start(s->backend, reason, reasonlen);
+	int r;
+
+	if (!s->children)
+		return leaf_start(s, reason, reasonlen);
+	for (size_t i = 0; i < s->nchildren; i++) {
+		r = leaf_start(s->children[i], reason, reasonlen);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 void source_close(struct source *s)
 {
+	struct backend *b;
+
 	if (!s)
 		return;
+	for (size_t i = 0; i < s->nchildren; i++)
+		source_close(s->children[i]);
+	free(s->children);
+	b = source_backend(s);
 	/* Stop the backend's threads first: they may flush the caches. */
-	if (s->backend && s->backend->ops->stop)
-		s->backend->ops->stop(s->backend);
+	if (b && b->ops->stop)
+		b->ops->stop(b);
 	if (s->values)
 		cache_free(s->values);
 	if (s->listings)
 		cache_free(s->listings);
-	backend_close(s->backend);
+	backend_close(b);
+	if (s->cfg) {
+		config_done(s->cfg);
+		free(s->cfg);
+	}
+	free(s->name);
+	free(s->prefix);
+	free(s->uri);
 	free(s);
 }
 
@@ -217,11 +374,17 @@ int source_value(struct source *s, const char *id, struct cache_result *ret, cha
 int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
 		       struct cache_result *ret, char *reason, size_t reasonlen)
 {
-	int r = cache_get_until(s->values, id, deadline_usec, ret, reason, reasonlen);
+	const char *rest;
+	struct source *leaf = source_route(s, id, &rest);
+	int r;
 
+	/* The root of several stores, a prefix nobody has, a source that is down: nothing. */
+	if (!leaf || !source_backend(leaf))
+		return -ENOENT;
+	r = cache_get_until(leaf->values, rest, deadline_usec, ret, reason, reasonlen);
 	/* One that only waits for a refresh (stale-while-revalidate) is not a failure. */
 	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err)
-		log_stale(s, id, reason);
+		log_stale(leaf, id, reason);
 	return r;
 }
 
@@ -231,26 +394,117 @@ int source_listing(struct source *s, const char *prefix, struct cache_result *re
 	return source_listing_until(s, prefix, 0, ret, reason, reasonlen);
 }
 
+/* The root of several stores: their prefixes, as folders. */
+static int root_listing(struct source *s, struct cache_result *ret)
+{
+	const char **keys = calloc(s->nchildren, sizeof(*keys));
+	char **owned = calloc(s->nchildren, sizeof(*owned));
+	struct secret *v = NULL;
+	int r = -ENOMEM;
+
+	if (!keys || !owned)
+		goto out;
+	for (size_t i = 0; i < s->nchildren; i++) {
+		if (asprintf(&owned[i], "%s/", s->children[i]->prefix) < 0) {
+			owned[i] = NULL;
+			goto out;
+		}
+		keys[i] = owned[i];
+	}
+	r = ns_listing_from_keys(keys, s->nchildren, &v);
+	if (r >= 0)
+		*ret = (struct cache_result){ .value = v, .state = CACHE_HIT };
+out:
+	for (size_t i = 0; owned && i < s->nchildren; i++)
+		free(owned[i]);
+	free(owned);
+	free(keys);
+	return r;
+}
+
 int source_listing_until(struct source *s, const char *prefix, uint64_t deadline_usec,
 			 struct cache_result *ret, char *reason, size_t reasonlen)
 {
-	if (!s->listings)
+	const char *rest;
+	struct source *leaf = source_route(s, prefix, &rest);
+	struct backend *b;
+	struct secret *v;
+	int r;
+
+	if (!leaf)
+		return rest ? root_listing(s, ret) : -ENOENT;
+	b = source_backend(leaf);
+	if (!b && rest[0])
+		return -ENOENT;
+	if (!b) {
+		/* An optional source that is down: an empty directory. */
+		r = ns_listing_from_keys(NULL, 0, &v);
+		if (r >= 0)
+			*ret = (struct cache_result){ .value = v, .state = CACHE_HIT };
+		return r;
+	}
+	if (!b->ops->list || !leaf->listings)
 		return -ENOSYS;
-	return cache_get_until(s->listings, prefix, deadline_usec, ret, reason, reasonlen);
+	return cache_get_until(leaf->listings, rest, deadline_usec, ret, reason, reasonlen);
 }
 
 void source_flush(struct source *s)
 {
-	cache_flush(s->values, NULL);
+	struct backend *b = source_backend(s);
+
+	for (size_t i = 0; i < s->nchildren; i++)
+		source_flush(s->children[i]);
+	if (s->values)
+		cache_flush(s->values, NULL);
 	if (s->listings)
 		cache_flush(s->listings, NULL);
-	if (s->backend->ops->forget)
-		s->backend->ops->forget(s->backend);
+	if (b && b->ops->forget)
+		b->ops->forget(b);
+}
+
+/* An optional source that is down, due for another try: opened and started, or later again. */
+static void leaf_retry(struct source *s)
+{
+	char why[BACKEND_REASON_MAX] = "";
+	struct backend *b = NULL;
+	uint64_t now = now_usec();
+	int r;
+
+	if (source_backend(s) || !s->cfg || now < s->retry_usec)
+		return;
+	r = leaf_backend_open(s, s->cfg, &b, why, sizeof(why));
+	if (r >= 0 && b->ops->start) {
+		r = b->ops->start(b, why, sizeof(why));
+		if (r < 0) {
+			backend_close(b);
+			b = NULL;
+		}
+	}
+	if (r < 0) {
+		s->retry_backoff_usec = s->retry_backoff_usec * 2 > RETRY_MAX_USEC
+						? RETRY_MAX_USEC
+						: s->retry_backoff_usec * 2;
+		s->retry_usec = now + s->retry_backoff_usec;
+		snprintf(s->down_reason, sizeof(s->down_reason), "%s", why);
+		log_error("source '%s' is still down, next try in %llus: %s", s->name,
+			  (unsigned long long)(s->retry_backoff_usec / USEC_PER_SEC), why);
+		return;
+	}
+	s->down_reason[0] = '\0';
+	if (b->warning[0])
+		log_warn("source '%s': %s", s->name, b->warning);
+	__atomic_store_n(&s->backend, b, __ATOMIC_RELEASE);
+	log_info("source '%s' is up", s->name);
 }
 
 void source_expire(struct source *s)
 {
-	cache_expire(s->values);
+	for (size_t i = 0; i < s->nchildren; i++)
+		source_expire(s->children[i]);
+	if (s->optional)
+		leaf_retry(s);
+	if (s->values)
+		cache_expire(s->values);
 	if (s->listings)
 		cache_expire(s->listings);
 }

@@ -3,6 +3,12 @@
  * for values, one for folder listings (listings are cheap to keep and, for
  * some stores, expensive to ask for).  Wires the backend's events: a store
  * change flushes both caches; an error outside a request is logged.
+ *
+ * Several stores in one mount ([source NAME] sections): one source routes,
+ * with no backend or caches of its own, to its children, each a plain source
+ * shown under a directory of the root (its prefix).  Ids given to the
+ * source_value/listing functions are mount paths; source_route() splits one
+ * into the child and the id within it.
  */
 #ifndef SECRETFS_SOURCE_H
 #define SECRETFS_SOURCE_H
@@ -19,6 +25,7 @@ struct source_op_metrics {
 };
 
 struct source {
+	/* NULL while an optional source is down (read atomically); NULL for a router. */
 	struct backend *backend;
 	struct cache *values;
 	struct cache *listings;			/* NULL when the backend cannot list */
@@ -26,10 +33,44 @@ struct source {
 	struct source_op_metrics list_metrics;	/* backend list calls */
 	uint64_t malformed; /* answers with a malformed body (EBADMSG); atomic */
 	uint64_t fetch_timeout_usec;
+
+	/* Several stores in one mount. */
+	char *name;		    /* [source NAME]; NULL for a plain mount's one source */
+	char *prefix;		    /* its directory at the root; NULL for a plain mount */
+	struct source **children;   /* a router's sources, in config order; else NULL */
+	size_t nchildren;
+	/* A child's own settings; an optional one that is down reopens with them. */
+	struct config *cfg;
+	bool optional;
+	char *uri;		    /* the SOURCE, also while the backend is down */
+	uint64_t retry_usec;	    /* down: when housekeeping tries again (now_usec()) */
+	uint64_t retry_backoff_usec;
+	char down_reason[BACKEND_REASON_MAX]; /* down: why, for ctl status; never a value */
 };
 
-/* Opens the backend of cfg->source and checks it is usable.  No threads yet. */
+/*
+ * Opens the backend of cfg->source and checks it is usable; with
+ * [source NAME] sections, a router and one child per section, each opened
+ * so (an optional one that fails is logged and left down, to be retried by
+ * source_expire()).  No threads yet.
+ */
 int source_open(const struct config *cfg, struct source **ret, char *reason, size_t reasonlen);
+/*
+ * The source that holds mount path @id, and @id within it in *@ret_rest:
+ * @s itself for a plain mount.  NULL for the root of several (*@ret_rest
+ * "") or a name no source has (*@ret_rest NULL).
+ */
+struct source *source_route(struct source *s, const char *id, const char **ret_rest);
+/* The backend a leaf serves with now, or NULL while it is down. */
+static inline struct backend *source_backend(const struct source *s)
+{
+	return __atomic_load_n(&s->backend, __ATOMIC_ACQUIRE);
+}
+/* The name that metrics, status and audit records give @s: its [source NAME], else its SOURCE. */
+static inline const char *source_label(const struct source *s)
+{
+	return s->name ? s->name : s->uri;
+}
 /* After daemonizing: lets the backend start its threads (file watching). */
 int source_start(struct source *s, char *reason, size_t reasonlen);
 void source_close(struct source *s);
@@ -50,7 +91,7 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 /* now_usec() + fetch_timeout: the deadline of a request that starts now. */
 uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
-/* Drops expired entries; main calls it periodically. */
+/* Drops expired entries and retries optional sources that are down; main calls it each second. */
 void source_expire(struct source *s);
 
 #endif

@@ -426,6 +426,22 @@ static const char *cache_state_name(enum cache_state s)
 	return NULL;
 }
 
+/*
+ * The source an audit record names: the one @path routes to ([source NAME]
+ * of several, or the one SOURCE); the root, and the meta tree of several,
+ * are the whole mount's.
+ */
+static const char *audit_source(struct access *a, const char *path)
+{
+	const char *rest;
+	struct source *leaf;
+
+	if (!a->source)
+		return NULL;
+	leaf = source_route(a->source, path, &rest);
+	return source_label(leaf ? leaf : a->source);
+}
+
 void access_audit(struct access *a, const struct caller *c, const char *op, const char *path,
 		  bool permit, int error, const char *rule, const struct cache_result *res)
 {
@@ -439,7 +455,7 @@ void access_audit(struct access *a, const struct caller *c, const char *op, cons
 		.exe_ino = c->subject.exe_ino,
 		.op = op,
 		.path = path,
-		.source = a->source,
+		.source = audit_source(a, path),
 		.permit = permit,
 		.rule = rule && rule[0] ? rule : NULL,
 		.error = -error,

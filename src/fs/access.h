@@ -19,6 +19,7 @@
 #include "secretfs/auditlog.h"
 #include "secretfs/cache.h"
 #include "secretfs/policy.h"
+#include "secretfs/source.h"
 
 /* Of the caller's groups, those the policy names: more than this fails closed. */
 #define ACCESS_MAX_GROUPS 256
@@ -36,7 +37,7 @@ struct access {
 	pthread_mutex_t lock;
 	struct policy *policy;	/* protected by lock; NULL: owner only */
 	struct auditlog *audit; /* NULL: no audit */
-	const char *source;
+	struct source *source; /* audit records name the one a path routes to */
 	uid_t owner;
 	bool show_denied;
 	uint64_t audit_errors_logged; /* protected by lock */

@@ -126,7 +126,7 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	handles_init(&fs->handles, p->max_handles_per_uid);
 	fs->access.policy = p->policy;
 	fs->access.audit = p->audit;
-	fs->access.source = p->source->backend->source;
+	fs->access.source = p->source;
 	fs->access.owner = p->owner;
 	fs->access.show_denied = p->show_denied;
 	*ret = fs;
