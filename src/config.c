@@ -470,6 +470,7 @@ struct load_ctx {
 	unsigned seen[ARRAY_SIZE(options)];
 	/* Section headers the reader has passed, and the count at the last key. */
 	unsigned sections, sections_at_key;
+	unsigned section_line; /* of the last section header */
 	/* The first error the handler or the reader found, 0 if none. */
 	unsigned err_line;
 	int err_code;
@@ -510,8 +511,10 @@ static char *read_line(char *buf, int num, void *stream)
 		return NULL;
 	ctx->line++;
 	ctx->indented = buf[0] == ' ' || buf[0] == '\t';
-	if (buf[strspn(buf, " \t")] == '[')
+	if (buf[strspn(buf, " \t")] == '[') {
 		ctx->sections++;
+		ctx->section_line = ctx->line;
+	}
 	len = strlen(buf);
 	if (len == 0 || buf[len - 1] == '\n')
 		return buf;
@@ -616,7 +619,7 @@ static int handle_source_key(struct load_ctx *ctx, const char *section, const ch
 		}
 		ctx->cfg.sources = v;
 		src = &v[ctx->cfg.nsources];
-		*src = (struct config_source){ .name = strdup(name), .line = ctx->line };
+		*src = (struct config_source){ .name = strdup(name), .line = ctx->section_line };
 		if (!src->name) {
 			load_error(ctx, -ENOMEM, "out of memory");
 			return 0;

@@ -28,7 +28,7 @@ struct config_source {
 	char *prefix; /* the directory it appears under at the root; default: name */
 	char *uri;    /* SOURCE, e.g. "vault:https://vault.example:8200/secret" */
 	bool optional; /* a failure at start is an empty directory, retried */
-	unsigned line; /* of the section's first key, for errors */
+	unsigned line; /* of the section's header, for errors */
 	struct config_override *overrides;
 	size_t noverrides;
 };

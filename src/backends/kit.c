@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "backends/kit.h"
 #include "secretfs/config.h"
+#include "secretfs/secret.h"
 #include "secretfs/util.h"
 
 extern char **environ;
@@ -89,21 +91,60 @@ const char *kit_env(const char *name)
 	return v && *v ? v : NULL;
 }
 
+/*
+ * Variables kit_env_take() took, kept in locked memory for the life of the
+ * process: several sources of one kind in one mount ([source NAME]) read
+ * the same VAULT_TOKEN, and an optional source that was down at start opens
+ * again later, after the first open scrubbed the environment.
+ */
+#define ENV_TAKEN_MAX 16
+
+static struct {
+	const char *name; /* a string literal of the caller's */
+	char *value;	  /* secret_mem */
+} env_taken[ENV_TAKEN_MAX];		    /* protected by env_taken_lock */
+static pthread_mutex_t env_taken_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The slot of @name, or a free one; NULL when all are taken. */
+static size_t env_taken_slot(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ENV_TAKEN_MAX && env_taken[i].name; i++)
+		if (strcmp(env_taken[i].name, name) == 0)
+			break;
+	return i;
+}
+
 char *kit_env_take(const char *name)
 {
 	const char *e = getenv(name);
-	char *copy = e && *e ? strdup(e) : NULL;
-	size_t nl = strlen(name), n = 0;
+	char *copy = NULL;
+	size_t nl = strlen(name), n = 0, slot;
 	char *entries[8];
 
-	if (!e)
-		return NULL;
+	pthread_mutex_lock(&env_taken_lock);
+	slot = env_taken_slot(name);
+	if (!e) {
+		/* Taken before: the value it had then. */
+		if (slot < ENV_TAKEN_MAX && env_taken[slot].name && env_taken[slot].value)
+			copy = strdup(env_taken[slot].value);
+		pthread_mutex_unlock(&env_taken_lock);
+		return copy;
+	}
+	copy = *e ? strdup(e) : NULL;
+	if (slot < ENV_TAKEN_MAX) {
+		secret_mem_free(env_taken[slot].value);
+		env_taken[slot].name = name;
+		env_taken[slot].value = *e ? secret_mem_strdup(e) : NULL;
+	}
 	for (char **p = environ; *p && n < ARRAY_SIZE(entries); p++)
 		if (strncmp(*p, name, nl) == 0 && (*p)[nl] == '=')
 			entries[n++] = *p;
 	unsetenv(name);
 	for (size_t i = 0; i < n; i++)
 		explicit_bzero(entries[i], strlen(entries[i]));
+	pthread_mutex_unlock(&env_taken_lock);
 	return copy;
 }
 

@@ -144,7 +144,9 @@ const char *kit_env(const char *name);
  * /proc/PID/environ shows) and unsets it, so that neither a reader of /proc
  * nor a child sees it.  Returns a malloc'ed copy (the caller wipes it with
  * wipe_free(s, strlen(s))), or NULL when it was unset, empty or on ENOMEM;
- * the variable is gone either way.
+ * the variable is gone either way.  A later take of the same @name (a
+ * string literal) returns the value taken first, kept in locked memory: two
+ * sources of one kind share it, and an optional source reopens with it.
  */
 char *kit_env_take(const char *name);
 /* The home directory: $HOME, else the passwd entry of the real uid; NULL if none. */
