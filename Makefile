@@ -162,6 +162,8 @@ $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
+$(FUZZ_BUILD)/fuzz_template: $(call FUZZ_OBJ,src/template.o src/escape.o src/namespace.o src/secret.o \
+	src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).
 $(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o src/backends/errors.o)
 # control.c holds the server too: the target takes what it needs from the library.
