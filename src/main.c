@@ -542,6 +542,7 @@ static int check_allow_other(void)
  */
 struct reloader {
 	const char *policy_path;
+	const struct config *templates_from; /* the config the templates come from */
 	struct fs *fs;
 	struct auditlog *audit;
 	const char *audit_target;
@@ -597,6 +598,7 @@ static int reload_config(struct reloader *rl, char *err, size_t errlen)
 	rl->audit_target = c.audit;
 	config_done(&rl->cfg);
 	rl->cfg = c;
+	rl->templates_from = &rl->cfg;
 	return 0;
 }
 
@@ -628,6 +630,21 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 		} else {
 			log_info("%s: re-read for the policy and audit settings",
 				 rl->cl->config_path);
+		}
+	}
+	/* Every template file again; a broken one keeps the previous set in service. */
+	if (!failed && rl->templates_from) {
+		struct template_set *ts;
+
+		if (template_set_load(rl->templates_from, SECRETFS_META_DIR, &ts, err,
+				      sizeof(err)) < 0) {
+			log_error("%s; keeping the previous templates", err);
+			reload_note(msg, msglen, "", err, "; keeping the previous templates");
+			failed = "the templates (see the log)";
+		} else {
+			if (ts)
+				log_info("%zu template%s reloaded", ts->n, ts->n == 1 ? "" : "s");
+			fs_set_templates(rl->fs, ts);
 		}
 	}
 	if (rl->policy_path) {
@@ -716,6 +733,7 @@ int main(int argc, char *argv[])
 	struct fs *fs = NULL;
 	struct policy *policy = NULL;
 	struct auditlog *audit = NULL;
+	struct template_set *templates = NULL;
 	struct reloader rl = { 0 };
 	struct control *ctl = NULL;
 	char *control_path = NULL;
@@ -801,6 +819,12 @@ int main(int argc, char *argv[])
 		}
 	}
 
+	/* Before the fork: a broken template is a start-up error, naming FILE:LINE:COL. */
+	r = template_set_load(&cfg, SECRETFS_META_DIR, &templates, reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_opts;
+	}
 	if (check_mount_prerequisites(opts.mountpoint) < 0)
 		goto out_opts;
 	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
@@ -845,11 +869,15 @@ int main(int argc, char *argv[])
 					.show_denied = cfg.show_denied,
 					.hide_denied_size = cfg.hide_denied_size,
 					.lookup_audit_usec = cfg.ttl_usec,
-					.max_handles_per_uid = cfg.max_handles_per_uid },
+					.max_handles_per_uid = cfg.max_handles_per_uid,
+					.templates = templates,
+					.max_render = cfg.http_max_body ? cfg.http_max_body
+									: TEMPLATE_MAX_RENDER },
 		   &fs);
 	if (r < 0)
 		goto out_source;
 	policy = NULL; /* the fs owns it now */
+	templates = NULL;
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!se)
 		goto out_fs;
@@ -884,6 +912,7 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	house_started = true;
 	rl = (struct reloader){ .policy_path = cfg.policy,
+				.templates_from = &cfg,
 				.fs = fs,
 				.audit = audit,
 				.audit_target = cfg.audit,
@@ -967,6 +996,7 @@ out_source:
 out_opts:
 	if (policy)
 		policy_unref(policy);
+	template_set_unref(templates);
 	auditlog_close(audit);
 	service_done();
 	fuse_loop_cfg_destroy(loop_cfg);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secretfs/config.h"
 #include "secretfs/namespace.h"
 #include "secretfs/template.h"
 #include "secretfs/util.h"
@@ -505,5 +506,144 @@ int template_render(const struct template *t, enum escape_kind format, unsigned 
 	r = lbuf_to_secret(&out, ret);
 	if (r < 0)
 		return set_error(reason, reasonlen, r, "out of memory");
+	return 0;
+}
+
+struct template_set *template_set_ref(struct template_set *s)
+{
+	__atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+	return s;
+}
+
+void template_set_unref(struct template_set *s)
+{
+	if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->e[i].name);
+		free(s->e[i].path);
+		free(s->e[i].file);
+		template_free(s->e[i].t);
+	}
+	free(s);
+}
+
+const struct template_entry *template_set_find(const struct template_set *s, const char *path)
+{
+	for (size_t i = 0; s && i < s->n; i++)
+		if (strcmp(s->e[i].path, path) == 0)
+			return &s->e[i];
+	return NULL;
+}
+
+/* Whether @path is @dir or lies below it. */
+static bool path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return n == 0 || (strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0'));
+}
+
+bool template_set_has_below(const struct template_set *s, const char *path)
+{
+	for (size_t i = 0; s && i < s->n; i++)
+		if (strcmp(s->e[i].path, path) != 0 && path_under(s->e[i].path, path))
+			return true;
+	return false;
+}
+
+/* Reads, checks and parses one template into @e. */
+static int entry_load(const struct config_template *ct, const char *meta_dir,
+		      struct template_entry *e, char *err, size_t errlen)
+{
+	char open[TEMPLATE_DELIM_MAX + 1], close[TEMPLATE_DELIM_MAX + 1], why[256];
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	if (!ns_id_is_safe(ct->path))
+		return set_error(err, errlen, -EINVAL,
+				 "%s: [template %s] path '%s': not a mount path, use 'a/b/c' "
+				 "without a leading '/', empty parts, '.' or '..'",
+				 ct->origin, ct->name, ct->path);
+	if (path_under(ct->path, meta_dir))
+		return set_error(err, errlen, -EINVAL,
+				 "%s: [template %s] path '%s': %s/ is reserved for secretfs",
+				 ct->origin, ct->name, ct->path, meta_dir);
+	if (ct->delims && template_delims(ct->delims, open, close, why, sizeof(why)) < 0)
+		return set_error(err, errlen, -EINVAL, "%s: [template %s] delims: %s", ct->origin,
+				 ct->name, why);
+	if (escape_from_name(ct->format ? ct->format : "raw", &e->format) < 0)
+		return set_error(err, errlen, -EINVAL, "%s: [template %s] format: unknown",
+				 ct->origin, ct->name);
+	r = trusted_file_read(ct->file, "template", TEMPLATE_MAX_BYTES, &text, &len, NULL, why,
+			      sizeof(why));
+	if (r == -EFBIG)
+		return set_error(err, errlen, r, "%s: larger than %d KiB ([template %s])", ct->file,
+				 TEMPLATE_MAX_BYTES / 1024, ct->name);
+	if (r < 0)
+		return set_error(err, errlen, r, "%s ([template %s])", why, ct->name);
+	r = template_parse(text, len, ct->delims ? open : NULL, ct->delims ? close : NULL, ct->file,
+			   &e->t, err, errlen);
+	wipe_free(text, len + 1);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < e->t->nrefs; i++)
+		if (path_under(e->t->refs[i].path, meta_dir))
+			return set_error(err, errlen, -EINVAL,
+					 "%s:%u:%u: '%s' is inside %s/, which templates cannot "
+					 "read; use {{* PATH }} for a format view",
+					 ct->file, e->t->refs[i].line, e->t->refs[i].col,
+					 e->t->refs[i].path, meta_dir);
+	e->name = strdup(ct->name);
+	e->path = strdup(ct->path);
+	e->file = strdup(ct->file);
+	e->access_whole = ct->access_whole;
+	e->missing_empty = ct->missing_empty;
+	if (!e->name || !e->path || !e->file)
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	return 0;
+}
+
+int template_set_load(const struct config *cfg, const char *meta_dir, struct template_set **ret,
+		      char *err, size_t errlen)
+{
+	struct template_set *s;
+	int r = 0;
+
+	*ret = NULL;
+	if (cfg->ntemplates == 0)
+		return 0;
+	s = calloc(1, sizeof(*s) + cfg->ntemplates * sizeof(s->e[0]));
+	if (!s)
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	s->refs = 1;
+	for (size_t i = 0; r >= 0 && i < cfg->ntemplates; i++) {
+		const struct config_template *ct = &cfg->templates[i];
+
+		for (size_t j = 0; r >= 0 && j < i; j++) {
+			const struct config_template *o = &cfg->templates[j];
+
+			if (strcmp(o->name, ct->name) == 0)
+				r = set_error(err, errlen, -EINVAL,
+					      "%s: [template %s]: the name is taken by %s",
+					      ct->origin, ct->name, o->origin);
+			else if (path_under(ct->path, o->path) || path_under(o->path, ct->path))
+				r = set_error(err, errlen, -EINVAL,
+					      "%s: [template %s] path '%s': clashes with '%s' of "
+					      "[template %s] (%s)",
+					      ct->origin, ct->name, ct->path, o->path, o->name,
+					      o->origin);
+		}
+		if (r >= 0) {
+			r = entry_load(ct, meta_dir, &s->e[i], err, errlen);
+			s->n = i + 1;
+		}
+	}
+	if (r < 0) {
+		template_set_unref(s);
+		return r;
+	}
+	*ret = s;
 	return 0;
 }

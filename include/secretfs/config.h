@@ -15,6 +15,21 @@
 
 #define CONFIG_ERR_MAX 512
 
+/*
+ * One [template NAME] section, or one -o template=MOUNTPATH:FILE[:FORMAT].
+ * Only the settings: the file is read and parsed by template_set_load().
+ */
+struct config_template {
+	char *name;	    /* the section's NAME; the mount path for -o template= */
+	char *file;	    /* absolute path of the template file */
+	char *path;	    /* where it appears in the mount */
+	char *format;	    /* raw|env|shell|json|yaml|properties|ini; NULL: raw */
+	char *delims;	    /* "<% %>"; NULL: {{ }} */
+	bool access_whole;  /* access = template: the rendered file is granted as a unit */
+	bool missing_empty; /* missing = empty: a missing reference renders empty */
+	char *origin;	    /* "FILE:LINE" of its section, or "-o template" */
+};
+
 struct config {
 	char *source;	  /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
 	char *mountpoint; /* may be NULL until the command line is read */
@@ -66,6 +81,10 @@ struct config {
 	char *aws_profile;	    /* default: AWS_PROFILE, else "default" */
 	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
+
+	/* [template NAME] sections and -o template=, in the order given. */
+	struct config_template *templates;
+	size_t ntemplates;
 };
 
 /* Fills @c with the defaults of DESIGN section 4. */

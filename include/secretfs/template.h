@@ -34,6 +34,12 @@
 #define TEMPLATE_DELIM_MAX  8
 #define TEMPLATE_MAX_FILTER 4
 #define TEMPLATE_ERR_MAX    512
+/* A render's bound when max_body is not set: the HTTP layer's default body bound. */
+#define TEMPLATE_MAX_RENDER ((size_t)1024 * 1024)
+/* The reserved meta directory at the mount root: templates neither live nor read there. */
+#ifndef SECRETFS_META_DIR
+#define SECRETFS_META_DIR ".secretfs"
+#endif
 
 struct template_ref {
 	char *path;    /* the mount path it reads, "/"-separated, safe components */
@@ -94,5 +100,45 @@ struct template_value {
 int template_render(const struct template *t, enum escape_kind format, unsigned view_flags,
 		    const struct template_value *vals, bool missing_empty, size_t max,
 		    struct secret **ret, int *ret_ref, char *reason, size_t reasonlen);
+
+/*
+ * The templates in service: every [template NAME] section and -o template=
+ * of the config, read (with the trust checks of trusted_file_open) and
+ * parsed.  Immutable and reference counted, so a reload swaps in a new set
+ * while opens in flight finish with the old one.
+ */
+struct template_entry {
+	char *name;
+	char *path; /* where it appears in the mount */
+	char *file;
+	enum escape_kind format;
+	bool access_whole;  /* access = template */
+	bool missing_empty; /* missing = empty */
+	struct template *t;
+	bool clash_logged; /* atomic: a clash with the store was logged */
+};
+
+struct template_set {
+	unsigned refs; /* atomic */
+	size_t n;
+	struct template_entry e[];
+};
+
+struct config;
+/*
+ * Loads every template of @cfg.  @meta_dir is the reserved name at the
+ * mount root (".secretfs"): no template may appear under it nor refer into
+ * it.  Returns 0 with *ret NULL when there are none.  On error writes
+ * "FILE:LINE:COL: ..." (a template's syntax) or "ORIGIN: [template NAME]
+ * ..." (its settings) into @err.
+ */
+int template_set_load(const struct config *cfg, const char *meta_dir, struct template_set **ret,
+		      char *err, size_t errlen);
+struct template_set *template_set_ref(struct template_set *s);
+void template_set_unref(struct template_set *s); /* NULL is a no-op */
+/* The template shown at mount path @path, or NULL. */
+const struct template_entry *template_set_find(const struct template_set *s, const char *path);
+/* Whether some template lies below the directory @path ("" is the root). */
+bool template_set_has_below(const struct template_set *s, const char *path);
 
 #endif

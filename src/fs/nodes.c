@@ -84,7 +84,7 @@ static void grow(struct node_table *t)
 
 static bool same(const struct node *a, const struct node *b)
 {
-	return a->type == b->type && a->has_secret == b->has_secret &&
+	return a->type == b->type && a->has_secret == b->has_secret && a->templ == b->templ &&
 	       a->has_folder == b->has_folder && strcmp(a->id, b->id) == 0 &&
 	       (a->key == b->key || (a->key && b->key && strcmp(a->key, b->key) == 0));
 }
@@ -151,6 +151,7 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 	n->type = want->type;
 	n->has_secret = want->has_secret;
 	n->has_folder = want->has_folder;
+	n->templ = want->templ;
 	n->tpath = tpath;
 	n->generation = t->next_generation++;
 	n->nlookup = 1;

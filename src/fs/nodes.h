@@ -26,6 +26,7 @@ struct node {
 	bool has_folder; /* DIR: the path is a folder of other secrets */
 	char *id;	 /* the secret id (FILE, DIR with a secret) or folder prefix */
 	char *key;	 /* FILE inside an object secret: the key; else NULL */
+	bool templ;	 /* FILE: a template, rendered at open; id is its mount path */
 	char *tpath;	 /* tree path, the table's key: id, or id "/" key; never changes */
 	uint64_t generation;
 	/*
