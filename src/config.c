@@ -27,6 +27,7 @@ enum opt_type {
 	OPT_FUSE_OPTIONS,
 	OPT_AUDIT,
 	OPT_CHOICE, /* one of the '|'-separated words in bounds */
+	OPT_NAME,   /* one file name: not ".", "..", no '/' */
 	OPT_BOOL,
 	OPT_DURATION,
 	OPT_COUNT,
@@ -79,6 +80,11 @@ static const struct config_option options[] = {
 	{ "max_handles_per_uid", "access", "max_handles_per_uid", OPT_COUNT,
 	  FIELD(max_handles_per_uid), 0, SIZE_MAX, NULL },
 	{ "audit", "access", "audit", OPT_AUDIT, FIELD(audit), 0, 0, NULL },
+	/* The meta directory at the root and the format views under it. */
+	{ "meta_dir", "views", "meta_dir", OPT_NAME, FIELD(meta_dir), 0, 0, NULL },
+	{ "show_meta", "views", "show_meta", OPT_BOOL, FIELD(show_meta), 0, 0, NULL },
+	{ "view_env_case", "views", "env_case", OPT_CHOICE, FIELD(view_env_case), 0, 0,
+	  "keep|upper" },
 	/* The admin control socket; checked when it is created (control.c). */
 	{ "control", "control", "socket", OPT_PATH, FIELD(control), 0, 0, NULL },
 	{ "control_admin", "control", "admin_uid", OPT_PATH, FIELD(control_admin), 0, 0, NULL },
@@ -150,7 +156,7 @@ static void string_free(char **s)
 static bool option_is_string(const struct config_option *o)
 {
 	return o->type == OPT_SOURCE || o->type == OPT_PATH || o->type == OPT_FUSE_OPTIONS ||
-	       o->type == OPT_AUDIT || o->type == OPT_CHOICE;
+	       o->type == OPT_AUDIT || o->type == OPT_CHOICE || o->type == OPT_NAME;
 }
 
 static char **string_field(struct config *c, const struct config_option *o)
@@ -348,6 +354,11 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 					 "allow_root,max_threads=4, without blanks or empty items");
 		break;
 	case OPT_PATH:
+		break;
+	case OPT_NAME:
+		if (strcmp(value, ".") == 0 || strcmp(value, "..") == 0 || strchr(value, '/'))
+			return set_error(err, errlen, -EINVAL,
+					 "expected one file name, not '.', '..' or one with '/'");
 		break;
 	case OPT_CHOICE: {
 		size_t vl = strlen(value);

@@ -481,9 +481,281 @@ int escape_value(enum escape_kind k, const void *v, size_t len, struct lbuf *out
 
 /* ---- views ---- */
 
+/* A shell and env name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool is_identifier(const char *s, size_t len)
+{
+	if (len == 0 || (s[0] >= '0' && s[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/*
+ * -o view_env_case=upper: "dbPassword", "db-password", "db.password" and
+ * "db password" all become DB_PASSWORD: ASCII letters upper-cased, '-', '.'
+ * and ' ' to '_', and a '_' where a lower-case letter or digit meets an
+ * upper-case one.  Other bytes stay (and then fail the identifier check).
+ */
+static char *upper_snake(const char *s, size_t len)
+{
+	char *o = malloc(2 * len + 1), *w = o;
+
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (i > 0 && c >= 'A' && c <= 'Z' &&
+		    ((s[i - 1] >= 'a' && s[i - 1] <= 'z') || (s[i - 1] >= '0' && s[i - 1] <= '9')))
+			*w++ = '_';
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		else if (c == '-' || c == '.' || c == ' ')
+			c = '_';
+		*w++ = c;
+	}
+	*w = '\0';
+	return o;
+}
+
+/* A key written as is in YAML: a plain word that no YAML 1.1 or 1.2 reader takes as
+ * anything but a string. */
+static bool yaml_plain_key(const char *s, size_t len)
+{
+	static const char *const special[] = { "y",   "n",    "yes",   "no",  "on",
+					       "off", "true", "false", "null" };
+
+	if (len == 0 ||
+	    !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!(is_identifier(s + i, 1) || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
+		if (strlen(special[i]) == len && strncasecmp(s, special[i], len) == 0)
+			return false;
+	return true;
+}
+
+/*
+ * A value kept as compact JSON (a number, boolean, null, array or object)
+ * written so that YAML 1.1 readers take it as JSON does: code points a YAML
+ * reader refuses or folds are escaped inside its strings (as json_must_escape
+ * says), and a number with an exponent gets the ".0" and the sign YAML 1.1
+ * requires ("1e20" and "1.0e20" are strings to YAML 1.1, "1.0e+20" a float
+ * to every reader).  The result is still the
+ * same JSON value.  The text came from jansson, so it is valid UTF-8 JSON.
+ */
+static int json_text(const unsigned char *v, size_t len, struct lbuf *out)
+{
+	bool in_string = false, in_num = false, num_dot = false;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < len;) {
+		unsigned char c = v[i];
+		uint32_t cp;
+		size_t n;
+
+		if (in_string) {
+			if (c == '\\') {
+				r = lbuf_append(out, v + i, i + 1 < len ? 2 : 1);
+				i += 2;
+				continue;
+			}
+			if (c == '"')
+				in_string = false;
+			n = utf8_decode(v + i, len - i, &cp);
+			if (n == 0)
+				n = 1; /* not from jansson; passed through */
+			else if (json_must_escape(cp)) {
+				r = hex_u(out, cp);
+				i += n;
+				continue;
+			}
+			r = lbuf_append(out, v + i, n);
+			i += n;
+			continue;
+		}
+		if (in_num && !(c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' ||
+				(c >= '0' && c <= '9')))
+			in_num = false;
+		if (!in_num && (c == '-' || (c >= '0' && c <= '9'))) {
+			in_num = true;
+			num_dot = false;
+		}
+		if (in_num && c == '.')
+			num_dot = true;
+		if (in_num && (c == 'e' || c == 'E')) {
+			if (!num_dot)
+				r = lbuf_append(out, ".0", 2);
+			num_dot = true;
+			if (r == 0)
+				r = lbuf_putc(out, (char)c);
+			/* YAML 1.1 wants the exponent's sign */
+			if (r == 0 && i + 1 < len && v[i + 1] != '-' && v[i + 1] != '+')
+				r = lbuf_putc(out, '+');
+			i++;
+			continue;
+		}
+		if (c == '"')
+			in_string = true;
+		if (r == 0)
+			r = lbuf_putc(out, (char)c);
+		i++;
+	}
+	return r;
+}
+
+struct view_key {
+	const char *name; /* the key as written: the entry's name or its upper_snake */
+	size_t len;
+	char *mapped; /* owned when mapped */
+	struct secret_entry e;
+};
+
+static int cmp_view_keys(const void *a, const void *b)
+{
+	const struct view_key *x = a, *y = b;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+
+	return c ? c : x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+/* One "key=value" line (or the format's equivalent). */
+static int view_line(enum escape_kind k, const struct view_key *vk, bool first, struct lbuf *out,
+		     char *reason, size_t reasonlen)
+{
+	const struct secret_entry *e = &vk->e;
+	bool json = e->type == SECRET_VALUE_JSON;
+	char why[192] = "";
+	int r = 0;
+
+	switch (k) {
+	case ESCAPE_ENV:
+	case ESCAPE_SHELL:
+		if (k == ESCAPE_SHELL)
+			r = lbuf_appends(out, "export ");
+		if (r == 0)
+			r = lbuf_append(out, vk->name, vk->len);
+		if (r == 0)
+			r = lbuf_putc(out, '=');
+		if (r == 0)
+			r = escape_value(k, e->value, e->valuelen, out, why, sizeof(why));
+		break;
+	case ESCAPE_PROPERTIES:
+		r = esc_properties((const unsigned char *)vk->name, vk->len, true, out, why,
+				   sizeof(why));
+		if (r == 0)
+			r = lbuf_putc(out, '=');
+		if (r == 0)
+			r = escape_value(k, e->value, e->valuelen, out, why, sizeof(why));
+		break;
+	case ESCAPE_JSON:
+		r = lbuf_putc(out, first ? '{' : ',');
+		if (r == 0)
+			r = esc_json("json", (const unsigned char *)vk->name, vk->len, out, why,
+				     sizeof(why));
+		if (r == 0)
+			r = lbuf_putc(out, ':');
+		if (r == 0)
+			r = json ? json_text(e->value, e->valuelen, out)
+				 : escape_value(k, e->value, e->valuelen, out, why, sizeof(why));
+		break;
+	case ESCAPE_YAML:
+		r = yaml_plain_key(vk->name, vk->len)
+			    ? lbuf_append(out, vk->name, vk->len)
+			    : esc_json("yaml", (const unsigned char *)vk->name, vk->len, out, why,
+				       sizeof(why));
+		if (r == 0)
+			r = lbuf_append(out, ": ", 2);
+		if (r == 0)
+			r = json ? json_text(e->value, e->valuelen, out)
+				 : escape_value(k, e->value, e->valuelen, out, why, sizeof(why));
+		break;
+	default:
+		snprintf(reason, reasonlen, "there is no %s view",
+			 escape_name(k) ? escape_name(k) : "such");
+		return -EINVAL;
+	}
+	if (r == -EINVAL)
+		snprintf(reason, reasonlen, "key '%s': %s", e->name, why);
+	if (r < 0 || k == ESCAPE_JSON) /* JSON is one line, closed by the caller */
+		return r;
+	return lbuf_putc(out, '\n');
+}
+
 int view_render(enum escape_kind k, const struct secret *table, unsigned flags, struct lbuf *out,
 		char *reason, size_t reasonlen)
 {
-	snprintf(reason, reasonlen, "format views are not implemented yet");
-	return -ENOSYS;
+	size_t n = secret_table_count(table), start = out->len, i;
+	bool env = k == ESCAPE_ENV || k == ESCAPE_SHELL;
+	struct view_key *keys;
+	int r = 0;
+
+	if (k != ESCAPE_ENV && k != ESCAPE_SHELL && k != ESCAPE_JSON && k != ESCAPE_YAML &&
+	    k != ESCAPE_PROPERTIES) {
+		snprintf(reason, reasonlen, "there is no %s view",
+			 escape_name(k) ? escape_name(k) : "such");
+		return -EINVAL;
+	}
+	if (table->kind != SECRET_TABLE) {
+		snprintf(reason, reasonlen, "not an object secret");
+		return -EINVAL;
+	}
+	keys = calloc(n ? n : 1, sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	for (i = 0; i < n && r == 0; i++) {
+		struct view_key *vk = &keys[i];
+
+		if (!secret_table_at(table, i, &vk->e)) {
+			r = -EINVAL;
+			snprintf(reason, reasonlen, "a damaged table");
+			break;
+		}
+		vk->name = vk->e.name;
+		vk->len = vk->e.namelen;
+		if (env && (flags & VIEW_UPPER)) {
+			vk->mapped = upper_snake(vk->e.name, vk->e.namelen);
+			if (!vk->mapped) {
+				r = -ENOMEM;
+				break;
+			}
+			vk->name = vk->mapped;
+			vk->len = strlen(vk->mapped);
+		}
+		if (env && !is_identifier(vk->name, vk->len)) {
+			snprintf(reason, reasonlen, "key '%s' is not a valid %s name%s", vk->e.name,
+				 escape_name(k),
+				 flags & VIEW_UPPER
+					 ? ""
+					 : " (view_env_case=upper maps - . and space to _)");
+			r = -EINVAL;
+		}
+	}
+	if (r == 0 && env && (flags & VIEW_UPPER)) {
+		qsort(keys, n, sizeof(*keys), cmp_view_keys);
+		for (i = 1; i < n; i++)
+			if (cmp_view_keys(&keys[i - 1], &keys[i]) == 0) {
+				snprintf(reason, reasonlen, "keys '%s' and '%s' are both %s",
+					 keys[i - 1].e.name, keys[i].e.name, keys[i].name);
+				r = -EINVAL;
+				break;
+			}
+	}
+	for (i = 0; i < n && r == 0; i++)
+		r = view_line(k, &keys[i], i == 0, out, reason, reasonlen);
+	if (r == 0 && k == ESCAPE_JSON)
+		r = lbuf_appends(out, n ? "}\n" : "{}\n");
+	if (r == 0 && k == ESCAPE_YAML && n == 0)
+		r = lbuf_appends(out, "{}\n");
+	for (i = 0; i < n; i++)
+		free(keys[i].mapped);
+	free(keys);
+	if (r < 0)
+		lbuf_truncate(out, start);
+	return r;
 }

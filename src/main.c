@@ -126,6 +126,12 @@ static void usage(FILE *f)
 		"    -o audit=TARGET        one JSON record per open and listing, and per denied\n"
 		"                           lookup (once per uid and path per ttl): a file path\n"
 		"                           (reopened on SIGHUP), syslog, or stderr (with -f)\n"
+		"    -o meta_dir=NAME       the meta directory at the root (default .secretfs);\n"
+		"                           NAME/view/FMT/PATH shows object secret PATH whole as\n"
+		"                           FMT: env, shell, json, yaml or properties\n"
+		"    -o show_meta           list the meta directory in the root\n"
+		"    -o view_env_case=upper env and shell views write keys as UPPER_SNAKE\n"
+		"                           (default keep)\n"
 		"\n"
 		"Templates ([template NAME] in the config file; see secretfs.conf):\n"
 		"    -o template=MOUNTPATH:FILE[:FORMAT]  show FILE, rendered, at MOUNTPATH;\n"
@@ -550,6 +556,7 @@ static int check_allow_other(void)
 struct reloader {
 	const char *policy_path;
 	const struct config *templates_from; /* the config the templates come from */
+	const char *meta_dir;		     /* as at start: renaming it needs a restart */
 	struct fs *fs;
 	struct auditlog *audit;
 	const char *audit_target;
@@ -643,8 +650,8 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 	if (!failed && rl->templates_from) {
 		struct template_set *ts;
 
-		if (template_set_load(rl->templates_from, SECRETFS_META_DIR, &ts, err,
-				      sizeof(err)) < 0) {
+		if (template_set_load(rl->templates_from, rl->meta_dir, &ts, err, sizeof(err)) <
+		    0) {
 			log_error("%s; keeping the previous templates", err);
 			reload_note(msg, msglen, "", err, "; keeping the previous templates");
 			failed = "the templates (see the log)";
@@ -827,7 +834,8 @@ int main(int argc, char *argv[])
 	}
 
 	/* Before the fork: a broken template is a start-up error, naming FILE:LINE:COL. */
-	r = template_set_load(&cfg, SECRETFS_META_DIR, &templates, reason, sizeof(reason));
+	r = template_set_load(&cfg, cfg.meta_dir ? cfg.meta_dir : SECRETFS_META_DIR, &templates,
+			      reason, sizeof(reason));
 	if (r < 0) {
 		fprintf(stderr, "secretfs: %s\n", reason);
 		goto out_opts;
@@ -877,6 +885,10 @@ int main(int argc, char *argv[])
 					.hide_denied_size = cfg.hide_denied_size,
 					.lookup_audit_usec = cfg.ttl_usec,
 					.max_handles_per_uid = cfg.max_handles_per_uid,
+					.meta_dir = cfg.meta_dir,
+					.show_meta = cfg.show_meta,
+					.view_env_upper = cfg.view_env_case &&
+							  strcmp(cfg.view_env_case, "upper") == 0,
 					.templates = templates,
 					.max_render = cfg.http_max_body ? cfg.http_max_body
 									: TEMPLATE_MAX_RENDER },
@@ -920,6 +932,7 @@ int main(int argc, char *argv[])
 	house_started = true;
 	rl = (struct reloader){ .policy_path = cfg.policy,
 				.templates_from = &cfg,
+				.meta_dir = cfg.meta_dir ? cfg.meta_dir : SECRETFS_META_DIR,
 				.fs = fs,
 				.audit = audit,
 				.audit_target = cfg.audit,

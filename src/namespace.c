@@ -268,7 +268,9 @@ static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, c
 	n = i;
 	qsort(names, n, sizeof(*names), cmp_names);
 	for (i = 0; i < n; i++) {
-		r = value_bytes(json_object_get(obj, names[i]), flags, &vals[i]);
+		json_t *jv = json_object_get(obj, names[i]);
+
+		r = value_bytes(jv, flags, &vals[i]);
 		if (r < 0) {
 			snprintf(reason, reasonlen, "key '%s': %s", names[i],
 				 r == -EINVAL ? "invalid base64" : strerror(-r));
@@ -279,8 +281,14 @@ static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, c
 	r = secret_table_begin(&b, n, total);
 	if (r < 0)
 		goto out;
-	for (i = 0; i < n && r >= 0; i++)
-		r = secret_table_add(&b, names[i], strlen(names[i]), vals[i]->data, vals[i]->len);
+	for (i = 0; i < n && r >= 0; i++) {
+		json_t *jv = json_object_get(obj, names[i]);
+		/* Strings and binary values are text; the rest keep their JSON type. */
+		bool text = json_is_string(jv) || base64_member(jv, flags);
+
+		r = secret_table_add_typed(&b, names[i], strlen(names[i]), vals[i]->data,
+					   vals[i]->len, text ? SECRET_VALUE_TEXT : SECRET_VALUE_JSON);
+	}
 	if (r >= 0)
 		r = secret_table_finish(&b, ret);
 	secret_table_abort(&b);

@@ -16,8 +16,9 @@
  * (secret_new) never fall back.
  *
  * Tables: data[] = u64 count | u32 offset[count] | entries, where each entry
- * is u32 namelen | u32 valuelen | name NUL | value, in strictly increasing
- * name order (memcmp), so a lookup is a binary search.
+ * is u32 namelen | u32 valuelen | name NUL | u8 type | value, in strictly
+ * increasing name order (memcmp), so a lookup is a binary search.  The type
+ * byte says what JSON the value was in the store (enum secret_value_type).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -409,7 +410,7 @@ static int table_begin(struct secret_table_builder *b, size_t count, size_t name
 	memset(b, 0, sizeof(*b));
 	if (count > UINT32_MAX / 4 || names_and_values > UINT32_MAX / 2)
 		return -EINVAL;
-	size = TABLE_HDR + count * (sizeof(uint32_t) + ENTRY_HDR + 1) + names_and_values;
+	size = TABLE_HDR + count * (sizeof(uint32_t) + ENTRY_HDR + 2) + names_and_values;
 	b->table = locked ? secret_new(size) : secret_new_unlocked(size);
 	if (!b->table)
 		return -ENOMEM;
@@ -443,11 +444,18 @@ static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
 int secret_table_add(struct secret_table_builder *b, const char *name, size_t namelen,
 		     const void *value, size_t valuelen)
 {
+	return secret_table_add_typed(b, name, namelen, value, valuelen, SECRET_VALUE_TEXT);
+}
+
+int secret_table_add_typed(struct secret_table_builder *b, const char *name, size_t namelen,
+			   const void *value, size_t valuelen, enum secret_value_type type)
+{
 	struct secret *t = b->table;
 	uint32_t off, nl = (uint32_t)namelen, vl = (uint32_t)valuelen;
 
 	if (!t || b->added >= b->count || namelen > t->len || valuelen > t->len ||
-	    b->used + ENTRY_HDR + namelen + 1 + valuelen > t->len)
+	    b->used + ENTRY_HDR + namelen + 2 + valuelen > t->len ||
+	    (type != SECRET_VALUE_TEXT && type != SECRET_VALUE_JSON))
 		return -EINVAL;
 	if (b->added > 0) {
 		struct secret_entry prev;
@@ -461,11 +469,12 @@ int secret_table_add(struct secret_table_builder *b, const char *name, size_t na
 	memcpy(t->data + off + sizeof(nl), &vl, sizeof(vl));
 	memcpy(t->data + off + ENTRY_HDR, name, namelen);
 	t->data[off + ENTRY_HDR + namelen] = '\0';
+	t->data[off + ENTRY_HDR + namelen + 1] = (unsigned char)type;
 	if (valuelen)
-		memcpy(t->data + off + ENTRY_HDR + namelen + 1, value, valuelen);
+		memcpy(t->data + off + ENTRY_HDR + namelen + 2, value, valuelen);
 	memcpy(t->data + TABLE_HDR + b->added * sizeof(uint32_t), &off, sizeof(off));
 	b->added++;
-	b->used = off + ENTRY_HDR + namelen + 1 + valuelen;
+	b->used = off + ENTRY_HDR + namelen + 2 + valuelen;
 	return 0;
 }
 
@@ -503,7 +512,8 @@ bool secret_table_at(const struct secret *t, size_t i, struct secret_entry *ret)
 	memcpy(&vl, t->data + off + sizeof(nl), sizeof(vl));
 	ret->name = (const char *)t->data + off + ENTRY_HDR;
 	ret->namelen = nl;
-	ret->value = t->data + off + ENTRY_HDR + nl + 1;
+	ret->type = t->data[off + ENTRY_HDR + nl + 1];
+	ret->value = t->data + off + ENTRY_HDR + nl + 2;
 	ret->valuelen = vl;
 	return true;
 }

@@ -50,6 +50,11 @@ struct config {
 	size_t max_handles_per_uid; /* open files and directories per uid; 0 = no cap */
 	char *audit;		    /* "syslog", "stderr", an absolute path, or NULL */
 
+	/* [views]: the meta directory (src/fs/meta.h) and the format views under it. */
+	char *meta_dir;	     /* its name at the root; NULL: ".secretfs" */
+	bool show_meta;	     /* the root lists it */
+	char *view_env_case; /* "keep" (NULL) or "upper": env and shell views' keys */
+
 	/* [control]: the admin socket (see control.h). */
 	char *control;	     /* socket path, "auto", or NULL: no control socket */
 	char *control_admin; /* a user name or uid besides root, or NULL */

@@ -32,6 +32,9 @@ struct fs_params {
 	/* How long a denied lookup of one path by one uid is not audited again. */
 	uint64_t lookup_audit_usec;
 	size_t max_handles_per_uid;	/* 0: no cap */
+	const char *meta_dir;		/* the meta directory's name; NULL: ".secretfs" */
+	bool show_meta;			/* the root lists the meta directory */
+	bool view_env_upper;		/* env and shell views write keys as UPPER_SNAKE */
 	struct template_set *templates; /* taken over; NULL: none */
 	size_t max_render;		/* bytes of a rendered template at most */
 };

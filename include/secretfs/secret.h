@@ -138,9 +138,24 @@ int secret_table_begin(struct secret_table_builder *b, size_t count, size_t name
 /* The same in the ordinary heap (secret_new_unlocked): for listings. */
 int secret_table_begin_unlocked(struct secret_table_builder *b, size_t count,
 				size_t names_and_values);
-/* Returns 0, or -EINVAL when out of order or out of room. */
+/*
+ * What an entry's value was in the store's JSON, for the format views (JSON
+ * and YAML keep numbers, booleans and nested objects as they were): a string
+ * (or binary, or not JSON at all: a listing's flags), served as its bytes;
+ * or any other JSON value, served as its compact JSON text.  A key's file
+ * shows the same bytes either way.
+ */
+enum secret_value_type {
+	SECRET_VALUE_TEXT = 0,
+	SECRET_VALUE_JSON = 1,
+};
+
+/* Returns 0, or -EINVAL when out of order or out of room.  The value is SECRET_VALUE_TEXT. */
 int secret_table_add(struct secret_table_builder *b, const char *name, size_t namelen,
 		     const void *value, size_t valuelen);
+/* The same with the value's type. */
+int secret_table_add_typed(struct secret_table_builder *b, const char *name, size_t namelen,
+			   const void *value, size_t valuelen, enum secret_value_type type);
 /* Hands over the table; -EINVAL when fewer entries were added than declared. */
 int secret_table_finish(struct secret_table_builder *b, struct secret **ret);
 /* Drops an unfinished table (wiping it).  Safe after finish. */
@@ -151,6 +166,7 @@ struct secret_entry {
 	size_t namelen;
 	const unsigned char *value;
 	size_t valuelen;
+	unsigned char type; /* enum secret_value_type */
 };
 
 size_t secret_table_count(const struct secret *t);

@@ -19,7 +19,9 @@
 
 #include "fs/access.h"
 #include "fs/handles.h"
+#include "fs/meta.h"
 #include "fs/nodes.h"
+#include "secretfs/escape.h"
 #include "secretfs/fs.h"
 #include "secretfs/log.h"
 #include "secretfs/namespace.h"
@@ -40,6 +42,10 @@ struct fs {
 	bool parallel_dirops; /* told to the kernel at INIT (see fs_session_io) */
 	struct access access;
 	struct handles handles;
+	char *meta_name;	/* the meta directory at the root (meta.h); immutable */
+	bool show_meta;		/* the root lists it */
+	unsigned view_flags;	/* view_render()'s flags: VIEW_UPPER */
+	bool meta_clash_logged; /* a stored name the meta directory hides was logged; atomic */
 	pthread_mutex_t dirlist_lock;	/* every node's dirlist pointer and each dirlist's refs */
 	struct template_set *templates; /* protected by access.lock; NULL: none */
 	size_t max_render;		/* bytes of a rendered template at most */
@@ -81,7 +87,7 @@ static void open_untrack(struct fs *fs, struct open_link *l)
 	pthread_mutex_unlock(&fs->open_lock);
 }
 
-/* An open secret file: a reference to the value seen at open. */
+/* An open secret file: a reference to the value seen at open (for a view: its rendering). */
 struct handle {
 	struct open_link link; /* first: fs_free() finds the handle from it */
 	uid_t uid;	       /* whose handle count it is in */
@@ -100,6 +106,14 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 		free(fs);
 		return -ENOMEM;
 	}
+	fs->meta_name = strdup(p->meta_dir ? p->meta_dir : META_DIR_DEFAULT);
+	if (!fs->meta_name) {
+		nodes_done(&fs->nodes);
+		free(fs);
+		return -ENOMEM;
+	}
+	fs->show_meta = p->show_meta;
+	fs->view_flags = p->view_env_upper ? VIEW_UPPER : 0;
 	fs->src = p->source;
 	fs->attr_timeout = (double)p->attr_timeout_usec / USEC_PER_SEC;
 	fs->hide_denied_size = p->hide_denied_size;
@@ -148,6 +162,7 @@ void fs_free(struct fs *fs)
 	free(fs->access.seen);
 	pthread_mutex_destroy(&fs->dirlist_lock);
 	handles_done(&fs->handles);
+	free(fs->meta_name);
 	free(fs);
 }
 
@@ -239,6 +254,59 @@ static int take_handle(struct fs *fs, uid_t uid)
 }
 
 /*
+ * The object secret a view file shows, in @res (kind SECRET_TABLE), or an
+ * error: -ENOENT when it is gone or no longer an object.
+ */
+static int view_fetch(struct fs *fs, struct node *n, uint64_t deadline, struct cache_result *res)
+{
+	char reason[BACKEND_REASON_MAX] = "";
+	int r;
+
+	r = source_value_until(fs->src, n->id, deadline, res, reason, sizeof(reason));
+	if (r < 0) {
+		log_failure(fs, "fetch", n->id, r, reason);
+		return r;
+	}
+	if (res->value->kind != SECRET_TABLE) {
+		secret_unref(res->value);
+		res->value = NULL;
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/*
+ * The view of @table in @n's format, rendered into a locked buffer of its
+ * own that @ret holds.  A value or key the format cannot hold is EIO, logged
+ * with the reason (which names the key, never the value).
+ */
+static int view_value(struct fs *fs, struct node *n, const struct secret *table, bool quiet,
+		      struct handle *ret)
+{
+	char reason[256] = "";
+	struct lbuf out = { 0 };
+	struct secret *s;
+	int r;
+
+	r = view_render((enum escape_kind)n->format, table, fs->view_flags, &out, reason,
+			sizeof(reason));
+	if (r >= 0)
+		r = lbuf_to_secret(&out, &s);
+	lbuf_free(&out);
+	if (r == -EINVAL) {
+		if (!quiet)
+			log_failure(fs, "view", n->tpath, -EIO, reason);
+		return -EIO;
+	}
+	if (r < 0)
+		return r;
+	ret->value = s;
+	ret->data = s->data;
+	ret->len = s->len;
+	return 0;
+}
+
+/*
  * The value a FILE node shows: a reference and the byte range within it.
  * @res receives the cache's answer (state, version) for the audit record.
  */
@@ -251,6 +319,16 @@ static int node_value(struct fs *fs, struct node *n, uint64_t deadline, struct h
 	struct secret_entry e;
 	int r;
 
+	if (n->tree == NODE_VIEW) {
+		r = view_fetch(fs, n, deadline, resp);
+		if (r < 0)
+			return r;
+		/* stat: a view that cannot be rendered shows size 0; its open says why */
+		r = view_value(fs, n, resp->value, true, ret);
+		secret_unref(resp->value);
+		resp->value = NULL;
+		return r == -EIO ? 0 : r;
+	}
 	r = source_value_until(fs->src, n->id, deadline, resp, reason, sizeof(reason));
 	res = *resp;
 	if (r < 0) {
@@ -287,7 +365,7 @@ static void fill_attr(struct fs *fs, struct node *n, size_t size, struct stat *s
 	mode_t perm = n->type == NODE_DIR ? 0500 : 0400;
 
 	if (p) {
-		policy_attrs(p, n->tpath, &pa);
+		policy_attrs(p, meta_policy_path(n), &pa);
 		policy_unref(p);
 	}
 	memset(st, 0, sizeof(*st));
@@ -322,7 +400,7 @@ static int node_attr(struct fs *fs, struct node *n, bool hide_size, uint64_t dea
 	struct handle h = { 0 };
 	int r;
 
-	if (n->templ) {
+	if (n->tree == NODE_TEMPLATE) {
 		fill_attr(fs, n, hide_size ? 0 : template_size(fs, n, deadline), st);
 		return 0;
 	}
@@ -691,8 +769,8 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 				 strerror(-r));
 	}
 	if (r >= 0) {
-		r = template_render(t, e->format, 0, vals, e->missing_empty, fs->max_render, ret,
-				    &bad, reason, sizeof(reason));
+		r = template_render(t, e->format, fs->view_flags, vals, e->missing_empty,
+				    fs->max_render, ret, &bad, reason, sizeof(reason));
 		if (r < 0 && !quiet)
 			log_render(e, r, reason,
 				   r == -EINVAL && bad >= 0
@@ -751,7 +829,9 @@ static int lookup_child(struct fs *fs, struct node *parent, const char *name, ui
 	if (!tpath) {
 		r = -ENOMEM;
 	} else if (template_set_find(ts, tpath)) {
-		*ret = (struct node){ .type = NODE_FILE, .templ = true, .id = TAKE_PTR(tpath) };
+		*ret = (struct node){ .type = NODE_FILE,
+				      .tree = NODE_TEMPLATE,
+				      .id = TAKE_PTR(tpath) };
 		r = 0;
 	} else {
 		r = resolve(fs, parent, name, deadline, ret);
@@ -775,6 +855,36 @@ static int lookup_child(struct fs *fs, struct node *parent, const char *name, ui
 }
 
 /*
+ * Whether @c may read the view file @n: the object's directory, then every
+ * key of the object as the cache has it now (meta_view_permits).  Returns
+ * 0 with the object in @res (the caller drops res->value), -EACCES with
+ * @rule and the refused store path in @denied, or the fetch's error.
+ * *@permit is the policy's answer so far (a fetch may fail after a permit).
+ */
+static int view_check(struct fs *fs, struct node *n, const struct policy *p, const struct caller *c,
+		      char *rule, size_t rulelen, char *denied, size_t deniedlen,
+		      struct cache_result *res, bool *permit)
+{
+	int r;
+
+	/* Refused before any fetch when the object's directory is. */
+	snprintf(denied, deniedlen, "%s", n->id);
+	*permit = access_permits(&fs->access, p, c, n->id, true, rule, rulelen);
+	if (!*permit)
+		return -EACCES;
+	r = view_fetch(fs, n, 0, res);
+	if (r < 0)
+		return r;
+	*permit = meta_view_permits(&fs->access, p, c, n->id, res->value, rule, rulelen, denied,
+				    deniedlen);
+	if (*permit)
+		return 0;
+	secret_unref(res->value);
+	res->value = NULL;
+	return -EACCES;
+}
+
+/*
  * A lookup or stat decides too, when an option needs it: whether the policy
  * refuses the caller @n, audited once per uid and path per window (a lookup
  * fetches, and tells existence and size).  Returns whether st_size must be
@@ -793,8 +903,16 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 	if (!p)
 		return false; /* without a policy the kernel keeps other uids out */
 	access_caller(&fs->access, req, p, &c);
-	permit = access_permits(&fs->access, p, &c, n->tpath, n->type == NODE_DIR, rule,
-				sizeof(rule));
+	if (n->tree == NODE_VIEW && n->type == NODE_FILE) {
+		char denied[PATH_MAX];
+		struct cache_result res = { .value = NULL };
+
+		view_check(fs, n, p, &c, rule, sizeof(rule), denied, sizeof(denied), &res, &permit);
+		secret_unref(res.value);
+	} else {
+		permit = access_permits(&fs->access, p, &c, meta_policy_path(n), meta_policy_dir(n),
+					rule, sizeof(rule));
+	}
 	policy_unref(p);
 	if (permit)
 		return false;
@@ -807,9 +925,63 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 static double attr_timeout_of(struct fs *fs, struct node *n)
 {
 	/* A template's size is its latest render: the kernel asks again each time. */
-	if (n->templ)
+	if (n->tree == NODE_TEMPLATE)
 		return 0.0;
 	return fs->hide_denied_size && n->type == NODE_FILE ? 0.0 : fs->attr_timeout;
+}
+
+/*
+ * A stored secret or folder at the root named like the meta directory is
+ * hidden by it: said once, when the root's listing shows one.
+ */
+static void meta_clash(struct fs *fs, const struct secret *root_listing)
+{
+	struct secret_entry e;
+
+	if (root_listing && secret_table_find(root_listing, fs->meta_name, &e) &&
+	    !__atomic_exchange_n(&fs->meta_clash_logged, true, __ATOMIC_RELAXED))
+		log_warn("the store's '%s' is hidden by the meta directory of that name; "
+			 "-o meta_dir=NAME renames the meta directory",
+			 fs->meta_name);
+}
+
+/*
+ * What @name is in @parent, in whichever tree: the meta directory at the
+ * root (it wins over a stored name), the meta tree's fixed directories, a
+ * view directory's store folder, or the store.  @ret's id (unless it is a
+ * key node's, borrowed) and tpath (when set) are the caller's to free.
+ */
+static int lookup_node(struct fs *fs, struct node *parent, const char *name, uint64_t deadline,
+		       struct node *ret)
+{
+	struct node shadow, store;
+	struct cache_result res;
+	char reason[BACKEND_REASON_MAX];
+	int r;
+
+	if (parent == &fs->nodes.root && strcmp(name, fs->meta_name) == 0) {
+		if (!__atomic_load_n(&fs->meta_clash_logged, __ATOMIC_RELAXED) &&
+		    source_listing_until(fs->src, "", deadline, &res, reason, sizeof(reason)) >=
+			    0) {
+			meta_clash(fs, res.value);
+			secret_unref(res.value);
+		}
+		return meta_root(fs->meta_name, ret);
+	}
+	if (parent->tree == NODE_META)
+		return meta_resolve(parent, name, ret);
+	if (parent->tree != NODE_VIEW)
+		return lookup_child(fs, parent, name, deadline, ret);
+	if (parent->type != NODE_DIR)
+		return -ENOTDIR;
+	/* The store folder the view directory stands for, looked up as the store would. */
+	shadow = (struct node){
+		.type = NODE_DIR, .has_folder = true, .id = parent->id, .tpath = parent->id
+	};
+	r = resolve(fs, &shadow, name, deadline, &store);
+	if (r < 0)
+		return r;
+	return meta_view_node(parent, &store, name, ret);
 }
 
 static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -822,14 +994,15 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r;
 
 	/* A name below a replaced directory would be found through another node. */
-	r = nodes_detached(pn) ? -ESTALE : lookup_child(fs, pn, name, deadline, &want);
+	r = nodes_detached(pn) ? -ESTALE : lookup_node(fs, pn, name, deadline, &want);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	n = nodes_acquire(&fs->nodes, &want);
 	if (want.key == NULL)
-		free(want.id); /* resolve() allocated it; a key node borrows the parent's id */
+		free(want.id); /* lookup_node() allocated it; a key node borrows the parent's id */
+	free(want.tpath);
 	if (!n) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -871,7 +1044,7 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct stat st;
 	int r;
 
-	if (n->templ && fi && fi->fh && !nodes_detached(n)) {
+	if (n->tree == NODE_TEMPLATE && fi && fi->fh && !nodes_detached(n)) {
 		/* fstat(2) of an open template: the length of the bytes it reads. */
 		fill_attr(fs, n, ((struct handle *)(uintptr_t)fi->fh)->len, &st);
 		fuse_reply_attr(req, &st, 0.0);
@@ -892,8 +1065,9 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct cache_result res = { .value = NULL };
 	struct template_set *ts = NULL;
 	const struct template_entry *te = NULL;
-	char rule[ACCESS_RULE_MAX];
+	char rule[ACCESS_RULE_MAX], denied[PATH_MAX];
 	struct handle *h = NULL;
+	struct secret *table = NULL; /* a view's object */
 	struct caller c;
 	bool permit = false;
 	int r;
@@ -906,11 +1080,20 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -EISDIR;
 	} else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
 		r = -EROFS;
+	} else if (n->tree == NODE_VIEW) {
+		r = view_check(fs, n, p, &c, rule, sizeof(rule), denied, sizeof(denied), &res,
+			       &permit);
+		table = TAKE_PTR(res.value);
+		if (!permit) {
+			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
+			/* The store path that was refused, as the reader would have opened it. */
+			access_audit(&fs->access, &c, "view", denied, false, r, rule, NULL);
+		}
 	} else {
 		r = access_check(&fs->access, p, &c, n->tpath, false, rule, sizeof(rule));
 		permit = r >= 0;
 	}
-	if (n->templ) {
+	if (n->tree == NODE_TEMPLATE) {
 		ts = fs_templates(fs);
 		te = template_set_find(ts, n->id);
 		if (!te && r >= 0)
@@ -924,6 +1107,8 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			r = -ENOMEM;
 		else if (te)
 			r = template_open(fs, te, p, &c, source_deadline(fs->src), &h->value);
+		else if (table)
+			r = view_value(fs, n, table, false, h); /* the object the policy judged */
 		else
 			r = node_value(fs, n, 0, h, &res);
 		if (r < 0) {
@@ -936,6 +1121,7 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			}
 		}
 	}
+	secret_unref(table);
 	if (te)
 		access_audit_template(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0,
 				      rule, NULL, te->name);
@@ -1011,6 +1197,7 @@ struct dirlist_entry {
 	mode_t type;	  /* S_IFDIR, S_IFREG, or 0: unknown until a lookup */
 	bool folder;	  /* a child folder */
 	bool key;	  /* a key of the directory's own object secret */
+	bool meta;	  /* the meta directory, or an entry of its fixed directories */
 };
 
 struct dirlist {
@@ -1111,21 +1298,28 @@ static bool template_hides(struct node *n, const struct template_set *ts, const 
 	return false;
 }
 
-/* Builds the unfiltered listing of @n from @keys and @children (references taken). */
+/*
+ * Builds the unfiltered listing of @n from @keys and @children (references
+ * taken).  In the root, the meta directory @meta_name comes first when
+ * @show_meta, and a stored child of that name is never listed: the meta
+ * directory hides it.  Then the names templates @ts add, which win a clash
+ * with the store.
+ */
 static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct secret *children,
-				     struct template_set *ts)
+				     const char *meta_name, bool show_meta, struct template_set *ts)
 {
 	size_t nk = keys ? secret_table_count(keys) : 0,
 	       nc = children ? secret_table_count(children) : 0, i = 0, nt;
 	struct secret_entry e, k;
 	struct dirlist *d;
 	char *tnames = NULL;
+	const char *q;
 	int r = template_names(ts, n->tpath, &tnames);
 
 	if (r < 0)
 		return NULL;
 	nt = (size_t)r;
-	d = calloc(1, sizeof(*d) + (2 + nk + nc + nt) * sizeof(d->e[0]));
+	d = calloc(1, sizeof(*d) + (3 + nk + nc + nt) * sizeof(d->e[0]));
 	if (!d) {
 		free(tnames);
 		return NULL;
@@ -1138,8 +1332,13 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 	d->refs = 1;
 	d->e[i++] = (struct dirlist_entry){ .name = ".", .type = S_IFDIR };
 	d->e[i++] = (struct dirlist_entry){ .name = "..", .type = S_IFDIR };
-	/* Templates first: they win a clash with the store. */
-	for (const char *q = tnames; q && (size_t)(i - 2) < nt; q += strlen(q) + 1) {
+	if (show_meta && n->tpath[0] == '\0' && n->tree == NODE_STORE)
+		d->e[i++] = (struct dirlist_entry){
+			.name = meta_name, .type = S_IFDIR, .folder = true, .meta = true
+		};
+	/* Templates next: they win a clash with the store. */
+	q = tnames;
+	for (size_t t = 0; t < nt; t++, q += strlen(q) + 1) {
 		char path[PATH_MAX];
 		bool file;
 
@@ -1157,6 +1356,8 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 	for (size_t j = 0; children && secret_table_at(children, j, &e); j++) {
 		bool folder = e.value[0] & BACKEND_LIST_FOLDER;
 
+		if (n->tree == NODE_STORE && n->tpath[0] == '\0' && strcmp(e.name, meta_name) == 0)
+			continue; /* hidden by the meta directory (meta_clash() says so) */
 		if (nt && template_hides(n, ts, tnames, nt, e.name))
 			continue;
 		if (keys && secret_table_find(keys, e.name, &k)) {
@@ -1167,7 +1368,8 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 		/* A secret may be a file or an object; only a lookup would tell. */
 		d->e[i++] = (struct dirlist_entry){ .name = e.name,
 						    .type = folder ? S_IFDIR : 0,
-						    .folder = folder };
+						    .folder = folder,
+						    .meta = n->tree == NODE_META };
 	}
 	d->n = i;
 	return d;
@@ -1188,7 +1390,7 @@ static struct dirlist *dirlist_get(struct fs *fs, struct node *n, struct secret 
 	if (d && d->keys == keys && d->children == children && d->templates == ts) {
 		d->refs++;
 	} else {
-		d = dirlist_build(n, keys, children, ts);
+		d = dirlist_build(n, keys, children, fs->meta_name, fs->show_meta, ts);
 		if (d)
 			n->dirlist = d; /* the old one lives on in the handles that hold it */
 	}
@@ -1196,11 +1398,14 @@ static struct dirlist *dirlist_get(struct fs *fs, struct node *n, struct secret 
 	return d;
 }
 
-/* The tree path of @name in directory @n, in @buf; NULL when it does not fit. */
+/*
+ * The path the policy judges for @name in directory @n (the store path, in
+ * a view directory), in @buf; NULL when it does not fit.
+ */
 static const char *child_path(const struct node *n, const char *name, char *buf, size_t len)
 {
-	int w = n->tpath[0] ? snprintf(buf, len, "%s/%s", n->tpath, name)
-			    : snprintf(buf, len, "%s", name);
+	const char *base = meta_policy_path(n);
+	int w = base[0] ? snprintf(buf, len, "%s/%s", base, name) : snprintf(buf, len, "%s", name);
 
 	return w >= 0 && (size_t)w < len ? buf : NULL;
 }
@@ -1233,13 +1438,19 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 		else if (r != -ENOENT)
 			goto fail;
 	}
-	if (n->has_folder) {
+	if (n->tree == NODE_META) {
+		r = meta_listing(n, &children);
+		if (r < 0)
+			return r;
+	} else if (n->has_folder) {
 		r = source_listing_until(fs->src, n->id, deadline, &res, reason, sizeof(reason));
 		if (r >= 0)
 			children = res.value;
 		/* Gone, or a store (or token) that cannot list: an empty folder. */
 		else if (r != -ENOENT && r != -ENOSYS && r != -EACCES)
 			goto fail;
+		if (n == &fs->nodes.root)
+			meta_clash(fs, children);
 	}
 	ts = fs_templates(fs);
 	d = dirlist_get(fs, n, keys, children, ts);
@@ -1259,7 +1470,9 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 		const struct dirlist_entry *e = &d->e[i];
 		const char *path = i < 2 ? NULL : child_path(n, e->name, pathbuf, sizeof(pathbuf));
 
-		if (i < 2 || (path && access_visible(&fs->access, p, c, path, e->folder, !e->key)))
+		/* The meta tree's fixed entries are there for whoever may list their directory. */
+		if (i < 2 || e->meta ||
+		    (path && access_visible(&fs->access, p, c, path, e->folder, !e->key)))
 			h->visible[i / 64] |= UINT64_C(1) << (i % 64);
 	}
 	*ret = h;
@@ -1291,9 +1504,9 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 	access_caller(&fs->access, req, p, &c);
 	rule[0] = '\0';
-	r = nodes_detached(n)
-		    ? -ESTALE
-		    : access_check(&fs->access, p, &c, n->tpath, true, rule, sizeof(rule));
+	r = nodes_detached(n) ? -ESTALE
+			      : access_check(&fs->access, p, &c, meta_policy_path(n), true, rule,
+					     sizeof(rule));
 	permit = r >= 0;
 	if (r >= 0)
 		r = take_handle(fs, c.subject.uid);
@@ -1384,7 +1597,20 @@ static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	}
 	p = access_policy(&fs->access);
 	access_caller(&fs->access, req, p, &c);
-	r = access_check(&fs->access, p, &c, n->tpath, n->type == NODE_DIR, rule, sizeof(rule));
+	if (n->tree == NODE_VIEW && n->type == NODE_FILE) {
+		char denied[PATH_MAX];
+		struct cache_result res = { .value = NULL };
+		bool permit;
+
+		r = view_check(fs, n, p, &c, rule, sizeof(rule), denied, sizeof(denied), &res,
+			       &permit);
+		secret_unref(res.value);
+		if (!permit)
+			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
+	} else {
+		r = access_check(&fs->access, p, &c, meta_policy_path(n), meta_policy_dir(n), rule,
+				 sizeof(rule));
+	}
 	if (r >= 0 && (mask & X_OK) && n->type != NODE_DIR)
 		r = -EACCES; /* mounted noexec, and secrets are not programs */
 	if (p)

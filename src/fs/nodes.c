@@ -84,8 +84,9 @@ static void grow(struct node_table *t)
 
 static bool same(const struct node *a, const struct node *b)
 {
-	return a->type == b->type && a->has_secret == b->has_secret && a->templ == b->templ &&
-	       a->has_folder == b->has_folder && strcmp(a->id, b->id) == 0 &&
+	return a->type == b->type && a->has_secret == b->has_secret &&
+	       a->has_folder == b->has_folder && a->tree == b->tree && a->format == b->format &&
+	       strcmp(a->id, b->id) == 0 &&
 	       (a->key == b->key || (a->key && b->key && strcmp(a->key, b->key) == 0));
 }
 
@@ -95,7 +96,11 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 	char *tpath;
 	size_t h;
 
-	if (want->key) {
+	if (want->tpath) {
+		tpath = strdup(want->tpath);
+		if (!tpath)
+			return NULL;
+	} else if (want->key) {
 		size_t il = strlen(want->id), kl = strlen(want->key);
 
 		tpath = malloc(il + kl + 2);
@@ -151,7 +156,8 @@ struct node *nodes_acquire(struct node_table *t, const struct node *want)
 	n->type = want->type;
 	n->has_secret = want->has_secret;
 	n->has_folder = want->has_folder;
-	n->templ = want->templ;
+	n->tree = want->tree;
+	n->format = want->format;
 	n->tpath = tpath;
 	n->generation = t->next_generation++;
 	n->nlookup = 1;
@@ -175,6 +181,8 @@ int nodes_known(struct node_table *t, const char *tpath, struct node *ret)
 		*ret = (struct node){ .type = n->type,
 				      .has_secret = n->has_secret,
 				      .has_folder = n->has_folder,
+				      .tree = n->tree,
+				      .format = n->format,
 				      .id = strdup(n->id),
 				      .key = n->key ? strdup(n->key) : NULL };
 		r = 0;

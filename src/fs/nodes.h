@@ -20,14 +20,26 @@ enum node_type {
 	NODE_FILE,
 };
 
+/*
+ * Which tree a node is in: the store's, or the meta directory's (meta.h),
+ * whose nodes are not secrets of the store but say something about them.
+ */
+enum node_tree {
+	NODE_STORE = 0, /* a secret, a key or a folder of the store */
+	NODE_META,	/* a fixed directory of the meta tree: id "" (its root), "view" */
+	NODE_VIEW,	/* below view/FMT/: a folder (DIR) or an object secret's view (FILE) */
+	NODE_TEMPLATE,	/* a template (FILE), rendered at open; id is its mount path */
+};
+
 struct node {
 	enum node_type type;
-	bool has_secret; /* DIR: the path is also an object secret */
-	bool has_folder; /* DIR: the path is a folder of other secrets */
-	char *id;	 /* the secret id (FILE, DIR with a secret) or folder prefix */
-	char *key;	 /* FILE inside an object secret: the key; else NULL */
-	bool templ;	 /* FILE: a template, rendered at open; id is its mount path */
-	char *tpath;	 /* tree path, the table's key: id, or id "/" key; never changes */
+	bool has_secret;      /* DIR: the path is also an object secret */
+	bool has_folder;      /* DIR: the path is a folder of other secrets */
+	char *id;	      /* the secret id (FILE, DIR with a secret) or folder prefix */
+	char *key;	      /* FILE inside an object secret: the key; else NULL */
+	char *tpath;	      /* tree path, the table's key: id, or id "/" key; never changes */
+	unsigned char tree;   /* enum node_tree */
+	unsigned char format; /* NODE_VIEW: enum escape_kind */
 	uint64_t generation;
 	/*
 	 * Set (under the table's lock, read atomically) when a lookup found
@@ -68,9 +80,10 @@ static inline fuse_ino_t nodes_ino(struct node_table *t, struct node *n)
 }
 
 /*
- * Returns the node for @want (type, flags, id, key), with one more lookup
- * reference: the existing one when it matches, else a new one that replaces
- * it at that tree path.  NULL on ENOMEM.
+ * Returns the node for @want (type, flags, tree, format, id, key), with one
+ * more lookup reference: the existing one when it matches, else a new one
+ * that replaces it at that tree path.  The tree path is @want's tpath when
+ * set (the meta tree), else made from its id and key.  NULL on ENOMEM.
  */
 struct node *nodes_acquire(struct node_table *t, const struct node *want);
 /* Whether @n was replaced at its path by a node of another kind. */

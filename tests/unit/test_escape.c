@@ -15,8 +15,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "secretfs/escape.h"
+#include "secretfs/namespace.h"
 #include "secretfs/secret.h"
 #include "secretfs/util.h"
 
@@ -244,6 +246,121 @@ static void test_names(void **state)
 			 -EINVAL);
 }
 
+
+/* ---- views: a whole object secret in a format ---- */
+
+struct view_case {
+	enum escape_kind kind;
+	unsigned flags;
+	const char *doc;  /* the object in the store, JSON */
+	const char *out;  /* NULL: refused */
+	const char *reason_has;
+};
+
+/* clang-format off */
+static const struct view_case view_cases[] = {
+	/* the issue's example */
+	{ ESCAPE_ENV, 0, "{\"username\":\"app\",\"port\":5432,\"password\":\"s3cr3t\"}",
+	  "password=\"s3cr3t\"\nport=\"5432\"\nusername=\"app\"\n", NULL },
+	{ ESCAPE_JSON, 0, "{\"username\":\"app\",\"port\":5432,\"password\":\"s3cr3t\"}",
+	  "{\"password\":\"s3cr3t\",\"port\":5432,\"username\":\"app\"}\n", NULL },
+	{ ESCAPE_SHELL, 0, "{\"username\":\"app\",\"port\":5432,\"password\":\"it's\"}",
+	  "export password='it'\\''s'\nexport port='5432'\nexport username='app'\n", NULL },
+	{ ESCAPE_YAML, 0, "{\"username\":\"app\",\"port\":5432,\"password\":\"s3cr3t\"}",
+	  "password: \"s3cr3t\"\nport: 5432\nusername: \"app\"\n", NULL },
+	{ ESCAPE_PROPERTIES, 0, "{\"db.user\":\"app\",\"db port\":5432,\"url\":\"jdbc:x=1\"}",
+	  "db\\ port=5432\ndb.user=app\nurl=jdbc\\:x\\=1\n", NULL },
+	/* types: numbers, booleans, null, nested objects and arrays stay JSON */
+	{ ESCAPE_JSON, 0, "{\"b\":true,\"n\":null,\"o\":{\"x\":[1,2.5,\"s\"]},\"s\":\"true\",\"f\":-0.5}",
+	  "{\"b\":true,\"f\":-0.5,\"n\":null,\"o\":{\"x\":[1,2.5,\"s\"]},\"s\":\"true\"}\n", NULL },
+	{ ESCAPE_YAML, 0, "{\"b\":true,\"n\":null,\"o\":{\"x\":[1,2.5,\"s\"]},\"s\":\"true\",\"e\":1e20}",
+	  "b: true\ne: 1.0e+20\n\"n\": null\no: {\"x\":[1,2.5,\"s\"]}\ns: \"true\"\n", NULL },
+	{ ESCAPE_YAML, 0, "{\"a\":[1.5e-7,2E+3,-1e22]}",
+	  "a: [1.4999999999999999e-7,2000.0,-1.0e+22]\n", NULL },
+	{ ESCAPE_JSON, 0, "{\"e\":1e20,\"o\":{\"k\":\"a\\u2028b\\u0085\"}}",
+	  "{\"e\":1.0e+20,\"o\":{\"k\":\"a\\u2028b\\u0085\"}}\n", NULL },
+	/* yaml keys: plain words stay, the rest quoted */
+	{ ESCAPE_YAML, 0, "{\"yes\":\"1\",\"a-b\":\"2\",\"1x\":\"3\",\"x y\":\"4\",\"On\":\"5\",\"-a\":\"6\"}",
+	  "\"-a\": \"6\"\n\"1x\": \"3\"\n\"On\": \"5\"\na-b: \"2\"\n\"x y\": \"4\"\n\"yes\": \"1\"\n", NULL },
+	/* empty objects */
+	{ ESCAPE_ENV, 0, "{}", "", NULL },
+	{ ESCAPE_JSON, 0, "{}", "{}\n", NULL },
+	{ ESCAPE_YAML, 0, "{}", "{}\n", NULL },
+	{ ESCAPE_PROPERTIES, 0, "{}", "", NULL },
+	/* empty values */
+	{ ESCAPE_ENV, 0, "{\"a\":\"\"}", "a=\"\"\n", NULL },
+	{ ESCAPE_PROPERTIES, 0, "{\"a\":\"\"}", "a=\n", NULL },
+	/* env and shell names */
+	{ ESCAPE_ENV, 0, "{\"db-pass\":\"" MARK "\"}", NULL, "db-pass" },
+	{ ESCAPE_SHELL, 0, "{\"1x\":\"" MARK "\"}", NULL, "not a valid shell name" },
+	{ ESCAPE_ENV, VIEW_UPPER, "{\"db-pass\":\"a\",\"dbUser\":\"b\",\"api.key\":\"c\",\"X\":\"d\"}",
+	  "API_KEY=\"c\"\nDB_PASS=\"a\"\nDB_USER=\"b\"\nX=\"d\"\n", NULL },
+	{ ESCAPE_SHELL, VIEW_UPPER, "{\"a_b\":\"" MARK "\",\"a-b\":\"x\"}", NULL, "both A_B" },
+	{ ESCAPE_ENV, VIEW_UPPER, "{\"\xc3\xa9\":\"" MARK "\"}", NULL, "not a valid env name" },
+	/* upper is for env and shell only */
+	{ ESCAPE_JSON, VIEW_UPPER, "{\"dbUser\":\"b\"}", "{\"dbUser\":\"b\"}\n", NULL },
+	/* values a format cannot hold */
+	{ ESCAPE_ENV, 0, "{\"a\":\"" MARK "\\u0000\"}", NULL, "key 'a': env cannot hold a NUL" },
+	{ ESCAPE_JSON, 0, "{\"a\":{\"$base64\":\"/w==\"},\"b\":\"" MARK "\"}", NULL,
+	  "key 'a': json cannot hold invalid UTF-8" },
+	{ ESCAPE_YAML, 0, "{\"z\":{\"$base64\":\"/w==\"}}", NULL, "key 'z'" },
+	{ ESCAPE_PROPERTIES, 0, "{\"z\":{\"$base64\":\"/w==\"}}", NULL, "key 'z'" },
+	/* no raw, url or base64 views */
+	{ ESCAPE_RAW, 0, "{\"a\":\"b\"}", NULL, "no raw view" },
+	{ ESCAPE_INI, 0, "{\"a\":\"b\"}", NULL, "no ini view" },
+};
+/* clang-format on */
+
+static void test_view_table(void **state)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(view_cases); i++) {
+		const struct view_case *c = &view_cases[i];
+		json_error_t je;
+		json_t *j = json_loads(c->doc, JSON_ALLOW_NUL, &je);
+		struct secret *t = NULL;
+		struct lbuf out = { 0 };
+		char reason[256] = "";
+		int r;
+
+		if (!j)
+			fail_msg("view case %zu: bad JSON: %s", i, je.text);
+		assert_int_equal(ns_secret_from_json(j, NS_JSON_BASE64, &t, reason, sizeof(reason)),
+				 0);
+		json_decref(j);
+		assert_int_equal(lbuf_appends(&out, "#"), 0);
+		r = view_render(c->kind, t, c->flags, &out, reason, sizeof(reason));
+		if (c->out) {
+			size_t len = strlen(c->out);
+
+			if (r != 0 || out.len != len + 1 || memcmp(out.data + 1, c->out, len))
+				fail_msg("view case %zu (%s): r=%d (%s), got \"%.*s\"", i,
+					 escape_name(c->kind), r, reason, (int)out.len, out.data);
+		} else {
+			if (r != -EINVAL)
+				fail_msg("view case %zu (%s): r=%d, expected a refusal", i,
+					 escape_name(c->kind), r);
+			assert_int_equal(out.len, 1);
+			if (!strstr(reason, c->reason_has))
+				fail_msg("view case %zu: reason \"%s\" lacks \"%s\"", i, reason,
+					 c->reason_has);
+			assert_null(strstr(reason, MARK));
+		}
+		lbuf_free(&out);
+		secret_unref(t);
+	}
+}
+
+static void test_view_not_a_table(void **state)
+{
+	struct secret *s = secret_dup("x", 1);
+	struct lbuf out = { 0 };
+	char reason[128];
+
+	assert_int_equal(view_render(ESCAPE_ENV, s, 0, &out, reason, sizeof(reason)), -EINVAL);
+	assert_int_equal(out.len, 0);
+	secret_unref(s);
+}
+
 /* ---- the wipe: every secret_mem block the buffer frees is zero by then ---- */
 
 static void test_lbuf_to_secret(void **state)
@@ -325,6 +442,8 @@ int main(void)
 		cmocka_unit_test(test_escape_table),
 		cmocka_unit_test(test_escape_long),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_view_table),
+		cmocka_unit_test(test_view_not_a_table),
 		cmocka_unit_test(test_lbuf_to_secret),
 		cmocka_unit_test(test_refusal_wipes_tail),
 		cmocka_unit_test(test_lbuf_wipes), /* last: it sets up the locked heap */

@@ -260,11 +260,30 @@ static void test_from_json_object(void **state)
 	assert_non_null(v);
 	assert_int_equal(ns_secret_from_json(v, NS_JSON_BASE64, &t, reason, sizeof(reason)), 0);
 	expect_table(t, ARRAY_SIZE(names), names, with_b64, lens_with);
+	/* Strings and binary values are text; numbers, booleans, objects keep their JSON type. */
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		static const unsigned char types[] = { SECRET_VALUE_TEXT, SECRET_VALUE_TEXT,
+						       SECRET_VALUE_TEXT, SECRET_VALUE_JSON,
+						       SECRET_VALUE_JSON, SECRET_VALUE_TEXT,
+						       SECRET_VALUE_JSON, SECRET_VALUE_TEXT,
+						       SECRET_VALUE_TEXT };
+		struct secret_entry e;
+
+		assert_true(secret_table_at(t, i, &e));
+		assert_int_equal(e.type, types[i]);
+	}
 	secret_unref(t);
 
 	t = NULL;
 	assert_int_equal(ns_secret_from_json(v, 0, &t, reason, sizeof(reason)), 0);
 	expect_table(t, ARRAY_SIZE(names), names, without_b64, lens_without);
+	{
+		struct secret_entry e;
+
+		/* Without the $base64 convention that object is a nested object. */
+		assert_true(secret_table_find(t, "b64", &e));
+		assert_int_equal(e.type, SECRET_VALUE_JSON);
+	}
 	secret_unref(t);
 	json_decref(v);
 

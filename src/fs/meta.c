@@ -1,0 +1,153 @@
+/*
+ * meta.c - the meta directory's tree: its fixed directories, the view
+ * subtree's mapping onto store paths, and how the policy judges its paths
+ * (meta.h).  The FUSE ops in fs.c call in here; nothing here fetches,
+ * renders or logs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/meta.h"
+#include "secretfs/namespace.h"
+#include "secretfs/util.h"
+
+/* The formats a view can be in, in the order view/ lists them. */
+static const enum escape_kind view_formats[] = { ESCAPE_ENV, ESCAPE_JSON, ESCAPE_PROPERTIES,
+						 ESCAPE_SHELL, ESCAPE_YAML };
+
+#define META_VIEW "view"
+
+bool meta_name_is_valid(const char *name)
+{
+	return name && ns_name_is_safe(name, strlen(name));
+}
+
+int meta_view_format(const char *name, enum escape_kind *ret)
+{
+	enum escape_kind k;
+
+	if (escape_from_name(name, &k) < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(view_formats) / sizeof(view_formats[0]); i++)
+		if (view_formats[i] == k) {
+			*ret = k;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* @ret's id and tpath, both allocated; -ENOMEM frees what it made. */
+static int meta_node(struct node *ret, const char *id, const char *tpath)
+{
+	ret->id = strdup(id);
+	ret->tpath = strdup(tpath);
+	if (!ret->id || !ret->tpath) {
+		free(ret->id);
+		free(ret->tpath);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int meta_root(const char *meta_name, struct node *ret)
+{
+	*ret = (struct node){ .type = NODE_DIR, .tree = NODE_META };
+	return meta_node(ret, "", meta_name);
+}
+
+int meta_resolve(const struct node *parent, const char *name, struct node *ret)
+{
+	_cleanup_free_ char *tpath = ns_join(parent->tpath, name);
+	enum escape_kind k;
+
+	if (!tpath)
+		return -ENOMEM;
+	if (parent->id[0] == '\0' && strcmp(name, META_VIEW) == 0) {
+		*ret = (struct node){ .type = NODE_DIR, .tree = NODE_META };
+		return meta_node(ret, META_VIEW, tpath);
+	}
+	if (strcmp(parent->id, META_VIEW) == 0 && meta_view_format(name, &k) == 0) {
+		/* view/FMT: the store's root folder, seen in one format */
+		*ret = (struct node){ .type = NODE_DIR,
+				      .tree = NODE_VIEW,
+				      .format = (unsigned char)k,
+				      .has_folder = true };
+		return meta_node(ret, "", tpath);
+	}
+	return -ENOENT;
+}
+
+int meta_view_node(const struct node *parent, struct node *store, const char *name,
+		   struct node *ret)
+{
+	char *tpath;
+
+	if (store->key)
+		return -ENOENT; /* a key of an object (its id is borrowed): no view */
+	if (store->type != NODE_DIR) {
+		free(store->id);
+		return -ENOENT; /* a plain secret: no view */
+	}
+	tpath = ns_join(parent->tpath, name);
+	if (!tpath) {
+		free(store->id);
+		return -ENOMEM;
+	}
+	*ret = (struct node){ .type = store->has_secret ? NODE_FILE : NODE_DIR,
+			      .tree = NODE_VIEW,
+			      .format = parent->format,
+			      .has_folder = !store->has_secret,
+			      .id = store->id,
+			      .tpath = tpath };
+	return 0;
+}
+
+const char *meta_policy_path(const struct node *n)
+{
+	switch (n->tree) {
+	case NODE_META:
+		return "";
+	case NODE_VIEW:
+		return n->id;
+	default:
+		return n->tpath;
+	}
+}
+
+bool meta_policy_dir(const struct node *n)
+{
+	return n->type == NODE_DIR || n->tree == NODE_VIEW;
+}
+
+int meta_listing(const struct node *n, struct secret **ret)
+{
+	static const char *const root[] = { META_VIEW "/" };
+	static const char *const views[] = { "env/", "json/", "properties/", "shell/", "yaml/" };
+
+	if (n->id[0] == '\0')
+		return ns_listing_from_keys(root, 1, ret);
+	return ns_listing_from_keys(views, sizeof(views) / sizeof(views[0]), ret);
+}
+
+bool meta_view_permits(struct access *a, const struct policy *p, const struct caller *c,
+		       const char *id, const struct secret *table, char *rule, size_t rulelen,
+		       char *denied, size_t deniedlen)
+{
+	struct secret_entry e;
+
+	snprintf(denied, deniedlen, "%s", id);
+	if (!access_permits(a, p, c, id, true, rule, rulelen))
+		return false;
+	for (size_t i = 0; secret_table_at(table, i, &e); i++) {
+		int w = snprintf(denied, deniedlen, "%s/%s", id, e.name);
+
+		/* A path that does not fit cannot be judged: refused. */
+		if (w < 0 || (size_t)w >= deniedlen ||
+		    !access_permits(a, p, c, denied, false, rule, rulelen))
+			return false;
+	}
+	denied[0] = '\0';
+	return true;
+}
