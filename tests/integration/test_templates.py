@@ -323,3 +323,27 @@ def test_a_template_wins_a_clash_with_the_store(tmount, workdir):
     assert fs.path("shadowed").read_bytes() == b"tok-11-abcdefgh"
     assert os.listdir(fs.mnt).count("shadowed") == 1
     fs.wait_stderr("'shadowed' is both template shadow and a stored secret or folder")
+
+
+def test_expand_gives_the_format_view_and_checks_every_key(tmount, workdir, agents):
+    """{{* PATH }} is byte for byte the view; a reader denied one key gets EACCES."""
+    policy = workdir / "policy.conf"
+    write_policy(policy, POLICY)
+    t = write_template(workdir, "all", "# all of prod/db\n{{* prod/db }}")
+    fs = tmount([("all", {"file": t, "path": "app/db.env", "format": "env"}),
+                 ("alljson", {"file": t, "path": "app/db.json", "format": "json"})],
+                options=["-o", f"policy={policy}"])
+    alice, carol = agents["alice"], agents["carol"]
+    view = alice.read(fs.path(".secretfs/view/env/prod/db"))
+    assert isinstance(view, bytes), view
+    rendered = alice.read(fs.path("app/db.env"))
+    assert rendered == b"# all of prod/db\n" + view
+    copy = workdir / "db.env"  # what alice read, for a root shell to source
+    copy.write_bytes(rendered)
+    got = source_env(copy, ["password", "username", "port"])
+    copy.unlink()
+    assert got == {"password": HOSTILE, "username": "app-user-11", "port": "5432"}
+    body = alice.read(fs.path("app/db.json"))
+    assert json.loads(body.split(b"\n", 1)[1])["port"] == 5432
+    # carol may read prod/db/username but not the other keys: no partial file.
+    assert carol.read(fs.path("app/db.env")) == "EACCES"
