@@ -251,6 +251,11 @@ static int parse_action(struct parser *p, size_t open_off)
 			return parse_error(p, open_off, -EINVAL, "unterminated comment, no '%s'",
 					   p->close);
 		p->pos = (size_t)(end - p->text) + p->closelen;
+		/* A comment alone on its lines leaves no blank line (Mustache's "standalone"). */
+		if ((open_off == 0 || p->text[open_off - 1] == '\n') && p->pos < p->len &&
+		    (p->text[p->pos] == '\n' || (p->text[p->pos] == '\r' && p->pos + 1 < p->len &&
+						 p->text[p->pos + 1] == '\n')))
+			p->pos += p->text[p->pos] == '\r' ? 2 : 1;
 		return 0;
 	}
 	if (p->pos < p->len && p->text[p->pos] == '*') {

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from helpers import CMD_TIMEOUT, SECRETFS_BIN, sanitizer_env, wait_until
+from helpers import CMD_TIMEOUT, REPO, SECRETFS_BIN, sanitizer_env, wait_until
 from policy_env import write_policy
 from test_errors import cachestat
 
@@ -347,3 +347,74 @@ def test_expand_gives_the_format_view_and_checks_every_key(tmount, workdir, agen
     assert json.loads(body.split(b"\n", 1)[1])["port"] == 5432
     # carol may read prod/db/username but not the other keys: no partial file.
     assert carol.read(fs.path("app/db.env")) == "EACCES"
+
+
+EXAMPLES = REPO / "examples" / "templates"
+
+PROPS_READER = """
+import java.io.FileInputStream;
+import java.util.Properties;
+public class ReadProps {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        try (FileInputStream in = new FileInputStream(a[0])) { p.load(in); }
+        for (String k : new java.util.TreeSet<>(p.stringPropertyNames())) {
+            StringBuilder h = new StringBuilder();
+            for (byte b : p.getProperty(k).getBytes("UTF-8")) h.append(String.format("%02x", b));
+            System.out.println(k + " " + h);
+        }
+    }
+}
+"""
+
+
+def test_every_example_renders(secretfs, workdir):
+    """examples/templates/: its config, with paths moved here, against examples/store.json."""
+    store_doc = json.loads((REPO / "examples" / "store.json").read_text())
+    doc = dict(store_doc, **{"prod/db": dict(store_doc["prod/db"], password=HOSTILE)})
+    tdir = workdir / "templates"
+    tdir.mkdir()
+    for t in EXAMPLES.glob("*.tmpl"):
+        shutil.copy(t, tdir / t.name)
+    conf = (EXAMPLES / "secretfs.conf").read_text().replace("/etc/secretfs/templates", str(tdir))
+    renders = {}
+
+    def argv(store, mnt):
+        cfg = workdir / "secretfs.conf"
+        cfg.write_text(conf.replace("file:/etc/secretfs/store.json", f"file:{store}")
+                       .replace("mountpoint = /secrets", f"mountpoint = {mnt}"))
+        os.chmod(cfg, 0o600)
+        return ["--config", str(cfg)]
+
+    fs = secretfs(doc, argv=argv)
+    sections = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+    sections.read_string(conf)
+    paths = [sections[s]["path"] for s in sections.sections() if s.startswith("template ")]
+    assert len(paths) == len(list(EXAMPLES.glob("*.tmpl"))) == 3
+    for p in paths:
+        renders[p] = fs.path(p).read_bytes()
+
+    env = source_env(fs.path("app/app.env"), ["DB_USER", "DB_PASSWORD", "DB_PORT", "API_KEY",
+                                              "DATABASE_URL"])
+    assert env["DB_PASSWORD"] == HOSTILE and env["DB_PORT"] == "5432"
+    assert env["API_KEY"] == doc["prod/api-key"]
+    url = urlsplit(env["DATABASE_URL"])
+    assert (unquote(url.username), unquote(url.password), url.port) == ("app", HOSTILE, 5432)
+
+    assert renders["nginx/upstream-auth.conf"] == \
+        f'proxy_set_header X-Api-Key "{doc["prod/api-key"]}";\n'.encode()
+
+    props = renders["app/application.properties"]
+    if shutil.which("java"):
+        src = workdir / "ReadProps.java"
+        src.write_text(PROPS_READER)
+        r = subprocess.run(["java", str(src), str(fs.path("app/application.properties"))],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        got = {k: bytes.fromhex(v).decode() for k, v in
+               (line.split(" ") for line in r.stdout.splitlines())}
+        assert got["spring.datasource.password"] == HOSTILE
+        assert got["spring.datasource.username"] == "app"
+        assert got["spring.datasource.url"] == "jdbc:postgresql://db.internal:5432/app"
+    else:
+        assert b"spring.datasource.username=app\n" in props

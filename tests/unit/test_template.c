@@ -97,6 +97,10 @@ static const struct {
 	{ "{{ prod/db/port | default \"a\\\"b\" | raw }}", ESCAPE_ENV, "a\"b" },
 	{ "a{{! a comment {{ with }} braces? no }} b", ESCAPE_ENV, "a braces? no }} b" },
 	{ "a{{! a comment }}b", ESCAPE_ENV, "ab" },
+	/* A comment alone on its lines takes its newline along; elsewhere it does not. */
+	{ "{{! first }}\nx\n{{! two\nlines }}\r\ny\n", ESCAPE_ENV, "x\ny\n" },
+	{ "x {{! c }}\ny", ESCAPE_ENV, "x \ny" },
+	{ "x\n{{! c }} \ny", ESCAPE_ENV, "x\n \ny" },
 	{ "x {{ nl }} y", ESCAPE_ENV, "x \"a\nb\" y" },
 	{ "{ } }} {x}", ESCAPE_ENV, "{ } }} {x}" },
 	{ "{{\tprod/db/username\n|\nraw\n}}", ESCAPE_ENV, "app" },
