@@ -631,6 +631,7 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 	char err[POLICY_ERR_MAX];
 	const char *failed = NULL;
 	struct policy *p;
+	size_t ntemplates = 0;
 
 	if (msg && msglen)
 		msg[0] = '\0';
@@ -656,6 +657,7 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 			reload_note(msg, msglen, "", err, "; keeping the previous templates");
 			failed = "the templates (see the log)";
 		} else {
+			ntemplates = ts ? ts->n : 0;
 			if (ts)
 				log_info("%zu template%s reloaded", ts->n, ts->n == 1 ? "" : "s");
 			fs_set_templates(rl->fs, ts);
@@ -684,6 +686,15 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 			 rl->audit	   ? "reopened the audit log"
 			 : rl->policy_path ? ""
 					   : "nothing to reload: no policy, no audit log");
+	if (!failed && msg && msglen && ntemplates) {
+		size_t used = strlen(msg);
+
+		/* "nothing to reload: ..." would be wrong now; otherwise one more item. */
+		if (!rl->policy_path && !rl->audit)
+			used = 0;
+		snprintf(msg + used, msglen - used, "%sreloaded %zu template%s",
+			 used ? " and " : "", ntemplates, ntemplates == 1 ? "" : "s");
+	}
 	service_reloaded(failed);
 	pthread_mutex_unlock(&lock);
 	return failed ? -EINVAL : 0;

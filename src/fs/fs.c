@@ -667,8 +667,9 @@ static void log_render(const struct template_entry *e, int r, const char *reason
 }
 
 /*
- * May @c read reference @path of a render (@dir: an object, every key of
- * which must be permitted)?  Audits the reference, under the template's name.
+ * May @c read reference @path of a render (@table: an object, every key of
+ * which must be permitted)?  Always yes with access = template.  Audits the
+ * reference, under the template's name, with the version it used (@res).
  */
 static int render_check(struct fs *fs, const struct policy *p, const struct caller *c,
 			const struct template_entry *e, const char *path,
@@ -678,7 +679,9 @@ static int render_check(struct fs *fs, const struct policy *p, const struct call
 	struct secret_entry k;
 	int r = 0;
 
-	if (!table) {
+	if (e->access_whole) {
+		/* access = template: granted with the file; the record still says what it read. */
+	} else if (!table) {
 		r = access_check(&fs->access, p, c, path, false, rule, sizeof(rule));
 	} else {
 		for (size_t i = 0; r >= 0 && secret_table_at(table, i, &k); i++) {
@@ -757,7 +760,7 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 			vals[i].len = res->value->len;
 		}
 		/* A missing reference is checked too: the policy decides by path. */
-		if (c && !e->access_whole && (r >= 0 || bad >= 0)) {
+		if (c && (r >= 0 || bad >= 0)) {
 			int a = render_check(fs, p, c, e, ref->path, vals[i].table,
 					     vals[i].missing ? NULL : res);
 

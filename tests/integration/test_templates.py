@@ -226,6 +226,11 @@ def test_each_reference_is_checked_for_the_reader(tmount, workdir, agents):
     assert sorted(r["path"] for r in ok) == ["prod/db/password", "prod/db/username"]
     assert all(r["template"] == "app-env" and r["decision"] == "permit" and r["version"]
                for r in ok)
+    # access = template still records what the render read, as permitted.
+    whole = [r for r in recs if r["op"] == "render" and r["template"] == "whole"
+             and r["uid"] == carol.user.uid]
+    assert sorted((r["path"], r["decision"]) for r in whole) == [
+        ("prod/db/password", "permit"), ("prod/db/username", "permit")]
     opens = [r for r in recs if r["op"] == "open" and r.get("template")]
     assert {(r["path"], r["errno"]) for r in opens if r["uid"] == carol.user.uid} == {
         ("app/app.env", 13), ("app/whole.env", 0)}
@@ -304,7 +309,8 @@ def test_a_broken_template_is_a_startup_error(workdir):
 
 def test_reload_keeps_the_previous_template_on_error(tmount, workdir):
     t = write_template(workdir, "r", "V={{ prod/api-token }}\n")
-    fs = tmount([("r", {"file": t, "path": "r.env", "format": "env"})])
+    fs = tmount([("r", {"file": t, "path": "r.env", "format": "env"})],
+                options=["-o", f"control={workdir / 'ctl.sock'}"])
     assert fs.path("r.env").read_bytes() == b'V="tok-11-abcdefgh"\n'
     t.write_text("V={{ prod/api-token | bogus }}\n")
     os.kill(fs.pid, signal.SIGHUP)
@@ -315,6 +321,19 @@ def test_reload_keeps_the_previous_template_on_error(tmount, workdir):
     os.kill(fs.pid, signal.SIGHUP)
     fs.wait_stderr("1 template reloaded")
     assert fs.path("r.env").read_bytes() == b"W='tok-11-abcdefgh'\n"
+    # secretfs ctl reload answers the same, first error included.
+    sock = str(workdir / "ctl.sock")
+    t.write_text("X={{ prod/api-token }\n")
+    r = subprocess.run([SECRETFS_BIN, "ctl", "--socket", sock, "reload"], capture_output=True,
+                       text=True, timeout=CMD_TIMEOUT)
+    assert r.returncode == 1, r
+    assert r.stderr == f"error: {t}:1:21: expected '|' or '}}}}'; keeping the previous templates\n"
+    assert fs.path("r.env").read_bytes() == b"W='tok-11-abcdefgh'\n"
+    t.write_text("X={{ prod/api-token }}\n")
+    r = subprocess.run([SECRETFS_BIN, "ctl", "--socket", sock, "reload"], capture_output=True,
+                       text=True, timeout=CMD_TIMEOUT)
+    assert (r.returncode, r.stdout) == (0, "ok reloaded 1 template\n"), r
+    assert fs.path("r.env").read_bytes() == b'X="tok-11-abcdefgh"\n'
 
 
 def test_a_template_wins_a_clash_with_the_store(tmount, workdir):
