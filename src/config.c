@@ -328,6 +328,21 @@ static bool fuse_options_valid(const char *s)
 	return !item_empty;
 }
 
+/* Whether @w is one of the '|'-separated @words. */
+static bool word_in(const char *words, const char *w)
+{
+	size_t wl = strlen(w);
+
+	for (const char *p = words; *p;) {
+		size_t n = strcspn(p, "|");
+
+		if (n == wl && strncmp(p, w, wl) == 0)
+			return true;
+		p += n + (p[n] == '|');
+	}
+	return false;
+}
+
 static int option_apply(struct config *c, const struct config_option *o, const char *value,
 			char *err, size_t errlen)
 {
@@ -360,21 +375,11 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 			return set_error(err, errlen, -EINVAL,
 					 "expected one file name, not '.', '..' or one with '/'");
 		break;
-	case OPT_CHOICE: {
-		size_t vl = strlen(value);
-		bool found = false;
-
-		for (const char *w = o->bounds; *w;) {
-			size_t wl = strcspn(w, "|");
-
-			found |= wl == vl && strncmp(w, value, vl) == 0;
-			w += wl + (w[wl] == '|');
-		}
-		if (!found)
+	case OPT_CHOICE:
+		if (!word_in(o->bounds, value))
 			return set_error(err, errlen, -EINVAL, "expected one of %s, got '%s'",
 					 o->bounds, printable(value));
 		break;
-	}
 	case OPT_AUDIT:
 		if (strcmp(value, "syslog") != 0 && strcmp(value, "stderr") != 0 && value[0] != '/')
 			return set_error(err, errlen, -EINVAL,
@@ -435,20 +440,6 @@ bool config_is_option(const char *key)
 }
 
 #define TEMPLATE_FORMATS "raw|env|shell|json|yaml|properties|ini"
-
-static bool word_in(const char *words, const char *w)
-{
-	size_t wl = strlen(w);
-
-	for (const char *p = words; *p;) {
-		size_t n = strcspn(p, "|");
-
-		if (n == wl && strncmp(p, w, wl) == 0)
-			return true;
-		p += n + (p[n] == '|');
-	}
-	return false;
-}
 
 /* -o template=MOUNTPATH:FILE[:FORMAT]; repeatable, each adds one. */
 static int template_short(struct config *c, const char *value, char *err, size_t errlen)
@@ -608,6 +599,21 @@ static struct config_template *template_section(struct load_ctx *ctx, const char
 	return NULL;
 }
 
+/* A two-word key of a [template NAME] section: @off (the default) or @on. */
+static int template_switch(struct load_ctx *ctx, const char *section, const char *key,
+			   const char *value, const char *off, const char *on, const char *hint,
+			   bool *field)
+{
+	if (strcmp(value, off) != 0 && strcmp(value, on) != 0) {
+		load_error(ctx, -EINVAL,
+			   "[%s] key '%s': expected %s%s, the default, or %s, got '%s'", section,
+			   key, off, hint, on, printable(value));
+		return 0;
+	}
+	*field = strcmp(value, on) == 0;
+	return 1;
+}
+
 /* One key of a [template NAME] section: file, path, format, access, missing, delims. */
 static int template_key(struct load_ctx *ctx, const char *section, const char *key,
 			const char *value)
@@ -652,25 +658,12 @@ static int template_key(struct load_ctx *ctx, const char *section, const char *k
 	} else if (strcmp(key, "delims") == 0) {
 		field = &t->delims;
 	} else if (strcmp(key, "access") == 0) {
-		if (strcmp(value, "template") != 0 && strcmp(value, "references") != 0) {
-			load_error(ctx, -EINVAL,
-				   "[%s] key 'access': expected references (each reference "
-				   "checked for the reader, the default) or template, got '%s'",
-				   section, printable(value));
-			return 0;
-		}
-		t->access_whole = strcmp(value, "template") == 0;
-		return 1;
+		return template_switch(ctx, section, key, value, "references", "template",
+				       " (each reference checked for the reader)",
+				       &t->access_whole);
 	} else if (strcmp(key, "missing") == 0) {
-		if (strcmp(value, "empty") != 0 && strcmp(value, "error") != 0) {
-			load_error(ctx, -EINVAL,
-				   "[%s] key 'missing': expected error (the default) or empty, "
-				   "got '%s'",
-				   section, printable(value));
-			return 0;
-		}
-		t->missing_empty = strcmp(value, "empty") == 0;
-		return 1;
+		return template_switch(ctx, section, key, value, "error", "empty", "",
+				       &t->missing_empty);
 	} else {
 		load_error(ctx, -EINVAL,
 			   "[%s] key '%s': unknown key, [template NAME] has: file, path, format, "

@@ -439,7 +439,7 @@ static const struct load_case load_cases[] = {
 	{ "[template app-env]\nfile = /x\naccess = everyone\n", 3, "access",
 	  "expected references" },
 	{ "[template app-env]\nfile = /x\nmissing = ignore\n", 3, "missing",
-	  "expected error (the default) or empty" },
+	  "expected error, the default, or empty" },
 	{ "[template app-env]\nfile = /x\nfile = /y\n", 3, "file", "given twice" },
 	{ "[template app-env]\nfile = /x\nmode = 0400\n", 3, "mode",
 	  "unknown key, [template NAME] has: file, path, format" },
