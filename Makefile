@@ -161,6 +161,7 @@ $(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespa
 $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
 	src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
+$(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 $(FUZZ_BUILD)/fuzz_template: $(call FUZZ_OBJ,src/template.o src/escape.o src/namespace.o src/secret.o \
 	src/util.o)

@@ -32,7 +32,7 @@ static unsigned char *lbuf_reserve(struct lbuf *b, size_t n)
 {
 	if (n > SIZE_MAX / 2 - b->len)
 		return NULL;
-	if (b->len + n > b->cap) {
+	if (!b->data || b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap : 64;
 		char *d;
 
