@@ -645,6 +645,24 @@ int template_set_load(const struct config *cfg, const char *meta_dir, struct tem
 			s->n = i + 1;
 		}
 	}
+	/*
+	 * A reference to a template's path would read the stored secret the
+	 * template hides there: templates do not nest, and nothing reads what
+	 * the mount no longer shows.
+	 */
+	for (size_t i = 0; r >= 0 && i < s->n; i++)
+		for (size_t k = 0; r >= 0 && k < s->e[i].t->nrefs; k++)
+			for (size_t j = 0; r >= 0 && j < s->n; j++) {
+				const struct template_ref *ref = &s->e[i].t->refs[k];
+
+				if (path_under(ref->path, s->e[j].path))
+					r = set_error(
+						err, errlen, -EINVAL,
+						"%s:%u:%u: '%s' is the path of [template %s]; "
+						"templates do not refer to templates",
+						s->e[i].file, ref->line, ref->col, ref->path,
+						s->e[j].name);
+			}
 	if (r < 0) {
 		template_set_unref(s);
 		return r;

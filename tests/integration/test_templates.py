@@ -301,6 +301,12 @@ def test_a_broken_template_is_a_startup_error(workdir):
                        ("../x.env", "not a mount path")]:
         r = run_daemon(["-o", f"template={path}:{t}", f"file:{store}", str(mnt)])
         assert r.returncode != 0 and want in r.stderr, r.stderr
+    # Templates do not refer to templates (nor to the stored secret one hides).
+    t2 = write_template(workdir, "nest", "a\n  {{ x.env }}\n")
+    r = run_daemon(["-o", f"template=x.env:{t}", "-o", f"template=y.env:{t2}",
+                    f"file:{store}", str(mnt)])
+    assert r.returncode != 0
+    assert f"{t2}:2:3: 'x.env' is the path of [template x.env]" in r.stderr, r.stderr
     # The template file gets the trust checks of the store and the policy.
     os.chmod(t, 0o666)
     r = run_daemon(["-o", f"template=x.env:{t}", f"file:{store}", str(mnt)])
