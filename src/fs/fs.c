@@ -667,30 +667,33 @@ static void log_render(const struct template_entry *e, int r, const char *reason
 }
 
 /*
- * May @c read reference @path of a render (@table: an object, every key of
- * which must be permitted)?  Always yes with access = template.  Audits the
- * reference, under the template's name, with the version it used (@res).
+ * The record of reference @ref of a render for @c, with the version it used
+ * (@res).  A plain reference was judged before its fetch (@rule holds the
+ * deciding rule); an expansion is judged here, on every key of the object
+ * it read (@table), or on its path when there was no object.  Nothing is
+ * judged with access = template.  Returns 0 or -EACCES.
  */
 static int render_check(struct fs *fs, const struct policy *p, const struct caller *c,
-			const struct template_entry *e, const char *path,
-			const struct secret *table, const struct cache_result *res)
+			const struct template_entry *e, const struct template_ref *ref,
+			const struct secret *table, const struct cache_result *res, char *rule,
+			size_t rulelen)
 {
-	char rule[ACCESS_RULE_MAX] = "", kpath[PATH_MAX];
+	const char *path = ref->path;
+	char kpath[PATH_MAX];
 	struct secret_entry k;
 	int r = 0;
 
-	if (e->access_whole) {
-		/* access = template: granted with the file; the record still says what it read. */
+	if (e->access_whole || !ref->expand) {
+		/* Granted with the file, or judged already: the record says what it read. */
 	} else if (!table) {
-		r = access_check(&fs->access, p, c, path, false, rule, sizeof(rule));
+		r = access_check(&fs->access, p, c, path, false, rule, rulelen);
 	} else {
 		for (size_t i = 0; r >= 0 && secret_table_at(table, i, &k); i++) {
 			if (snprintf(kpath, sizeof(kpath), "%s/%s", path, k.name) >=
 			    (int)sizeof(kpath))
 				r = -ENAMETOOLONG;
 			else
-				r = access_check(&fs->access, p, c, kpath, false, rule,
-						 sizeof(rule));
+				r = access_check(&fs->access, p, c, kpath, false, rule, rulelen);
 			if (r < 0)
 				path = kpath; /* the record names the key refused */
 		}
@@ -700,11 +703,6 @@ static int render_check(struct fs *fs, const struct policy *p, const struct call
 	return r;
 }
 
-/*
- * Renders template @e for @c (every reference checked against @p unless
- * access = template, each audited), or, with @c NULL, only to learn its size
- * (no checks, no records, no logs).  Returns 0 and a locked blob in *ret.
- */
 static int template_open(struct fs *fs, const struct template_entry *e, const struct policy *p,
 			 const struct caller *c, uint64_t deadline, struct secret **ret)
 {
@@ -723,9 +721,19 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 		const struct template_ref *ref = &t->refs[i];
 		_cleanup_free_ char *id = NULL, *key = NULL;
 		struct cache_result *res = NULL;
+		char rule[ACCESS_RULE_MAX] = "";
 		struct secret_entry k;
 		enum node_type type;
 
+		/* A plain reference is judged by its path before anything is fetched for it. */
+		if (c && !e->access_whole && !ref->expand) {
+			r = access_check(&fs->access, p, c, ref->path, false, rule, sizeof(rule));
+			if (r < 0) {
+				access_audit_template(&fs->access, c, "render", ref->path, false, r,
+						      rule, NULL, e->name);
+				break;
+			}
+		}
 		r = walk(fs, ref->path, deadline, &id, &key, &type);
 		if (r >= 0)
 			r = render_fetch(fs, &st, id, deadline, quiet, &res);
@@ -759,10 +767,10 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 			vals[i].data = res->value->data;
 			vals[i].len = res->value->len;
 		}
-		/* A missing reference is checked too: the policy decides by path. */
+		/* A missing reference is judged too: the policy decides by path. */
 		if (c && (r >= 0 || bad >= 0)) {
-			int a = render_check(fs, p, c, e, ref->path, vals[i].table,
-					     vals[i].missing ? NULL : res);
+			int a = render_check(fs, p, c, e, ref, vals[i].table,
+					     vals[i].missing ? NULL : res, rule, sizeof(rule));
 
 			if (a < 0)
 				r = a;
