@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "secretfs/escape.h"
+#include "secretfs/namespace.h"
 #include "secretfs/secret.h"
 
 /* ---- the buffer ---- */
@@ -179,17 +180,26 @@ static void refuse_utf8(const char *fmt, size_t at, const char *hint, char *reas
 
 /* ---- the escapers; each returns 0, -EINVAL with @reason, or -ENOMEM ---- */
 
+/* -EINVAL with @reason when @v holds a NUL, which format @fmt cannot hold; else 0. */
+static int refuse_nul(const char *fmt, const unsigned char *v, size_t len, char *reason,
+		      size_t reasonlen)
+{
+	const unsigned char *nul = memchr(v, '\0', len);
+
+	if (!nul)
+		return 0;
+	snprintf(reason, reasonlen, "%s cannot hold a NUL byte (at byte %zu)", fmt,
+		 (size_t)(nul - v));
+	return -EINVAL;
+}
+
 static int esc_env(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
 		   size_t reasonlen)
 {
-	const unsigned char *nul = memchr(v, '\0', len);
-	int r;
+	int r = refuse_nul("env", v, len, reason, reasonlen);
 
-	if (nul) {
-		snprintf(reason, reasonlen, "env cannot hold a NUL byte (at byte %zu)",
-			 (size_t)(nul - v));
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
 	r = lbuf_putc(out, '"');
 	for (size_t i = 0; r == 0 && i < len; i++) {
 		if (strchr("\\\"$`", v[i]))
@@ -203,18 +213,32 @@ static int esc_env(const unsigned char *v, size_t len, struct lbuf *out, char *r
 static int esc_shell(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
 		     size_t reasonlen)
 {
-	const unsigned char *nul = memchr(v, '\0', len);
-	int r;
+	int r = refuse_nul("shell", v, len, reason, reasonlen);
 
-	if (nul) {
-		snprintf(reason, reasonlen, "shell cannot hold a NUL byte (at byte %zu)",
-			 (size_t)(nul - v));
-		return -EINVAL;
-	}
+	if (r < 0)
+		return r;
 	r = lbuf_putc(out, '\'');
 	for (size_t i = 0; r == 0 && i < len; i++)
 		r = v[i] == '\'' ? lbuf_append(out, "'\\''", 4) : lbuf_putc(out, (char)v[i]);
 	return r ? r : lbuf_putc(out, '\'');
+}
+
+/* The two-character escapes JSON and java.util.Properties share, or NULL. */
+static const char *short_escape(uint32_t c)
+{
+	switch (c) {
+	case '\\':
+		return "\\\\";
+	case '\t':
+		return "\\t";
+	case '\n':
+		return "\\n";
+	case '\r':
+		return "\\r";
+	case '\f':
+		return "\\f";
+	}
+	return NULL;
 }
 
 /* Code points a YAML reader takes as line breaks or refuses unescaped; JSON allows escaping them.
@@ -232,6 +256,7 @@ static int esc_json(const char *fmt, const unsigned char *v, size_t len, struct 
 
 	for (size_t i = 0; r == 0 && i < len;) {
 		uint32_t c;
+		const char *esc;
 		size_t n = utf8_decode(v + i, len - i, &c);
 
 		if (n == 0) {
@@ -239,31 +264,11 @@ static int esc_json(const char *fmt, const unsigned char *v, size_t len, struct 
 				    reasonlen);
 			return -EINVAL;
 		}
-		switch (c) {
-		case '"':
-			r = lbuf_append(out, "\\\"", 2);
-			break;
-		case '\\':
-			r = lbuf_append(out, "\\\\", 2);
-			break;
-		case '\b':
-			r = lbuf_append(out, "\\b", 2);
-			break;
-		case '\f':
-			r = lbuf_append(out, "\\f", 2);
-			break;
-		case '\n':
-			r = lbuf_append(out, "\\n", 2);
-			break;
-		case '\r':
-			r = lbuf_append(out, "\\r", 2);
-			break;
-		case '\t':
-			r = lbuf_append(out, "\\t", 2);
-			break;
-		default:
+		esc = c == '"' ? "\\\"" : c == '\b' ? "\\b" : short_escape(c);
+		if (esc)
+			r = lbuf_append(out, esc, 2);
+		else
 			r = json_must_escape(c) ? hex_u(out, c) : lbuf_append(out, v + i, n);
-		}
 		i += n;
 	}
 	return r ? r : lbuf_putc(out, '"');
@@ -288,22 +293,12 @@ static int esc_properties(const unsigned char *v, size_t len, bool key, struct l
 				    reasonlen);
 			return -EINVAL;
 		}
+		if (short_escape(c)) {
+			r = lbuf_append(out, short_escape(c), 2);
+			i += n;
+			continue;
+		}
 		switch (c) {
-		case '\\':
-			r = lbuf_append(out, "\\\\", 2);
-			break;
-		case '\t':
-			r = lbuf_append(out, "\\t", 2);
-			break;
-		case '\n':
-			r = lbuf_append(out, "\\n", 2);
-			break;
-		case '\r':
-			r = lbuf_append(out, "\\r", 2);
-			break;
-		case '\f':
-			r = lbuf_append(out, "\\f", 2);
-			break;
 		case ' ':
 			r = (key || i == 0) ? lbuf_append(out, "\\ ", 2) : lbuf_putc(out, ' ');
 			break;
@@ -393,24 +388,20 @@ static int b64_val(unsigned char c)
 static int esc_base64d(const unsigned char *v, size_t len, struct lbuf *out, char *reason,
 		       size_t reasonlen)
 {
-	size_t pad = 0, n;
+	size_t pad, n, bad_at;
 	unsigned char *dst;
-	int got;
+	int got, r = ns_base64_check((const char *)v, len, &bad_at);
 
-	if (len % 4) {
+	if (r < 0 && bad_at == len) {
 		snprintf(reason, reasonlen,
 			 "base64d: not base64 (length %zu is not a multiple of 4)", len);
 		return -EINVAL;
 	}
-	if (len >= 1 && v[len - 1] == '=')
-		pad++;
-	if (len >= 2 && v[len - 2] == '=')
-		pad++;
-	for (size_t i = 0; i < len - pad; i++)
-		if (b64_val(v[i]) < 0) {
-			snprintf(reason, reasonlen, "base64d: not base64 (at byte %zu)", i);
-			return -EINVAL;
-		}
+	if (r < 0) {
+		snprintf(reason, reasonlen, "base64d: not base64 (at byte %zu)", bad_at);
+		return -EINVAL;
+	}
+	pad = (size_t)r;
 	/* A non-canonical last character ("QR==" for "QQ==") carries bits that decoding
 	 * drops: refused, so that text and bytes are one-to-one. */
 	if (pad && (b64_val(v[len - pad - 1]) & (pad == 2 ? 0x0f : 0x03))) {

@@ -175,24 +175,37 @@ static json_t *base64_member(json_t *v, unsigned flags)
 	return json_is_string(b) ? b : NULL;
 }
 
+int ns_base64_check(const char *in, size_t len, size_t *bad_at)
+{
+	size_t pad = 0;
+
+	if (len % 4 != 0) {
+		*bad_at = len;
+		return -EINVAL;
+	}
+	if (len >= 1 && in[len - 1] == '=')
+		pad++;
+	if (len >= 2 && in[len - 2] == '=')
+		pad++;
+	/* EVP_DecodeBlock() skips whitespace and stops at '-' and the like;
+	 * accept only the alphabet, so what decodes is exactly what was written. */
+	for (size_t i = 0; i < len - pad; i++)
+		if (!isalnum((unsigned char)in[i]) && in[i] != '+' && in[i] != '/') {
+			*bad_at = i;
+			return -EINVAL;
+		}
+	return (int)pad;
+}
+
 /* Decodes base64 @in into a new blob; strict: no whitespace, padding only at the end. */
 static int base64_decode(const char *in, size_t inlen, struct secret **ret)
 {
 	struct secret *s;
-	size_t pad = 0;
-	int n;
+	size_t bad_at;
+	int n, pad = ns_base64_check(in, inlen, &bad_at);
 
-	if (inlen % 4 != 0 || inlen > INT32_MAX)
+	if (pad < 0 || inlen > INT32_MAX)
 		return -EINVAL;
-	if (inlen >= 1 && in[inlen - 1] == '=')
-		pad++;
-	if (inlen >= 2 && in[inlen - 2] == '=')
-		pad++;
-	/* EVP_DecodeBlock() skips whitespace and stops at '-' and the like;
-	 * accept only the alphabet, so what decodes is exactly what was written. */
-	for (size_t i = 0; i < inlen - pad; i++)
-		if (!isalnum((unsigned char)in[i]) && in[i] != '+' && in[i] != '/')
-			return -EINVAL;
 	s = secret_new(inlen / 4 * 3);
 	if (!s)
 		return -ENOMEM;
@@ -201,7 +214,7 @@ static int base64_decode(const char *in, size_t inlen, struct secret **ret)
 		secret_unref(s);
 		return -EINVAL;
 	}
-	s->len = (size_t)n - pad;
+	s->len = (size_t)n - (size_t)pad;
 	*ret = s;
 	return 0;
 }
@@ -287,7 +300,8 @@ static int table_from_object(json_t *obj, unsigned flags, struct secret **ret, c
 		bool text = json_is_string(jv) || base64_member(jv, flags);
 
 		r = secret_table_add_typed(&b, names[i], strlen(names[i]), vals[i]->data,
-					   vals[i]->len, text ? SECRET_VALUE_TEXT : SECRET_VALUE_JSON);
+					   vals[i]->len,
+					   text ? SECRET_VALUE_TEXT : SECRET_VALUE_JSON);
 	}
 	if (r >= 0)
 		r = secret_table_finish(&b, ret);

@@ -32,6 +32,14 @@ enum {
 };
 
 /*
+ * Checks strict base64 (RFC 4648: the alphabet only, no whitespace, '=' only
+ * as padding at the end of a length that is a multiple of 4): returns the
+ * number of '=' (0 to 2), or -EINVAL with *@bad_at the offset of the first
+ * byte that is not base64 (@len when the length is wrong).
+ */
+int ns_base64_check(const char *in, size_t len, size_t *bad_at);
+
+/*
  * Turns a JSON value into the secret a backend hands to the cache: an object
  * becomes a SECRET_TABLE of its keys, a string its raw bytes, anything else
  * compact JSON text.  Keys that are not usable file names are hidden (DESIGN

@@ -1412,3 +1412,15 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(aws, amount, workdir
     assert ctl_metric(sock, "secretfs_backend_malformed_total", source=src) >= n
     assert ctl_metric(sock, "secretfs_backend_requests_total", source=src, op="fetch",
                       code="EBADMSG") >= n
+
+
+def test_views_keep_the_types_of_a_secret_string(aws, amount):
+    """Issue 11: a SecretString object's number stays a number in the json and yaml views."""
+    import yaml
+
+    d = amount()
+    assert json.loads(read_file(d.path(".secretfs/view/json/prod/db"))) == DB_JSON
+    assert yaml.safe_load(read_file(d.path(".secretfs/view/yaml/prod/db"))) == DB_JSON
+    assert read_file(d.path(".secretfs/view/shell/prod/db")) == (
+        b"export password='pa55-w0rd-db'\nexport port='5432'\nexport username='db-user-41'\n")
+    assert read_err(d.path(".secretfs/view/json/prod/api-key")) == errno.ENOENT

@@ -1119,3 +1119,15 @@ def test_cut_short_reset_and_malformed_keep_the_stale_value(vs, vmount, workdir)
     assert ctl_metric(sock, "secretfs_backend_malformed_total", source=src) >= n
     assert ctl_metric(sock, "secretfs_backend_requests_total", source=src, op="fetch",
                       code="EBADMSG") >= n
+
+
+def test_views_keep_the_types_vault_stored(vs, vmount):
+    """Issue 11: a KV secret's number stays a number in the json and yaml views."""
+    import yaml
+
+    d = vmount(vs)
+    want = {"password": "s3cr3t-pa55word", "user": "app-user-77", "port": 5432}
+    assert json.loads(read_file(d.path(".secretfs/view/json/app/db"))) == want
+    assert yaml.safe_load(read_file(d.path(".secretfs/view/yaml/app/db"))) == want
+    assert read_file(d.path(".secretfs/view/env/app/db")) == (
+        b'password="s3cr3t-pa55word"\nport="5432"\nuser="app-user-77"\n')

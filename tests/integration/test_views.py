@@ -419,3 +419,16 @@ def test_view_directories_follow_the_policy(policy_fs, agents):
     assert agents["bob"].listdir(fs.path(V, "json")) == ["public", "team"]
     assert agents["alice"].read(view(fs, "json", "team/alice")) == "ENOENT"  # not an object
     assert json.loads(agents["alice"].read(view(fs, "json", "app/db"))) == POLICY_DOC["app/db"]
+
+
+def test_access_and_hidden_size_of_a_view_follow_every_key(policy_fs, agents):
+    fs = policy_fs(options=["-o", "hide_denied_size"])
+    p = view(fs, "json", "app/db")
+    size = len(agents["alice"].read(p))  # root may not read app/db: alice may
+    assert size > 0
+    # access(2) answers as open would: carol is refused one key, so the view
+    assert {w: agents[w].access(p) for w in ("alice", "carol", "bob")} == {
+        "alice": True, "carol": False, "bob": False}
+    # with hide_denied_size a reader the view refuses sees size 0, whoever asked first
+    assert {w: agents[w].size(p) for w in ("carol", "alice", "bob")} == {
+        "carol": 0, "alice": size, "bob": 0}

@@ -38,6 +38,7 @@ static uint64_t num_of(const struct config *c, const char *key)
 		{ "cache_max_bytes", offsetof(struct config, cache_max_bytes), sizeof(size_t) },
 		{ "foreground", offsetof(struct config, foreground), sizeof(bool) },
 		{ "debug", offsetof(struct config, debug), sizeof(bool) },
+		{ "show_meta", offsetof(struct config, show_meta), sizeof(bool) },
 	};
 	const char *p = (const char *)c;
 
@@ -62,13 +63,18 @@ static const char *str_of(const struct config *c, const char *key)
 		return c->mountpoint;
 	if (strcmp(key, "fuse_options") == 0)
 		return c->fuse_options;
+	if (strcmp(key, "meta_dir") == 0)
+		return c->meta_dir;
+	if (strcmp(key, "view_env_case") == 0)
+		return c->view_env_case;
 	return NULL;
 }
 
 static bool is_string_key(const char *key)
 {
 	return strcmp(key, "source") == 0 || strcmp(key, "mountpoint") == 0 ||
-	       strcmp(key, "fuse_options") == 0;
+	       strcmp(key, "fuse_options") == 0 || strcmp(key, "meta_dir") == 0 ||
+	       strcmp(key, "view_env_case") == 0;
 }
 
 static void assert_defaults(const struct config *c)
@@ -186,6 +192,21 @@ static const struct set_case set_cases[] = {
 	{ "fuse_options", "a,", -EINVAL, 0, NULL, "expected comma separated FUSE options" },
 	{ "fuse_options", "a, b", -EINVAL, 0, NULL, "expected comma separated FUSE options" },
 	{ "fuse_options", "", -EINVAL, 0, NULL, "empty value" },
+	/* The meta directory: one file name. */
+	{ "meta_dir", ".secretfs", 0, 0, ".secretfs", NULL },
+	{ "meta_dir", "_meta", 0, 0, "_meta", NULL },
+	{ "meta_dir", "...", 0, 0, "...", NULL },
+	{ "meta_dir", "a/b", -EINVAL, 0, NULL, "expected one file name" },
+	{ "meta_dir", "/meta", -EINVAL, 0, NULL, "expected one file name" },
+	{ "meta_dir", ".", -EINVAL, 0, NULL, "expected one file name" },
+	{ "meta_dir", "..", -EINVAL, 0, NULL, "expected one file name" },
+	{ "meta_dir", "", -EINVAL, 0, NULL, "empty value" },
+	{ "show_meta", "yes", 0, 1, NULL, NULL },
+	{ "show_meta", "perhaps", -EINVAL, 0, NULL, "expected yes/no" },
+	{ "view_env_case", "upper", 0, 0, "upper", NULL },
+	{ "view_env_case", "keep", 0, 0, "keep", NULL },
+	{ "view_env_case", "UPPER", -EINVAL, 0, NULL, "keep|upper" },
+	{ "view_env_case", "lower", -EINVAL, 0, NULL, "keep|upper" },
 	/* File-only spellings and near misses are not option names. */
 	{ "max_entries", "10", -ENOENT, 0, NULL, NULL },
 	{ "max_bytes", "16M", -ENOENT, 0, NULL, NULL },
@@ -385,6 +406,29 @@ static void test_load_empty_and_bom(void **state)
 		      sizeof(err)) != 0)
 		fail_msg("load failed: %s", err);
 	assert_true(c.debug);
+	config_done(&c);
+}
+
+/* The [views] section spells its keys as the file does. */
+static void test_load_views_section(void **state)
+{
+	struct config c;
+	char path[256], err[CONFIG_ERR_MAX] = "";
+
+	config_init(&c);
+	if (load_text(&c, "[views]\nmeta_dir = _m\nshow_meta = yes\nenv_case = upper\n", path,
+		      sizeof(path), err, sizeof(err)) != 0)
+		fail_msg("load failed: %s", err);
+	assert_string_equal(c.meta_dir, "_m");
+	assert_true(c.show_meta);
+	assert_string_equal(c.view_env_case, "upper");
+	config_done(&c);
+	config_init(&c);
+	assert_int_equal(
+		load_text(&c, "[views]\nmeta_dir = a/b\n", path, sizeof(path), err, sizeof(err)),
+		-EINVAL);
+	if (!strstr(err, ":2: [views] key 'meta_dir': expected one file name"))
+		fail_msg("error: %s", err);
 	config_done(&c);
 }
 
@@ -765,6 +809,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_set_table),
+		cmocka_unit_test(test_load_views_section),
 		cmocka_unit_test(test_set_strings),
 		cmocka_unit_test(test_set_error_buffer),
 		cmocka_unit_test(test_load_full),

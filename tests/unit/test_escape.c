@@ -34,24 +34,12 @@ struct esc_case {
 	const char *reason_has; /* for a refusal: a word the reason must contain */
 };
 
-#define OK(k, i, o)                                                                                \
-	{                                                                                          \
-		k, i, 0, o, 0, NULL                                                                \
-	}
-#define OKN(k, i, il, o, ol)                                                                       \
-	{                                                                                          \
-		k, i, il, o, ol, NULL                                                              \
-	}
-#define BAD(k, i, why)                                                                             \
-	{                                                                                          \
-		k, i, 0, NULL, 0, why                                                              \
-	}
-#define BADN(k, i, il, why)                                                                        \
-	{                                                                                          \
-		k, i, il, NULL, 0, why                                                             \
-	}
-
 /* clang-format off */
+#define OK(k, i, o)          { k, i, 0, o, 0, NULL }
+#define OKN(k, i, il, o, ol) { k, i, il, o, ol, NULL }
+#define BAD(k, i, why)       { k, i, 0, NULL, 0, why }
+#define BADN(k, i, il, why)  { k, i, il, NULL, 0, why }
+
 static const struct esc_case cases[] = {
 	/* raw: the bytes as stored, NUL and all */
 	OK(ESCAPE_RAW, "", ""),
@@ -429,7 +417,10 @@ static void test_refusal_wipes_tail(void **state)
 				      sizeof(reason)),
 			 -EINVAL);
 	assert_int_equal(b.len, 1);
-	for (size_t i = 1; i < b.cap; i++)
+	/* json had written '"' and the mark before it met the bad byte; malloc gives no
+	 * zeros past that (a sanitizer fills it), so those bytes are the ones to check. */
+	assert_true(b.cap >= 2 + strlen(MARK));
+	for (size_t i = 1; i < 2 + strlen(MARK); i++)
 		if (b.data[i] != 0)
 			fail_msg("byte %zu of a refused value left in the buffer", i);
 	lbuf_free(&b);
