@@ -265,7 +265,7 @@ secret-scan:
 	@tests/install-deps $(DEB_SECRET_SCAN)
 	tests/secret-scan
 
-# examples/ holds files and one level of directories (container/, kubernetes/).
+# examples/ holds files and one level of directories (container/, kubernetes/, templates/).
 EXAMPLE_DIRS := $(patsubst %/.,%,$(wildcard examples/*/.))
 EXAMPLE_FILES := $(filter-out $(EXAMPLE_DIRS),$(wildcard examples/*))
 
