@@ -46,6 +46,7 @@ struct fs {
 	bool show_meta;		/* the root lists it */
 	unsigned view_flags;	/* view_render()'s flags: VIEW_UPPER */
 	bool meta_clash_logged; /* a stored name the meta directory hides was logged; atomic */
+	bool meta_looked_up;	/* the first lookup of the meta directory checked for one; atomic */
 	pthread_mutex_t dirlist_lock;	/* every node's dirlist pointer and each dirlist's refs */
 	struct template_set *templates; /* protected by access.lock; NULL: none */
 	size_t max_render;		/* bytes of a rendered template at most */
@@ -943,7 +944,8 @@ static double attr_timeout_of(struct fs *fs, struct node *n)
 
 /*
  * A stored secret or folder at the root named like the meta directory is
- * hidden by it: said once, when the root's listing shows one.
+ * hidden by it: said once, when the root's listing shows one (or the first
+ * lookup of the meta directory finds one there).
  */
 static void meta_clash(struct fs *fs, const struct secret *root_listing)
 {
@@ -971,7 +973,8 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 	int r;
 
 	if (parent == &fs->nodes.root && strcmp(name, fs->meta_name) == 0) {
-		if (!__atomic_load_n(&fs->meta_clash_logged, __ATOMIC_RELAXED) &&
+		/* The first lookup looks for a clash; later ones rely on root listings. */
+		if (!__atomic_exchange_n(&fs->meta_looked_up, true, __ATOMIC_RELAXED) &&
 		    source_listing_until(fs->src, "", deadline, &res, reason, sizeof(reason)) >=
 			    0) {
 			meta_clash(fs, res.value);
@@ -985,6 +988,8 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 		return lookup_child(fs, parent, name, deadline, ret);
 	if (parent->type != NODE_DIR)
 		return -ENOTDIR;
+	if (parent->id[0] == '\0' && strcmp(name, fs->meta_name) == 0)
+		return -ENOENT; /* hidden in the store's tree, so in its views */
 	/* The store folder the view directory stands for, looked up as the store would. */
 	shadow = (struct node){
 		.type = NODE_DIR, .has_folder = true, .id = parent->id, .tpath = parent->id
@@ -1367,8 +1372,10 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 	for (size_t j = 0; children && secret_table_at(children, j, &e); j++) {
 		bool folder = e.value[0] & BACKEND_LIST_FOLDER;
 
-		if (n->tree == NODE_STORE && n->tpath[0] == '\0' && strcmp(e.name, meta_name) == 0)
-			continue; /* hidden by the meta directory (meta_clash() says so) */
+		/* The store's root name the meta directory hides (meta_clash() says so), in the
+		 * store's tree and in the views of its root alike. */
+		if (n->tree != NODE_META && n->id[0] == '\0' && strcmp(e.name, meta_name) == 0)
+			continue;
 		if (nt && template_hides(n, ts, tnames, nt, e.name))
 			continue;
 		if (keys && secret_table_find(keys, e.name, &k)) {

@@ -17,6 +17,7 @@ clash with a stored name), st_size, the page cache, a rotation under an open
 handle, and per-reader checks with real uids and the audit log.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ import textwrap
 
 import pytest
 
-from helpers import CMD_TIMEOUT, POLL_TIMEOUT, read_file, wait_until
+from helpers import CMD_TIMEOUT, read_file
 from policy_env import DOC as POLICY_DOC
 from policy_env import EACCES, VALUES
 from test_errors import cachestat
@@ -270,7 +271,7 @@ def test_java_properties_reads_the_properties_view(fs, read_props, doc):
 def test_a_view_the_format_cannot_hold_is_eio_and_logged(fs, fmt, doc, why):
     with pytest.raises(OSError) as e:
         read_file(view(fs, fmt, doc))
-    assert e.value.errno == 5  # EIO
+    assert e.value.errno == errno.EIO
     fs.wait_stderr(why)
     assert f"{V}/{fmt}/{doc}" in fs.stderr()
 
@@ -292,12 +293,11 @@ def test_view_env_case_upper(secretfs):
 
 
 def test_only_object_secrets_have_views(fs):
-    for p, err in [("app/plain", "ENOENT"), ("app/nope", "ENOENT"),
-                   ("app/hostile/quotes", "ENOTDIR")]:
+    for p, err in [("app/plain", errno.ENOENT), ("app/nope", errno.ENOENT),
+                   ("app/hostile/quotes", errno.ENOTDIR)]:
         with pytest.raises(OSError) as e:
             read_file(view(fs, "env", p))
-        assert e.value.strerror and os.strerror(e.value.errno) == e.value.strerror
-        assert e.value.errno == getattr(__import__("errno"), err), (p, e.value)
+        assert e.value.errno == err, (p, e.value)
     for fmt in ("raw", "ini", "url", "base64"):
         assert not os.path.exists(fs.path(V, fmt))
 
@@ -331,6 +331,14 @@ def test_show_meta_and_meta_dir(secretfs):
     assert read_file(fs2.path(".secretfs")) == b"vw-stored-dot-secretfs"
     assert read_file(fs2.path("_meta/view/env/app/db")) == b'user="vw-meta-dir-user"\n'
     assert "hidden by the meta directory" not in fs2.stderr()
+
+
+def test_a_stored_object_named_like_the_meta_directory_is_hidden_in_views_too(secretfs):
+    doc = {".secretfs": {"k": "vw-hidden-object-value"}, "app/db": {"user": "vw-user-2"}}
+    fs = secretfs(doc)
+    assert os.listdir(fs.path(V, "json")) == ["app"]
+    assert not os.path.exists(fs.path(V, "json", ".secretfs"))
+    assert not os.path.exists(fs.path(".secretfs", "k"))
 
 
 # ---------------------------------------------------------------- the file itself
