@@ -10,7 +10,9 @@ the reader at hand, through a real mount and read by real parsers.
   whole open with EACCES and the audit log names that reference, under the
   template's name; with access = template the same reader gets the render;
 - rotation re-renders at the next open, while an open handle keeps its
-  bytes; rendered bytes stay out of the page cache (cachestat);
+  bytes; rendered bytes stay out of the page cache (cachestat); a store that
+  fails (the Vault test server answering 500) leaves renders their stale
+  inputs, and one render reads an object once for all its keys;
 - errors: a missing reference is EIO with the log line the issue gives, a
   default fills in, missing = empty renders it empty; a broken template is a
   start-up error naming FILE:LINE:COL; on reload a broken template keeps the
@@ -443,3 +445,31 @@ def test_every_example_renders(secretfs, workdir):
         assert got["spring.datasource.url"] == "jdbc:postgresql://db.internal:5432/app"
     else:
         assert b"spring.datasource.username=app\n" in props
+
+
+# A transient store failure: the inputs are served stale, as plain files are (Vault test server).
+from test_vault import certs, vault_server, vmount, vs  # noqa: E402,F401  (fixtures)
+
+
+def test_a_failing_store_serves_stale_inputs(vs, vmount, workdir):
+    t = write_template(workdir, "v", "P={{ app/db/password }}\nU={{ app/db/user }}\n")
+    d = vmount(vs, options=["-o", "ttl=1", "-o", "max_attempts=1",
+                            "-o", f"template=v.env:{t}:env"])
+    want = b'P="s3cr3t-pa55word"\nU="app-user-77"\n'
+    assert d.path("v.env").read_bytes() == want
+    reads = vs.secret_count("secret/app/db", "read")
+    # One render reads the object once for both keys.
+    assert reads == 1
+    vs.add_fault(kind="status", status=500, path="/data/")
+    seen = []
+
+    def refetched():
+        # Past the ttl a read starts a refresh, which the store now fails.
+        seen.append(d.path("v.env").read_bytes())
+        return vs.secret_count("secret/app/db", "read") > reads
+
+    wait_until(refetched, what="a refetch of app/db past its ttl")
+    # The store answers 500 and the value expired: every render still had its inputs.
+    assert d.path("v.env").read_bytes() == want
+    assert set(seen) == {want}
+    vs.clear_faults()
