@@ -74,13 +74,15 @@ DEB_BUILD := gcc make pkg-config libfuse3-dev libjansson-dev libinih-dev libssl-
 DEB_RUN := fuse3 libsystemd0
 DEB_VALGRIND := valgrind
 DEB_SECRET_SCAN := git git-secrets
+# Node.js (with npm) runs the vendors' JavaScript clients in tests/node/.
+DEB_NODE := nodejs
 DEB_TEST := libcmocka-dev python3 python3-pytest python3-hvac python3-botocore python3-boto3 openssl util-linux procps passwd \
 	systemd man-db groff-base \
-	python3-yaml python3-kubernetes docker-compose binutils nginx curl openssh-client \
-	$(DEB_VALGRIND) $(DEB_SECRET_SCAN)
+	python3-yaml python3-kubernetes python3-google-auth python3-cryptography python3-requests docker-compose binutils nginx curl openssh-client \
+	$(DEB_VALGRIND) $(DEB_SECRET_SCAN) $(DEB_NODE)
 
 .PHONY: all check check-unit check-fuzz-replay check-servers check-integration install uninstall clean format \
-	deps test-deps demo demo-stop bench test fuzz fuzz-run fuzz-deps soak valgrind secret-scan
+	deps test-deps node-deps demo demo-stop bench test fuzz fuzz-run fuzz-deps soak valgrind secret-scan
 
 all: $(BUILD)/secretfs
 
@@ -156,10 +158,17 @@ $(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
 $(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)
-$(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o src/namespace.o src/secret.o \
-	src/util.o)
-$(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o src/namespace.o src/secret.o \
-	src/util.o)
+# The backends' parsers share the kit's (kit_parse.o, which maps statuses through http.o).
+FUZZ_KIT := src/backends/kit_parse.o src/http.o src/backends/errors.o
+$(FUZZ_BUILD)/fuzz_vault: $(call FUZZ_OBJ,src/backends/vault_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_gcp: $(call FUZZ_OBJ,src/backends/gcp_parse.o src/backends/crc32c.o $(FUZZ_KIT) \
+	src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
@@ -170,7 +179,7 @@ $(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o src/backends/er
 # control.c holds the server too: the target takes what it needs from the library.
 $(FUZZ_BUILD)/fuzz_control: $(FUZZ_BUILD)/libsecretfs.a
 $(FUZZ_BUILD)/fuzz_aws_creds: $(call FUZZ_OBJ,src/backends/aws_creds_parse.o src/backends/aws_sigv4.o \
-	src/namespace.o src/secret.o src/util.o)
+	$(FUZZ_KIT) src/namespace.o src/secret.o src/util.o)
 
 # Each target for FUZZ_TIME seconds from its seed corpus (new inputs go to
 # $(FUZZ_BUILD)/corpus/NAME, a crasher to $(FUZZ_BUILD)/NAME-crash-*); every
@@ -218,6 +227,18 @@ deps:
 
 test-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_RUN) $(DEB_TEST)
+	@$(MAKE) --no-print-directory node-deps
+
+# The vendors' npm clients, pinned by tests/node/package-lock.json, installed into
+# tests/node/node_modules (git-ignored). This is the only step that fetches them;
+# the tests never do.
+NODE_STAMP := tests/node/node_modules/.package-lock.json
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	@tests/install-deps $(DEB_NODE)
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 DEMO_DIR ?= /tmp/secretfs-demo
 DEMO_MNT ?= $(DEMO_DIR)/mnt

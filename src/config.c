@@ -58,10 +58,16 @@ static const struct config_option options[] = {
 	  NULL },
 	{ "negative_ttl", "cache", "negative_ttl", OPT_DURATION, FIELD(negative_ttl_usec), 0,
 	  UINT64_MAX, NULL },
-	/* DESIGN section 3 wants kernel attributes short-lived, so st_size follows a rotation. */
+	/*
+	 * docs/design.md section 3 wants kernel attributes short-lived, so st_size
+	 * follows a rotation.
+	 */
 	{ "attr_timeout", "cache", "attr_timeout", OPT_DURATION, FIELD(attr_timeout_usec), 0,
 	  3600 * USEC_PER_SEC, "must be at most 1h" },
-	/* A zero deadline would fail every fetch; DESIGN section 4 forbids an unbounded one. */
+	/*
+	 * A zero deadline would fail every fetch; docs/design.md section 4 forbids
+	 * an unbounded one.
+	 */
 	{ "fetch_timeout", "cache", "fetch_timeout", OPT_DURATION, FIELD(fetch_timeout_usec), 1,
 	  UINT64_MAX, "must be more than 0" },
 	{ "cache_max_entries", "cache", "max_entries", OPT_COUNT, FIELD(cache_max_entries), 1,
@@ -127,6 +133,16 @@ static const struct config_option options[] = {
 	/* ListSecrets has a small quota and lags about 5 minutes: listings keep their own time. */
 	{ "aws_list_ttl", "aws", "list_ttl", OPT_DURATION, FIELD(aws_list_ttl_usec), 0, UINT64_MAX,
 	  NULL },
+	/*
+	 * Stores whose names cannot hold '/' (Google Secret Manager, Azure Key
+	 * Vault): this string in a name stands for '/'.  Each backend checks it
+	 * against its own alphabet.
+	 */
+	{ "name_separator", "secretfs", "name_separator", OPT_PATH, FIELD(name_separator), 0, 0,
+	  NULL },
+	/* Google Secret Manager. */
+	{ "gcp_endpoint", "gcp", "endpoint", OPT_PATH, FIELD(gcp_endpoint), 0, 0, NULL },
+	{ "gcp_credentials", "gcp", "credentials", OPT_PATH, FIELD(gcp_credentials), 0, 0, NULL },
 };
 
 void config_init(struct config *c)
@@ -700,14 +716,16 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 	if (!*section) {
 		load_error(ctx, -EINVAL,
 			   "key '%s': outside of any section, put it under [secretfs], [cache], "
-			   "[access], [control], [http], [vault], [aws] or [template NAME]",
+			   "[access], [views], [control], [http], [vault], [aws], [gcp] or "
+			   "[template NAME]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
 			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], "
-			   "[access], [control], [http], [vault], [aws] or [template NAME]",
+			   "[access], [views], [control], [http], [vault], [aws], [gcp] or "
+			   "[template NAME]",
 			   section, key, section);
 		return 0;
 	}

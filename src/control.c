@@ -15,7 +15,7 @@
  *
  * Tree paths and secret ids: with one source a tree path is the secret id,
  * except for a key file inside an object secret, whose secret is the parent
- * (DESIGN section 2; the key wins on a clash, as in fs.c).  Flushing or
+ * (docs/design.md section 2; the key wins on a clash, as in fs.c).  Flushing or
  * refreshing a folder covers what is cached under it.
  */
 #include <dirent.h>

@@ -428,3 +428,41 @@ int ns_listing_from_keys(const char *const *keys, size_t n, struct secret **ret)
 	free(c);
 	return r;
 }
+
+/* ---- a store's text value ---- */
+
+int ns_secret_from_text(const char *s, size_t len, const char *what, struct secret **ret,
+			char *reason, size_t reasonlen)
+{
+	char why[BACKEND_REASON_MAX] = "";
+	size_t i = 0;
+	json_t *obj = NULL;
+	int r;
+
+	while (i < len && isspace((unsigned char)s[i]))
+		i++;
+	if (i < len && s[i] == '{') {
+		json_error_t je;
+
+		obj = json_loadb(s, len, 0, &je);
+		if (obj && !json_is_object(obj)) {
+			json_decref(obj);
+			obj = NULL;
+		}
+	}
+	if (!obj) {
+		*ret = secret_dup(s, len);
+		return *ret ? 0 : -ENOMEM;
+	}
+	r = ns_secret_from_json(obj, 0, ret, why, sizeof(why));
+	json_decref(obj);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		/* EINVAL from here is the store's answer: a value that cannot be shown. */
+		snprintf(reason, reasonlen, "%s cannot be shown: %s", what,
+			 why[0] ? why : strerror(-r));
+		return -EIO;
+	}
+	return 0;
+}

@@ -1,6 +1,6 @@
 /*
  * policy.c - the access policy: who may open which path, and what stat shows
- * for it (DESIGN section 5).
+ * for it (docs/design.md section 5).
  *
  * A policy file is read once into an array of rules.  Names are resolved to
  * ids and globs are checked and split into components at load, so that every

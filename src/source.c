@@ -44,7 +44,7 @@ static void note_malformed(struct source *s, const char *key, const char *reason
 }
 
 /*
- * Holds backends to DESIGN section 8's error set (backend_error_normalise),
+ * Holds backends to docs/design.md section 8's error set (backend_error_normalise),
  * so the cache's idea of "transient" and the reader's errno mean the same
  * for every store.  Metrics see the backend's own errno (EBADMSG included).
  */

@@ -1,5 +1,6 @@
 /*
- * auditlog.h - one JSON object per line for every access decision (DESIGN 6).
+ * auditlog.h - one JSON object per line for every access decision
+ * (docs/design.md section 6).
  *
  *   {"time":"2026-11-26T12:00:00.123456Z","uid":33,"gid":33,"pid":812,
  *    "exe":"/usr/sbin/nginx","exe_dev":2049,"exe_ino":1835123,

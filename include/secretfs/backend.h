@@ -136,7 +136,7 @@ void backend_close(struct backend *b);
  */
 int backend_error_is_transient(int err);
 /*
- * Holds a backend's error to DESIGN 8's set (ENOENT EACCES EAGAIN ETIMEDOUT
+ * Holds a backend's error to docs/design.md section 8's set (ENOENT EACCES EAGAIN ETIMEDOUT
  * EHOSTUNREACH ENETUNREACH ECONNREFUSED ECONNRESET ENOMEM EIO): another
  * transient errno (EBADMSG, EBUSY, ...) becomes -EAGAIN, anything else -EIO,
  * so transient stays transient.  Non-negative values pass.

@@ -5,7 +5,7 @@
  * (source, kind of data), so keys need no source prefix.  The cache never
  * knows which backend it wraps: it calls one fetch function.
  *
- * Semantics (DESIGN section 4):
+ * Semantics (docs/design.md section 4):
  *  - fresh hit: no backend call;
  *  - miss: exactly one fetch per key however many readers wait (single-flight);
  *    the fetch runs on its own thread so a reader's deadline is real;

@@ -87,12 +87,18 @@ struct config {
 	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
 
+	/* Stores whose names cannot hold '/': SEP in a name is shown as '/'; NULL: flat. */
+	char *name_separator;
+	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
+	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
+	char *gcp_credentials; /* a service_account or authorized_user JSON file */
+
 	/* [template NAME] sections and -o template=, in the order given. */
 	struct config_template *templates;
 	size_t ntemplates;
 };
 
-/* Fills @c with the defaults of DESIGN section 4. */
+/* Fills @c with the defaults of docs/design.md section 4. */
 void config_init(struct config *c);
 void config_done(struct config *c);
 

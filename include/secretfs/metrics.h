@@ -9,7 +9,7 @@
  *
  * Label values are escaped as the format wants (backslash, double quote,
  * newline); the caller still decides what goes into a label, and a secret
- * value never does (DESIGN section 7).
+ * value never does (docs/design.md section 7).
  */
 #ifndef SECRETFS_METRICS_H
 #define SECRETFS_METRICS_H

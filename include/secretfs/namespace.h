@@ -1,7 +1,7 @@
 /*
  * namespace.h - how secret ids become paths and values become files.
  *
- * DESIGN section 2: "/" separates components; a secret whose value is a JSON
+ * docs/design.md section 2: "/" separates components; a secret whose value is a JSON
  * object is a directory with one file per top-level key (strings raw, other
  * JSON values as compact JSON text); anything else is a file with the raw
  * bytes; names that are not safe path components are never shown and never
@@ -42,13 +42,21 @@ int ns_base64_check(const char *in, size_t len, size_t *bad_at);
 /*
  * Turns a JSON value into the secret a backend hands to the cache: an object
  * becomes a SECRET_TABLE of its keys, a string its raw bytes, anything else
- * compact JSON text.  Keys that are not usable file names are hidden (DESIGN
+ * compact JSON text.  Keys that are not usable file names are hidden (docs/design.md
  * section 2), or with NS_JSON_STRICT_NAMES an error (-EINVAL, @reason names
  * the key).  Invalid base64 is an error.
  */
 int ns_secret_from_json(json_t *value, unsigned flags, struct secret **ret, char *reason,
 			size_t reasonlen);
 
+/*
+ * A value as a store keeps it, as text or bytes: a JSON object becomes a
+ * directory (a SECRET_TABLE), anything else (plain text, a JSON number,
+ * broken JSON, binary) a file with exactly these bytes.  An object that
+ * cannot be shown is -EIO with "@what cannot be shown: why" in @reason.
+ */
+int ns_secret_from_text(const char *s, size_t len, const char *what, struct secret **ret,
+			char *reason, size_t reasonlen);
 /*
  * Builds the listing of folder @prefix from @n secret ids (any order): the
  * direct children's names, each with BACKEND_LIST_SECRET and/or

@@ -1,5 +1,5 @@
 /*
- * policy.h - who may read which path (DESIGN section 5).
+ * policy.h - who may read which path (docs/design.md section 5).
  *
  * A policy file is line-based, like doas.conf.  The example is in line
  * comments: its globs hold the characters that would open a block comment.

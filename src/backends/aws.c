@@ -48,6 +48,8 @@
 #include "backends/aws_creds.h"
 #include "backends/aws_parse.h"
 #include "backends/backends.h"
+#include "backends/kept.h"
+#include "backends/kit.h"
 #include "secretfs/aws_sigv4.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
@@ -63,15 +65,6 @@
 #define STAGE_MAX	   256
 #define WHY_MAX		   BACKEND_REASON_MAX
 
-/* A value kept for revalidation: Secrets Manager only. */
-struct kept {
-	struct kept *hnext;	    /* hash chain */
-	struct kept *newer, *older; /* least recently used last */
-	struct secret *value;
-	char version[BACKEND_VERSION_MAX];
-	char id[];
-};
-
 struct aws {
 	struct backend *b;
 	enum aws_service svc;
@@ -85,170 +78,20 @@ struct aws {
 	struct aws_creds *creds;
 	unsigned throttle_retries;
 
-	pthread_mutex_t kept_lock;
-	struct kept **buckets; /* protected by kept_lock */
-	size_t nbuckets;
-	struct kept *newest, *oldest; /* protected by kept_lock */
-	size_t kept_n, kept_bytes;    /* protected by kept_lock */
-	size_t kept_max_n, kept_max_bytes;
-	bool describe_denied; /* protected by kept_lock: DescribeSecret is not ours to call */
+	struct kept_map kept; /* Secrets Manager only (no buckets for Parameter Store) */
+	bool describe_denied; /* atomic: DescribeSecret is not ours to call */
 };
 
-/* ---- the kept values ---- */
+/* ---- the kept values (kept.c) ---- */
 
-static size_t hash_id(const struct aws *a, const char *s)
-{
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * UINT64_C(0x100000001b3);
-	return (size_t)(h & (a->nbuckets - 1));
-}
-
-/* The link that points at @id's entry, or at the NULL that ends its chain. */
-static struct kept **kept_link(struct aws *a, const char *id)
-{
-	struct kept **l = &a->buckets[hash_id(a, id)];
-
-	while (*l && strcmp((*l)->id, id) != 0)
-		l = &(*l)->hnext;
-	return l;
-}
-
-static void lru_unlink(struct aws *a, struct kept *k)
-{
-	if (k->newer)
-		k->newer->older = k->older;
-	else
-		a->newest = k->older;
-	if (k->older)
-		k->older->newer = k->newer;
-	else
-		a->oldest = k->newer;
-	k->newer = k->older = NULL;
-}
-
-static void lru_push(struct aws *a, struct kept *k)
-{
-	k->older = a->newest;
-	k->newer = NULL;
-	if (a->newest)
-		a->newest->newer = k;
-	a->newest = k;
-	if (!a->oldest)
-		a->oldest = k;
-}
-
-/* Removes the entry @l points at; kept_lock held. */
-static void kept_drop(struct aws *a, struct kept **l)
-{
-	struct kept *k = *l;
-
-	*l = k->hnext;
-	lru_unlink(a, k);
-	a->kept_n--;
-	a->kept_bytes -= k->value->len;
-	secret_unref(k->value);
-	free(k);
-}
-
-/* A new reference to the value kept for @id and its version, or NULL. */
 static struct secret *kept_get(struct aws *a, const char *id, char *version)
 {
-	struct secret *v = NULL;
-	struct kept *k;
-
-	pthread_mutex_lock(&a->kept_lock);
-	k = a->buckets && !a->describe_denied ? *kept_link(a, id) : NULL;
-	if (k) {
-		lru_unlink(a, k);
-		lru_push(a, k);
-		v = secret_ref(k->value);
-		memcpy(version, k->version, BACKEND_VERSION_MAX);
-	}
-	pthread_mutex_unlock(&a->kept_lock);
-	return v;
-}
-
-static void kept_forget(struct aws *a, const char *id)
-{
-	struct kept **l;
-
-	if (!a->buckets)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	l = kept_link(a, id);
-	if (*l)
-		kept_drop(a, l);
-	pthread_mutex_unlock(&a->kept_lock);
-}
-
-/* Keeps @value (a new reference is taken) as the value of @id at @version. */
-static void kept_put(struct aws *a, const char *id, const char *version, struct secret *value)
-{
-	struct kept **l, *k;
-
-	if (!a->buckets || !*version)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	l = kept_link(a, id);
-	k = *l;
-	if (k) {
-		a->kept_bytes -= k->value->len;
-		secret_unref(k->value);
-		lru_unlink(a, k);
-	} else {
-		k = calloc(1, sizeof(*k) + strlen(id) + 1);
-		if (!k) {
-			pthread_mutex_unlock(&a->kept_lock);
-			return; /* only an optimisation is lost */
-		}
-		memcpy(k->id, id, strlen(id) + 1);
-		*l = k;
-		a->kept_n++;
-	}
-	k->value = secret_ref(value);
-	snprintf(k->version, sizeof(k->version), "%s", version);
-	a->kept_bytes += value->len;
-	lru_push(a, k);
-	while (a->oldest && a->oldest != k &&
-	       (a->kept_n > a->kept_max_n ||
-		(a->kept_max_bytes && a->kept_bytes > a->kept_max_bytes)))
-		kept_drop(a, kept_link(a, a->oldest->id));
-	pthread_mutex_unlock(&a->kept_lock);
-}
-
-static void kept_clear(struct aws *a)
-{
-	if (!a->buckets)
-		return;
-	pthread_mutex_lock(&a->kept_lock);
-	while (a->oldest)
-		kept_drop(a, kept_link(a, a->oldest->id));
-	pthread_mutex_unlock(&a->kept_lock);
+	if (__atomic_load_n(&a->describe_denied, __ATOMIC_RELAXED))
+		return NULL;
+	return kept_map_get(&a->kept, id, version);
 }
 
 /* ---- requests ---- */
-
-static uint64_t random_below(uint64_t n)
-{
-	uint64_t x;
-
-	if (n == 0)
-		return 0;
-	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
-		x = now_usec() * UINT64_C(0x9e3779b97f4a7c15);
-	return x % n;
-}
-
-static void sleep_usec(uint64_t usec)
-{
-	struct timespec ts = { .tv_sec = (time_t)(usec / USEC_PER_SEC),
-			       .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* "aws-sm us-east-1: GetSecretValue prod/db" */
 static void what(const struct aws *a, const char *op, const char *name, char *buf, size_t len)
@@ -343,11 +186,9 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 			continue;
 		}
 		if (aws_error_is_throttling(code) && throttled < a->throttle_retries) {
-			uint64_t cap = THROTTLE_BASE_USEC << (throttled < 10 ? throttled : 10);
-
-			throttled++;
 			http_response_done(resp);
-			sleep_usec(random_below(cap < THROTTLE_MAX_USEC ? cap : THROTTLE_MAX_USEC));
+			kit_sleep_usec(kit_backoff_usec(throttled++, THROTTLE_BASE_USEC,
+							THROTTLE_MAX_USEC));
 			continue;
 		}
 		break;
@@ -360,13 +201,21 @@ static int aws_call(struct aws *a, const char *op, const char *name, const char 
 	return r;
 }
 
-/* Prefixes @reason with @what and ": ". */
-static void reason_prefix(char *reason, size_t reasonlen, const char *w)
+/*
+ * After parsing a 2xx answer of @op: the response goes, and a parse error's
+ * reason gets "aws-sm REGION: OP NAME: " before it.  Returns @r.
+ */
+static int parsed(struct aws *a, const char *op, const char *name, int r,
+		  struct http_response *resp, char *reason, size_t reasonlen)
 {
-	char tmp[WHY_MAX];
+	char w[WHY_MAX];
 
-	snprintf(tmp, sizeof(tmp), "%s", reason);
-	snprintf(reason, reasonlen, "%s: %s", w, tmp);
+	http_response_done(resp);
+	if (r < 0) {
+		what(a, op, name, w, sizeof(w));
+		kit_reason_prefix(reason, reasonlen, "%s", w);
+	}
+	return r;
 }
 
 /* ---- Secrets Manager ---- */
@@ -376,7 +225,6 @@ static int sm_get_value(struct aws *a, const char *name, struct secret **ret_val
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -388,12 +236,7 @@ static int sm_get_value(struct aws *a, const char *name, struct secret **ret_val
 		return r;
 	r = aws_parse_get_secret_value(resp.body, resp.body_len, ret_value, ret_info, reason,
 				       reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "GetSecretValue", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
-	}
-	return r;
+	return parsed(a, "GetSecretValue", name, r, &resp, reason, reasonlen);
 }
 
 /* Whether the version we hold of @name still carries the stage. */
@@ -402,7 +245,6 @@ static int sm_still_current(struct aws *a, const char *name, const char *version
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -414,12 +256,7 @@ static int sm_still_current(struct aws *a, const char *name, const char *version
 		return r;
 	r = aws_parse_describe_secret(resp.body, resp.body_len, version, a->stage, ret_current,
 				      reason, reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "DescribeSecret", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
-	}
-	return r;
+	return parsed(a, "DescribeSecret", name, r, &resp, reason, reasonlen);
 }
 
 static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value,
@@ -445,64 +282,77 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 		}
 		secret_unref(kept);
 		if (r == -ENOENT) {
-			kept_forget(a, id);
+			kept_map_forget(&a->kept, id);
 			return r;
 		}
 		if (r == -EACCES) {
 			/* Allowed GetSecretValue but not DescribeSecret: read every time. */
-			pthread_mutex_lock(&a->kept_lock);
-			a->describe_denied = true;
-			pthread_mutex_unlock(&a->kept_lock);
-			kept_clear(a);
+			__atomic_store_n(&a->describe_denied, true, __ATOMIC_RELAXED);
+			kept_map_clear(&a->kept);
 		} else if (r < 0) {
 			return r; /* transient: the cache serves what it has */
 		}
 	}
 	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
 	if (r >= 0)
-		kept_put(a, id, ret_info->version, *ret_value);
+		kept_map_put(&a->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))
-		kept_forget(a, id);
+		kept_map_forget(&a->kept, id);
 	return r;
 }
 
-/* Every name under @filter ("" for all), through every page. */
-static int sm_names(struct aws *a, const char *filter, struct aws_names *names, char *reason,
-		    size_t reasonlen)
+/* One listing in progress: ListSecrets or GetParametersByPath, page by page. */
+struct listing {
+	struct aws *a;
+	const char *op;	  /* "ListSecrets", "GetParametersByPath" */
+	const char *arg;  /* the name filter or the path */
+	const char *name; /* for messages: @arg, or NULL for all */
+	struct aws_names *names;
+	char w[WHY_MAX];
+};
+
+/* One page of a listing (a kit_page_fn): the names go to l->names. */
+static int list_page(void *ctx, const char *token, char **ret_next, char *reason, size_t reasonlen)
 {
-	char *token = NULL, w[WHY_MAX];
-	int r = 0;
+	struct listing *l = ctx;
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *body = NULL;
+	size_t len;
+	int r;
 
-	what(a, "ListSecrets", *filter ? filter : NULL, w, sizeof(w));
-	for (unsigned page = 0; page < LIST_MAX_PAGES; page++) {
-		struct http_response resp = { 0 };
-		char *body = NULL, *next = NULL;
-		size_t len;
+	r = l->a->svc == AWS_SM ? aws_body_list_secrets(l->arg, token, &body, &len)
+				: aws_body_parameters_by_path(l->arg, token, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(l->a, l->op, l->name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	/* Results are best effort: a page may be empty and still have a NextToken. */
+	r = l->a->svc == AWS_SM
+		    ? aws_parse_list_secrets(resp.body, resp.body_len, l->names, LIST_MAX_NAMES,
+					     ret_next, reason, reasonlen)
+		    : aws_parse_parameters_by_path(resp.body, resp.body_len, l->names,
+						   LIST_MAX_NAMES, ret_next, reason, reasonlen);
+	http_response_done(&resp);
+	if (r < 0)
+		kit_reason_prefix(reason, reasonlen, "%s", l->w);
+	return r;
+}
 
-		r = aws_body_list_secrets(filter, token, &body, &len);
-		free(token);
-		token = NULL;
-		if (r < 0)
-			return r;
-		r = aws_call(a, "ListSecrets", *filter ? filter : NULL, body, len, &resp, reason,
-			     reasonlen);
-		free(body);
-		if (r < 0)
-			return r;
-		r = aws_parse_list_secrets(resp.body, resp.body_len, names, LIST_MAX_NAMES, &next,
-					   reason, reasonlen);
-		http_response_done(&resp);
-		if (r < 0) {
-			reason_prefix(reason, reasonlen, w);
-			return r;
-		}
-		if (!next)
-			return 0;
-		token = next;
-	}
-	free(token);
-	snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
-	return -EFBIG;
+/* Every name under @arg (a name filter, "" for all, or a path), through every page. */
+static int list_names(struct aws *a, const char *arg, struct aws_names *names, char *reason,
+		      size_t reasonlen)
+{
+	struct listing l = {
+		.a = a,
+		.op = a->svc == AWS_SM ? "ListSecrets" : "GetParametersByPath",
+		.arg = arg,
+		.name = *arg ? arg : NULL,
+		.names = names,
+	};
+
+	what(a, l.op, l.name, l.w, sizeof(l.w));
+	return kit_paginate(LIST_MAX_PAGES, list_page, &l, l.w, reason, reasonlen);
 }
 
 static int sm_list(struct backend *b, const char *folder, struct secret **ret_listing, char *reason,
@@ -517,7 +367,7 @@ static int sm_list(struct backend *b, const char *folder, struct secret **ret_li
 		filter = NULL;
 		return -ENOMEM;
 	}
-	r = sm_names(a, filter, &names, reason, reasonlen);
+	r = list_names(a, filter, &names, reason, reasonlen);
 	if (r >= 0) {
 		r = aws_listing_from_names(AWS_SM, &names, a->prefix, folder, ret_listing);
 		if (r == -ENOENT)
@@ -534,7 +384,6 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
-	char w[WHY_MAX];
 	size_t len;
 	int r;
 
@@ -546,12 +395,7 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 		return r;
 	r = aws_parse_get_parameter(resp.body, resp.body_len, ret_value, ret_info, reason,
 				    reasonlen);
-	http_response_done(&resp);
-	if (r < 0) {
-		what(a, "GetParameter", name, w, sizeof(w));
-		reason_prefix(reason, reasonlen, w);
-	}
-	return r;
+	return parsed(a, "GetParameter", name, r, &resp, reason, reasonlen);
 }
 
 static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
@@ -583,44 +427,11 @@ static int ssm_list(struct backend *b, const char *folder, struct secret **ret_l
 	struct aws *a = b->priv;
 	_cleanup_free_ char *path = aws_name_for_id(AWS_SSM, a->prefix, folder);
 	struct aws_names names = { 0 };
-	char *token = NULL, w[WHY_MAX];
-	unsigned page;
-	int r = 0;
+	int r;
 
 	if (!path)
 		return -ENOMEM;
-	what(a, "GetParametersByPath", path, w, sizeof(w));
-	/* Results are best effort: a page may be empty and still have a NextToken. */
-	for (page = 0; page < LIST_MAX_PAGES; page++) {
-		struct http_response resp = { 0 };
-		char *body = NULL, *next = NULL;
-		size_t len;
-
-		r = aws_body_parameters_by_path(path, token, &body, &len);
-		free(token);
-		token = NULL;
-		if (r < 0)
-			break;
-		r = aws_call(a, "GetParametersByPath", path, body, len, &resp, reason, reasonlen);
-		free(body);
-		if (r < 0)
-			break;
-		r = aws_parse_parameters_by_path(resp.body, resp.body_len, &names, LIST_MAX_NAMES,
-						 &next, reason, reasonlen);
-		http_response_done(&resp);
-		if (r < 0) {
-			reason_prefix(reason, reasonlen, w);
-			break;
-		}
-		if (!next)
-			break;
-		token = next;
-	}
-	free(token);
-	if (r >= 0 && page == LIST_MAX_PAGES) {
-		snprintf(reason, reasonlen, "%s: more than %d pages", w, LIST_MAX_PAGES);
-		r = -EFBIG;
-	}
+	r = list_names(a, path, &names, reason, reasonlen);
 	if (r >= 0) {
 		r = aws_listing_from_names(AWS_SSM, &names, a->prefix, folder, ret_listing);
 		if (r == -ENOENT)
@@ -648,16 +459,13 @@ static bool stage_is_valid(const char *s)
 /* AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, as the SDKs read it. */
 static const char *endpoint_env(const char *service_var)
 {
-	const char *ignore = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+	const char *ignore = kit_env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
 	const char *v;
 
 	if (ignore && strcasecmp(ignore, "true") == 0)
 		return NULL;
-	v = getenv(service_var);
-	if (v && *v)
-		return v;
-	v = getenv("AWS_ENDPOINT_URL");
-	return v && *v ? v : NULL;
+	v = kit_env(service_var);
+	return v ? v : kit_env("AWS_ENDPOINT_URL");
 }
 
 /* An endpoint from the environment, or the service's default in @region. */
@@ -680,15 +488,14 @@ static void aws_free(struct aws *a)
 {
 	if (!a)
 		return;
-	kept_clear(a);
+	if (a->kept.buckets)
+		kept_map_done(&a->kept);
 	aws_creds_free(a->creds);
 	http_client_free(a->http);
 	aws_endpoint_done(&a->ep);
-	free(a->buckets);
 	free(a->region);
 	free(a->prefix);
 	free(a->stage);
-	pthread_mutex_destroy(&a->kept_lock);
 	free(a);
 	/* The signing keys were derived from the credentials just wiped. */
 	sigv4_cache_clear();
@@ -713,7 +520,6 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		aws_env_secrets_done(&env);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&a->kept_lock, NULL);
 	a->b = b;
 	a->svc = svc;
 	a->service = svc == AWS_SM ? "secretsmanager" : "ssm";
@@ -723,10 +529,10 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		snprintf(reason, reasonlen, "%s: %s", scheme, why);
 		goto fail;
 	}
-	region = getenv("AWS_REGION");
-	if (!region || !*region)
-		region = getenv("AWS_DEFAULT_REGION");
-	if (!region || !*region)
+	region = kit_env("AWS_REGION");
+	if (!region)
+		region = kit_env("AWS_DEFAULT_REGION");
+	if (!region)
 		region = aws_creds_profile_region(a->creds);
 	r = aws_parse_source(svc, arg, region, &src, why, sizeof(why));
 	if (r < 0) {
@@ -757,46 +563,30 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 		snprintf(reason, reasonlen, "%s: %s", scheme, r == -ENOMEM ? "out of memory" : why);
 		goto fail;
 	}
-	if ((!a->ep.tls || !sts.tls) && !cfg->http_insecure) {
-		snprintf(reason, reasonlen,
-			 "%s: %s is plain HTTP, which would carry the session token and the "
-			 "secrets in clear: use https://, or pass -o insecure",
-			 scheme, !a->ep.tls ? a->ep.url : sts.url);
-		r = -EPERM;
-		goto fail;
-	}
 	{
-		const char *bundle = getenv("AWS_CA_BUNDLE");
+		const struct kit_http_opts o = {
+			.name = scheme,
+			.url = !a->ep.tls || sts.tls ? a->ep.url : sts.url,
+			.tls = a->ep.tls && sts.tls,
+			.credential = "the session token",
+			/* [http] ca_file wins over the SDKs' AWS_CA_BUNDLE. */
+			.ca_file_env = "AWS_CA_BUNDLE",
+		};
 		/* The reason of a failed resolve lists every provider tried: give it room. */
 		char tried[512];
-		struct http_config hc = {
-			/* [http] ca_file wins over the SDKs' AWS_CA_BUNDLE. */
-			.ca_file = cfg->http_ca_file   ? cfg->http_ca_file
-				   : bundle && *bundle ? bundle
-						       : NULL,
-			.ca_path = cfg->http_ca_path,
-			.client_cert = cfg->http_client_cert,
-			.client_key = cfg->http_client_key,
-			.insecure = cfg->http_insecure,
-			.connect_timeout_usec = cfg->http_connect_timeout_usec,
-			.timeout_usec = cfg->http_timeout_usec,
-			.max_body = cfg->http_max_body,
-			.max_attempts = (unsigned)cfg->http_max_attempts,
-		};
+		struct http_config hc;
 
-		if (cfg->http_insecure)
-			snprintf(b->warning, sizeof(b->warning),
-				 "%s %s: %s: anyone on the network path can read the session token "
-				 "and the secrets",
-				 scheme, a->ep.url,
-				 a->ep.tls ? "TLS certificate verification is off (-o insecure)"
-					   : "plain HTTP (-o insecure)");
+		r = kit_http_config(cfg, &o, &hc, b->warning, sizeof(b->warning), reason,
+				    reasonlen);
+		if (r < 0)
+			goto fail;
 		r = http_client_new(&hc, &a->http, why, sizeof(why));
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s: %s", scheme, why);
 			goto fail;
 		}
-		r = aws_creds_resolve(a->creds, &sts, &hc, tried, sizeof(tried));
+		r = aws_creds_resolve(a->creds, &sts, &hc, cfg->fetch_timeout_usec, tried,
+				      sizeof(tried));
 		if (r < 0) {
 			snprintf(reason, reasonlen, "%s %s: %s", scheme, a->region, tried);
 			goto fail;
@@ -804,18 +594,9 @@ static int aws_init(struct backend *b, enum aws_service svc, const char *arg,
 	}
 	a->throttle_retries = cfg->http_max_attempts ? (unsigned)cfg->http_max_attempts - 1 : 3;
 	if (svc == AWS_SM) {
-		size_t want = cfg->cache_max_entries ? cfg->cache_max_entries : 1024;
-
-		a->kept_max_n = want;
-		a->kept_max_bytes = cfg->cache_max_bytes;
-		a->nbuckets = 64;
-		while (a->nbuckets < want && a->nbuckets < (1u << 16))
-			a->nbuckets <<= 1;
-		a->buckets = calloc(a->nbuckets, sizeof(*a->buckets));
-		if (!a->buckets) {
-			r = -ENOMEM;
+		r = kept_map_init(&a->kept, cfg->cache_max_entries, cfg->cache_max_bytes);
+		if (r < 0)
 			goto fail;
-		}
 	}
 	aws_endpoint_done(&sts);
 	b->priv = a;
@@ -853,7 +634,7 @@ static void aws_forget(struct backend *b)
 {
 	struct aws *a = b->priv;
 
-	kept_clear(a);
+	kept_map_clear(&a->kept);
 	http_client_drop_idle(a->http);
 }
 

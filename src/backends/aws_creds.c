@@ -49,6 +49,7 @@
 
 #include "backends/aws_creds.h"
 #include "backends/aws_creds_parse.h"
+#include "backends/kit.h"
 #include "secretfs/util.h"
 
 extern char **environ;
@@ -94,18 +95,14 @@ struct aws_creds {
 	struct http_client *meta;		    /* instance metadata: 1 s, one attempt */
 	struct http_client *cont;		    /* container: 2 s, three attempts */
 
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct secret *cur;	    /* protected by lock: "KEYID\0SECRET\0TOKEN\0" */
-	size_t key_len, secret_len; /* protected by lock */
-	bool has_token;		    /* protected by lock */
-	uint64_t expiration_usec;   /* protected by lock: realtime; 0 = never */
-	uint64_t gen;		    /* protected by lock: bumped for every new set */
-	bool force;		    /* protected by lock: AWS said they expired */
-	bool refreshing;	    /* protected by lock: a fetch is in flight */
-	uint64_t last_try_usec;	    /* protected by lock: monotonic */
-	int last_err;		    /* protected by lock: of the last refresh, 0 if it worked */
-	char last_why[WHY_MAX];	    /* protected by lock */
+	/*
+	 * The credentials, "KEYID\0SECRET\0TOKEN\0" (TOKEN empty when there is
+	 * none), refreshed through the chosen provider by the kit's token
+	 * source; the first set waits in @first until the chain has chosen.
+	 */
+	struct kit_token_source *ts;
+	struct secret *first;
+	uint64_t first_expires_usec;
 };
 
 /* ---- small helpers ---- */
@@ -117,52 +114,26 @@ static void wipe_str(char **s)
 	*s = NULL;
 }
 
-static const char *env_nonempty(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
-
 /* "true" in any case, as botocore compares AWS_EC2_METADATA_DISABLED. */
 static bool env_true(const char *name)
 {
-	const char *v = getenv(name);
+	const char *v = kit_env(name);
 
 	return v && strcasecmp(v, "true") == 0;
-}
-
-/* Copies $@name, then wipes every "NAME=" entry of environ and unsets it. */
-static char *take_env(const char *name)
-{
-	const char *e = getenv(name);
-	char *copy = e && *e ? strdup(e) : NULL;
-	size_t nl = strlen(name), n = 0;
-	char *entries[8];
-
-	if (!e)
-		return NULL;
-	for (char **p = environ; *p && n < ARRAY_SIZE(entries); p++)
-		if (strncmp(*p, name, nl) == 0 && (*p)[nl] == '=')
-			entries[n++] = *p;
-	unsetenv(name);
-	for (size_t i = 0; i < n; i++)
-		explicit_bzero(entries[i], strlen(entries[i]));
-	return copy;
 }
 
 void aws_env_secrets_take(struct aws_env_secrets *ret)
 {
 	char *legacy;
 
-	ret->access_key_id = take_env("AWS_ACCESS_KEY_ID");
-	ret->secret_access_key = take_env("AWS_SECRET_ACCESS_KEY");
-	ret->session_token = take_env("AWS_SESSION_TOKEN");
-	legacy = take_env("AWS_SECURITY_TOKEN");
+	ret->access_key_id = kit_env_take("AWS_ACCESS_KEY_ID");
+	ret->secret_access_key = kit_env_take("AWS_SECRET_ACCESS_KEY");
+	ret->session_token = kit_env_take("AWS_SESSION_TOKEN");
+	legacy = kit_env_take("AWS_SECURITY_TOKEN");
 	if (!ret->session_token)
 		ret->session_token = TAKE_PTR(legacy);
 	wipe_str(&legacy);
-	ret->container_token = take_env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	ret->container_token = kit_env_take("AWS_CONTAINER_AUTHORIZATION_TOKEN");
 }
 
 void aws_env_secrets_done(struct aws_env_secrets *e)
@@ -173,67 +144,10 @@ void aws_env_secrets_done(struct aws_env_secrets *e)
 	wipe_str(&e->container_token);
 }
 
-/*
- * Reads a whole file of at most @max bytes into a NUL-terminated buffer of
- * *ret_len + 1 bytes (the caller wipes it).  -ENOENT when it does not exist.
- * Checked like the policy (trusted_file_read()): whoever can write the
- * shared files or a token file, or a directory above them, chooses the
- * identity the daemon takes, or a credential_process it runs.
- */
-static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, char *reason,
-		     size_t reasonlen)
-{
-	return trusted_file_read(path, "file", max, ret, ret_len, NULL, reason, reasonlen);
-}
-
-/* A token file (web identity, container authorization): one printable line. */
-static int read_token_file(const char *path, const char *what, char **ret, char *reason,
-			   size_t reasonlen)
-{
-	char *buf = NULL, *out;
-	size_t size = 0, len, start = 0;
-	char why[WHY_MAX];
-	int r;
-
-	r = read_file(path, AWS_TOKEN_MAX, &buf, &size, why, sizeof(why));
-	if (r < 0) {
-		snprintf(reason, reasonlen, "%s %s", what, why);
-		return r;
-	}
-	len = size;
-	while (start < len && strchr(" \t\r\n", buf[start]))
-		start++;
-	while (len > start && strchr(" \t\r\n", buf[len - 1]))
-		len--;
-	if (!aws_token_is_valid(buf + start, len - start, AWS_TOKEN_MAX)) {
-		snprintf(reason, reasonlen, "%s %s: %s", what, path,
-			 len == start ? "empty" : "not one line of printable characters");
-		wipe_free(buf, size + 1);
-		return -EINVAL;
-	}
-	out = strndup(buf + start, len - start);
-	wipe_free(buf, size + 1);
-	if (!out)
-		return -ENOMEM;
-	*ret = out;
-	return 0;
-}
-
-static const char *home_dir(void)
-{
-	const char *h = env_nonempty("HOME");
-	struct passwd *pw;
-
-	if (h)
-		return h;
-	pw = getpwuid(getuid());
-	return pw ? pw->pw_dir : NULL;
-}
-
 /* "~/x" with the home directory, as botocore expands the file settings. */
 static char *expand_home(const char *path)
 {
-	const char *home = home_dir();
+	const char *home = kit_home_dir();
 	char *out;
 
 	if (path[0] == '~' && (path[1] == '/' || !path[1]) && home) {
@@ -242,18 +156,6 @@ static char *expand_home(const char *path)
 		return out;
 	}
 	return strdup(path);
-}
-
-/* A non-2xx answer of a credential endpoint as an errno. */
-static int status_errno(long status)
-{
-	if (status == 401 || status == 403)
-		return -EACCES;
-	if (status == 429 || status >= 500)
-		return -EAGAIN;
-	if (status == 404)
-		return -ENOENT;
-	return -EIO;
 }
 
 /*
@@ -272,19 +174,21 @@ static int fetch_web_identity(struct aws_creds *c, struct aws_credentials *ret, 
 			      size_t reasonlen)
 {
 	_cleanup_free_ char *arn = NULL, *session = NULL;
-	char *jwt = NULL, *enc = NULL, *body = NULL;
+	struct secret *jwt = NULL;
+	char *enc = NULL, *body = NULL;
 	struct http_response resp = { 0 };
 	char why[WHY_MAX], code[AWS_CODE_MAX], msg[AWS_MESSAGE_MAX + 1];
 	int r, n;
 
 	/* Kubernetes rotates the projected token: read it for every call. */
-	r = read_token_file(c->token_file, "web identity token file", &jwt, reason, reasonlen);
+	r = kit_read_credential(c->token_file, "web identity token file", AWS_TOKEN_MAX, &jwt,
+				reason, reasonlen);
 	if (r < 0)
 		return r;
 	arn = http_escape_path(c->role_arn, false);
 	session = http_escape_path(c->session_name, false);
-	enc = http_escape_path(jwt, false);
-	wipe_str(&jwt);
+	enc = http_escape_path(kit_cred_str(jwt), false);
+	secret_unref(jwt);
 	if (!arn || !session || !enc) {
 		wipe_str(&enc);
 		return -ENOMEM;
@@ -434,24 +338,24 @@ static int fetch_container(struct aws_creds *c, struct aws_credentials *ret, cha
 {
 	struct http_header h[2] = { { "Accept", "application/json", false } };
 	struct http_response resp = { 0 };
-	char *file_token = NULL;
+	_cleanup_secret_ struct secret *file_token = NULL;
 	const char *token = c->env.container_token;
 	char why[WHY_MAX];
 	size_t n = 1;
 	int r;
 
 	if (c->container_token_file) {
-		r = read_token_file(c->container_token_file, "container authorization token file",
-				    &file_token, reason, reasonlen);
+		r = kit_read_credential(c->container_token_file,
+					"container authorization token file", AWS_TOKEN_MAX,
+					&file_token, reason, reasonlen);
 		if (r < 0)
 			return r;
-		token = file_token;
+		token = kit_cred_str(file_token);
 	}
 	if (token) {
 		if (!*token || strpbrk(token, "\r\n")) {
 			snprintf(reason, reasonlen,
 				 "the container authorization token holds a line break");
-			wipe_str(&file_token);
 			return -EINVAL;
 		}
 		h[n++] = (struct http_header){ "Authorization", token, true };
@@ -460,7 +364,6 @@ static int fetch_container(struct aws_creds *c, struct aws_credentials *ret, cha
 		    &(struct http_request){
 			    .method = "GET", .url = c->container_url, .headers = h, .nheaders = n },
 		    &resp, why, sizeof(why));
-	wipe_str(&file_token);
 	if (r < 0) {
 		snprintf(reason, reasonlen, "container credentials %s: %s", c->container_url, why);
 		return r;
@@ -469,7 +372,7 @@ static int fetch_container(struct aws_creds *c, struct aws_credentials *ret, cha
 		r = malformed(aws_parse_json_credentials(AWS_JSON_CONTAINER, resp.body,
 							 resp.body_len, ret, reason, reasonlen));
 	} else {
-		r = status_errno(resp.status);
+		r = kit_status_errno(resp.status);
 		snprintf(reason, reasonlen, "container credentials %s answered %ld%s",
 			 c->container_url, resp.status,
 			 resp.status == 401 || resp.status == 403
@@ -535,7 +438,7 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 	} else if (resp.status != 403 && resp.status != 404 && resp.status != 405) {
 		snprintf(reason, reasonlen, "instance metadata %s: the token request answered %ld",
 			 c->imds, resp.status);
-		r = status_errno(resp.status);
+		r = kit_status_errno(resp.status);
 		http_response_done(&resp);
 		return r;
 	} else {
@@ -557,7 +460,7 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 				 "instance metadata %s: the role list answered %ld%s", c->imds,
 				 resp.status,
 				 resp.status == 200 ? " without a usable role name" : "");
-		r = resp.status == 200 ? -EBADMSG : status_errno(resp.status);
+		r = resp.status == 200 ? -EBADMSG : kit_status_errno(resp.status);
 		http_response_done(&resp);
 		goto out;
 	}
@@ -579,7 +482,7 @@ static int fetch_imds(struct aws_creds *c, struct aws_credentials *ret, char *re
 		snprintf(reason, reasonlen,
 			 "instance metadata %s: the credentials of role %s answered %ld", c->imds,
 			 role, resp.status);
-		r = status_errno(resp.status);
+		r = kit_status_errno(resp.status);
 	}
 	http_response_done(&resp);
 out:
@@ -607,31 +510,48 @@ static int provider_fetch(struct aws_creds *c, struct aws_credentials *ret, char
 	}
 }
 
-/* Moves @cr (wiped) into a new secret and installs it; called with c->lock held. */
-static int install_locked(struct aws_creds *c, struct aws_credentials *cr)
+/* Packs @cr (wiped) into a new secret, "KEYID\0SECRET\0TOKEN\0"; NULL on ENOMEM. */
+static struct secret *pack(struct aws_credentials *cr)
 {
 	size_t kl = strlen(cr->access_key_id), sl = strlen(cr->secret_access_key);
 	size_t tl = cr->session_token ? strlen(cr->session_token) : 0;
 	struct secret *s = secret_new(kl + sl + tl + 3);
 
-	if (!s) {
-		aws_credentials_wipe(cr);
-		return -ENOMEM;
+	if (s) {
+		memcpy(s->data, cr->access_key_id, kl + 1);
+		memcpy(s->data + kl + 1, cr->secret_access_key, sl + 1);
+		if (tl)
+			memcpy(s->data + kl + sl + 2, cr->session_token, tl + 1);
 	}
-	memcpy(s->data, cr->access_key_id, kl + 1);
-	memcpy(s->data + kl + 1, cr->secret_access_key, sl + 1);
-	if (tl)
-		memcpy(s->data + kl + sl + 2, cr->session_token, tl + 1);
-	secret_unref(c->cur);
-	c->cur = s;
-	c->key_len = kl;
-	c->secret_len = sl;
-	c->has_token = tl > 0;
-	c->expiration_usec = cr->expiration_usec;
-	c->gen++;
-	c->force = false;
 	aws_credentials_wipe(cr);
-	return 0;
+	return s;
+}
+
+/* Keeps @cr (wiped) as the first credentials, until the chain is done. */
+static int install_first(struct aws_creds *c, struct aws_credentials *cr)
+{
+	uint64_t exp = cr->expiration_usec;
+
+	secret_unref(c->first);
+	c->first = pack(cr);
+	c->first_expires_usec = exp;
+	return c->first ? 0 : -ENOMEM;
+}
+
+/* A refresh of the token source: new credentials from the chosen provider. */
+static int refresh(void *ctx, struct secret **ret, uint64_t *ret_expires_usec, char *reason,
+		   size_t reasonlen)
+{
+	struct aws_credentials cr = { 0 };
+	struct aws_creds *c = ctx;
+	int r;
+
+	r = provider_fetch(c, &cr, reason, reasonlen);
+	if (r < 0)
+		return r;
+	*ret_expires_usec = cr.expiration_usec;
+	*ret = pack(&cr);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* ---- the chain ---- */
@@ -665,7 +585,12 @@ static int load_shared(const char *path, bool config, const char *profile, struc
 	size_t len = 0;
 	int r;
 
-	r = read_file(path, AWS_FILE_MAX, &text, &len, why, sizeof(why));
+	/*
+	 * Checked like the policy: whoever can write the shared files, or a
+	 * directory above them, chooses the identity the daemon takes, or a
+	 * credential_process it runs.
+	 */
+	r = trusted_file_read(path, "file", AWS_FILE_MAX, &text, &len, NULL, why, sizeof(why));
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0) {
@@ -682,9 +607,9 @@ static int load_shared(const char *path, bool config, const char *profile, struc
 int aws_creds_new(const char *profile, struct aws_env_secrets *env, struct aws_creds **ret,
 		  char *reason, size_t reasonlen)
 {
-	const char *p = profile, *home = home_dir();
-	const char *cf = env_nonempty("AWS_SHARED_CREDENTIALS_FILE");
-	const char *gf = env_nonempty("AWS_CONFIG_FILE");
+	const char *p = profile, *home = kit_home_dir();
+	const char *cf = kit_env("AWS_SHARED_CREDENTIALS_FILE");
+	const char *gf = kit_env("AWS_CONFIG_FILE");
 	struct aws_creds *c;
 	bool explicit = true;
 	int r;
@@ -696,13 +621,11 @@ int aws_creds_new(const char *profile, struct aws_env_secrets *env, struct aws_c
 	}
 	c->env = *env;
 	*env = (struct aws_env_secrets){ 0 };
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
 	c->profile_explicit = profile != NULL;
 	if (!p)
-		p = env_nonempty("AWS_PROFILE");
+		p = kit_env("AWS_PROFILE");
 	if (!p)
-		p = env_nonempty("AWS_DEFAULT_PROFILE");
+		p = kit_env("AWS_DEFAULT_PROFILE");
 	if (!p) {
 		p = "default";
 		explicit = false;
@@ -790,10 +713,7 @@ static int profile_keys(struct aws_creds *c, struct aws_profile *pf, const char 
 				   : NULL;
 	c->kind = kind;
 	snprintf(c->source, sizeof(c->source), "profile %s in %s", c->profile, path);
-	pthread_mutex_lock(&c->lock);
-	install_locked(c, &cr);
-	pthread_mutex_unlock(&c->lock);
-	return 1;
+	return install_first(c, &cr) < 0 ? -ENOMEM : 1;
 }
 
 /* Fetches the first credentials of the chosen provider; @what names it in errors. */
@@ -806,10 +726,7 @@ static int first_fetch(struct aws_creds *c, enum provider kind, char *reason, si
 	r = provider_fetch(c, &cr, reason, reasonlen);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&c->lock);
-	r = install_locked(c, &cr);
-	c->last_try_usec = now_usec();
-	pthread_mutex_unlock(&c->lock);
+	r = install_first(c, &cr);
 	return r < 0 ? r : 1;
 }
 
@@ -847,18 +764,15 @@ static int try_env(struct aws_creds *c, char *list, size_t listlen, char *reason
 	cr.session_token = TAKE_PTR(e->session_token);
 	c->kind = P_ENV;
 	snprintf(c->source, sizeof(c->source), "the environment");
-	pthread_mutex_lock(&c->lock);
-	install_locked(c, &cr);
-	pthread_mutex_unlock(&c->lock);
-	return 1;
+	return install_first(c, &cr) < 0 ? -ENOMEM : 1;
 }
 
 static int try_web_identity(struct aws_creds *c, char *list, size_t listlen, char *reason,
 			    size_t reasonlen)
 {
-	const char *file = env_nonempty("AWS_WEB_IDENTITY_TOKEN_FILE");
-	const char *arn = env_nonempty("AWS_ROLE_ARN");
-	const char *name = env_nonempty("AWS_ROLE_SESSION_NAME");
+	const char *file = kit_env("AWS_WEB_IDENTITY_TOKEN_FILE");
+	const char *arn = kit_env("AWS_ROLE_ARN");
+	const char *name = kit_env("AWS_ROLE_SESSION_NAME");
 	char why[WHY_MAX];
 	int r;
 
@@ -937,9 +851,9 @@ static int try_shared(struct aws_creds *c, char *list, size_t listlen, char *rea
 static int try_container(struct aws_creds *c, const struct http_config *hc, char *list,
 			 size_t listlen, char *reason, size_t reasonlen)
 {
-	const char *rel = env_nonempty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-	const char *full = env_nonempty("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-	const char *tf = env_nonempty("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *rel = kit_env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *full = kit_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *tf = kit_env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	struct http_config cc = *hc;
 	char why[WHY_MAX];
 	int r;
@@ -971,8 +885,8 @@ static int try_container(struct aws_creds *c, const struct http_config *hc, char
 
 static int try_imds(struct aws_creds *c, char *list, size_t listlen, char *reason, size_t reasonlen)
 {
-	const char *ep = env_nonempty("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-	const char *mode = env_nonempty("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+	const char *ep = kit_env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	const char *mode = kit_env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
 	struct http_config mc = {
 		.connect_timeout_usec = 1 * USEC_PER_SEC,
 		.timeout_usec = 1 * USEC_PER_SEC,
@@ -1017,9 +931,11 @@ static int try_imds(struct aws_creds *c, char *list, size_t listlen, char *reaso
 }
 
 int aws_creds_resolve(struct aws_creds *c, const struct aws_endpoint *sts,
-		      const struct http_config *http, char *reason, size_t reasonlen)
+		      const struct http_config *http, uint64_t wait_usec, char *reason,
+		      size_t reasonlen)
 {
-	char list[640] = "";
+	char list[640] = "", what[300];
+	bool refreshable;
 	int r;
 
 	/* STS is only asked for web identity, but its client is cheap to have ready. */
@@ -1051,6 +967,23 @@ int aws_creds_resolve(struct aws_creds *c, const struct aws_endpoint *sts,
 		snprintf(reason, reasonlen, "no AWS credentials found; tried: %s", list);
 		return -ENOKEY;
 	}
+	refreshable = c->kind == P_WEB_IDENTITY || c->kind == P_PROCESS || c->kind == P_CONTAINER ||
+		      c->kind == P_IMDS;
+	snprintf(what, sizeof(what), "the credentials from %s", c->source);
+	r = kit_token_new(
+		&(struct kit_token_config){
+			.what = what,
+			.fetch = refreshable ? refresh : NULL,
+			.ctx = c,
+			.refresh_before_usec = REFRESH_BEFORE_USEC,
+			.retry_min_usec = REFRESH_RETRY_USEC,
+			.retry_max_usec = REFRESH_RETRY_USEC,
+			.wait_usec = wait_usec,
+		},
+		&c->ts);
+	if (r < 0)
+		return r;
+	kit_token_set(c->ts, TAKE_PTR(c->first), c->first_expires_usec);
 	return 0;
 }
 
@@ -1058,90 +991,28 @@ int aws_creds_resolve(struct aws_creds *c, const struct aws_endpoint *sts,
 
 int aws_creds_get(struct aws_creds *c, struct aws_creds_ref *ret, char *reason, size_t reasonlen)
 {
-	struct aws_credentials cr = { 0 };
-	char why[WHY_MAX] = "";
-	bool refreshed = false;
+	struct kit_token_ref ref = { 0 };
+	const char *key, *secret, *token;
 	int r;
 
-	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		uint64_t now = realtime_usec(), exp = c->expiration_usec;
-		bool have = c->cur != NULL, fresh, usable, refreshable;
-
-		refreshable = c->kind == P_WEB_IDENTITY || c->kind == P_PROCESS ||
-			      c->kind == P_CONTAINER || c->kind == P_IMDS;
-		usable = have && (!exp || exp > now);
-		fresh = usable && (!exp || exp - now > REFRESH_BEFORE_USEC) && !c->force;
-		if (fresh || (usable && !refreshable) || (usable && refreshed))
-			break;
-		/* Inside the window, not yet expired: one refresh at a time, not too often. */
-		if (usable && !c->force &&
-		    (c->refreshing || now_usec() - c->last_try_usec < REFRESH_RETRY_USEC))
-			break;
-		if (!refreshable || refreshed) {
-			pthread_mutex_unlock(&c->lock);
-			snprintf(reason, reasonlen, "the credentials from %s have expired",
-				 c->source);
-			return -EACCES;
-		}
-		if (c->refreshing) {
-			pthread_cond_wait(&c->cond, &c->lock);
-			continue;
-		}
-		/* Expired, and a refresh failed a moment ago: say so rather than hammer the
-		 * provider. */
-		if (!usable && !c->force && c->last_err &&
-		    now_usec() - c->last_try_usec < REFRESH_RETRY_USEC) {
-			r = c->last_err;
-			snprintf(reason, reasonlen,
-				 "the credentials from %s expired and refreshing them failed: %s",
-				 c->source, c->last_why);
-			pthread_mutex_unlock(&c->lock);
-			return r;
-		}
-		c->refreshing = true;
-		pthread_mutex_unlock(&c->lock);
-		r = provider_fetch(c, &cr, why, sizeof(why));
-		pthread_mutex_lock(&c->lock);
-		c->refreshing = false;
-		c->last_try_usec = now_usec();
-		c->last_err = r < 0 ? r : 0;
-		snprintf(c->last_why, sizeof(c->last_why), "%s", r < 0 ? why : "");
-		pthread_cond_broadcast(&c->cond);
-		if (r >= 0) {
-			r = install_locked(c, &cr);
-			refreshed = true;
-			if (r < 0)
-				break;
-			continue;
-		}
-		if (usable && !c->force) {
-			r = 0; /* the old ones still work for a while */
-			break;
-		}
-		c->force = false;
-		pthread_mutex_unlock(&c->lock);
-		snprintf(reason, reasonlen,
-			 "the credentials from %s expired and refreshing them "
-			 "failed: %s",
-			 c->source, why);
-		return r;
-	}
-	if (!c->cur) {
-		pthread_mutex_unlock(&c->lock);
+	if (!c->ts) {
 		snprintf(reason, reasonlen, "no credentials");
 		return -ENOKEY;
 	}
-	ret->s = secret_ref(c->cur);
-	ret->gen = c->gen;
-	ret->view = (struct aws_credentials){
-		.access_key_id = (char *)ret->s->data,
-		.secret_access_key = (char *)ret->s->data + c->key_len + 1,
-		.session_token =
-			c->has_token ? (char *)ret->s->data + c->key_len + c->secret_len + 2 : NULL,
-		.expiration_usec = c->expiration_usec,
+	r = kit_token_get(c->ts, &ref, reason, reasonlen);
+	if (r < 0)
+		return r;
+	key = kit_cred_str(ref.s);
+	secret = key + strlen(key) + 1;
+	token = secret + strlen(secret) + 1;
+	*ret = (struct aws_creds_ref){
+		.view = { .access_key_id = (char *)key,
+			  .secret_access_key = (char *)secret,
+			  .session_token = *token ? (char *)token : NULL,
+			  .expiration_usec = ref.expires_usec },
+		.s = ref.s,
+		.gen = ref.gen,
 	};
-	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -1153,10 +1024,8 @@ void aws_creds_put(struct aws_creds_ref *r)
 
 void aws_creds_expired(struct aws_creds *c, uint64_t gen)
 {
-	pthread_mutex_lock(&c->lock);
-	if (c->gen == gen)
-		c->force = true;
-	pthread_mutex_unlock(&c->lock);
+	if (c->ts)
+		kit_token_invalidate(c->ts, gen);
 }
 
 void aws_creds_free(struct aws_creds *c)
@@ -1166,7 +1035,8 @@ void aws_creds_free(struct aws_creds *c)
 	http_client_free(c->http);
 	http_client_free(c->meta);
 	http_client_free(c->cont);
-	secret_unref(c->cur);
+	kit_token_free(c->ts);
+	secret_unref(c->first);
 	aws_env_secrets_done(&c->env);
 	aws_profile_done(&c->creds_file);
 	aws_profile_done(&c->config_file);
@@ -1181,7 +1051,5 @@ void aws_creds_free(struct aws_creds *c)
 	free(c->container_url);
 	free(c->container_token_file);
 	free(c->imds);
-	pthread_mutex_destroy(&c->lock);
-	pthread_cond_destroy(&c->cond);
 	free(c);
 }

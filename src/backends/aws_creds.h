@@ -58,11 +58,14 @@ const char *aws_creds_profile_region(const struct aws_creds *c);
  * Walks the provider chain and fetches the first credentials (network:
  * STS, the container endpoint, instance metadata).  @sts is where
  * AssumeRoleWithWebIdentity goes; @http the TLS settings for it and for an
- * https container URI.  When no provider has credentials, @reason lists
+ * https container URI.  The credentials then live in a kit token source:
+ * @wait_usec (fetch_timeout) bounds how long a request waits for another
+ * thread's refresh.  When no provider has credentials, @reason lists
  * what was tried.
  */
 int aws_creds_resolve(struct aws_creds *c, const struct aws_endpoint *sts,
-		      const struct http_config *http, char *reason, size_t reasonlen);
+		      const struct http_config *http, uint64_t wait_usec, char *reason,
+		      size_t reasonlen);
 /* Where the credentials come from, for messages: "the environment", "web identity (ROLE)", ... */
 const char *aws_creds_source(const struct aws_creds *c);
 

@@ -36,108 +36,11 @@ static void wipe_str(char **s)
 	*s = NULL;
 }
 
-/* ---- time ---- */
-
-static int days_from_civil(int y, int m, int d)
-{
-	/* Howard Hinnant's algorithm: days since 1970-01-01 of a proleptic Gregorian date. */
-	int era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* February has 29 days in leap years: "2023-02-29" is no date, not March 1st. */
-static int days_in_month(int y, int m)
-{
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-
-	return mdays[m - 1] + (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
-}
-
-static bool digits(const char *s, int n, int *ret)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*ret = v;
-	return true;
-}
-
-int aws_parse_time(const char *s, int64_t *ret_usec)
-{
-	int y, mo, d, h, mi, sec, oh = 0, om = 0;
-	int64_t usec = 0, t;
-	const char *p;
-
-	if (!s || strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || !digits(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
-	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
-		return -EINVAL;
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
-		return -EINVAL;
-	p = s + 19;
-	if (*p == '.') {
-		int64_t scale = 100000;
-		bool any = false;
-
-		for (p++; isdigit((unsigned char)*p); p++, any = true) {
-			usec += (*p - '0') * scale;
-			scale /= 10;
-		}
-		if (!any)
-			return -EINVAL;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		bool neg = *p == '-';
-
-		/* +HH:MM, +HHMM or +HH */
-		if (!digits(p + 1, 2, &oh))
-			return -EINVAL;
-		if (p[3] == ':' && digits(p + 4, 2, &om))
-			p += 6;
-		else if (isdigit((unsigned char)p[3]) && digits(p + 3, 2, &om))
-			p += 5;
-		else
-			p += 3;
-		if (oh > 23 || om > 59)
-			return -EINVAL;
-		if (neg) {
-			oh = -oh;
-			om = -om;
-		}
-	} else {
-		return -EINVAL;
-	}
-	if (*p)
-		return -EINVAL;
-	t = (int64_t)days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-	    (oh * 3600 + om * 60);
-	*ret_usec = t * (int64_t)USEC_PER_SEC + usec;
-	return 0;
-}
-
 /* ---- credentials ---- */
 
 bool aws_token_is_valid(const char *s, size_t len, size_t max)
 {
-	if (!s || len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
+	return kit_credential_is_valid(s, len, max);
 }
 
 /* Checks a set of credentials and fills @ret, taking the strings. */

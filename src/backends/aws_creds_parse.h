@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/kit.h"
 #include "secretfs/aws_sigv4.h"
 
 /* The largest shared file, token file and credential_process output we read. */
@@ -30,9 +31,13 @@
 
 /*
  * "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00", "...+0200",
- * "2024-05-01 12:00:00Z" -> microseconds since the epoch; -EINVAL if not.
+ * "2024-05-01 12:00:00Z" -> microseconds since the epoch; -EINVAL if not
+ * (the kit's one parser, with the ISO 8601 forms AWS sends).
  */
-int aws_parse_time(const char *s, int64_t *ret_usec);
+static inline int aws_parse_time(const char *s, int64_t *ret_usec)
+{
+	return kit_parse_time(s, KIT_TIME_ISO8601, ret_usec);
+}
 
 /* ---- the shared files ---- */
 

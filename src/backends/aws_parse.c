@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "backends/aws_parse.h"
+#include "backends/kit.h"
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
@@ -402,80 +403,6 @@ static json_t *load_object(const char *body, size_t len, size_t flags, char *rea
 	return ns_json_load_object(body, len, flags, "AWS", reason, reasonlen);
 }
 
-/* A value for the cache: EINVAL from the namespace is the store's answer, EIO. */
-static int make_value(json_t *v, unsigned flags, const char *what, struct secret **ret,
-		      char *reason, size_t reasonlen)
-{
-	char why[BACKEND_REASON_MAX] = "";
-	int r;
-
-	r = ns_secret_from_json(v, flags, ret, why, sizeof(why));
-	if (r == -ENOMEM)
-		return r;
-	if (r < 0) {
-		snprintf(reason, reasonlen, "%s cannot be shown: %s", what,
-			 why[0] ? why : strerror(-r));
-		return -EIO;
-	}
-	return 0;
-}
-
-/*
- * A string value as the store keeps it: a JSON object becomes a directory
- * (DESIGN section 2), anything else (plain text, a JSON number, broken
- * JSON) is a file with exactly these bytes.
- */
-static int string_value(const char *s, size_t len, const char *what, struct secret **ret,
-			char *reason, size_t reasonlen)
-{
-	size_t i = 0;
-	json_t *obj = NULL;
-	int r;
-
-	while (i < len && isspace((unsigned char)s[i]))
-		i++;
-	if (i < len && s[i] == '{') {
-		json_error_t je;
-
-		obj = json_loadb(s, len, 0, &je);
-		if (obj && !json_is_object(obj)) {
-			json_decref(obj);
-			obj = NULL;
-		}
-	}
-	if (!obj) {
-		*ret = secret_dup(s, len);
-		return *ret ? 0 : -ENOMEM;
-	}
-	r = make_value(obj, 0, what, ret, reason, reasonlen);
-	json_decref(obj);
-	return r;
-}
-
-/* A NextToken: absent, null or "" ends the paging. */
-static int next_token(json_t *root, char **ret, char *reason, size_t reasonlen)
-{
-	json_t *t = json_object_get(root, "NextToken");
-	size_t n;
-
-	*ret = NULL;
-	if (!t || json_is_null(t))
-		return 0;
-	if (!json_is_string(t)) {
-		snprintf(reason, reasonlen, "NextToken is not a string");
-		return -EBADMSG;
-	}
-	n = json_string_length(t);
-	if (n == 0)
-		return 0;
-	if (n > AWS_NEXT_TOKEN_MAX || strlen(json_string_value(t)) != n) {
-		snprintf(reason, reasonlen, "NextToken is not a usable token");
-		return -EBADMSG;
-	}
-	*ret = strdup(json_string_value(t));
-	return *ret ? 0 : -ENOMEM;
-}
-
 /* Names from @array_key[].@name_key into @names. */
 static int collect_names(json_t *root, const char *array_key, const char *name_key,
 			 struct aws_names *names, size_t max, char *reason, size_t reasonlen)
@@ -549,8 +476,8 @@ int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret
 			snprintf(reason, reasonlen, "SecretString is not a string");
 			return -EBADMSG;
 		}
-		r = string_value(json_string_value(str), json_string_length(str),
-				 "the SecretString", &s, reason, reasonlen);
+		r = ns_secret_from_text(json_string_value(str), json_string_length(str),
+					"the SecretString", &s, reason, reasonlen);
 	} else if (bin) {
 		json_t *wrap;
 
@@ -623,7 +550,7 @@ int aws_parse_list_secrets(const char *body, size_t len, struct aws_names *names
 	r = collect_names(root, "SecretList", "Name", names, max, reason, reasonlen);
 	if (r < 0)
 		return r;
-	return next_token(root, ret_next_token, reason, reasonlen);
+	return kit_page_token(root, "NextToken", ret_next_token, reason, reasonlen);
 }
 
 /* ---- Parameter Store ---- */
@@ -670,8 +597,8 @@ int aws_parse_get_parameter(const char *body, size_t len, struct secret **ret_va
 		s = secret_dup(json_string_value(value), json_string_length(value));
 		r = s ? 0 : -ENOMEM;
 	} else {
-		r = string_value(json_string_value(value), json_string_length(value),
-				 "the parameter", &s, reason, reasonlen);
+		r = ns_secret_from_text(json_string_value(value), json_string_length(value),
+					"the parameter", &s, reason, reasonlen);
 	}
 	if (r < 0)
 		return r;
@@ -691,27 +618,10 @@ int aws_parse_parameters_by_path(const char *body, size_t len, struct aws_names 
 	r = collect_names(root, "Parameters", "Name", names, max, reason, reasonlen);
 	if (r < 0)
 		return r;
-	return next_token(root, ret_next_token, reason, reasonlen);
+	return kit_page_token(root, "NextToken", ret_next_token, reason, reasonlen);
 }
 
 /* ---- errors ---- */
-
-/* Appends @s (length @n) to @buf as printable ASCII, blanks collapsed. */
-static void append_clean(char *buf, size_t buflen, size_t *pos, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n && *pos + 1 < buflen; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (isspace(c) || c < 0x20 || c == 0x7f)
-			c = ' ';
-		else if (c > 0x7e)
-			c = '?';
-		if (c == ' ' && (*pos == 0 || buf[*pos - 1] == ' '))
-			continue;
-		buf[(*pos)++] = (char)c;
-	}
-	buf[*pos] = '\0';
-}
 
 void aws_error_code_normalize(const char *raw, size_t rawlen, char *code, size_t codelen)
 {
@@ -734,8 +644,8 @@ void aws_error_code_normalize(const char *raw, size_t rawlen, char *code, size_t
 		raw++;
 	while (end > raw && isspace((unsigned char)end[-1]))
 		end--;
-	append_clean(code, codelen < AWS_CODE_MAX ? codelen : AWS_CODE_MAX, &pos, raw,
-		     (size_t)(end - raw));
+	kit_append_clean(code, codelen < AWS_CODE_MAX ? codelen : AWS_CODE_MAX, &pos, raw,
+			 (size_t)(end - raw));
 }
 
 void aws_parse_error(const char *header_error_type, const char *body, size_t len, char *code,
@@ -779,123 +689,92 @@ void aws_parse_error(const char *header_error_type, const char *body, size_t len
 	 * request, which holds our session token.
 	 */
 	cap = msglen < AWS_MESSAGE_MAX + 1 ? msglen : AWS_MESSAGE_MAX + 1;
-	append_clean(msg, cap, &pos, m, strcspn(m, "\r\n"));
+	kit_append_clean(msg, cap, &pos, m, strcspn(m, "\r\n"));
 	while (pos && msg[pos - 1] == ' ')
 		msg[--pos] = '\0';
 }
 
-/* What an error code says, in the terms backend.h knows. */
-enum code_kind {
-	KIND_NOT_FOUND, /* -ENOENT */
-	KIND_DENIED,	/* -EACCES: the credentials are good, the policy says no */
-	KIND_REJECTED,	/* -EIO: AWS does not accept the credentials at all (a setup
-			 * error, not a denial: the mount must not guess around it) */
-	KIND_THROTTLED, /* -EAGAIN, and we retry it ourselves (it comes as a 400) */
-	KIND_SERVER,	/* -EAGAIN: the service's own trouble (5xx, retried by the http layer) */
-	KIND_ANSWER,	/* -EIO: the store's answer about this request, nothing to wait for */
-};
+/*
+ * AWS's error codes in the terms backend.h knows.  Not found -ENOENT;
+ * denied -EACCES (the credentials are good, the policy says no); rejected
+ * -EIO (AWS does not accept the credentials at all: a setup error, not a
+ * denial, and the mount must not guess around it); throttled -EAGAIN, and
+ * we retry it ourselves (it comes as a 400); the service's own trouble
+ * -EAGAIN (5xx, retried by the http layer); the store's answer about this
+ * request -EIO, nothing to wait for.  An expired token is a denial that a
+ * refresh may cure (KIT_CODE_REAUTH).
+ */
+static const struct kit_error_code error_table[] = {
+	{ "ResourceNotFoundException", -ENOENT, 0 },
+	{ "ParameterNotFound", -ENOENT, 0 },
+	{ "ParameterVersionNotFound", -ENOENT, 0 },
 
-static const struct {
-	const char *code;
-	enum code_kind kind;
-} error_table[] = {
-	{ "ResourceNotFoundException", KIND_NOT_FOUND },
-	{ "ParameterNotFound", KIND_NOT_FOUND },
-	{ "ParameterVersionNotFound", KIND_NOT_FOUND },
-
-	{ "AccessDeniedException", KIND_DENIED },
-	{ "AccessDenied", KIND_DENIED },
-	{ "NotAuthorized", KIND_DENIED },
-	{ "UnrecognizedClientException", KIND_REJECTED },
-	{ "InvalidClientTokenId", KIND_REJECTED },
-	{ "InvalidSignatureException", KIND_REJECTED },
-	{ "SignatureDoesNotMatch", KIND_REJECTED },
-	{ "IncompleteSignature", KIND_REJECTED },
-	{ "IncompleteSignatureException", KIND_REJECTED },
-	{ "MissingAuthenticationToken", KIND_REJECTED },
-	{ "MissingAuthenticationTokenException", KIND_REJECTED },
-	{ "ExpiredToken", KIND_DENIED },
-	{ "ExpiredTokenException", KIND_DENIED },
-	{ "InvalidIdentityToken", KIND_DENIED },
-	{ "OptInRequired", KIND_DENIED },
+	{ "AccessDeniedException", -EACCES, 0 },
+	{ "AccessDenied", -EACCES, 0 },
+	{ "NotAuthorized", -EACCES, 0 },
+	{ "UnrecognizedClientException", -EIO, 0 },
+	{ "InvalidClientTokenId", -EIO, 0 },
+	{ "InvalidSignatureException", -EIO, 0 },
+	{ "SignatureDoesNotMatch", -EIO, 0 },
+	{ "IncompleteSignature", -EIO, 0 },
+	{ "IncompleteSignatureException", -EIO, 0 },
+	{ "MissingAuthenticationToken", -EIO, 0 },
+	{ "MissingAuthenticationTokenException", -EIO, 0 },
+	{ "ExpiredToken", -EACCES, KIT_CODE_REAUTH },
+	{ "ExpiredTokenException", -EACCES, KIT_CODE_REAUTH },
+	{ "InvalidIdentityToken", -EACCES, 0 },
+	{ "OptInRequired", -EACCES, 0 },
 
 	/* botocore's list of throttling codes. */
-	{ "Throttling", KIND_THROTTLED },
-	{ "ThrottlingException", KIND_THROTTLED },
-	{ "ThrottledException", KIND_THROTTLED },
-	{ "RequestThrottledException", KIND_THROTTLED },
-	{ "RequestThrottled", KIND_THROTTLED },
-	{ "TooManyRequestsException", KIND_THROTTLED },
-	{ "ProvisionedThroughputExceededException", KIND_THROTTLED },
-	{ "TransactionInProgressException", KIND_THROTTLED },
-	{ "RequestLimitExceeded", KIND_THROTTLED },
-	{ "BandwidthLimitExceeded", KIND_THROTTLED },
-	{ "LimitExceededException", KIND_THROTTLED },
-	{ "SlowDown", KIND_THROTTLED },
-	{ "PriorRequestNotComplete", KIND_THROTTLED },
-	{ "EC2ThrottledException", KIND_THROTTLED },
+	{ "Throttling", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "ThrottlingException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "ThrottledException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "RequestThrottledException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "RequestThrottled", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "TooManyRequestsException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "ProvisionedThroughputExceededException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "TransactionInProgressException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "RequestLimitExceeded", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "BandwidthLimitExceeded", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "LimitExceededException", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "SlowDown", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "PriorRequestNotComplete", -EAGAIN, KIT_CODE_THROTTLED },
+	{ "EC2ThrottledException", -EAGAIN, KIT_CODE_THROTTLED },
 
-	{ "InternalServiceError", KIND_SERVER },
-	{ "InternalServerError", KIND_SERVER },
-	{ "InternalFailure", KIND_SERVER },
-	{ "InternalError", KIND_SERVER },
-	{ "ServiceUnavailable", KIND_SERVER },
-	{ "ServiceUnavailableException", KIND_SERVER },
-	{ "IDPCommunicationError", KIND_SERVER },
+	{ "InternalServiceError", -EAGAIN, 0 },
+	{ "InternalServerError", -EAGAIN, 0 },
+	{ "InternalFailure", -EAGAIN, 0 },
+	{ "InternalError", -EAGAIN, 0 },
+	{ "ServiceUnavailable", -EAGAIN, 0 },
+	{ "ServiceUnavailableException", -EAGAIN, 0 },
+	{ "IDPCommunicationError", -EAGAIN, 0 },
 
-	{ "DecryptionFailure", KIND_ANSWER },
-	{ "InvalidKeyId", KIND_ANSWER },
-	{ "InvalidRequestException", KIND_ANSWER },
-	{ "InvalidParameterException", KIND_ANSWER },
-	{ "ValidationException", KIND_ANSWER },
-	{ "RequestExpired", KIND_ANSWER },
+	{ "DecryptionFailure", -EIO, 0 },
+	{ "InvalidKeyId", -EIO, 0 },
+	{ "InvalidRequestException", -EIO, 0 },
+	{ "InvalidParameterException", -EIO, 0 },
+	{ "ValidationException", -EIO, 0 },
+	{ "RequestExpired", -EIO, 0 },
 };
-
-static int code_kind(const char *code)
-{
-	if (code && *code)
-		for (size_t i = 0; i < ARRAY_SIZE(error_table); i++)
-			if (strcmp(error_table[i].code, code) == 0)
-				return (int)error_table[i].kind;
-	return -1;
-}
 
 int aws_error_to_errno(const char *code, long status)
 {
-	switch (code_kind(code)) {
-	case KIND_NOT_FOUND:
-		return -ENOENT;
-	case KIND_DENIED:
-		return -EACCES;
-	case KIND_REJECTED:
-		return -EIO;
-	case KIND_THROTTLED:
-	case KIND_SERVER:
-		return -EAGAIN;
-	case KIND_ANSWER:
-		return -EIO;
-	default:
-		break;
-	}
-	/* A code we do not know (or none): the status says what kind of trouble it is. */
-	if (status == 404)
-		return -ENOENT;
-	if (status == 401 || status == 403)
-		return -EACCES;
-	if (status == 429 || (status >= 500 && status <= 599))
-		return -EAGAIN;
-	if (status == 408)
-		return -ETIMEDOUT;
-	return -EIO;
+	return kit_error_errno(error_table, ARRAY_SIZE(error_table), code, status);
+}
+
+static unsigned code_flags(const char *code)
+{
+	const struct kit_error_code *e = kit_error_find(error_table, ARRAY_SIZE(error_table), code);
+
+	return e ? e->flags : 0;
 }
 
 bool aws_error_is_throttling(const char *code)
 {
-	return code_kind(code) == KIND_THROTTLED;
+	return code_flags(code) & KIT_CODE_THROTTLED;
 }
 
 bool aws_error_is_expired_token(const char *code)
 {
-	return code &&
-	       (strcmp(code, "ExpiredTokenException") == 0 || strcmp(code, "ExpiredToken") == 0);
+	return code_flags(code) & KIT_CODE_REAUTH;
 }

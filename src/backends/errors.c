@@ -20,7 +20,7 @@
 static const struct {
 	int err;
 	bool transient;
-	bool passes; /* reaches the cache and readers as it is (DESIGN 8's set) */
+	bool passes; /* reaches the cache and readers as it is (docs/design.md section 8's set) */
 } error_table[] = {
 	{ ENOENT, false, true },
 	{ EACCES, false, true },

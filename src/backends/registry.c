@@ -15,6 +15,8 @@ static const struct backend_ops *const registry[] = {
 	&vault_backend_ops,
 	&aws_sm_backend_ops,
 	&aws_ssm_backend_ops,
+	&gcp_sm_backend_ops,
+	&azure_kv_backend_ops,
 };
 
 int backend_open(const char *source, const struct config *cfg, const struct backend_events *events,
@@ -54,7 +56,7 @@ int backend_open(const char *source, const struct config *cfg, const struct back
 	}
 	snprintf(reason, reasonlen,
 		 "source '%s': unknown backend '%.*s' (this build has: file, vault, aws-sm, "
-		 "aws-ssm)",
+		 "aws-ssm, gcp-sm, azure-kv)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }

@@ -58,6 +58,7 @@
 #include <jansson.h>
 
 #include "backends/backends.h"
+#include "backends/kit.h"
 #include "backends/vault_parse.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
@@ -103,11 +104,15 @@ struct vault {
 
 	pthread_mutex_t login_lock; /* one login at a time */
 	struct secret *secret_id;   /* protected by login_lock: the last one read, NUL-ended */
+	/*
+	 * The token, NUL-ended, and its generation (wiped when replaced).
+	 * Vault judges its expiry: the source holds it as never expiring, and
+	 * the lifecycle thread below renews it and logs in again on time.
+	 */
+	struct kit_token_source *tokens;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	    /* wakes the lifecycle thread */
-	struct secret *token;	    /* protected by lock; NUL-ended, wiped when replaced */
-	uint64_t token_gen;	    /* protected by lock; bumped for every new token */
 	struct vault_token_info ti; /* protected by lock */
 	uint64_t ti_at_usec;	    /* protected by lock: when ti was true (monotonic) */
 	uint64_t increment_usec;    /* protected by lock: what a renewal asks for */
@@ -129,36 +134,6 @@ static void wipe_strp(char **s)
 }
 #define _cleanup_wipe_ __attribute__((cleanup(wipe_strp)))
 
-static const char *env_nonempty(const char *name)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : NULL;
-}
-
-static uint64_t random_below(uint64_t n)
-{
-	uint64_t x;
-
-	if (n == 0)
-		return 0;
-	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
-		x = now_usec() * UINT64_C(0x9e3779b97f4a7c15);
-	return x % n;
-}
-
-static void format_duration(uint64_t usec, char *buf, size_t len)
-{
-	uint64_t s = usec / USEC_PER_SEC;
-
-	if (s >= 3600)
-		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
-	else if (s >= 60)
-		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
-	else
-		snprintf(buf, len, "%" PRIu64 "s", s);
-}
-
 /* Go's strconv.ParseBool, as the vault CLI reads VAULT_SKIP_VERIFY. */
 static int parse_go_bool(const char *s, bool *ret)
 {
@@ -179,84 +154,30 @@ static int parse_go_bool(const char *s, bool *ret)
 }
 
 /*
- * Reads a small credential file: at most @max bytes, surrounding blanks
- * (a final newline) dropped, printable ASCII only.  It is checked like the
- * policy (trusted_file_read()): a token, role_id or secret_id that another
- * user can write or swap decides whose identity the daemon takes.  The
- * buffer is wiped on every path; *ret is the caller's to wipe.
- */
-static int read_credential(const char *path, size_t max, const char *what, char **ret,
-			   size_t *ret_len, char *reason, size_t reasonlen)
-{
-	size_t size = 0, len, start = 0, used;
-	char *buf = NULL, *out;
-	int r;
-
-	/* "token file PATH: why" */
-	used = (size_t)snprintf(reason, reasonlen, "%s ", what);
-	if (used >= reasonlen)
-		used = reasonlen ? reasonlen - 1 : 0;
-	r = trusted_file_read(path, "file", max, &buf, &size, NULL, reason + used,
-			      reasonlen - used);
-	if (r < 0)
-		return r;
-	len = size;
-	while (start < len && strchr(" \t\r\n", buf[start]))
-		start++;
-	while (len > start && strchr(" \t\r\n", buf[len - 1]))
-		len--;
-	if (!vault_token_is_valid(buf + start, len - start)) {
-		snprintf(reason, reasonlen, "%s %s: %s", what, path,
-			 len == start ? "empty" : "not one line of printable characters");
-		wipe_free(buf, size + 1);
-		return -EINVAL;
-	}
-	out = strndup(buf + start, len - start);
-	wipe_free(buf, size + 1);
-	if (!out)
-		return -ENOMEM;
-	*ret = out;
-	*ret_len = strlen(out);
-	return 0;
-}
-
-/*
- * VAULT_TOKEN is copied, then unset and wiped where it lived (for the first
- * entries, the process's initial environment block, which /proc/PID/environ
- * shows), whatever the auth method: no child and no reader of /proc should
- * see it.  Every "VAULT_TOKEN=" entry goes, name and all.
+ * VAULT_TOKEN is taken (copied, then unset and wiped where it lived) whatever
+ * the auth method: no child and no reader of /proc should see it.
  */
 static char *take_env_token(void)
 {
-	static const char name[] = "VAULT_TOKEN=";
-	const char *e = getenv("VAULT_TOKEN");
-	char *copy = e && *e ? strdup(e) : NULL;
-	char *entries[8];
-	size_t n = 0;
-
-	if (!e)
-		return NULL;
-	for (char **p = environ; *p && n < ARRAY_SIZE(entries); p++)
-		if (strncmp(*p, name, sizeof(name) - 1) == 0)
-			entries[n++] = *p;
-	unsetenv("VAULT_TOKEN");
-	for (size_t i = 0; i < n; i++)
-		explicit_bzero(entries[i], strlen(entries[i]));
-	return copy;
+	return kit_env_take("VAULT_TOKEN");
 }
 
 /* ---- the token ---- */
 
-/* Copies the token into @buf (VAULT_TOKEN_MAX + 1 bytes); returns its generation. */
-static uint64_t token_copy(struct vault *v, char *buf)
+/* The current token for one request; the caller puts it back with kit_token_put(). */
+static int token_get(struct vault *v, struct kit_token_ref *ret)
 {
-	uint64_t gen;
+	char why[BACKEND_REASON_MAX];
 
-	pthread_mutex_lock(&v->lock);
-	memcpy(buf, v->token->data, v->token->len);
-	gen = v->token_gen;
-	pthread_mutex_unlock(&v->lock);
-	return gen;
+	return kit_token_get(v->tokens, ret, why, sizeof(why));
+}
+
+static uint64_t token_gen(struct vault *v)
+{
+	struct kit_token_state st;
+
+	kit_token_state(v->tokens, &st);
+	return st.gen;
 }
 
 /* When the lifecycle thread should next act; called with v->lock held. */
@@ -270,7 +191,7 @@ static void schedule_locked(struct vault *v)
 		return;
 	}
 	/* About two thirds of the TTL, minus up to a tenth of it so clients spread out. */
-	v->due_usec = v->ti_at_usec + ttl / 3 * 2 - random_below(ttl / 10 + 1);
+	v->due_usec = v->ti_at_usec + ttl / 3 * 2 - kit_random_below(ttl / 10 + 1);
 }
 
 /*
@@ -281,11 +202,10 @@ static void schedule_locked(struct vault *v)
 static void token_set(struct vault *v, struct secret *tok, const struct vault_token_info *ti,
 		      uint64_t at_usec, bool capped)
 {
+	if (tok)
+		kit_token_set(v->tokens, tok, 0);
 	pthread_mutex_lock(&v->lock);
 	if (tok) {
-		secret_unref(v->token);
-		v->token = tok;
-		v->token_gen++;
 		v->increment_usec = ti->creation_ttl_usec;
 		v->warned_expiry = false;
 	}
@@ -348,7 +268,7 @@ static int status_error(const struct http_response *resp, const char *what, char
 			size_t reasonlen)
 {
 	char msg[VAULT_ERROR_MAX + 1];
-	int r = http_status_to_errno(resp->status);
+	int r = kit_status_errno(resp->status);
 
 	vault_parse_error(resp->body, resp->body_len, msg, sizeof(msg));
 	if (!msg[0]) {
@@ -364,19 +284,7 @@ static int status_error(const struct http_response *resp, const char *what, char
 		snprintf(reason, reasonlen, "%s: %s (%ld)", what, msg, resp->status);
 	else
 		snprintf(reason, reasonlen, "%s (%ld)", msg, resp->status);
-	/* Only the kinds backend.h names: a 400 or 405 is Vault saying no, in its own words. */
-	if (r == 0 || r == -EINVAL || r == -EOPNOTSUPP)
-		r = -EIO;
-	return r;
-}
-
-/* Prefixes @reason with "@what: ". */
-static void reason_prefix(char *reason, size_t reasonlen, const char *what)
-{
-	char tmp[BACKEND_REASON_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", reason);
-	snprintf(reason, reasonlen, "%s: %s", what, tmp);
+	return r ? r : -EIO;
 }
 
 static int lookup_self(struct vault *v, struct http_client *c, const char *token,
@@ -437,21 +345,17 @@ static int login_body(const char *k1, const char *v1, const char *k2, const char
  */
 static int approle_secret_id(struct vault *v, char *reason, size_t reasonlen)
 {
-	char *sid = NULL;
-	size_t len = 0;
+	struct secret *sid = NULL;
 	int r;
 
-	r = read_credential(v->secret_id_file, VAULT_TOKEN_MAX, "secret_id file", &sid, &len,
-			    reason, reasonlen);
+	r = kit_read_credential(v->secret_id_file, "secret_id file", VAULT_TOKEN_MAX, &sid, reason,
+				reasonlen);
 	if (r == -ENOENT && v->secret_id)
 		return 0;
 	if (r < 0)
 		return r;
 	secret_unref(v->secret_id);
-	v->secret_id = secret_dup(sid, len + 1);
-	wipe_free(sid, len + 1);
-	if (!v->secret_id)
-		return -ENOMEM;
+	v->secret_id = sid;
 	if (v->remove_secret_id_file && unlink(v->secret_id_file) < 0 && errno != ENOENT) {
 		snprintf(reason, reasonlen, "secret_id file %s: cannot remove it: %s",
 			 v->secret_id_file, strerror(errno));
@@ -463,29 +367,30 @@ static int approle_secret_id(struct vault *v, char *reason, size_t reasonlen)
 /* Logs in with AppRole or Kubernetes and installs the token.  login_lock held. */
 static int login_locked(struct vault *v, struct http_client *c, char *reason, size_t reasonlen)
 {
-	_cleanup_wipe_ char *cred = NULL;
+	_cleanup_secret_ struct secret *cred = NULL;
 	struct http_response resp = { 0 };
 	struct vault_token_info ti;
 	char *body = NULL, *tok = NULL;
-	size_t len = 0, body_len = 0, tok_len = 0;
+	size_t body_len = 0, tok_len = 0;
 	uint64_t at;
 	int r;
 
 	if (v->auth == AUTH_APPROLE) {
-		r = read_credential(v->role_id_file, VAULT_TOKEN_MAX, "role_id file", &cred, &len,
-				    reason, reasonlen);
+		r = kit_read_credential(v->role_id_file, "role_id file", VAULT_TOKEN_MAX, &cred,
+					reason, reasonlen);
 		if (r >= 0 && v->secret_id_file)
 			r = approle_secret_id(v, reason, reasonlen);
 		if (r >= 0)
-			r = login_body("role_id", cred, v->secret_id_file ? "secret_id" : NULL,
-				       v->secret_id ? (const char *)v->secret_id->data : NULL,
-				       &body, &body_len);
+			r = login_body("role_id", kit_cred_str(cred),
+				       v->secret_id_file ? "secret_id" : NULL,
+				       v->secret_id ? kit_cred_str(v->secret_id) : NULL, &body,
+				       &body_len);
 	} else {
 		/* Kubernetes rotates the projected token: read it for every login. */
-		r = read_credential(v->jwt_file, JWT_MAX, "JWT file", &cred, &len, reason,
-				    reasonlen);
+		r = kit_read_credential(v->jwt_file, "JWT file", JWT_MAX, &cred, reason, reasonlen);
 		if (r >= 0)
-			r = login_body("role", v->role, "jwt", cred, &body, &body_len);
+			r = login_body("role", v->role, "jwt", kit_cred_str(cred), &body,
+				       &body_len);
 	}
 	if (r < 0)
 		return r;
@@ -516,9 +421,7 @@ static int relogin(struct vault *v, struct http_client *c, uint64_t gen, char *r
 	int r = 0;
 
 	pthread_mutex_lock(&v->login_lock);
-	pthread_mutex_lock(&v->lock);
-	cur = v->token_gen;
-	pthread_mutex_unlock(&v->lock);
+	cur = token_gen(v);
 	if (cur == gen)
 		r = login_locked(v, c, reason, reasonlen);
 	pthread_mutex_unlock(&v->login_lock);
@@ -534,21 +437,26 @@ static int relogin(struct vault *v, struct http_client *c, uint64_t gen, char *r
 static int vault_call(struct vault *v, const char *method, const char *url,
 		      struct http_response *resp, char *reason, size_t reasonlen)
 {
-	char tok[VAULT_TOKEN_MAX + 1];
+	struct kit_token_ref tok = { 0 };
 	struct vault_token_info ti;
 	char why[BACKEND_REASON_MAX];
-	uint64_t gen;
 	int r;
 
 	for (int tries = 0;; tries++) {
-		gen = token_copy(v, tok);
-		r = vault_send(v, v->http, method, url, tok, NULL, 0, resp, reason, reasonlen);
+		r = token_get(v, &tok);
+		if (r < 0) {
+			snprintf(reason, reasonlen, "no token");
+			break;
+		}
+		r = vault_send(v, v->http, method, url, kit_cred_str(tok.s), NULL, 0, resp, reason,
+			       reasonlen);
 		if (r < 0 || resp->status != 403 || tries > 0 || v->auth == AUTH_TOKEN)
 			break;
-		if (lookup_self(v, v->http, tok, &ti, why, sizeof(why)) != -EACCES)
+		if (lookup_self(v, v->http, kit_cred_str(tok.s), &ti, why, sizeof(why)) != -EACCES)
 			break; /* the token works (or we cannot tell): a denial */
 		http_response_done(resp);
-		r = relogin(v, v->http, gen, why, sizeof(why));
+		r = relogin(v, v->http, tok.gen, why, sizeof(why));
+		kit_token_put(&tok);
 		if (r < 0) {
 			snprintf(reason, reasonlen,
 				 "the token is no longer valid and logging in "
@@ -557,7 +465,7 @@ static int vault_call(struct vault *v, const char *method, const char *url,
 			break;
 		}
 	}
-	explicit_bzero(tok, sizeof(tok));
+	kit_token_put(&tok);
 	return r;
 }
 
@@ -580,23 +488,38 @@ static char *secret_url(const struct vault *v, const char *base, const char *id,
 
 /* ---- fetch and list ---- */
 
-static int vault_fetch(struct backend *b, const char *id, struct secret **ret_value,
-		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+/*
+ * Sends @method to @base + @id (+ "/" when @slash) with the token; @what
+ * gets "vault: METHOD /v1/...", which prefixes the reason of a failure.
+ */
+static int secret_request(struct vault *v, const char *method, const char *base, const char *id,
+			  bool slash, struct http_response *resp, char *what, size_t whatlen,
+			  char *reason, size_t reasonlen)
 {
-	struct vault *v = b->priv;
-	_cleanup_free_ char *url = secret_url(v, v->read_url, id, false);
-	struct http_response resp = { 0 };
-	char what[BACKEND_REASON_MAX / 2];
+	_cleanup_free_ char *url = secret_url(v, base, id, slash);
 	int r;
 
 	if (!url)
 		return -ENOMEM;
-	snprintf(what, sizeof(what), "vault: GET %s", url_path(v, url));
-	r = vault_call(v, "GET", url, &resp, reason, reasonlen);
-	if (r < 0) {
-		reason_prefix(reason, reasonlen, what);
+	snprintf(what, whatlen, "vault: %s %s", method, url_path(v, url));
+	r = vault_call(v, method, url, resp, reason, reasonlen);
+	if (r < 0)
+		kit_reason_prefix(reason, reasonlen, "%s", what);
+	return r;
+}
+
+static int vault_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct vault *v = b->priv;
+	struct http_response resp = { 0 };
+	char what[BACKEND_REASON_MAX / 2];
+	int r;
+
+	r = secret_request(v, "GET", v->read_url, id, false, &resp, what, sizeof(what), reason,
+			   reasonlen);
+	if (r < 0)
 		return r;
-	}
 	if (v->kv_version == 2 && (resp.status == 200 || resp.status == 404)) {
 		r = vault_parse_kv2_read(resp.status, resp.body, resp.body_len, ret_value, ret_info,
 					 reason, reasonlen);
@@ -612,7 +535,7 @@ static int vault_fetch(struct backend *b, const char *id, struct secret **ret_va
 	}
 	http_response_done(&resp);
 	if (r < 0)
-		reason_prefix(reason, reasonlen, what);
+		kit_reason_prefix(reason, reasonlen, "%s", what);
 	return r;
 }
 
@@ -620,23 +543,18 @@ static int vault_list(struct backend *b, const char *prefix, struct secret **ret
 		      char *reason, size_t reasonlen)
 {
 	struct vault *v = b->priv;
-	_cleanup_free_ char *url = secret_url(v, v->list_url, prefix, true);
 	struct http_response resp = { 0 };
 	char what[BACKEND_REASON_MAX / 2];
 	int r;
 
-	if (!url)
-		return -ENOMEM;
-	snprintf(what, sizeof(what), "vault: LIST %s", url_path(v, url));
-	r = vault_call(v, "LIST", url, &resp, reason, reasonlen);
-	if (r < 0) {
-		reason_prefix(reason, reasonlen, what);
+	r = secret_request(v, "LIST", v->list_url, prefix, true, &resp, what, sizeof(what), reason,
+			   reasonlen);
+	if (r < 0)
 		return r;
-	}
 	if (resp.status == 200) {
 		r = vault_parse_list(resp.body, resp.body_len, ret_listing, reason, reasonlen);
 		if (r < 0)
-			reason_prefix(reason, reasonlen, what);
+			kit_reason_prefix(reason, reasonlen, "%s", what);
 	} else if (resp.status == 404 && !*prefix) {
 		/* The top always exists: an empty mount (or prefix) answers 404. */
 		r = ns_listing_from_keys(NULL, 0, ret_listing);
@@ -656,7 +574,8 @@ static int vault_list(struct backend *b, const char *prefix, struct secret **ret
  */
 static int renew(struct vault *v, char *reason, size_t reasonlen)
 {
-	char tok[VAULT_TOKEN_MAX + 1], body[64], *same = NULL;
+	struct kit_token_ref tok = { 0 };
+	char body[64], *same = NULL;
 	_cleanup_free_ char *url = NULL;
 	struct http_response resp = { 0 };
 	struct vault_token_info ti;
@@ -671,11 +590,15 @@ static int renew(struct vault *v, char *reason, size_t reasonlen)
 	pthread_mutex_lock(&v->lock);
 	inc = v->increment_usec;
 	pthread_mutex_unlock(&v->lock);
-	gen = token_copy(v, tok);
+	r = token_get(v, &tok);
+	if (r < 0)
+		return r;
+	gen = tok.gen;
 	snprintf(body, sizeof(body), "{\"increment\":\"%" PRIu64 "s\"}", inc / USEC_PER_SEC);
 	at = now_usec();
-	r = vault_send(v, v->ctl, "POST", url, tok, body, strlen(body), &resp, reason, reasonlen);
-	explicit_bzero(tok, sizeof(tok));
+	r = vault_send(v, v->ctl, "POST", url, kit_cred_str(tok.s), body, strlen(body), &resp,
+		       reason, reasonlen);
+	kit_token_put(&tok);
 	if (r < 0)
 		return r;
 	if (resp.status == 200)
@@ -687,12 +610,8 @@ static int renew(struct vault *v, char *reason, size_t reasonlen)
 	if (r < 0)
 		return r;
 	wipe_free(same, same_len + 1);
-	pthread_mutex_lock(&v->lock);
-	if (v->token_gen != gen) { /* logged in again meanwhile: that token is news enough */
-		pthread_mutex_unlock(&v->lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&v->lock);
+	if (!kit_token_extend(v->tokens, gen, 0))
+		return 0; /* logged in again meanwhile: that token is news enough */
 	token_set(v, NULL, &ti, at, ti.ttl_usec + USEC_PER_SEC < inc);
 	return 0;
 }
@@ -710,7 +629,7 @@ static void lifecycle_failed(struct vault *v, const char *what, const char *why)
 	v->failures++;
 	v->due_usec = now_usec() + delay;
 	pthread_mutex_unlock(&v->lock);
-	format_duration(delay, in, sizeof(in));
+	kit_format_duration(delay, in, sizeof(in));
 	snprintf(msg, sizeof(msg), "vault %s: %s failed: %s; trying again in %s", v->base_url, what,
 		 why, in);
 	if (v->b->events.error)
@@ -730,7 +649,7 @@ static void warn_expiry(struct vault *v, bool renewable, uint64_t remaining)
 	pthread_mutex_unlock(&v->lock);
 	if (warned || !v->b->events.error)
 		return;
-	format_duration(remaining, in, sizeof(in));
+	kit_format_duration(remaining, in, sizeof(in));
 	snprintf(msg, sizeof(msg),
 		 "vault %s: the token %s and expires in %s; reads fail after that: give "
 		 "secretfs a new token (restart it), or use -o vault_auth=approle or kubernetes",
@@ -745,8 +664,8 @@ static void lifecycle_step(struct vault *v)
 	bool renewable, capped;
 	int r;
 
+	gen = token_gen(v);
 	pthread_mutex_lock(&v->lock);
-	gen = v->token_gen;
 	renewable = v->ti.renewable;
 	capped = v->capped;
 	expires = v->ti_at_usec + v->ti.ttl_usec;
@@ -813,9 +732,8 @@ static void *lifecycle_thread(void *arg)
 /* ---- init ---- */
 
 /* Where the token comes from, in the vault CLI's order plus systemd's credentials. */
-static int token_from_somewhere(const struct config *cfg, char **env_token, char **ret,
-				size_t *ret_len, char *origin, size_t originlen, char *reason,
-				size_t reasonlen)
+static int token_from_somewhere(const struct config *cfg, char **env_token, struct secret **ret,
+				char *origin, size_t originlen, char *reason, size_t reasonlen)
 {
 	char path[4096];
 	const char *dir;
@@ -823,40 +741,36 @@ static int token_from_somewhere(const struct config *cfg, char **env_token, char
 
 	if (cfg->vault_token_file) {
 		snprintf(origin, originlen, "token file %s", cfg->vault_token_file);
-		return read_credential(cfg->vault_token_file, VAULT_TOKEN_MAX, "token file", ret,
-				       ret_len, reason, reasonlen);
+		return kit_read_credential(cfg->vault_token_file, "token file", VAULT_TOKEN_MAX,
+					   ret, reason, reasonlen);
 	}
 	if (*env_token) {
+		size_t len = strlen(*env_token);
+
 		snprintf(origin, originlen, "VAULT_TOKEN");
-		*ret_len = strlen(*env_token);
-		if (!vault_token_is_valid(*env_token, *ret_len)) {
+		if (!vault_token_is_valid(*env_token, len)) {
 			snprintf(reason, reasonlen,
 				 "VAULT_TOKEN is not a token (printable characters only)");
 			return -EINVAL;
 		}
-		*ret = TAKE_PTR(*env_token);
-		return 0;
+		*ret = secret_dup(*env_token, len + 1);
+		return *ret ? 0 : -ENOMEM;
 	}
-	dir = env_nonempty("CREDENTIALS_DIRECTORY");
+	dir = kit_env("CREDENTIALS_DIRECTORY");
 	if (dir) {
 		snprintf(path, sizeof(path), "%s/vault-token", dir);
 		snprintf(origin, originlen, "%.200s", path);
-		r = read_credential(path, VAULT_TOKEN_MAX, "token file", ret, ret_len, reason,
-				    reasonlen);
+		r = kit_read_credential(path, "token file", VAULT_TOKEN_MAX, ret, reason,
+					reasonlen);
 		if (r != -ENOENT)
 			return r;
 	}
-	dir = env_nonempty("HOME");
-	if (!dir) {
-		struct passwd *pw = getpwuid(getuid());
-
-		dir = pw ? pw->pw_dir : NULL;
-	}
+	dir = kit_home_dir();
 	if (dir) {
 		snprintf(path, sizeof(path), "%s/.vault-token", dir);
 		snprintf(origin, originlen, "%.200s", path);
-		r = read_credential(path, VAULT_TOKEN_MAX, "token file", ret, ret_len, reason,
-				    reasonlen);
+		r = kit_read_credential(path, "token file", VAULT_TOKEN_MAX, ret, reason,
+					reasonlen);
 		if (r != -ENOENT)
 			return r;
 	}
@@ -872,8 +786,7 @@ static int authenticate(struct vault *v, const struct config *cfg, char **env_to
 {
 	char why[BACKEND_REASON_MAX] = "", origin[256] = "";
 	struct vault_token_info ti;
-	char *tok = NULL;
-	size_t len = 0;
+	struct secret *tok = NULL;
 	uint64_t at;
 	int r;
 
@@ -887,21 +800,21 @@ static int authenticate(struct vault *v, const struct config *cfg, char **env_to
 				 v->auth_mount, why);
 		return r;
 	}
-	r = token_from_somewhere(cfg, env_token, &tok, &len, origin, sizeof(origin), why,
-				 sizeof(why));
+	r = token_from_somewhere(cfg, env_token, &tok, origin, sizeof(origin), why, sizeof(why));
 	if (r < 0) {
 		snprintf(reason, reasonlen, "vault: %s: %s", v->base_url, why);
 		return r;
 	}
 	at = now_usec();
-	r = lookup_self(v, v->http, tok, &ti, why, sizeof(why));
+	r = lookup_self(v, v->http, kit_cred_str(tok), &ti, why, sizeof(why));
 	if (r < 0) {
-		wipe_free(tok, len + 1);
+		secret_unref(tok);
 		snprintf(reason, reasonlen, "vault: %s: token lookup failed (token from %s): %s",
 			 v->base_url, origin, why);
 		return r;
 	}
-	return token_install(v, tok, len, &ti, at);
+	token_set(v, tok, &ti, at, false);
+	return 0;
 }
 
 /* Finds the mount and its KV version from ui/mounts, or from vault_kv_version. */
@@ -969,7 +882,7 @@ static void vault_free(struct vault *v)
 		return;
 	http_client_free(v->http);
 	http_client_free(v->ctl);
-	secret_unref(v->token);
+	kit_token_free(v->tokens);
 	secret_unref(v->secret_id);
 	free(v->base_url);
 	free(v->mount);
@@ -1052,22 +965,20 @@ static int setup_auth(struct vault *v, const struct config *cfg, char *reason, s
 static int setup_http(struct vault *v, const struct config *cfg, bool tls, char *warning,
 		      size_t warninglen, char *reason, size_t reasonlen)
 {
-	struct http_config hc = {
-		.ca_file = cfg->http_ca_file ? cfg->http_ca_file : env_nonempty("VAULT_CACERT"),
-		.ca_path = cfg->http_ca_path ? cfg->http_ca_path : env_nonempty("VAULT_CAPATH"),
-		.client_cert = cfg->http_client_cert ? cfg->http_client_cert
-						     : env_nonempty("VAULT_CLIENT_CERT"),
-		.client_key = cfg->http_client_key ? cfg->http_client_key
-						   : env_nonempty("VAULT_CLIENT_KEY"),
-		.insecure = cfg->http_insecure,
-		.connect_timeout_usec = cfg->http_connect_timeout_usec,
-		.timeout_usec = cfg->http_timeout_usec,
-		.max_body = cfg->http_max_body,
-		.max_attempts = (unsigned)cfg->http_max_attempts,
+	const struct kit_http_opts o = {
+		.name = "vault",
+		.url = v->base_url,
+		.tls = tls,
+		.credential = "the Vault token",
+		.ca_file_env = "VAULT_CACERT",
+		.ca_path_env = "VAULT_CAPATH",
+		.client_cert_env = "VAULT_CLIENT_CERT",
+		.client_key_env = "VAULT_CLIENT_KEY",
 	};
-	const char *skip = env_nonempty("VAULT_SKIP_VERIFY");
+	const char *skip = kit_env("VAULT_SKIP_VERIFY");
 	char why[BACKEND_REASON_MAX];
 	bool skip_verify = false;
+	struct http_config hc;
 	int r;
 
 	if (skip && parse_go_bool(skip, &skip_verify) < 0) {
@@ -1083,20 +994,9 @@ static int setup_http(struct vault *v, const struct config *cfg, bool tls, char 
 			"ca_file=FILE (or VAULT_CACERT), or pass -o insecure to skip verification");
 		return -EPERM;
 	}
-	if (!tls && !cfg->http_insecure) {
-		snprintf(reason, reasonlen,
-			 "vault: %s is plain HTTP, which would send the token in clear: use "
-			 "https://, or pass -o insecure",
-			 v->base_url);
-		return -EPERM;
-	}
-	if (cfg->http_insecure)
-		snprintf(warning, warninglen,
-			 "vault %s: %s: anyone on the network path can read the Vault token and "
-			 "the secrets",
-			 v->base_url,
-			 tls ? "TLS certificate verification is off (-o insecure)"
-			     : "plain HTTP (-o insecure)");
+	r = kit_http_config(cfg, &o, &hc, warning, warninglen, reason, reasonlen);
+	if (r < 0)
+		return r;
 	r = http_client_new(&hc, &v->http, why, sizeof(why));
 	if (r >= 0) {
 		hc.max_attempts = 1;
@@ -1148,8 +1048,13 @@ static int vault_init(struct backend *b, const char *arg, const struct config *c
 	pthread_condattr_destroy(&ca);
 	v->due_usec = UINT64_MAX;
 	v->ttl_cap_usec = cfg->ttl_usec;
+	r = kit_token_new(&(struct kit_token_config){ .what = "the Vault token",
+						      .wait_usec = cfg->fetch_timeout_usec },
+			  &v->tokens);
+	if (r < 0)
+		goto fail;
 
-	ns = cfg->vault_namespace ? cfg->vault_namespace : env_nonempty("VAULT_NAMESPACE");
+	ns = cfg->vault_namespace ? cfg->vault_namespace : kit_env("VAULT_NAMESPACE");
 	if (ns) {
 		v->namespace = trimmed_dup(ns);
 		if (!v->namespace) {
@@ -1258,7 +1163,7 @@ static int vault_describe(struct backend *b, struct json_t *obj)
 	int r = 0;
 
 	pthread_mutex_lock(&v->lock);
-	have_token = v->token != NULL;
+	have_token = token_gen(v) != 0;
 	ttl = v->ti.ttl_usec;
 	at = v->ti_at_usec;
 	renewable = v->ti.renewable;

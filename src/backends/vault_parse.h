@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backends/kit.h"
 #include "secretfs/backend.h"
 #include "secretfs/secret.h"
 
@@ -106,8 +107,13 @@ void vault_parse_error(const char *body, size_t len, char *buf, size_t buflen);
 /* Whether @s (length @len) may be a token, a role_id or a secret_id: printable ASCII only. */
 bool vault_token_is_valid(const char *s, size_t len);
 
-/* "2018-05-19T11:35:54.466476215-04:00" -> microseconds since the epoch; -EINVAL if not RFC 3339.
+/*
+ * "2018-05-19T11:35:54.466476215-04:00" -> microseconds since the epoch;
+ * -EINVAL if not RFC 3339 (the kit's one parser, strict).
  */
-int vault_parse_time(const char *s, int64_t *ret_usec);
+static inline int vault_parse_time(const char *s, int64_t *ret_usec)
+{
+	return kit_parse_time(s, 0, ret_usec);
+}
 
 #endif

@@ -416,7 +416,7 @@ static int node_attr(struct fs *fs, struct node *n, bool hide_size, uint64_t dea
 }
 
 /*
- * What @name is inside the directory @parent, per DESIGN section 2: a key of
+ * What @name is inside the directory @parent, per docs/design.md section 2: a key of
  * the parent's object secret wins; then the parent folder's listing decides
  * between a file, an object secret (a directory) and a folder.
  */

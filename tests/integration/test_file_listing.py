@@ -32,7 +32,7 @@ def ls(fs, rel=""):
 
 def test_listings_around_slash(secretfs):
     fs = secretfs(DOC)
-    # "a" is a secret and a folder: the folder shows (DESIGN section 2).
+    # "a" is a secret and a folder: the folder shows (docs/design.md section 2).
     assert ls(fs) == ["a", "a-b", "a.b", "a0", "ab"]
     assert ls(fs, "a") == ["b", "b-c", "b.x", "b0"]
     # "a/b" is an object secret and a folder: its key and its children.

@@ -1,5 +1,5 @@
 """
-Secret memory (DESIGN section 7), seen from outside the daemon: the secure
+Secret memory (docs/design.md section 7), seen from outside the daemon: the secure
 heap is locked and excluded from core dumps, core dumps are off, and a
 process that cannot lock memory says so in one line with the fix.
 """

@@ -2853,14 +2853,7 @@ def main(argv=None):
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args(argv)
 
-    cfg = None
-    if args.config:
-        text = args.config
-        if text.startswith("@"):
-            text = open(text[1:]).read()
-        elif not text.lstrip().startswith("{") and os.path.exists(text):
-            text = open(text).read()
-        cfg = json.loads(text)
+    cfg = load_config_arg(args.config)
     if not args.no_tls and (not args.cert or not args.key):
         ap.error("--cert and --key are required (or --no-tls)")
     srv = AwsServer(args.cert, args.key, host=args.host, port=args.port,
@@ -2868,6 +2861,25 @@ def main(argv=None):
                     config=cfg, admin_token=args.admin_token,
                     admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
                     tls=not args.no_tls)
+    return serve_until_signalled(srv, args)
+
+
+def load_config_arg(text):
+    """--config: JSON text, @FILE or FILE with JSON; None when not given."""
+    if not text:
+        return None
+    if text.startswith("@"):
+        text = open(text[1:]).read()
+    elif not text.lstrip().startswith("{") and os.path.exists(text):
+        text = open(text).read()
+    return json.loads(text)
+
+
+def serve_until_signalled(srv, args):
+    """
+    Starts @srv, writes the files the CLI promises (atomically; --info-file
+    last), prints the info line, and serves until SIGTERM or SIGINT.
+    """
     srv.start()
     info = srv.info()
     if args.admin_token_file:
