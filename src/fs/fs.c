@@ -676,8 +676,8 @@ static void log_render(const struct template_entry *e, int r, const char *reason
  */
 static int render_check(struct fs *fs, const struct policy *p, const struct caller *c,
 			const struct template_entry *e, const struct template_ref *ref,
-			const struct secret *table, const struct cache_result *res, char *rule,
-			size_t rulelen)
+			const struct secret *table, const struct cache_result *res, bool audit,
+			char *rule, size_t rulelen)
 {
 	const char *path = ref->path;
 	char kpath[PATH_MAX];
@@ -699,19 +699,24 @@ static int render_check(struct fs *fs, const struct policy *p, const struct call
 				path = kpath; /* the record names the key refused */
 		}
 	}
-	access_audit_template(&fs->access, c, "render", path, r >= 0, r < 0 ? r : 0, rule, res,
-			      e->name);
+	if (audit)
+		access_audit_template(&fs->access, c, "render", path, r >= 0, r < 0 ? r : 0, rule,
+				      res, e->name);
 	return r;
 }
 
+/*
+ * Renders @e for the reader @c (judged by @p), or with no checks when @c is
+ * NULL.  @quiet: nothing is logged or audited (a stat that only needs the
+ * size and whether the reader may have it).
+ */
 static int template_open(struct fs *fs, const struct template_entry *e, const struct policy *p,
-			 const struct caller *c, uint64_t deadline, struct secret **ret)
+			 const struct caller *c, uint64_t deadline, bool quiet, struct secret **ret)
 {
 	const struct template *t = e->t;
 	struct render_state st = { .f = calloc(t->nrefs + 1, sizeof(*st.f)) };
 	struct template_value *vals = calloc(t->nrefs + 1, sizeof(*vals));
 	char reason[TEMPLATE_ERR_MAX] = "";
-	bool quiet = !c;
 	int r = 0, bad = -1;
 
 	if (!st.f || !vals) {
@@ -730,8 +735,9 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 		if (c && !e->access_whole && !ref->expand) {
 			r = access_check(&fs->access, p, c, ref->path, false, rule, sizeof(rule));
 			if (r < 0) {
-				access_audit_template(&fs->access, c, "render", ref->path, false, r,
-						      rule, NULL, e->name);
+				if (!quiet)
+					access_audit_template(&fs->access, c, "render", ref->path,
+							      false, r, rule, NULL, e->name);
 				break;
 			}
 		}
@@ -771,7 +777,7 @@ static int template_open(struct fs *fs, const struct template_entry *e, const st
 		/* A missing reference is judged too: the policy decides by path. */
 		if (c && (r >= 0 || bad >= 0)) {
 			int a = render_check(fs, p, c, e, ref, vals[i].table,
-					     vals[i].missing ? NULL : res, rule, sizeof(rule));
+					     vals[i].missing ? NULL : res, !quiet, rule, sizeof(rule));
 
 			if (a < 0)
 				r = a;
@@ -814,7 +820,7 @@ static size_t template_size(struct fs *fs, struct node *n, uint64_t deadline)
 	struct secret *out = NULL;
 	size_t len = 0;
 
-	if (e && template_open(fs, e, NULL, NULL, deadline, &out) >= 0)
+	if (e && template_open(fs, e, NULL, NULL, deadline, true, &out) >= 0)
 		len = out->len;
 	secret_unref(out);
 	template_set_unref(ts);
@@ -896,6 +902,23 @@ static int view_check(struct fs *fs, struct node *n, const struct policy *p, con
 	return -EACCES;
 }
 
+/* Whether reader @c may have template node @n's render (nothing logged or audited). */
+static bool template_permits(struct fs *fs, struct node *n, const struct policy *p,
+			     const struct caller *c)
+{
+	struct template_set *ts = fs_templates(fs);
+	const struct template_entry *e = template_set_find(ts, n->id);
+	struct secret *out = NULL;
+	bool permit = true;
+
+	if (e && !e->access_whole)
+		permit = template_open(fs, e, p, c, source_deadline(fs->src), true, &out) !=
+			 -EACCES;
+	secret_unref(out);
+	template_set_unref(ts);
+	return permit;
+}
+
 /*
  * A lookup or stat decides too, when an option needs it: whether the policy
  * refuses the caller @n, audited once per uid and path per window (a lookup
@@ -924,6 +947,13 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 	} else {
 		permit = access_permits(&fs->access, p, &c, meta_policy_path(n), meta_policy_dir(n),
 					rule, sizeof(rule));
+		/*
+		 * A render's length is the sum of its references' lengths: with
+		 * hide_denied_size it is shown only to a reader who may open
+		 * every one of them, as the open would judge it.
+		 */
+		if (permit && fs->hide_denied_size && n->tree == NODE_TEMPLATE)
+			permit = template_permits(fs, n, p, &c);
 	}
 	policy_unref(p);
 	if (permit)
@@ -1122,7 +1152,8 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (!h)
 			r = -ENOMEM;
 		else if (te)
-			r = template_open(fs, te, p, &c, source_deadline(fs->src), &h->value);
+			r = template_open(fs, te, p, &c, source_deadline(fs->src), false,
+					  &h->value);
 		else if (table)
 			r = view_value(fs, n, table, false, h); /* the object the policy judged */
 		else

@@ -242,6 +242,36 @@ def test_each_reference_is_checked_for_the_reader(tmount, workdir, agents):
     assert HOSTILE.encode() not in text
 
 
+def test_hide_denied_size_hides_a_render_with_a_denied_reference(tmount, workdir, agents):
+    """A render's length sums its references' lengths: with hide_denied_size a
+    reader permitted the template's path but not one reference (carol) sees
+    size 0, as for the secret itself, and nothing is audited as read."""
+    policy = workdir / "policy.conf"
+    write_policy(policy, POLICY)
+    audit = workdir / "audit.log"
+    t = write_template(workdir, "app", "P={{ prod/db/password }}\n")
+    fs = tmount(
+        [
+            ("app-env", {"file": t, "path": "app/app.env", "format": "raw"}),
+            ("whole", {"file": t, "path": "app/whole.env", "format": "raw",
+                       "access": "template"}),
+        ],
+        options=["-o", f"policy={policy}", "-o", f"audit={audit}", "-o", "hide_denied_size"],
+    )
+    alice, carol = agents["alice"], agents["carol"]
+    full = len(b"P=" + HOSTILE.encode() + b"\n")
+    assert alice.size(fs.path("app/app.env")) == full
+    assert carol.size(fs.path("prod/db/password")) == 0
+    assert carol.size(fs.path("app/app.env")) == 0
+    # access = template grants the render as a unit, its size with it.
+    assert carol.size(fs.path("app/whole.env")) == full
+    assert alice.read(fs.path("app/app.env")) == b"P=" + HOSTILE.encode() + b"\n"
+    recs = [json.loads(line) for line in audit.read_text().splitlines()]
+    # Only alice's open read the value: the stats audited no render.
+    assert [(r["path"], r["uid"]) for r in recs if r["op"] == "render"
+            and r["template"] == "app-env"] == [("prod/db/password", alice.user.uid)]
+
+
 def test_rotation_rerenders_and_an_open_handle_keeps_its_bytes(tmount, workdir):
     t = write_template(workdir, "tok", "TOKEN={{ prod/api-token }}\n")
     fs = tmount([("tok", {"file": t, "path": "tok.env", "format": "env"})],
