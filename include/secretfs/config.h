@@ -30,6 +30,9 @@ struct config_template {
 	char *origin;	    /* "FILE:LINE" of its section, or "-o template" */
 };
 
+/* The reserved meta directory at the mount root (views, ...), unless -o meta_dir=. */
+#define SECRETFS_META_DIR ".secretfs"
+
 struct config {
 	char *source;	  /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
 	char *mountpoint; /* may be NULL until the command line is read */
@@ -51,7 +54,7 @@ struct config {
 	char *audit;		    /* "syslog", "stderr", an absolute path, or NULL */
 
 	/* [views]: the meta directory (src/fs/meta.h) and the format views under it. */
-	char *meta_dir;	     /* its name at the root; NULL: ".secretfs" */
+	char *meta_dir;	     /* its name at the root; NULL: SECRETFS_META_DIR */
 	bool show_meta;	     /* the root lists it */
 	char *view_env_case; /* "keep" (NULL) or "upper": env and shell views' keys */
 

@@ -36,10 +36,6 @@
 #define TEMPLATE_ERR_MAX    512
 /* A render's bound when max_body is not set: the HTTP layer's default body bound. */
 #define TEMPLATE_MAX_RENDER ((size_t)1024 * 1024)
-/* The reserved meta directory at the mount root: templates neither live nor read there. */
-#ifndef SECRETFS_META_DIR
-#define SECRETFS_META_DIR ".secretfs"
-#endif
 
 struct template_ref {
 	char *path;    /* the mount path it reads, "/"-separated, safe components */

@@ -107,7 +107,7 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 		free(fs);
 		return -ENOMEM;
 	}
-	fs->meta_name = strdup(p->meta_dir ? p->meta_dir : META_DIR_DEFAULT);
+	fs->meta_name = strdup(p->meta_dir ? p->meta_dir : SECRETFS_META_DIR);
 	if (!fs->meta_name) {
 		nodes_done(&fs->nodes);
 		free(fs);
