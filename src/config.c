@@ -1080,6 +1080,10 @@ int config_load_stream(struct config *c, FILE *f, const char *path, char *err, s
 	r = config_copy(c, &ctx.cfg);
 	if (r < 0)
 		return set_error(err, errlen, r, "%s: out of memory", path);
+	/* A file's [source NAME] sections are all of them: none carry over from before. */
+	sources_free(ctx.cfg.sources, ctx.cfg.nsources);
+	ctx.cfg.sources = NULL;
+	ctx.cfg.nsources = 0;
 
 	r = ini_parse_stream(read_line, &ctx, handle_key, &ctx);
 	if (r == 0 && !ctx.err_line && !ferror(ctx.f))

@@ -197,10 +197,35 @@ def test_tree_values_ttls_audit_metrics_and_status(multi, servers, workdir):
         assert not [v for v in LEAKS if v in text]
 
 
+ENV_TEMPLATE = """\
+DB_API_KEY={{ db/app/api-key/value }}
+AWS_SINGLE={{ cloud/single }}
+MOTD={{ files/public/motd }}
+"""
+
+
+def test_one_env_file_from_vault_aws_and_file_values(multi, servers, workdir):
+    # TODO(i14-doppler): add a Doppler reference, e.g. APP_URL={{ app/DATABASE_URL }}
+    vault, aws = servers
+    tmpl = workdir / "app.env.tmpl"
+    tmpl.write_text(ENV_TEMPLATE)
+    os.chmod(tmpl, 0o600)
+    d = multi(extra=f"[template app-env]\nfile = {tmpl}\npath = files/app.env\nformat = env\n")
+    assert read_file(d.path("files/app.env")) == (
+        b'DB_API_KEY="abc-api-key-123"\n'
+        b'AWS_SINGLE="single-value-xyz"\n'
+        b'MOTD="multi-file-motd-1"\n')
+    assert vault.secret_count("secret/app/api-key", "read") == 1
+    assert aws.secret_op("single", "GetSecretValue") == 1
+
+
 POLICY = """\
 permit user:sfst-alice  db/**
 permit user:sfst-bob    cloud/**
 permit *                files/public/*
+permit user:sfst-carol  db/app/api-key/value
+permit user:sfst-carol  cloud/single
+permit user:sfst-carol  files/app.env
 """
 
 
@@ -208,8 +233,12 @@ def test_one_policy_over_all_sources(multi, workdir, agents):
     policy = workdir / "policy.conf"
     write_policy(policy, POLICY)
     audit = workdir / "audit.log"
-    d = multi(options=["-o", f"policy={policy}", "-o", f"audit={audit}"])
-    alice, bob = agents["alice"], agents["bob"]
+    tmpl = workdir / "app.env.tmpl"
+    tmpl.write_text(ENV_TEMPLATE)
+    os.chmod(tmpl, 0o600)
+    d = multi(options=["-o", f"policy={policy}", "-o", f"audit={audit}"],
+              extra=f"[template app-env]\nfile = {tmpl}\npath = files/app.env\nformat = env\n")
+    alice, bob, carol = agents["alice"], agents["bob"], agents["carol"]
 
     assert alice.read(d.path("db/app/api-key/value")) == b"abc-api-key-123"
     assert bob.read(d.path("cloud/single")) == b"single-value-xyz"
@@ -225,6 +254,10 @@ def test_one_policy_over_all_sources(multi, workdir, agents):
     assert bob.read(d.path(V, "env", "cloud", "..", "db", "app", "db")) == EACCES
     # the same name at the root, without a prefix, is nobody's
     assert bob.read(d.path("single")) == "ENOENT"
+    # a template over three sources needs each reference: only carol has all three
+    assert carol.read(d.path("files/app.env")).startswith(b'DB_API_KEY="abc-api-key-123"')
+    assert bob.read(d.path("files/app.env")) == EACCES
+    assert alice.read(d.path("files/app.env")) == EACCES
 
     bob_uid = bob.user.uid
     denied = [r for r in audit_records(audit)
@@ -307,3 +340,37 @@ def test_source_on_the_command_line_and_sections_are_an_error(workdir):
     r = run_secretfs(["-f", "--config", str(conf), "file:/y", str(workdir)])
     assert r.returncode != 0
     assert "give one or the other" in r.stderr, r.stderr
+
+
+def test_examples_multi_conf_runs(secretfs, workdir, certs, servers):
+    """examples/multi.conf, its paths and hosts mapped to this machine's test servers."""
+    vault, aws = servers
+    store = workdir / "store.json"
+    store.write_text(json.dumps(FILE_DOC))
+    token = workdir / "vault-token"
+    tmpl = workdir / "app.env.tmpl"
+    tmpl.write_text("KEY={{ db/app/api-key/value }}\nSINGLE={{ aws/single }}\n")
+    policy = workdir / "policy"
+    write_policy(policy, "permit user:root **\n")
+    token.write_text(ROOT)
+    for f in (store, token, tmpl):
+        os.chmod(f, 0o600)
+    text = (REPO / "examples" / "multi.conf").read_text()
+    for old, new in [("https://vault.example:8200", vault.url),
+                     ("/etc/secretfs/vault-token", str(token)),
+                     ("/etc/secretfs/store.json", str(store)),
+                     ("/etc/secretfs/templates/app.env.tmpl", str(tmpl)),
+                     ("/etc/secretfs/policy", str(policy)),
+                     ("audit  = syslog", f"audit = {workdir}/audit.log"),
+                     ("socket = auto", f"socket = {workdir}/ctl.sock")]:
+        assert old in text, old
+        text = text.replace(old, new)
+    conf = write_config(workdir / "multi.conf", text + f"\n[http]\nca_file = {certs.ca}\n")
+    env = daemon_env(workdir, aws, certs)
+    del env["VAULT_TOKEN"]  # the example's token file
+    d = secretfs(None, argv=lambda _store, mnt: ["--config", str(conf), str(mnt)], env=env,
+                 secrets=LEAKS)
+    assert sorted(os.listdir(d.mnt)) == ["aws", "db", "local"]
+    assert read_file(d.path("local/public/motd")) == b"multi-file-motd-1"
+    assert read_file(d.path("local/app.env")) == (b'KEY="abc-api-key-123"\n'
+                                                  b'SINGLE="single-value-xyz"\n')

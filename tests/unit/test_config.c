@@ -803,11 +803,67 @@ static void test_templates(void **state)
 	config_done(&c);
 }
 
+static void test_sources(void **state)
+{
+	const char *text = "[cache]\nttl = 1h\n"
+			   "[source db]\n"
+			   "uri = vault:https://vault.example:8200/secret\n"
+			   "ttl = 1m\n"
+			   "vault_token_file = /run/db-token\n"
+			   "[source cloud]\n"
+			   "uri = aws-sm:us-east-1\n"
+			   "prefix = aws\n"
+			   "optional = yes\n"
+			   "aws_list_ttl = 10m\n";
+	char path[64], err[CONFIG_ERR_MAX] = "";
+	struct config c, own, copy;
+
+	config_init(&c);
+	if (load_text(&c, text, path, sizeof(path), err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_null(c.source);
+	assert_int_equal(c.nsources, 2);
+	assert_string_equal(c.sources[0].name, "db");
+	assert_string_equal(c.sources[0].prefix, "db"); /* the NAME by default */
+	assert_false(c.sources[0].optional);
+	assert_int_equal(c.sources[0].line, 3);
+	assert_string_equal(c.sources[1].prefix, "aws");
+	assert_true(c.sources[1].optional);
+
+	/* Each source's settings: the mount's, with its section's overrides. */
+	assert_int_equal(config_source_config(&c, 0, &own, err, sizeof(err)), 0);
+	assert_string_equal(own.source, "vault:https://vault.example:8200/secret");
+	assert_int_equal(own.ttl_usec, 60 * USEC_PER_SEC);
+	assert_string_equal(own.vault_token_file, "/run/db-token");
+	assert_int_equal(own.nsources, 0);
+	config_done(&own);
+	assert_int_equal(config_source_config(&c, 1, &own, err, sizeof(err)), 0);
+	assert_int_equal(own.ttl_usec, 3600 * USEC_PER_SEC);
+	assert_int_equal(own.aws_list_ttl_usec, 600 * USEC_PER_SEC);
+	assert_null(own.vault_token_file);
+	config_done(&own);
+
+	/* A second load replaces the sections (a reload), it does not add to them. */
+	config_init(&copy);
+	assert_int_equal(load_text(&copy, text, path, sizeof(path), err, sizeof(err)), 0);
+	assert_int_equal(load_text(&copy, text, path, sizeof(path), err, sizeof(err)), 0);
+	assert_int_equal(copy.nsources, 2);
+	/* ... and a bad file leaves them as they were. */
+	assert_int_equal(load_text(&copy, "[source x]\nttl = 1s\n", path, sizeof(path), err,
+				   sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, ":1: [source x]: no uri"));
+	assert_int_equal(copy.nsources, 2);
+	config_done(&copy);
+	config_done(&c);
+}
+
 int main(void)
 {
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_sources),
 		cmocka_unit_test(test_set_table),
 		cmocka_unit_test(test_load_views_section),
 		cmocka_unit_test(test_set_strings),
