@@ -143,6 +143,17 @@ static int leaf_backend_open(struct source *s, const struct config *cfg, struct 
 	return backend_open(cfg->source, cfg, &ev, ret, reason, reasonlen);
 }
 
+/* "source 'NAME': " before @reason: which of several stores failed. */
+static void prefix_reason(char *reason, size_t reasonlen, const char *name)
+{
+	char *was = strdup(reason);
+
+	if (was) {
+		snprintf(reason, reasonlen, "source '%s': %s", name, was);
+		free(was);
+	}
+}
+
 /*
  * One store and its caches.  The caches exist before the backend, so an
  * optional source that is down at start has them when it comes up; its
@@ -167,7 +178,6 @@ static int leaf_open(const struct config *cfg, const struct config_source *cs, s
 	};
 	struct backend *b = NULL;
 	struct source *s;
-	char why[BACKEND_REASON_MAX] = "";
 	int r;
 
 	s = calloc(1, sizeof(*s));
@@ -202,19 +212,18 @@ static int leaf_open(const struct config *cfg, const struct config_source *cs, s
 		snprintf(reason, reasonlen, "cannot set up the cache: %s", strerror(-r));
 		goto fail;
 	}
-	r = leaf_backend_open(s, cfg, &b, why, sizeof(why));
+	r = leaf_backend_open(s, cfg, &b, reason, reasonlen);
 	if (r < 0 && !s->optional) {
 		if (s->name)
-			snprintf(reason, reasonlen, "source '%s': %s", s->name, why);
-		else
-			snprintf(reason, reasonlen, "%s", why);
+			prefix_reason(reason, reasonlen, s->name);
 		goto fail;
 	}
 	if (r < 0) {
 		log_error("source '%s' (optional) is down, shown as an empty directory and tried "
 			  "again: %s",
-			  s->name, why);
-		snprintf(s->down_reason, sizeof(s->down_reason), "%s", why);
+			  s->name, reason);
+		snprintf(s->down_reason, sizeof(s->down_reason), "%s", reason);
+		reason[0] = '\0';
 		s->retry_backoff_usec = RETRY_FIRST_USEC;
 		s->retry_usec = now_usec() + RETRY_FIRST_USEC;
 	}
@@ -303,16 +312,13 @@ struct source *source_route(struct source *s, const char *id, const char **ret_r
 static int leaf_start(struct source *s, char *reason, size_t reasonlen)
 {
 	struct backend *b = source_backend(s);
-	char why[BACKEND_REASON_MAX] = "";
 	int r;
 
 	if (!b || !b->ops->start)
 		return 0;
-	r = b->ops->start(b, why, sizeof(why));
+	r = b->ops->start(b, reason, reasonlen);
 	if (r < 0 && s->name)
-		snprintf(reason, reasonlen, "source '%s': %s", s->name, why);
-	else if (r < 0)
-		snprintf(reason, reasonlen, "%s", why);
+		prefix_reason(reason, reasonlen, s->name);
 	return r;
 }
 
@@ -465,7 +471,7 @@ void source_flush(struct source *s)
 /* An optional source that is down, due for another try: opened and started, or later again. */
 static void leaf_retry(struct source *s)
 {
-	char why[BACKEND_REASON_MAX] = "";
+	char why[SOURCE_REASON_MAX] = "";
 	struct backend *b = NULL;
 	uint64_t now = now_usec();
 	int r;

@@ -18,6 +18,9 @@
 #include "secretfs/config.h"
 #include "secretfs/metrics.h"
 
+/* A reason from opening a store: a backend's, with the credential chain it tried. */
+#define SOURCE_REASON_MAX 512
+
 /* Every call into the backend, timed and counted by outcome (lock-free). */
 struct source_op_metrics {
 	struct metrics_errno_counter outcomes; /* 0 = ok, else the errno returned */
@@ -45,7 +48,7 @@ struct source {
 	char *uri;		    /* the SOURCE, also while the backend is down */
 	uint64_t retry_usec;	    /* down: when housekeeping tries again (now_usec()) */
 	uint64_t retry_backoff_usec;
-	char down_reason[BACKEND_REASON_MAX]; /* down: why, for ctl status; never a value */
+	char down_reason[SOURCE_REASON_MAX]; /* down: why, for ctl status; never a value */
 };
 
 /*
