@@ -790,8 +790,8 @@ static int handle_source_key(struct load_ctx *ctx, const char *section, const ch
 	}
 	src->overrides = ov;
 	ov[src->noverrides] = (struct config_override){ .name = strdup(key),
-							 .value = strdup(value),
-							 .line = ctx->line };
+							.value = strdup(value),
+							.line = ctx->line };
 	if (!ov[src->noverrides].name || !ov[src->noverrides].value) {
 		free(ov[src->noverrides].name);
 		free(ov[src->noverrides].value);

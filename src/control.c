@@ -467,8 +467,7 @@ static int source_json(struct source *s, struct cache_stats *total, json_t **ret
 		r |= json_object_set_new(o, "backend", json_string(b->ops->scheme));
 		/* Where the store is and how it authenticates, in the backend's words. */
 		if (b->ops->describe && b->ops->describe(b, o) < 0)
-			r |= json_object_set_new(o, "describe_error",
-						 json_string("out of memory"));
+			r |= json_object_set_new(o, "describe_error", json_string("out of memory"));
 	}
 
 	cache_get_stats(s->values, &vs);
@@ -660,11 +659,10 @@ static void backend_metrics(struct metrics_buf *out, struct source *const *leave
 		for (size_t i = 0; i < (s->listings ? 2 : 1); i++) {
 			for (size_t slot = 0; slot < METRICS_ERRNO_SLOTS; slot++) {
 				uint64_t v = metrics_errno_get(&ops[i]->outcomes, slot);
-				struct metrics_label l[] = {
-					{ "source", source_label(s) },
-					{ "op", op_names[i] },
-					{ "code", metrics_errno_slot_name(slot) }
-				};
+				struct metrics_label l[] = { { "source", source_label(s) },
+							     { "op", op_names[i] },
+							     { "code",
+							       metrics_errno_slot_name(slot) } };
 
 				/* ok always, so a rate() has a series from the start. */
 				if (v || slot == 0)
@@ -691,15 +689,17 @@ static void backend_metrics(struct metrics_buf *out, struct source *const *leave
 		       "Answers from the store whose body was malformed (a proxy or the store is "
 		       "broken); cached values are served stale over them.");
 	for (size_t j = 0; j < n; j++)
-		metrics_sample_u64(out, "secretfs_backend_malformed_total",
-				   (struct metrics_label[]){ { "source", source_label(leaves[j]) } },
-				   1, __atomic_load_n(&leaves[j]->malformed, __ATOMIC_RELAXED));
+		metrics_sample_u64(
+			out, "secretfs_backend_malformed_total",
+			(struct metrics_label[]){ { "source", source_label(leaves[j]) } }, 1,
+			__atomic_load_n(&leaves[j]->malformed, __ATOMIC_RELAXED));
 	metrics_family(out, "secretfs_source_up", "gauge",
 		       "1 while the source's store is open; 0 while an optional one is down.");
 	for (size_t j = 0; j < n; j++)
-		metrics_sample_u64(out, "secretfs_source_up",
-				   (struct metrics_label[]){ { "source", source_label(leaves[j]) } },
-				   1, source_backend(leaves[j]) != NULL);
+		metrics_sample_u64(
+			out, "secretfs_source_up",
+			(struct metrics_label[]){ { "source", source_label(leaves[j]) } }, 1,
+			source_backend(leaves[j]) != NULL);
 }
 
 static void answer_metrics(struct control *c, struct metrics_buf *out)

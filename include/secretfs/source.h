@@ -38,15 +38,15 @@ struct source {
 	uint64_t fetch_timeout_usec;
 
 	/* Several stores in one mount. */
-	char *name;		    /* [source NAME]; NULL for a plain mount's one source */
-	char *prefix;		    /* its directory at the root; NULL for a plain mount */
-	struct source **children;   /* a router's sources, in config order; else NULL */
+	char *name;		  /* [source NAME]; NULL for a plain mount's one source */
+	char *prefix;		  /* its directory at the root; NULL for a plain mount */
+	struct source **children; /* a router's sources, in config order; else NULL */
 	size_t nchildren;
 	/* A child's own settings; an optional one that is down reopens with them. */
 	struct config *cfg;
 	bool optional;
-	char *uri;		    /* the SOURCE, also while the backend is down */
-	uint64_t retry_usec;	    /* down: when housekeeping tries again (now_usec()) */
+	char *uri;	     /* the SOURCE, also while the backend is down */
+	uint64_t retry_usec; /* down: when housekeeping tries again (now_usec()) */
 	uint64_t retry_backoff_usec;
 	char down_reason[SOURCE_REASON_MAX]; /* down: why, for ctl status; never a value */
 };

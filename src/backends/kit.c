@@ -100,9 +100,9 @@ const char *kit_env(const char *name)
 #define ENV_TAKEN_MAX 16
 
 static struct {
-	const char *name; /* a string literal of the caller's */
-	char *value;	  /* secret_mem */
-} env_taken[ENV_TAKEN_MAX];		    /* protected by env_taken_lock */
+	const char *name;   /* a string literal of the caller's */
+	char *value;	    /* secret_mem */
+} env_taken[ENV_TAKEN_MAX]; /* protected by env_taken_lock */
 static pthread_mutex_t env_taken_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The slot of @name, or a free one; NULL when all are taken. */

@@ -849,9 +849,9 @@ static void test_sources(void **state)
 	assert_int_equal(load_text(&copy, text, path, sizeof(path), err, sizeof(err)), 0);
 	assert_int_equal(copy.nsources, 2);
 	/* ... and a bad file leaves them as they were. */
-	assert_int_equal(load_text(&copy, "[source x]\nttl = 1s\n", path, sizeof(path), err,
-				   sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+		load_text(&copy, "[source x]\nttl = 1s\n", path, sizeof(path), err, sizeof(err)),
+		-EINVAL);
 	assert_non_null(strstr(err, ":1: [source x]: no uri"));
 	assert_int_equal(copy.nsources, 2);
 	config_done(&copy);
