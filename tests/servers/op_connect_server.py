@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""1Password Connect server test double (in memory).
+
+One HTTPS listener (127.0.0.1, TLS, HTTP/1.1 keep-alive) with the part of
+the Connect server REST API that secretfs' op-connect backend and the
+`@1password/connect` npm client use:
+
+  GET /v1/vaults[/]?filter=title eq "T"    [Vault]            (filter optional)
+  GET /v1/vaults/V                         Vault
+  GET /v1/vaults/V/items?filter=title eq "T"   [Item summary]  (no fields, no sections)
+  GET /v1/vaults/V/items/ITEM              the full Item: sections, fields (label, value,
+                                           section {id}), version
+  errors are {"status": N, "message": "..."} (docs/openapi/spec.yaml's ErrorResponse)
+
+Requests need `Authorization: Bearer TOKEN` with a token the server knows
+(401 "Invalid token signature" otherwise); a token may be limited to some
+vaults (403 "vault V is not in scope").  Every change of an item adds 1 to
+its `version`, as Connect does.
+
+The HTTP plumbing, fault actions (drop, truncate) and the admin client are
+aws_server.py's, shared rather than copied; faults, counters and the
+request log are gcp_server.py's.  The control API is under /_test/ (header
+X-Test-Admin); see _ADMIN_HELP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import secrets as _secrets
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl, unquote
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+                        load_config_arg, serve_until_signalled)
+from gcp_server import GcpServer  # noqa: E402
+
+__all__ = ["OpConnectServer", "AdminClient", "spawn_cli", "new_id"]
+
+JSON_CT = "application/json"
+ID_RE = re.compile(r"^[a-z0-9]{26}$")
+FILTER_RE = re.compile(r'^\s*title\s+eq\s+"(.*)"\s*$', re.S)
+DEFAULT_MESSAGE = {429: "Too many requests", 500: "Internal server error",
+                   502: "Bad gateway", 503: "Service unavailable: syncing with 1Password.com",
+                   504: "Gateway timeout"}
+
+
+def new_id():
+    """A 1Password id: 26 characters of [a-z0-9]."""
+    return "".join(_secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(26))
+
+
+def _rfc3339(t):
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class OpError(Exception):
+    def __init__(self, code, message, headers=None):
+        super().__init__(code, message)
+        self.code, self.message, self.headers = code, message, headers or {}
+
+
+class _Req:
+    def __init__(self, method, url, headers, body, listener):
+        self.method = method.upper()
+        self.path = url.path or "/"
+        self.query = dict(parse_qsl(url.query, keep_blank_values=True))
+        self.headers = headers
+        self.body = body or b""
+        self.listener = listener
+        self.endpoint = "unknown"
+        self.vault = self.item = None
+        self.secret = None  # the item id, for gcp_server's fault matching ("secret" regex)
+        auth = headers.get("Authorization") or ""
+        self.bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
+
+class OpConnectServer:
+    """In-memory 1Password Connect server."""
+
+    def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, config=None,
+                 admin_token=None, admin_port=None, verbose=False, tls=True):
+        if tls and (not cert or not key):
+            raise ValueError("cert and key are required unless tls=False")
+        self.cert, self.key = cert, key
+        self.host, self._want_port = host, port
+        self._want_metadata_port = None
+        self._admin_port_wanted = admin_port
+        self.tls = tls
+        self.admin_token = admin_token or _secrets.token_hex(16)
+        self.verbose = verbose
+        self._initial_config = copy.deepcopy(config or {})
+        self._lock = threading.RLock()
+        self._servers, self._threads = [], []
+        self._conns = set()
+        self._conns_lock = threading.Lock()
+        self.port = self.metadata_port = self.admin_port = None
+        self.url = self.metadata_url = self.admin_url = None
+        self.faults = []
+        self._fault_seq = 0
+        self.reset_counts()
+        self._apply_config(self._initial_config)
+
+    # ------------------------------------------------------------------ state
+
+    def _apply_config(self, cfg):
+        self.vaults = {}   # vault id -> {"name", "items": {item id: item}, "created", "version"}
+        self.tokens = {}   # token -> {"vaults": None (all) or [vault ids or names]}
+        for v in cfg.get("vaults", []):
+            self.add_vault(v["name"], v.get("id"))
+            for it in v.get("items", []):
+                self.put_item(v["name"], **it)
+        for t in cfg.get("tokens", []):
+            self.add_token(**t)
+
+    def reset(self):
+        with self._lock:
+            self.clear_faults()
+            self._apply_config(self._initial_config)
+            self.reset_counts()
+
+    def add_vault(self, name, id=None):
+        vid = id or new_id()
+        with self._lock:
+            self.vaults[vid] = {"name": name, "items": {}, "created": time.time(),
+                                "content_version": 1}
+        return vid
+
+    def _vault(self, query):
+        """A vault by id or (unique) name, for the admin side."""
+        if query in self.vaults:
+            return query
+        ids = [i for i, v in self.vaults.items() if v["name"] == query]
+        if len(ids) != 1:
+            raise KeyError(f"no single vault {query!r}")
+        return ids[0]
+
+    def put_item(self, vault, title, fields=(), sections=(), id=None, category="LOGIN",
+                 tags=()):
+        """Create item `id` (new id when None) or replace it (version + 1); returns
+        {id, version}.  fields: [{label, value, section (an id), id, type, purpose}]."""
+        with self._lock:
+            vid = self._vault(vault)
+            items = self.vaults[vid]["items"]
+            iid = id or new_id()
+            old = items.get(iid)
+            now = time.time()
+            out_fields = []
+            for n, f in enumerate(fields):
+                f = dict(f)
+                f.setdefault("id", new_id() if "label" in f else f"field{n}")
+                f.setdefault("type", "STRING")
+                if isinstance(f.get("section"), str):
+                    f["section"] = {"id": f["section"]}
+                out_fields.append(f)
+            item = {"id": iid, "title": title, "tags": list(tags), "vault": {"id": vid},
+                    "category": category, "sections": [dict(s) for s in sections],
+                    "fields": out_fields,
+                    "version": (old["version"] + 1) if old else 1,
+                    "createdAt": old["createdAt"] if old else _rfc3339(now),
+                    "updatedAt": _rfc3339(now), "lastEditedBy": "TESTSERVERUSER0000000000AA"}
+            items[iid] = item
+            self.vaults[vid]["content_version"] += 1
+            return {"id": iid, "version": item["version"]}
+
+    def delete_item(self, vault, id):
+        with self._lock:
+            return self.vaults[self._vault(vault)]["items"].pop(id, None) is not None
+
+    def add_token(self, token=None, vaults=None):
+        tok = token or "eyJ" + _secrets.token_urlsafe(90)
+        with self._lock:
+            self.tokens[tok] = {"vaults": None if vaults is None else list(vaults)}
+        return {"token": tok}
+
+    # faults and counters: gcp_server.py's ---------------------------------------
+
+    FAULT_KINDS = ("status", "latency", "hold", "drop", "truncate", "malformed")
+
+    def add_fault(self, kind="status", **kw):
+        if kind not in self.FAULT_KINDS:
+            raise ValueError(f"kind must be one of {self.FAULT_KINDS}")
+        return GcpServer.add_fault(self, kind=kind, **kw)
+
+    clear_faults = GcpServer.clear_faults
+    _match_fault = GcpServer._match_fault
+
+    def reset_counts(self):
+        with self._lock:
+            self._counts = {"total": 0, "connections": 0, "tls_handshake_failures": 0,
+                            "admin_requests": 0, "faults_fired": 0, "in_flight": 0,
+                            "in_flight_peak": 0, "endpoints": {}, "items": {},
+                            "statuses": {}}
+            self._log = []
+            self._seq = 0
+
+    def endpoint_count(self, endpoint):
+        with self._lock:
+            return self._counts["endpoints"].get(endpoint, 0)
+
+    def item_count(self, item_id):
+        """GETs of one item (by id) since the last reset_counts()."""
+        with self._lock:
+            return self._counts["items"].get(item_id, 0)
+
+    # ------------------------------------------------------------- lifecycle
+
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
+    stop = GcpServer.stop
+
+    def info(self):
+        return {"port": self.port, "url": self.url, "admin_port": self.admin_port,
+                "admin_url": self.admin_url, "admin_token": self.admin_token,
+                "pid": os.getpid()}
+
+    # ---------------------------------------------------------- request path
+
+    _RE = re.compile(r"^/v1/vaults(?:/([^/]+)(?:/(items)(?:/([^/]+))?)?)?/?$")
+
+    def _classify(self, req):
+        m = self._RE.match(req.path)
+        if not m:
+            req.endpoint = f"{req.method} unknown"
+            return
+        vault, items, item = m.groups()
+        req.vault = unquote(vault) if vault else None
+        req.item = req.secret = unquote(item) if item else None
+        req.endpoint = ("get_item" if item else "list_items" if items else
+                        "get_vault" if vault else "list_vaults")
+
+    def serve(self, method, url, headers, body, peer=None, listener="main"):
+        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+        req = _Req(method, url, headers, body, listener)
+        self._classify(req)
+        with self._lock:
+            c = self._counts
+            c["total"] += 1
+            c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
+            if req.item:
+                c["items"][req.item] = c["items"].get(req.item, 0) + 1
+            c["in_flight"] += 1
+            c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
+            self._seq += 1
+            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
+                   "method": req.method, "path": req.path, "query": req.query,
+                   "endpoint": req.endpoint, "vault": req.vault, "item": req.item,
+                   "bearer_present": req.bearer is not None,
+                   "user_agent": headers.get("User-Agent"), "status": None, "fault": None}
+            self._log.append(rec)
+            latency, holds, fault = self._match_fault(req)
+        try:
+            for h in holds:
+                h["_release"].wait(h["latency_ms"] / 1000.0 if h["latency_ms"] else 120)
+            if latency:
+                time.sleep(latency)
+            resp, action = self._respond(req, fault)
+        finally:
+            with self._lock:
+                c["in_flight"] -= 1
+                rec["end"] = time.time()
+        with self._lock:
+            rec["fault"] = fault["kind"] if fault else None
+            st = "dropped" if action and action.get("drop") else str(resp.status)
+            rec["status"] = st
+            c["statuses"][st] = c["statuses"].get(st, 0) + 1
+        return resp, action
+
+    def _respond(self, req, f):
+        if f is not None and f["kind"] == "drop":
+            return None, {"drop": True, "rst": f["rst"]}
+        if f is not None and f["kind"] == "status":
+            return self._fault_status(f), None
+        with self._lock:
+            try:
+                resp = self._dispatch(req)
+            except OpError as e:
+                resp = self._error(e)
+        if f is not None and f["kind"] == "truncate":
+            n = len(resp.body) // 2 if f["truncate_at"] is None else int(f["truncate_at"])
+            return resp, {"truncate": max(0, min(n, len(resp.body) - 1))}
+        if f is not None and f["kind"] == "malformed":
+            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
+            if body is None:
+                body = resp.body[: max(1, len(resp.body) // 2)] + b"\x00<<malformed>>"
+            h = dict(resp.headers)
+            if f["content_type"]:
+                h["Content-Type"] = f["content_type"]
+            return Resp(f["status"] or resp.status, body, h), None
+        return resp, None
+
+    def _fault_status(self, f):
+        code = f["status"] or 503
+        if f["body"] is not None:
+            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
+            r = Resp(code, body, {"Content-Type": f["content_type"] or JSON_CT})
+        else:
+            r = self._error(OpError(code, f["message"] or DEFAULT_MESSAGE.get(code, "Error")))
+        if f["retry_after"] is not None:
+            r.headers["Retry-After"] = str(f["retry_after"])
+        r.headers.update(f["headers"])
+        return r
+
+    @staticmethod
+    def _json(code, obj):
+        return Resp(code, json.dumps(obj).encode(), {"Content-Type": JSON_CT})
+
+    def _error(self, e):
+        r = self._json(e.code, {"status": e.code, "message": e.message})
+        r.headers.update(e.headers)
+        return r
+
+    @staticmethod
+    def _filter_title(req):
+        """The title of `filter=title eq "T"`, None without a filter."""
+        f = req.query.get("filter")
+        if f is None:
+            return None
+        m = FILTER_RE.match(f)
+        if not m:
+            raise OpError(400, f"Invalid filter query: {f}")
+        return m.group(1)
+
+    def _vault_json(self, vid):
+        v = self.vaults[vid]
+        return {"id": vid, "name": v["name"], "attributeVersion": 1,
+                "contentVersion": v["content_version"], "items": len(v["items"]),
+                "type": "USER_CREATED", "createdAt": _rfc3339(v["created"]),
+                "updatedAt": _rfc3339(v["created"])}
+
+    @staticmethod
+    def _summary(item):
+        return {k: copy.deepcopy(item[k]) for k in ("id", "title", "version", "vault",
+                                                   "category", "tags", "createdAt",
+                                                   "updatedAt", "lastEditedBy")}
+
+    def _dispatch(self, req):
+        if req.endpoint.endswith("unknown"):
+            raise OpError(404, f"Not found: {req.path}")
+        if req.method != "GET":
+            raise OpError(405, "Only GET is implemented by this test server")
+        tok = self.tokens.get(req.bearer or "")
+        if tok is None:
+            raise OpError(401, "Invalid token signature")
+        in_scope = [vid for vid in self.vaults
+                    if tok["vaults"] is None or vid in tok["vaults"] or
+                    self.vaults[vid]["name"] in tok["vaults"]]
+        if req.endpoint == "list_vaults":
+            title = self._filter_title(req)
+            return self._json(200, [self._vault_json(vid) for vid in in_scope
+                                    if title is None or self.vaults[vid]["name"] == title])
+        if req.vault not in self.vaults:
+            raise OpError(404, f"vault {req.vault} not found")
+        if req.vault not in in_scope:
+            raise OpError(403, f"vault {req.vault} is not in scope")
+        items = self.vaults[req.vault]["items"]
+        if req.endpoint == "get_vault":
+            return self._json(200, self._vault_json(req.vault))
+        if req.endpoint == "list_items":
+            title = self._filter_title(req)
+            return self._json(200, [self._summary(i) for i in items.values()
+                                    if title is None or i["title"] == title])
+        item = items.get(req.item)
+        if item is None:
+            raise OpError(404, f"item {req.item} not found")
+        return self._json(200, item)
+
+    # control API ------------------------------------------------------------------
+
+    def _admin_route(self, m, path, a, q):
+        if path in ("/_test/health", "/_test/info"):
+            return dict(self.info(), ok=True)
+        if path == "/_test/help":
+            return {"help": _ADMIN_HELP}
+        if path == "/_test/reset" and m == "POST":
+            self.reset()
+            return None
+        if path == "/_test/vault" and m == "POST":
+            return {"id": self.add_vault(a["name"], a.get("id"))}
+        if path == "/_test/item" and m == "POST":
+            a = dict(a)
+            try:
+                return self.put_item(a.pop("vault"), **a)
+            except KeyError as e:
+                return _admin_json(404, {"error": str(e)})
+        if path == "/_test/item/delete" and m == "POST":
+            return {"ok": self.delete_item(a["vault"], a["id"])}
+        if path == "/_test/token" and m == "POST":
+            return self.add_token(**a)
+        if path == "/_test/fault" and m == "POST":
+            return {"id": self.add_fault(**a)}
+        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
+            self.clear_faults(a.get("id", q.get("id")))
+            return None
+        if path == "/_test/faults/clear" and m == "POST":
+            self.clear_faults(a.get("id"))
+            return None
+        if path == "/_test/faults" and m == "GET":
+            return {"faults": self.list_faults()}
+        if path == "/_test/counts" and m == "GET":
+            return self.counts()
+        if path == "/_test/reset-counts" and m == "POST":
+            self.reset_counts()
+            return None
+        if path == "/_test/requests" and m == "GET":
+            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        return _admin_json(404, {"error": f"no admin endpoint {m} {path}", "help": _ADMIN_HELP})
+
+
+_ADMIN_HELP = """\
+All requests need header X-Test-Admin: <admin token>; JSON bodies.
+GET  /_test/health | /_test/info  -> {ok, port, url, admin_token}
+POST /_test/reset                 -> back to the startup config
+POST /_test/vault {name, id?}     -> {id}
+POST /_test/item {vault (id or name), title, fields:[{label, value, section, id, type}],
+                  sections:[{id, label}], id?, category, tags}  -> {id, version}
+                  (an existing id is replaced and its version goes up by one)
+POST /_test/item/delete {vault, id}
+POST /_test/token {token?, vaults?: [ids or names in scope]}  -> {token}
+POST /_test/fault {kind: status|latency|hold|drop|truncate|malformed, path (regex), method,
+                   secret (regex on the item id), count, skip, probability, seed, status,
+                   message, headers, retry_after, latency_ms, body, content_type, rst,
+                   truncate_at}  -> {id}
+GET  /_test/faults | DELETE /_test/faults | POST /_test/faults/clear {id?}
+GET  /_test/counts (endpoints: list_vaults get_vault list_items get_item; items: GETs by id)
+POST /_test/reset-counts | GET /_test/requests?since=SEQ
+Config (--config): {"vaults": [{"name", "id"?, "items": [put_item arguments]}],
+                    "tokens": [{"token", "vaults"?}]}
+"""
+
+
+def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
+    """Start op_connect_server.py as a subprocess; returns (Popen, info dict)."""
+    import subprocess
+
+    os.makedirs(workdir, exist_ok=True)
+    info_file = os.path.join(workdir, "op.info.json")
+    if os.path.exists(info_file):
+        os.unlink(info_file)
+    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
+           "--port-file", os.path.join(workdir, "op.port"), "--info-file", info_file]
+    if config is not None:
+        cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
+    cmd += list(extra_args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(info_file):
+            with open(info_file) as f:
+                return proc, json.load(f)
+        if proc.poll() is not None:
+            raise RuntimeError("op_connect_server exited: " +
+                               proc.stderr.read().decode(errors="replace"))
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("op_connect_server did not start in time")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="1Password Connect test server, in memory")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--info-file")
+    ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
+    ap.add_argument("--admin-token")
+    ap.add_argument("--admin-token-file")
+    ap.add_argument("--admin-port-file")
+    ap.add_argument("--no-tls", action="store_true")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    args = ap.parse_args(argv)
+    args.metadata_port_file = None
+    if not args.no_tls and (not args.cert or not args.key):
+        ap.error("--cert and --key are required (or --no-tls)")
+    srv = OpConnectServer(args.cert, args.key, host=args.host, port=args.port,
+                          config=load_config_arg(args.config), admin_token=args.admin_token,
+                          admin_port=0 if args.admin_port_file else None,
+                          verbose=args.verbose, tls=not args.no_tls)
+    return serve_until_signalled(srv, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
