@@ -70,7 +70,7 @@ int op_parse_source(const char *arg, char **ret_vault, char **ret_prefix, char *
 			 "'\"', '\\' or control characters)");
 		return -EINVAL;
 	}
-	if (*prefix && !ns_id_is_safe(prefix)) {
+	if ((arg[vlen] == '/' || *prefix) && !ns_id_is_safe(prefix)) {
 		free(v);
 		snprintf(reason, reasonlen, "PREFIX must be a relative path like ITEM or ITEM/SECTION");
 		return -EINVAL;
