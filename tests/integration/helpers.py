@@ -4,6 +4,7 @@ running the daemon, process lookup.  See conftest.py for the fixtures.
 """
 
 import base64
+import errno
 import json
 import os
 import re
@@ -251,6 +252,19 @@ def try_read(path):
         return read_file(path)
     except OSError:
         return None
+
+
+def read_errno(path):
+    """The errno of reading @path through the mount, 0 when the read works."""
+    try:
+        read_file(path)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+# What a read of a value never fetched answers when its store cannot be reached.
+UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
 def sanitizer_env():

@@ -23,8 +23,8 @@ import threading
 
 import pytest
 
-from helpers import POLL_TIMEOUT, REPO, is_mounted, read_file, run_secretfs, sanitizer_env, \
-    wait_until
+from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_errno, read_file, \
+    run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from certs import generate_certs  # noqa: E402
@@ -56,15 +56,6 @@ VALUES = [b"app-user-77", b"s3cr3t-op-pass", b"root-pw-9090", b"top-level-value"
           b"slash-title-value", b"never-shown-dotdot"]
 NODE_CLIENT = REPO / "tests" / "servers" / "op_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@1password" / "connect"
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
-
-
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +143,9 @@ def test_tree_values_and_audit_equal_the_npm_client(ops, opmount, workdir, certs
     assert read_file(d.path("db/hidden-by-section")) == b"top-level-value"
     assert read_file(d.path("db/extrafield")) == b"extra-value-42"
     assert read_file(d.path("db/notes")) == b""
-    assert read_err(d.path("db/emptyfield")) == errno.ENOENT
-    assert read_err(d.path("db/nope")) == errno.ENOENT
-    assert read_err(d.path("nope/x")) == errno.ENOENT
+    assert read_errno(d.path("db/emptyfield")) == errno.ENOENT
+    assert read_errno(d.path("db/nope")) == errno.ENOENT
+    assert read_errno(d.path("nope/x")) == errno.ENOENT
 
     # the item's version is the audit's version
     ops.put_item(VAULT, "api", id=item_id(ops, "api"),
@@ -222,7 +213,7 @@ def test_vault_by_id_and_unknown_vault(ops, opmount, workdir, certs):
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     assert ops.endpoint_count("get_vault") == 1
     u = opmount(ops, vault="Nowhere")
-    assert read_err(u.path("api/key")) == errno.ENOENT
+    assert read_errno(u.path("api/key")) == errno.ENOENT
     u.wait_stderr("no vault titled 'Nowhere'")
 
 
@@ -276,7 +267,7 @@ def test_startup_errors_and_a_refused_token(ops, opmount, workdir, certs):
     d = opmount(ops, env={"OP_CONNECT_TOKEN": "forged-token"})
     # a listing refused is read as "may read, may not list" (DESIGN): nothing shows
     assert os.listdir(d.mnt) == []
-    assert read_err(d.path("api/key")) in (errno.EACCES, errno.EISDIR)
+    assert read_errno(d.path("api/key")) in (errno.EACCES, errno.EISDIR)
     assert ops.counts()["statuses"].get("401", 0) >= 1
     assert "forged-token" not in d.stderr()
 
@@ -286,7 +277,7 @@ def test_startup_errors_and_a_refused_token(ops, opmount, workdir, certs):
 
 def test_wrong_ca_is_refused(ops, opmount, certs):
     d = opmount(ops, ca=certs.rogue_ca, options=["-o", "max_attempts=1"])
-    assert read_err(d.path("api/key")) in UNREACHABLE
+    assert read_errno(d.path("api/key")) in UNREACHABLE
     c = ops.counts()
     assert c["tls_handshake_failures"] >= 1 and c["total"] == 0
 
@@ -306,7 +297,7 @@ def test_outage_serves_stale_then_recovers(ops, opmount):
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     ops.add_fault("status", status=503)
     assert read_file(d.path("api/key")) == b"abc-api-key-123"  # stale over a 503
-    assert read_err(d.path("db/password")) in UNREACHABLE  # nothing to fall back on
+    assert read_errno(d.path("db/password")) in UNREACHABLE  # nothing to fall back on
     ops.add_fault("drop")
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     ops.clear_faults()

@@ -17,10 +17,11 @@ Requests need `Authorization: Bearer TOKEN` with a token the server knows
 vaults (403 "vault V is not in scope").  Every change of an item adds 1 to
 its `version`, as Connect does.
 
-The HTTP plumbing, fault actions (drop, truncate) and the admin client are
-aws_server.py's, shared rather than copied; faults, counters and the
-request log are gcp_server.py's.  The control API is under /_test/ (header
-X-Test-Admin); see _ADMIN_HELP.
+The server is a GcpServer (gcp_server.py) with its own state, request
+classes and answers: the HTTP plumbing and the admin client (aws_server.py's),
+the request path, faults, counters and the request log are shared rather than
+copied.  In the shared counters an item is a "secret" of "project" VAULT.  The
+control API is under /_test/ (header X-Test-Admin); see _ADMIN_HELP.
 """
 
 from __future__ import annotations
@@ -32,24 +33,19 @@ import os
 import re
 import secrets as _secrets
 import sys
-import threading
 import time
-from datetime import datetime, timezone
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
-                        load_config_arg, serve_until_signalled)
-from gcp_server import GcpServer  # noqa: E402
+from aws_server import (AdminClient, Resp, _admin_json, load_config_arg,  # noqa: E402
+                        serve_until_signalled)
+from gcp_server import GcpError, GcpServer, _rfc3339, spawn_server  # noqa: E402
 
 __all__ = ["OpConnectServer", "AdminClient", "spawn_cli", "new_id"]
 
 JSON_CT = "application/json"
 ID_RE = re.compile(r"^[a-z0-9]{26}$")
 FILTER_RE = re.compile(r'^\s*title\s+eq\s+"(.*)"\s*$', re.S)
-DEFAULT_MESSAGE = {429: "Too many requests", 500: "Internal server error",
-                   502: "Bad gateway", 503: "Service unavailable: syncing with 1Password.com",
-                   504: "Gateway timeout"}
 
 
 def new_id():
@@ -57,74 +53,31 @@ def new_id():
     return "".join(_secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(26))
 
 
-def _rfc3339(t):
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class OpError(GcpError):
+    """An error answer, {"status": N, "message": "..."}."""
 
 
-class OpError(Exception):
-    def __init__(self, code, message, headers=None):
-        super().__init__(code, message)
-        self.code, self.message, self.headers = code, message, headers or {}
-
-
-class _Req:
-    def __init__(self, method, url, headers, body, listener):
-        self.method = method.upper()
-        self.path = url.path or "/"
-        self.query = dict(parse_qsl(url.query, keep_blank_values=True))
-        self.headers = headers
-        self.body = body or b""
-        self.listener = listener
-        self.endpoint = "unknown"
-        self.vault = self.item = None
-        self.secret = None  # the item id, for gcp_server's fault matching ("secret" regex)
-        auth = headers.get("Authorization") or ""
-        self.bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-
-
-class OpConnectServer:
+class OpConnectServer(GcpServer):
     """In-memory 1Password Connect server."""
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, config=None,
                  admin_token=None, admin_port=None, verbose=False, tls=True):
-        if tls and (not cert or not key):
-            raise ValueError("cert and key are required unless tls=False")
-        self.cert, self.key = cert, key
-        self.host, self._want_port = host, port
-        self._want_metadata_port = None
-        self._admin_port_wanted = admin_port
-        self.tls = tls
-        self.admin_token = admin_token or _secrets.token_hex(16)
-        self.verbose = verbose
-        self._initial_config = copy.deepcopy(config or {})
-        self._lock = threading.RLock()
-        self._servers, self._threads = [], []
-        self._conns = set()
-        self._conns_lock = threading.Lock()
-        self.port = self.metadata_port = self.admin_port = None
-        self.url = self.metadata_url = self.admin_url = None
-        self.faults = []
-        self._fault_seq = 0
-        self.reset_counts()
-        self._apply_config(self._initial_config)
+        super().__init__(cert, key, host=host, port=port, metadata_port=None, config=config,
+                         admin_token=admin_token, admin_port=admin_port, verbose=verbose,
+                         tls=tls)
 
     # ------------------------------------------------------------------ state
 
     def _apply_config(self, cfg):
         self.vaults = {}   # vault id -> {"name", "items": {item id: item}, "created", "version"}
         self.tokens = {}   # token -> {"vaults": None (all) or [vault ids or names]}
+        self.project_numbers = {}  # GcpServer's counters key items by "project/secret"
         for v in cfg.get("vaults", []):
             self.add_vault(v["name"], v.get("id"))
             for it in v.get("items", []):
                 self.put_item(v["name"], **it)
         for t in cfg.get("tokens", []):
             self.add_token(**t)
-
-    def reset(self):
-        with self._lock:
-            self.clear_faults()
-            self._apply_config(self._initial_config)
-            self.reset_counts()
 
     def add_vault(self, name, id=None):
         vid = id or new_id()
@@ -180,51 +133,15 @@ class OpConnectServer:
             self.tokens[tok] = {"vaults": None if vaults is None else list(vaults)}
         return {"token": tok}
 
-    # faults and counters: gcp_server.py's ---------------------------------------
+    # faults and counters: GcpServer's --------------------------------------------
 
     FAULT_KINDS = ("status", "latency", "hold", "drop", "truncate", "malformed")
 
-    def add_fault(self, kind="status", **kw):
-        if kind not in self.FAULT_KINDS:
-            raise ValueError(f"kind must be one of {self.FAULT_KINDS}")
-        return GcpServer.add_fault(self, kind=kind, **kw)
-
-    clear_faults = GcpServer.clear_faults
-    _match_fault = GcpServer._match_fault
-
-    def reset_counts(self):
-        with self._lock:
-            self._counts = {"total": 0, "connections": 0, "tls_handshake_failures": 0,
-                            "admin_requests": 0, "faults_fired": 0, "in_flight": 0,
-                            "in_flight_peak": 0, "endpoints": {}, "items": {},
-                            "statuses": {}}
-            self._log = []
-            self._seq = 0
-
-    def endpoint_count(self, endpoint):
-        with self._lock:
-            return self._counts["endpoints"].get(endpoint, 0)
-
     def item_count(self, item_id):
-        """GETs of one item (by id) since the last reset_counts()."""
+        """Requests for one item (by id) since the last reset_counts()."""
         with self._lock:
-            return self._counts["items"].get(item_id, 0)
-
-    # ------------------------------------------------------------- lifecycle
-
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-    stop = GcpServer.stop
+            return sum(sum(d.values()) for k, d in self._counts["secrets"].items()
+                       if k.rsplit("/", 1)[1] == item_id)
 
     def info(self):
         return {"port": self.port, "url": self.url, "admin_port": self.admin_port,
@@ -241,82 +158,10 @@ class OpConnectServer:
             req.endpoint = f"{req.method} unknown"
             return
         vault, items, item = m.groups()
-        req.vault = unquote(vault) if vault else None
+        req.vault = req.project = unquote(vault) if vault else None
         req.item = req.secret = unquote(item) if item else None
         req.endpoint = ("get_item" if item else "list_items" if items else
                         "get_vault" if vault else "list_vaults")
-
-    def serve(self, method, url, headers, body, peer=None, listener="main"):
-        """One non-admin request; returns (Resp, action) for aws_server's handler."""
-        req = _Req(method, url, headers, body, listener)
-        self._classify(req)
-        with self._lock:
-            c = self._counts
-            c["total"] += 1
-            c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
-            if req.item:
-                c["items"][req.item] = c["items"].get(req.item, 0) + 1
-            c["in_flight"] += 1
-            c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
-            self._seq += 1
-            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
-                   "method": req.method, "path": req.path, "query": req.query,
-                   "endpoint": req.endpoint, "vault": req.vault, "item": req.item,
-                   "bearer_present": req.bearer is not None,
-                   "user_agent": headers.get("User-Agent"), "status": None, "fault": None}
-            self._log.append(rec)
-            latency, holds, fault = self._match_fault(req)
-        try:
-            for h in holds:
-                h["_release"].wait(h["latency_ms"] / 1000.0 if h["latency_ms"] else 120)
-            if latency:
-                time.sleep(latency)
-            resp, action = self._respond(req, fault)
-        finally:
-            with self._lock:
-                c["in_flight"] -= 1
-                rec["end"] = time.time()
-        with self._lock:
-            rec["fault"] = fault["kind"] if fault else None
-            st = "dropped" if action and action.get("drop") else str(resp.status)
-            rec["status"] = st
-            c["statuses"][st] = c["statuses"].get(st, 0) + 1
-        return resp, action
-
-    def _respond(self, req, f):
-        if f is not None and f["kind"] == "drop":
-            return None, {"drop": True, "rst": f["rst"]}
-        if f is not None and f["kind"] == "status":
-            return self._fault_status(f), None
-        with self._lock:
-            try:
-                resp = self._dispatch(req)
-            except OpError as e:
-                resp = self._error(e)
-        if f is not None and f["kind"] == "truncate":
-            n = len(resp.body) // 2 if f["truncate_at"] is None else int(f["truncate_at"])
-            return resp, {"truncate": max(0, min(n, len(resp.body) - 1))}
-        if f is not None and f["kind"] == "malformed":
-            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
-            if body is None:
-                body = resp.body[: max(1, len(resp.body) // 2)] + b"\x00<<malformed>>"
-            h = dict(resp.headers)
-            if f["content_type"]:
-                h["Content-Type"] = f["content_type"]
-            return Resp(f["status"] or resp.status, body, h), None
-        return resp, None
-
-    def _fault_status(self, f):
-        code = f["status"] or 503
-        if f["body"] is not None:
-            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
-            r = Resp(code, body, {"Content-Type": f["content_type"] or JSON_CT})
-        else:
-            r = self._error(OpError(code, f["message"] or DEFAULT_MESSAGE.get(code, "Error")))
-        if f["retry_after"] is not None:
-            r.headers["Retry-After"] = str(f["retry_after"])
-        r.headers.update(f["headers"])
-        return r
 
     @staticmethod
     def _json(code, obj):
@@ -351,7 +196,7 @@ class OpConnectServer:
                                                    "category", "tags", "createdAt",
                                                    "updatedAt", "lastEditedBy")}
 
-    def _dispatch(self, req):
+    def _dispatch(self, req, bad_crc=False):
         if req.endpoint.endswith("unknown"):
             raise OpError(404, f"Not found: {req.path}")
         if req.method != "GET":
@@ -448,29 +293,8 @@ Config (--config): {"vaults": [{"name", "id"?, "items": [put_item arguments]}],
 
 def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
     """Start op_connect_server.py as a subprocess; returns (Popen, info dict)."""
-    import subprocess
-
-    os.makedirs(workdir, exist_ok=True)
-    info_file = os.path.join(workdir, "op.info.json")
-    if os.path.exists(info_file):
-        os.unlink(info_file)
-    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
-           "--port-file", os.path.join(workdir, "op.port"), "--info-file", info_file]
-    if config is not None:
-        cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
-    cmd += list(extra_args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.exists(info_file):
-            with open(info_file) as f:
-                return proc, json.load(f)
-        if proc.poll() is not None:
-            raise RuntimeError("op_connect_server exited: " +
-                               proc.stderr.read().decode(errors="replace"))
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("op_connect_server did not start in time")
+    return spawn_server(os.path.abspath(__file__), "op", cert, key, workdir, config,
+                        extra_args, python, timeout)
 
 
 def main(argv=None):

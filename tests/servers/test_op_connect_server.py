@@ -168,7 +168,7 @@ def test_faults_status_drop_malformed(srv, session):
     srv.add_fault("status", status=429, retry_after=1, count=1)
     r = _get(session, srv, path, tok)
     assert r.status_code == 429 and r.headers["Retry-After"] == "1"
-    assert r.json() == {"status": 429, "message": "Too many requests"}
+    assert set(r.json()) == {"status", "message"} and r.json()["status"] == 429
     srv.add_fault("drop", count=1)
     with pytest.raises(requests.exceptions.ConnectionError):
         _get(session, srv, path, tok)
