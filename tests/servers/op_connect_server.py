@@ -249,23 +249,9 @@ class OpConnectServer(GcpServer):
             return {"ok": self.delete_item(a["vault"], a["id"])}
         if path == "/_test/token" and m == "POST":
             return self.add_token(**a)
-        if path == "/_test/fault" and m == "POST":
-            return {"id": self.add_fault(**a)}
-        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
-            self.clear_faults(a.get("id", q.get("id")))
-            return None
-        if path == "/_test/faults/clear" and m == "POST":
-            self.clear_faults(a.get("id"))
-            return None
-        if path == "/_test/faults" and m == "GET":
-            return {"faults": self.list_faults()}
-        if path == "/_test/counts" and m == "GET":
-            return self.counts()
-        if path == "/_test/reset-counts" and m == "POST":
-            self.reset_counts()
-            return None
-        if path == "/_test/requests" and m == "GET":
-            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        if path.startswith(("/_test/fault", "/_test/counts", "/_test/reset-counts",
+                            "/_test/requests")):
+            return GcpServer._admin_route(self, m, path, a, q)  # faults and counters
         return _admin_json(404, {"error": f"no admin endpoint {m} {path}", "help": _ADMIN_HELP})
 
 
