@@ -23,7 +23,7 @@ import threading
 
 import pytest
 
-from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_errno, read_file, \
+from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_err, read_file, \
     run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
@@ -143,9 +143,9 @@ def test_tree_values_and_audit_equal_the_npm_client(ops, opmount, workdir, certs
     assert read_file(d.path("db/hidden-by-section")) == b"top-level-value"
     assert read_file(d.path("db/extrafield")) == b"extra-value-42"
     assert read_file(d.path("db/notes")) == b""
-    assert read_errno(d.path("db/emptyfield")) == errno.ENOENT
-    assert read_errno(d.path("db/nope")) == errno.ENOENT
-    assert read_errno(d.path("nope/x")) == errno.ENOENT
+    assert read_err(d.path("db/emptyfield")) == errno.ENOENT
+    assert read_err(d.path("db/nope")) == errno.ENOENT
+    assert read_err(d.path("nope/x")) == errno.ENOENT
 
     # the item's version is the audit's version
     ops.put_item(VAULT, "api", id=item_id(ops, "api"),
@@ -213,7 +213,7 @@ def test_vault_by_id_and_unknown_vault(ops, opmount, workdir, certs):
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     assert ops.endpoint_count("get_vault") == 1
     u = opmount(ops, vault="Nowhere")
-    assert read_errno(u.path("api/key")) == errno.ENOENT
+    assert read_err(u.path("api/key")) == errno.ENOENT
     u.wait_stderr("no vault titled 'Nowhere'")
 
 
@@ -267,7 +267,7 @@ def test_startup_errors_and_a_refused_token(ops, opmount, workdir, certs):
     d = opmount(ops, env={"OP_CONNECT_TOKEN": "forged-token"})
     # a listing refused is read as "may read, may not list" (DESIGN): nothing shows
     assert os.listdir(d.mnt) == []
-    assert read_errno(d.path("api/key")) in (errno.EACCES, errno.EISDIR)
+    assert read_err(d.path("api/key")) in (errno.EACCES, errno.EISDIR)
     assert ops.counts()["statuses"].get("401", 0) >= 1
     assert "forged-token" not in d.stderr()
 
@@ -277,7 +277,7 @@ def test_startup_errors_and_a_refused_token(ops, opmount, workdir, certs):
 
 def test_wrong_ca_is_refused(ops, opmount, certs):
     d = opmount(ops, ca=certs.rogue_ca, options=["-o", "max_attempts=1"])
-    assert read_errno(d.path("api/key")) in UNREACHABLE
+    assert read_err(d.path("api/key")) in UNREACHABLE
     c = ops.counts()
     assert c["tls_handshake_failures"] >= 1 and c["total"] == 0
 
@@ -297,7 +297,7 @@ def test_outage_serves_stale_then_recovers(ops, opmount):
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     ops.add_fault("status", status=503)
     assert read_file(d.path("api/key")) == b"abc-api-key-123"  # stale over a 503
-    assert read_errno(d.path("db/password")) in UNREACHABLE  # nothing to fall back on
+    assert read_err(d.path("db/password")) in UNREACHABLE  # nothing to fall back on
     ops.add_fault("drop")
     assert read_file(d.path("api/key")) == b"abc-api-key-123"
     ops.clear_faults()
