@@ -272,6 +272,26 @@ def test_startup_errors_and_a_refused_token(ops, opmount, workdir, certs):
     assert "forged-token" not in d.stderr()
 
 
+def test_plain_http_needs_insecure_and_warns(ops, opmount, workdir):
+    plain = OpConnectServer(tls=False, config={"tokens": [{"token": ops.token}], "vaults": [
+        {"name": VAULT, "items": [{"title": "api", "fields": [
+            {"label": "key", "value": "abc-api-key-123"}]}]}]})
+    plain.start()
+    try:
+        plain.token = ops.token
+        mnt = workdir / "mnt-plain"
+        mnt.mkdir()
+        r = run_secretfs(["-f", f"op-connect:{VAULT}", str(mnt)], env=op_env(workdir, plain))
+        assert r.returncode != 0 and "plain HTTP" in r.stderr and "insecure" in r.stderr
+        assert not is_mounted(mnt)
+        d = opmount(plain, ca=False, options=["-o", "insecure"])
+        d.wait_stderr("plain HTTP (-o insecure)")
+        assert read_file(d.path("api/key")) == b"abc-api-key-123"
+        assert_no_leaks(d, plain)
+    finally:
+        plain.stop()
+
+
 # ---------------------------------------------------------------- faults
 
 
