@@ -182,7 +182,8 @@ static int vault_id(struct op *o, char ret[OP_ID_MAX], char *reason, size_t reas
 		/* Every path is ENOENT then, which is not logged: say why once. */
 		pthread_mutex_lock(&o->lock);
 		said = o->warned_vault;
-		o->warned_vault = true;
+		if (r == -ENOENT)
+			o->warned_vault = true;
 		pthread_mutex_unlock(&o->lock);
 		if (r == -ENOENT && !said && o->b->events.error)
 			o->b->events.error(o->b->events.ctx, reason);
