@@ -46,11 +46,11 @@
 #include "secretfs/namespace.h"
 #include "secretfs/util.h"
 
-#define OP_TOKEN_MAX	 16384
-#define OP_CRED_NAME	 "op-connect-token"
-#define OP_WARNED_MAX	 256
-#define LIST_MAX_ITEMS	 100000
-#define WHY_MAX		 BACKEND_REASON_MAX
+#define OP_TOKEN_MAX   16384
+#define OP_CRED_NAME   "op-connect-token"
+#define OP_WARNED_MAX  256
+#define LIST_MAX_ITEMS 100000
+#define WHY_MAX	       BACKEND_REASON_MAX
 
 struct op {
 	struct backend *b;
@@ -62,7 +62,7 @@ struct op {
 	struct http_client *http;
 	struct kept_map kept; /* item id -> its fields table, at the item's version */
 	pthread_mutex_t lock;
-	char vault_id[OP_ID_MAX]; /* "" until resolved; protected by lock */
+	char vault_id[OP_ID_MAX];    /* "" until resolved; protected by lock */
 	char *warned[OP_WARNED_MAX]; /* "TITLE\nID\nID" said once; protected by lock */
 	size_t nwarned;		     /* protected by lock */
 	bool warned_vault;	     /* a missing vault was reported; protected by lock */
@@ -489,8 +489,8 @@ static int list_items(struct op *o, struct secret **ret, char *reason, size_t re
 	return r;
 }
 
-static int op_list(struct backend *b, const char *folder, struct secret **ret_listing,
-		   char *reason, size_t reasonlen)
+static int op_list(struct backend *b, const char *folder, struct secret **ret_listing, char *reason,
+		   size_t reasonlen)
 {
 	struct op *o = b->priv;
 	_cleanup_free_ char *full = full_path(o, folder), *title = NULL;

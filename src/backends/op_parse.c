@@ -72,7 +72,8 @@ int op_parse_source(const char *arg, char **ret_vault, char **ret_prefix, char *
 	}
 	if ((arg[vlen] == '/' || *prefix) && !ns_id_is_safe(prefix)) {
 		free(v);
-		snprintf(reason, reasonlen, "PREFIX must be a relative path like ITEM or ITEM/SECTION");
+		snprintf(reason, reasonlen,
+			 "PREFIX must be a relative path like ITEM or ITEM/SECTION");
 		return -EINVAL;
 	}
 	p = strdup(prefix);
@@ -198,9 +199,9 @@ int op_parse_summaries(const char *body, size_t len,
 }
 
 struct field_path {
-	char *name;	   /* the path inside the item */
-	json_t *value;	   /* a string, or NULL for an empty value */
-	size_t order;	   /* its place in fields[]: the first of two equal paths wins */
+	char *name;    /* the path inside the item */
+	json_t *value; /* a string, or NULL for an empty value */
+	size_t order;  /* its place in fields[]: the first of two equal paths wins */
 };
 
 static int path_cmp(const void *a, const void *b)
@@ -288,11 +289,9 @@ int op_parse_item(const char *body, size_t len, struct secret **ret_table,
 			hidden++;
 			continue;
 		}
-		sec = section_label(sections,
-				    json_string_value(json_object_get(json_object_get(f, "section"),
-								      "id")));
-		if (sec ? asprintf(&p[n].name, "%s/%s", sec, l) < 0
-			: !(p[n].name = strdup(l))) {
+		sec = section_label(sections, json_string_value(json_object_get(
+						      json_object_get(f, "section"), "id")));
+		if (sec ? asprintf(&p[n].name, "%s/%s", sec, l) < 0 : !(p[n].name = strdup(l))) {
 			p[n].name = NULL;
 			paths_free(p, n);
 			return -ENOMEM;

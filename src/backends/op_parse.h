@@ -14,7 +14,7 @@
 #include "secretfs/backend.h"
 #include "secretfs/secret.h"
 
-#define OP_ID_MAX    64  /* ids are 26 characters of [a-z0-9]; room for others */
+#define OP_ID_MAX    64	 /* ids are 26 characters of [a-z0-9]; room for others */
 #define OP_TITLE_MAX 512 /* longer vault and item titles are not looked up */
 
 /*

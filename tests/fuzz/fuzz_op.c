@@ -95,8 +95,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		r = op_parse_vaults(s, len, "Demo", id, reason, sizeof(reason));
 		if (r < 0) {
-			/* Two vaults of one title: the reason names their ids, which are no secret. */
-			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T, "a reason unterminated");
+			/* Two vaults of one title: the reason names their ids, which are no secret.
+			 */
+			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T,
+				   "a reason unterminated");
 			if (r != -EIO)
 				check_error(r, reason);
 		} else {
@@ -121,7 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r < 0) {
 			fuzz_check(r == -EINVAL || r == -ENOMEM, T, "a SOURCE error not EINVAL");
 		} else {
-			fuzz_check(op_title_is_filterable(vault), T, "a vault a filter cannot quote");
+			fuzz_check(op_title_is_filterable(vault), T,
+				   "a vault a filter cannot quote");
 			fuzz_check(!*prefix || ns_id_is_safe(prefix), T, "an unsafe PREFIX");
 			free(vault);
 			free(prefix);

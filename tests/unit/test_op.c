@@ -64,7 +64,8 @@ static void test_documented_item(void **state)
 {
 	json_t *doc = load_fixture("1password/get-item.json");
 	json_t *body = json_object_get(doc, "response_body");
-	const char *raw = json_string_value(json_object_get(doc, "response_body_raw_as_documented"));
+	const char *raw =
+		json_string_value(json_object_get(doc, "response_body_raw_as_documented"));
 	char version[BACKEND_VERSION_MAX], *text;
 	struct secret *t = NULL;
 	size_t hidden = 9;
@@ -112,11 +113,14 @@ static void test_item_names(void **state)
 		"{\"id\":\"f4\"},"
 		"{\"id\":\"f5\",\"label\":\"\",\"value\":\"\"},"
 		"{\"id\":\"f6\",\"label\":\"b\",\"value\":\"in-s\",\"section\":{\"id\":\"s\"}},"
-		"{\"id\":\"f7\",\"label\":\"c\",\"value\":\"unsafe-section\",\"section\":{\"id\":\"u\"}},"
-		"{\"id\":\"f8\",\"label\":\"d\",\"value\":\"no-section\",\"section\":{\"id\":\"zz\"}},"
+		"{\"id\":\"f7\",\"label\":\"c\",\"value\":\"unsafe-section\",\"section\":{\"id\":"
+		"\"u\"}},"
+		"{\"id\":\"f8\",\"label\":\"d\",\"value\":\"no-section\",\"section\":{\"id\":"
+		"\"zz\"}},"
 		"{\"id\":\"f9\",\"label\":\"x/y\",\"value\":\"slash\"},"
 		"{\"id\":\"fa\",\"label\":\"n\",\"value\":5},"
-		"{\"id\":\"fb\",\"label\":\"e\",\"value\":\"empty-label-section\",\"section\":{\"id\":\"e\"}}]}";
+		"{\"id\":\"fb\",\"label\":\"e\",\"value\":\"empty-label-section\",\"section\":{"
+		"\"id\":\"e\"}}]}";
 	char version[BACKEND_VERSION_MAX];
 	struct secret *t = NULL;
 	size_t hidden = 0;
@@ -176,9 +180,9 @@ static void test_summaries_and_vaults(void **state)
 	struct seen seen = { .n = 0 };
 
 	(void)state;
-	assert_int_equal(op_parse_summaries(list, strlen(list), add_summary, &seen, reason,
-					    sizeof(reason)),
-			 0);
+	assert_int_equal(
+		op_parse_summaries(list, strlen(list), add_summary, &seen, reason, sizeof(reason)),
+		0);
 	assert_int_equal(seen.n, 2);
 	assert_string_equal(seen.ids[0], "a1");
 	assert_string_equal(seen.versions[0], "3");
@@ -238,8 +242,8 @@ static void test_source(void **state)
 		{ "Prod Vault/db", "Prod Vault", "db" },
 		{ "ytrfte14kw1uex5txaore1emkz/db/Admin", "ytrfte14kw1uex5txaore1emkz", "db/Admin" },
 	};
-	static const char *const bad[] = { "", "/db", "Pr\"od", "a\\b", "Prod/../x", "Prod/a//b",
-					   "Prod/", "tab\there" };
+	static const char *const bad[] = { "",		"/db",	     "Pr\"od", "a\\b",
+					   "Prod/../x", "Prod/a//b", "Prod/",  "tab\there" };
 	char reason[BACKEND_REASON_MAX], *v, *p;
 
 	(void)state;
@@ -284,9 +288,12 @@ static void test_example_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_documented_item),	 cmocka_unit_test(test_item_names),
-		cmocka_unit_test(test_summaries_and_vaults), cmocka_unit_test(test_error_document),
-		cmocka_unit_test(test_source),		 cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_documented_item),
+		cmocka_unit_test(test_item_names),
+		cmocka_unit_test(test_summaries_and_vaults),
+		cmocka_unit_test(test_error_document),
+		cmocka_unit_test(test_source),
+		cmocka_unit_test(test_example_file),
 	};
 
 	if (secret_heap_init(1 << 20, NULL, 0) < 0)
