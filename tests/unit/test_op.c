@@ -23,6 +23,7 @@
 #include "backends/op_parse.h"
 #include "secretfs/config.h"
 #include "secretfs/secret.h"
+#include "example_config.h"
 
 static json_t *load_fixture(const char *rel)
 {
@@ -266,19 +267,10 @@ static void test_source(void **state)
 /* examples/op-connect.conf stays loadable and says what it documents. */
 static void test_example_file(void **state)
 {
-	const char *dir = getenv("SECRETFS_TESTDATA");
-	char path[4096], err[CONFIG_ERR_MAX] = "";
 	struct config c;
 
 	(void)state;
-	if (!dir) {
-		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
-		skip();
-	}
-	snprintf(path, sizeof(path), "%s/../../examples/op-connect.conf", dir);
-	config_init(&c);
-	if (config_load(&c, path, err, sizeof(err)) != 0)
-		fail_msg("%s", err);
+	load_example_config("op-connect.conf", &c);
 	assert_string_equal(c.source, "op-connect:Prod");
 	assert_string_equal(c.op_connect_host, "https://connect.example:8443");
 	assert_null(c.op_token_file);
