@@ -143,6 +143,9 @@ static const struct config_option options[] = {
 	/* Google Secret Manager. */
 	{ "gcp_endpoint", "gcp", "endpoint", OPT_PATH, FIELD(gcp_endpoint), 0, 0, NULL },
 	{ "gcp_credentials", "gcp", "credentials", OPT_PATH, FIELD(gcp_credentials), 0, 0, NULL },
+	/* 1Password Connect; unset: OP_CONNECT_HOST and OP_CONNECT_TOKEN, as 1Password's SDKs. */
+	{ "op_connect_host", "op-connect", "host", OPT_PATH, FIELD(op_connect_host), 0, 0, NULL },
+	{ "op_token_file", "op-connect", "token_file", OPT_PATH, FIELD(op_token_file), 0, 0, NULL },
 };
 
 void config_init(struct config *c)
@@ -664,7 +667,8 @@ static bool option_per_source(const struct config_option *o)
 		return false; /* one pool of fetches; the kernel's attributes are mount-wide */
 	return strcmp(o->section, "cache") == 0 || strcmp(o->section, "http") == 0 ||
 	       strcmp(o->section, "vault") == 0 || strcmp(o->section, "aws") == 0 ||
-	       strcmp(o->section, "gcp") == 0 || strcmp(o->name, "name_separator") == 0;
+	       strcmp(o->section, "gcp") == 0 || strcmp(o->section, "op-connect") == 0 ||
+	       strcmp(o->name, "name_separator") == 0;
 }
 
 static bool name_valid(const char *s)
@@ -811,6 +815,8 @@ static const char *uri_section(const char *uri)
 		return "aws";
 	if (strncmp(uri, "gcp-", 4) == 0)
 		return "gcp";
+	if (strncmp(uri, "op-connect:", 11) == 0)
+		return "op-connect";
 	return NULL;
 }
 
@@ -859,7 +865,7 @@ static int sources_check(struct load_ctx *ctx)
 			const struct config_option *o = option_by_name(s->overrides[j].name);
 
 			if (strcmp(o->section, "vault") != 0 && strcmp(o->section, "aws") != 0 &&
-			    strcmp(o->section, "gcp") != 0)
+			    strcmp(o->section, "gcp") != 0 && strcmp(o->section, "op-connect") != 0)
 				continue;
 			if (!sect || strcmp(sect, o->section) != 0) {
 				ctx->line = s->overrides[j].line;
