@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""Doppler API v3 test server (in memory).
+
+One HTTPS listener on 127.0.0.1 (TLS, HTTP/1.1 keep-alive) stands in for
+https://api.doppler.com, as secretfs' doppler backend and npm
+@dopplerhq/node-sdk use it:
+
+  GET /v3/configs/config/secrets/download?format=json&project=&config=
+      the whole config as one flat JSON object NAME -> computed value, with the
+      Doppler-managed DOPPLER_PROJECT, DOPPLER_ENVIRONMENT and DOPPLER_CONFIG
+      (include_managed_secrets=false leaves them out); an ETag, and
+      If-None-Match with that ETag answers 304 with no body
+  GET /v3/configs/config/secrets?project=&config=
+      {"secrets": {NAME: {raw, computed, note, rawVisibility, computedVisibility}}, "success": true}
+  GET /v3/configs/config/secret?project=&config=&name=
+      {"name": NAME, "value": {raw, computed, note, ...}, "success": true}
+
+Authentication: a service token, as `Authorization: Bearer TOKEN` (the SDK and
+the API docs) or `Authorization: Basic base64(TOKEN:)` (the older form the CLI
+and curl examples use).  A service token belongs to one project and config:
+they may be left out of the query (the token implies them), and naming another
+config is 403.  Errors are {"messages": ["..."], "success": false}: 401 for a
+missing or unknown token, 403, 404 for an unknown project, config or secret,
+429 with Retry-After and the x-ratelimit-* headers.
+
+Computed values expand ${NAME} references within the config, as Doppler does.
+
+The HTTP plumbing, fault actions (drop, truncate) and the admin front door are
+aws_server.py's, shared rather than copied.  The control API is under /_test/
+(header X-Test-Admin) on every listener; see README.md and _ADMIN_HELP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import hashlib
+import json
+import os
+import random
+import re
+import secrets as _secrets
+import sys
+import threading
+import time
+from urllib.parse import parse_qsl, unquote
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+                        load_config_arg, serve_until_signalled)
+
+__all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
+
+JSON_CT = "application/json; charset=utf-8"
+NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+REF_RE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+MANAGED = ("DOPPLER_CONFIG", "DOPPLER_ENVIRONMENT", "DOPPLER_PROJECT")
+ENDPOINTS = {"/v3/configs/config/secrets/download": "download",
+             "/v3/configs/config/secrets": "list",
+             "/v3/configs/config/secret": "get"}
+DEFAULT_MESSAGE = {
+    401: "Invalid Auth token",
+    403: "This token does not have access to requested config",
+    429: "You have exceeded the rate limit. Please wait and try again.",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class DopplerError(Exception):
+    def __init__(self, code, message, headers=None):
+        super().__init__(code, message)
+        self.code, self.message, self.headers = code, message, headers or {}
+
+
+class _Req:
+    def __init__(self, method, url, headers, body, listener):
+        self.method = method.upper()
+        self.path = unquote(url.path or "/")
+        self.query = dict(parse_qsl(url.query, keep_blank_values=True))
+        self.headers = headers
+        self.body = body or b""
+        self.listener = listener
+        self.endpoint = ENDPOINTS.get(self.path.rstrip("/"), f"{self.method} unknown")
+        self.secret = self.query.get("name")
+        self.auth_form = None
+        self.token = None
+        auth = (headers.get("Authorization") or "").strip()
+        if auth[:7].lower() == "bearer ":
+            self.auth_form, self.token = "bearer", auth[7:].strip()
+        elif auth[:6].lower() == "basic ":
+            try:
+                user = base64.b64decode(auth[6:].strip(), validate=True).decode()
+                self.auth_form, self.token = "basic", user.split(":", 1)[0]
+            except (ValueError, UnicodeDecodeError):
+                self.auth_form = "basic-malformed"
+
+
+class DopplerServer:
+    """In-memory Doppler API v3: configs of secrets, service tokens, faults, counters."""
+
+    def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, config=None,
+                 admin_token=None, admin_port=None, verbose=False, tls=True):
+        if tls and (not cert or not key):
+            raise ValueError("cert and key are required unless tls=False")
+        self.cert, self.key = cert, key
+        self.host, self._want_port = host, port
+        self._want_metadata_port = None
+        self._admin_port_wanted = admin_port
+        self.tls = tls
+        self.admin_token = admin_token or _secrets.token_hex(16)
+        self.verbose = verbose
+        self._initial_config = copy.deepcopy(config or {})
+        self._lock = threading.RLock()
+        self._servers, self._threads = [], []
+        self._conns = set()
+        self._conns_lock = threading.Lock()
+        self.port = self.metadata_port = self.admin_port = None
+        self.url = self.metadata_url = self.admin_url = None
+        self.faults = []
+        self._fault_seq = 0
+        self.reset_counts()
+        self._apply_config(self._initial_config)
+
+    # ------------------------------------------------------------------ state
+
+    def _apply_config(self, cfg):
+        self.configs = {}  # (project, config) -> {"environment", "secrets": {name: raw}}
+        self.tokens = {}   # token -> {"project", "config", "deny": [names]}
+        for c in cfg.get("configs", []):
+            self.put_config(c["project"], c["config"], c.get("secrets", {}),
+                            c.get("environment"))
+        for t in cfg.get("tokens", []):
+            self.add_token(**t)
+
+    def reset(self):
+        with self._lock:
+            self.clear_faults()
+            self._apply_config(self._initial_config)
+            self.reset_counts()
+
+    def put_config(self, project, config, secrets=None, environment=None):
+        with self._lock:
+            c = self.configs.setdefault((project, config), {"secrets": {}})
+            c["environment"] = environment or config.split("_")[0]
+            for name, raw in (secrets or {}).items():
+                self.put_secret(project, config, name, raw)
+
+    def put_secret(self, project, config, name, raw):
+        if not NAME_RE.match(name) or name in MANAGED:
+            raise ValueError(f"secret name {name!r} is not one Doppler accepts")
+        if not isinstance(raw, str):
+            raise ValueError("a Doppler secret's value is a string")
+        with self._lock:
+            c = self.configs.setdefault((project, config),
+                                        {"secrets": {}, "environment": config.split("_")[0]})
+            c["secrets"][name] = raw
+
+    def delete_secret(self, project, config, name):
+        with self._lock:
+            return self.configs.get((project, config), {}).get("secrets", {}).pop(name,
+                                                                                 None) is not None
+
+    def add_token(self, project, config, token=None, deny=()):
+        token = token or f"dp.st.{config}.{_secrets.token_urlsafe(30)}"
+        with self._lock:
+            self.tokens[token] = {"project": project, "config": config, "deny": list(deny)}
+        return {"token": token}
+
+    def revoke_token(self, token):
+        with self._lock:
+            return self.tokens.pop(token, None) is not None
+
+    def computed(self, project, config):
+        """NAME -> {raw, computed}: ${NAME} references expanded (one level, as stored)."""
+        c = self.configs[(project, config)]
+        out = {}
+        for name, raw in c["secrets"].items():
+            out[name] = {"raw": raw, "computed": REF_RE.sub(
+                lambda m: c["secrets"].get(m.group(1), m.group(0)), raw)}
+        for name, v in (("DOPPLER_PROJECT", project), ("DOPPLER_CONFIG", config),
+                        ("DOPPLER_ENVIRONMENT", c["environment"])):
+            out[name] = {"raw": v, "computed": v, "managed": True}
+        return out
+
+    # faults ---------------------------------------------------------------------
+
+    FAULT_KINDS = ("status", "latency", "hold", "drop", "truncate", "malformed")
+
+    def add_fault(self, kind="status", path=None, method=None, listener=None, count=None,
+                  skip=0, probability=1.0, seed=0, status=None, message=None, headers=None,
+                  retry_after=None, latency_ms=0, body=None, content_type=None, rst=False,
+                  truncate_at=None):
+        if kind not in self.FAULT_KINDS:
+            raise ValueError(f"kind must be one of {self.FAULT_KINDS}")
+        with self._lock:
+            self._fault_seq += 1
+            self.faults.append({
+                "id": self._fault_seq, "kind": kind, "path": path,
+                "_re": re.compile(path) if path else None,
+                "method": method.upper() if method else None, "listener": listener,
+                "count": None if count is None else int(count), "skip": int(skip or 0),
+                "probability": float(probability), "_rng": random.Random(seed),
+                "status": None if status is None else int(status), "message": message,
+                "headers": dict(headers or {}), "retry_after": retry_after,
+                "latency_ms": float(latency_ms or 0), "body": body,
+                "content_type": content_type, "rst": bool(rst), "truncate_at": truncate_at,
+                "_release": threading.Event(), "matched": 0, "fired": 0,
+            })
+            return self._fault_seq
+
+    def clear_faults(self, fault_id=None):
+        with self._lock:
+            keep = []
+            for f in self.faults:
+                if fault_id is None or f["id"] == int(fault_id):
+                    f["_release"].set()
+                else:
+                    keep.append(f)
+            self.faults = keep
+
+    def _match_fault(self, req):
+        latency, holds, action = 0.0, [], None
+        for f in self.faults:
+            if f["_re"] is not None and not f["_re"].search(req.path):
+                continue
+            if f["method"] and f["method"] != req.method:
+                continue
+            if (f["listener"] or "main") != req.listener and f["listener"] != "any":
+                continue
+            if f["kind"] not in ("latency", "hold") and action is not None:
+                continue
+            f["matched"] += 1
+            if f["matched"] <= f["skip"]:
+                continue
+            if f["count"] is not None and f["fired"] >= f["count"]:
+                continue
+            if f["probability"] < 1.0 and f["_rng"].random() >= f["probability"]:
+                continue
+            f["fired"] += 1
+            self._counts["faults_fired"] += 1
+            if f["kind"] == "hold":
+                holds.append(f)
+            else:
+                latency += f["latency_ms"] / 1000.0
+            if f["kind"] not in ("latency", "hold"):
+                action = f
+        return latency, holds, action
+
+    # counters -------------------------------------------------------------------
+
+    def reset_counts(self):
+        with self._lock:
+            self._counts = {"total": 0, "connections": 0, "tls_handshake_failures": 0,
+                            "admin_requests": 0, "faults_fired": 0, "in_flight": 0,
+                            "in_flight_peak": 0, "endpoints": {}, "not_modified": 0,
+                            "auth_forms": {}, "statuses": {}}
+            self._log = []
+            self._seq = 0
+
+    def endpoint_count(self, endpoint):
+        with self._lock:
+            return self._counts["endpoints"].get(endpoint, 0)
+
+    # ------------------------------------------------------------- lifecycle
+
+    # The listeners, their handler, the connection bookkeeping, the counters'
+    # readers and the control API's front door are aws_server.py's.
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
+
+    def stop(self):
+        self.clear_faults()  # releases the requests a hold fault keeps
+        AwsServer.stop(self)
+
+    def info(self):
+        return {"port": self.port, "url": self.url, "admin_port": self.admin_port,
+                "admin_url": self.admin_url, "admin_token": self.admin_token,
+                "pid": os.getpid()}
+
+    # ---------------------------------------------------------- request path
+
+    def serve(self, method, url, headers, body, peer=None, listener="main"):
+        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+        req = _Req(method, url, headers, body, listener)
+        with self._lock:
+            c = self._counts
+            c["total"] += 1
+            c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
+            form = req.auth_form or "none"
+            c["auth_forms"][form] = c["auth_forms"].get(form, 0) + 1
+            c["in_flight"] += 1
+            c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
+            self._seq += 1
+            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
+                   "method": req.method, "path": req.path, "query": req.query,
+                   "endpoint": req.endpoint, "auth_form": req.auth_form,
+                   "if_none_match": headers.get("If-None-Match"),
+                   "user_agent": headers.get("User-Agent"), "status": None, "fault": None}
+            self._log.append(rec)
+            latency, holds, fault = self._match_fault(req)
+        try:
+            for h in holds:
+                h["_release"].wait(h["latency_ms"] / 1000.0 if h["latency_ms"] else 120)
+            if latency:
+                time.sleep(latency)
+            resp, action = self._respond(req, fault)
+        finally:
+            with self._lock:
+                c["in_flight"] -= 1
+                rec["end"] = time.time()
+        with self._lock:
+            rec["fault"] = fault["kind"] if fault else None
+            st = "dropped" if action and action.get("drop") else str(resp.status)
+            rec["status"] = st
+            c["statuses"][st] = c["statuses"].get(st, 0) + 1
+            if st == "304":
+                c["not_modified"] += 1
+        return resp, action
+
+    def _respond(self, req, f):
+        if f is not None and f["kind"] == "drop":
+            return None, {"drop": True, "rst": f["rst"]}
+        if f is not None and f["kind"] == "status":
+            return self._fault_status(f), None
+        with self._lock:
+            try:
+                resp = self._dispatch(req)
+            except DopplerError as e:
+                resp = self._error(e)
+        if f is not None and f["kind"] == "truncate" and resp.body:
+            n = len(resp.body) // 2 if f["truncate_at"] is None else int(f["truncate_at"])
+            return resp, {"truncate": max(0, min(n, len(resp.body) - 1))}
+        if f is not None and f["kind"] == "malformed":
+            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
+            if body is None:
+                body = (resp.body or b"{")[: max(1, len(resp.body or b"{") // 2)] + \
+                    b"\x00<<malformed>>"
+            h = {k: v for k, v in resp.headers.items() if k.lower() != "etag"}
+            if f["content_type"]:
+                h["Content-Type"] = f["content_type"]
+            return Resp(f["status"] or 200, body, h), None
+        return resp, None
+
+    def _fault_status(self, f):
+        code = f["status"] or 503
+        if f["body"] is not None:
+            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
+            r = Resp(code, body, {"Content-Type": f["content_type"] or JSON_CT})
+        else:
+            r = self._error(DopplerError(code, f["message"] or DEFAULT_MESSAGE.get(code,
+                                                                                 "Error")))
+        if code == 429:
+            r.headers.update({"x-ratelimit-limit": "480", "x-ratelimit-remaining": "0",
+                              "x-ratelimit-reset": str(int(time.time()) + 1)})
+        if f["retry_after"] is not None:
+            r.headers["Retry-After"] = str(f["retry_after"])
+        r.headers.update(f["headers"])
+        return r
+
+    @staticmethod
+    def _json(code, obj, extra=None):
+        h = {"Content-Type": JSON_CT}
+        h.update(extra or {})
+        return Resp(code, json.dumps(obj).encode(), h)
+
+    def _error(self, e):
+        return self._json(e.code, {"messages": [e.message], "success": False}, e.headers)
+
+    def _authenticate(self, req):
+        """The (project, config) the request reads, checked against the token."""
+        if req.token is None:
+            raise DopplerError(401, "Invalid Auth token")
+        t = self.tokens.get(req.token)
+        if t is None:
+            raise DopplerError(401, "Invalid Auth token")
+        project = req.query.get("project") or t["project"]
+        config = req.query.get("config") or t["config"]
+        if (project, config) != (t["project"], t["config"]):
+            raise DopplerError(403, DEFAULT_MESSAGE[403])
+        if (project, config) not in self.configs:
+            raise DopplerError(404, f"Could not find requested config '{config}'")
+        return t, project, config
+
+    def _dispatch(self, req):
+        if req.endpoint.endswith("unknown"):
+            raise DopplerError(404, "Not Found")
+        if req.method != "GET":
+            raise DopplerError(405, "Only GET is implemented by this test server.")
+        t, project, config = self._authenticate(req)
+        values = self.computed(project, config)
+        if req.endpoint == "download":
+            fmt = req.query.get("format", "json")
+            if fmt != "json":
+                raise DopplerError(400, f"This test server only serves format=json, not {fmt}")
+            managed = req.query.get("include_managed_secrets", "true").lower() != "false"
+            doc = {n: v["computed"] for n, v in sorted(values.items())
+                   if n not in t["deny"] and (managed or not v.get("managed"))}
+            body = json.dumps(doc, indent=2).encode()
+            etag = '"%s"' % hashlib.sha256(body).hexdigest()[:32]
+            inm = req.headers.get("If-None-Match")
+            if inm and etag in [x.strip() for x in inm.split(",")]:
+                return Resp(304, b"", {"ETag": etag})
+            return Resp(200, body, {"Content-Type": JSON_CT, "ETag": etag})
+        if req.endpoint == "list":
+            out = {}
+            for n, v in values.items():
+                if v.get("managed") and req.query.get("include_managed_secrets",
+                                                      "true").lower() == "false":
+                    continue
+                vis = "restricted" if n in t["deny"] else "masked"
+                out[n] = {"raw": None if n in t["deny"] else v["raw"],
+                          "computed": None if n in t["deny"] else v["computed"],
+                          "note": "", "rawVisibility": vis, "computedVisibility": vis}
+            return self._json(200, {"secrets": out, "success": True})
+        name = req.query.get("name")
+        if not name or name not in values:
+            raise DopplerError(404, "Could not find requested secret")
+        if name in t["deny"]:
+            raise DopplerError(403, "You do not have access to this secret")
+        v = values[name]
+        return self._json(200, {"name": name, "value": {
+            "raw": v["raw"], "computed": v["computed"], "note": "", "rawVisibility": "masked",
+            "computedVisibility": "masked"}, "success": True})
+
+    # control API ------------------------------------------------------------------
+
+    def _admin_route(self, m, path, a, q):
+        if path in ("/_test/health", "/_test/info"):
+            return dict(self.info(), ok=True)
+        if path == "/_test/help":
+            return {"help": _ADMIN_HELP}
+        if path == "/_test/reset" and m == "POST":
+            self.reset()
+            return None
+        if path == "/_test/config" and m == "POST":
+            self.put_config(a["project"], a["config"], a.get("secrets"), a.get("environment"))
+            return None
+        if path == "/_test/secret" and m == "POST":
+            self.put_secret(a["project"], a["config"], a["name"], a["value"])
+            return None
+        if path == "/_test/secret/delete" and m == "POST":
+            return {"ok": self.delete_secret(a["project"], a["config"], a["name"])}
+        if path == "/_test/token" and m == "POST":
+            return self.add_token(**a)
+        if path == "/_test/token/revoke" and m == "POST":
+            return {"ok": self.revoke_token(a["token"])}
+        if path == "/_test/fault" and m == "POST":
+            return {"id": self.add_fault(**a)}
+        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
+            self.clear_faults(a.get("id", q.get("id")))
+            return None
+        if path == "/_test/faults/clear" and m == "POST":
+            self.clear_faults(a.get("id"))
+            return None
+        if path == "/_test/faults" and m == "GET":
+            return {"faults": self.list_faults()}
+        if path == "/_test/counts" and m == "GET":
+            return self.counts()
+        if path == "/_test/reset-counts" and m == "POST":
+            self.reset_counts()
+            return None
+        if path == "/_test/requests" and m == "GET":
+            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        return _admin_json(404, {"error": f"no admin endpoint {m} {path}", "help": _ADMIN_HELP})
+
+
+_ADMIN_HELP = """\
+All requests need header X-Test-Admin: <admin token>; JSON bodies. Served on every listener.
+GET  /_test/health | /_test/info  -> {ok, port, url, admin_token}
+POST /_test/reset                 -> back to the startup config
+POST /_test/config {project, config, secrets{NAME: raw}, environment}
+POST /_test/secret {project, config, name, value}   (value is the raw value; ${X} references)
+POST /_test/secret/delete {project, config, name}
+POST /_test/token {project, config, token?, deny:[names]} -> {token}
+POST /_test/token/revoke {token}
+POST /_test/fault {kind: status|latency|hold|drop|truncate|malformed, path (regex), method,
+                   count, skip, probability, seed, status, message, headers, retry_after,
+                   latency_ms, body, content_type, rst, truncate_at}  -> {id}
+GET  /_test/faults | DELETE /_test/faults | POST /_test/faults/clear {id?}
+GET  /_test/counts | POST /_test/reset-counts | GET /_test/requests?since=SEQ
+Startup config (--config): {"configs": [{project, config, environment, secrets{}}],
+                            "tokens": [{project, config, token, deny}]}
+"""
+
+
+def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
+    """Start doppler_server.py as a subprocess; returns (Popen, info dict)."""
+    import subprocess
+
+    os.makedirs(workdir, exist_ok=True)
+    info_file = os.path.join(workdir, "doppler.info.json")
+    if os.path.exists(info_file):
+        os.unlink(info_file)
+    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
+           "--port-file", os.path.join(workdir, "doppler.port"), "--info-file", info_file]
+    if config is not None:
+        cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
+    cmd += list(extra_args)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(info_file):
+            with open(info_file) as f:
+                return proc, json.load(f)
+        if proc.poll() is not None:
+            raise RuntimeError("doppler_server exited: " +
+                               proc.stderr.read().decode(errors="replace"))
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("doppler_server did not start in time")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Doppler API v3 test server, in memory")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--info-file")
+    ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
+    ap.add_argument("--admin-token")
+    ap.add_argument("--admin-token-file")
+    ap.add_argument("--admin-port-file")
+    ap.add_argument("--no-tls", action="store_true")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    args = ap.parse_args(argv)
+    args.metadata_port_file = None
+    if not args.no_tls and (not args.cert or not args.key):
+        ap.error("--cert and --key are required (or --no-tls)")
+    srv = DopplerServer(args.cert, args.key, host=args.host, port=args.port,
+                        config=load_config_arg(args.config), admin_token=args.admin_token,
+                        admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
+                        tls=not args.no_tls)
+    return serve_until_signalled(srv, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
