@@ -143,6 +143,11 @@ static const struct config_option options[] = {
 	/* Google Secret Manager. */
 	{ "gcp_endpoint", "gcp", "endpoint", OPT_PATH, FIELD(gcp_endpoint), 0, 0, NULL },
 	{ "gcp_credentials", "gcp", "credentials", OPT_PATH, FIELD(gcp_credentials), 0, 0, NULL },
+	/* Doppler. */
+	{ "doppler_api_host", "doppler", "api_host", OPT_PATH, FIELD(doppler_api_host), 0, 0,
+	  NULL },
+	{ "doppler_token_file", "doppler", "token_file", OPT_PATH, FIELD(doppler_token_file), 0, 0,
+	  NULL },
 };
 
 void config_init(struct config *c)

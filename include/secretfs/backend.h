@@ -24,6 +24,7 @@
 #ifndef SECRETFS_BACKEND_H
 #define SECRETFS_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,12 @@ struct backend_events {
 struct backend_ops {
 	/* Scheme in SOURCE, e.g. "file" for "file:/etc/secretfs/store.json". */
 	const char *scheme;
+	/*
+	 * The store has no folders (Doppler): when the listing is denied, a
+	 * name that no fetch finds is not taken for a folder we may not see,
+	 * and the fetch's own error (EACCES) is the answer.
+	 */
+	bool flat;
 	/*
 	 * Called once, after daemonizing and after the locked heap is set up
 	 * (so that a token read here lands in it), before mounting: parse @arg (what

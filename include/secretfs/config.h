@@ -76,6 +76,9 @@ struct config {
 	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
 	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
 	char *gcp_credentials; /* a service_account or authorized_user JSON file */
+	/* [doppler]: doppler; NULL means "as the Doppler CLI decides" (DOPPLER_*). */
+	char *doppler_api_host;	  /* default: DOPPLER_API_HOST, else https://api.doppler.com */
+	char *doppler_token_file; /* a service token; default: DOPPLER_TOKEN */
 };
 
 /* Fills @c with the defaults of docs/design.md section 4. */
