@@ -118,6 +118,14 @@ struct backend_ops {
 	 * whose buffers hold the last response.  Any thread.  Optional.
 	 */
 	void (*forget)(struct backend *b);
+	/*
+	 * Called before `secretfs ctl refresh` fetches again: whatever the
+	 * backend would serve without asking the store (Doppler's document
+	 * within its ttl) must be asked about on the next fetch.  Unlike
+	 * forget(), what it keeps to revalidate cheaply (an ETag) may stay.
+	 * Any thread.  Optional.
+	 */
+	void (*revalidate)(struct backend *b);
 };
 
 struct backend {

@@ -50,6 +50,8 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 /* now_usec() + fetch_timeout: the deadline of a request that starts now. */
 uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
+/* Before `ctl refresh`: the backend asks the store on its next fetch (backend_ops.revalidate). */
+void source_revalidate(struct source *s);
 /* Drops expired entries; main calls it periodically. */
 void source_expire(struct source *s);
 

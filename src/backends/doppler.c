@@ -65,6 +65,7 @@ struct doppler {
 	struct secret *doc;    /* the last download; protected by lock */
 	char *etag;	       /* its ETag (locked memory) or NULL; protected by lock */
 	uint64_t fetched_usec; /* when it was last confirmed (monotonic); protected by lock */
+	bool must_ask;	       /* `ctl refresh`: not fresh whatever its age; protected by lock */
 	uint64_t generation;   /* documents received that differed; protected by lock */
 	uint64_t requests, not_modified; /* protected by lock */
 	size_t hidden;	       /* names of the last document not shown; protected by lock */
@@ -75,7 +76,7 @@ struct doppler {
 /* Whether the document confirmed at @fetched is still fresh at @now. */
 static bool doc_is_fresh(const struct doppler *d, uint64_t now)
 {
-	return d->doc && now - d->fetched_usec < d->ttl_usec;
+	return d->doc && !d->must_ask && now - d->fetched_usec < d->ttl_usec;
 }
 
 /* Takes a reference to the fresh document and its remaining life; false when there is none. */
@@ -204,6 +205,7 @@ static int doc_get(struct doppler *d, struct secret **ret, uint64_t *ret_left_us
 		}
 		if (d->doc) {
 			d->fetched_usec = now_usec();
+			d->must_ask = false;
 			*ret = secret_ref(d->doc);
 			*ret_left_usec = d->ttl_usec;
 			*ret_generation = d->generation;
@@ -335,6 +337,16 @@ static void doppler_forget(struct backend *b)
 
 	doc_drop(d);
 	http_client_drop_idle(d->http);
+}
+
+/* `ctl refresh`: the next fetch asks the store, with the ETag (a 304 costs little). */
+static void doppler_revalidate(struct backend *b)
+{
+	struct doppler *d = b->priv;
+
+	pthread_mutex_lock(&d->lock);
+	d->must_ask = true;
+	pthread_mutex_unlock(&d->lock);
 }
 
 /* ---- setup ---- */
@@ -536,4 +548,5 @@ const struct backend_ops doppler_backend_ops = {
 	.list = doppler_list,
 	.describe = doppler_describe,
 	.forget = doppler_forget,
+	.revalidate = doppler_revalidate,
 };

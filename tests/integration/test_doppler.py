@@ -196,6 +196,23 @@ def test_an_older_document_is_revalidated_with_if_none_match(ds, dmount):
     assert read_file(d.path("GREETING")) == b"hello carol-user-88"
 
 
+def test_ctl_refresh_asks_the_store_within_the_ttl(ds, dmount, workdir):
+    sock = workdir / "refresh.sock"
+    d = dmount(ds, options=["-o", "ttl=1h", "-o", f"control={sock}"])
+    assert read_file(d.path("API_KEY")) == b"abc-api-key-123"
+    r = run_secretfs(["ctl", "--socket", str(sock), "refresh"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert downloads(ds, 200) == 1 and downloads(ds, 304) == 1  # unchanged: a 304
+    ds.put_secret(PROJECT, CONFIG, "API_KEY", "rotated-by-refresh-9")
+    d.secrets.append(b"rotated-by-refresh-9")
+    assert read_file(d.path("API_KEY")) == b"abc-api-key-123"  # within the ttl: kept
+    assert downloads(ds) == 2
+    r = run_secretfs(["ctl", "--socket", str(sock), "refresh", "API_KEY"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert read_file(d.path("API_KEY")) == b"rotated-by-refresh-9"
+    assert downloads(ds, 200) == 2
+
+
 @pytest.mark.parametrize("how", ["token", "env"])
 def test_the_config_can_come_from_the_token_or_the_environment(ds, dmount, how):
     if how == "token":
