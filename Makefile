@@ -166,6 +166,8 @@ $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o $(FUZZ_KIT) src
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_gcp: $(call FUZZ_OBJ,src/backends/gcp_parse.o src/backends/crc32c.o $(FUZZ_KIT) \
 	src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_doppler: $(call FUZZ_OBJ,src/backends/doppler_parse.o $(FUZZ_KIT) \
+	src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
