@@ -19,6 +19,7 @@
 
 #include "backends/doppler_parse.h"
 #include "secretfs/backend.h"
+#include "secretfs/config.h"
 #include "secretfs/secret.h"
 
 static json_t *load_fixture(const char *rel)
@@ -152,6 +153,34 @@ static void test_source(void **state)
 	}
 }
 
+/* examples/doppler.conf stays loadable; its [doppler] keys are the options' names. */
+static void test_example_doppler_file(void **state)
+{
+	const char *dir = getenv("SECRETFS_TESTDATA");
+	char path[4096], err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	if (!dir) {
+		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/../../examples/doppler.conf", dir);
+	config_init(&c);
+	if (config_load(&c, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.source, "doppler:shop/prd");
+	assert_null(c.doppler_api_host);
+	assert_null(c.doppler_token_file);
+	assert_int_equal(config_set(&c, "doppler_api_host", "https://api.doppler.com", err,
+				    sizeof(err)),
+			 0);
+	assert_int_equal(config_set(&c, "doppler_token_file", "/etc/secretfs/doppler-token", err,
+				    sizeof(err)),
+			 0);
+	assert_string_equal(c.doppler_token_file, "/etc/secretfs/doppler-token");
+	config_done(&c);
+}
+
 int main(void)
 {
 	char hint[256];
@@ -161,6 +190,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_downloads),
 		cmocka_unit_test(test_error_bodies),
 		cmocka_unit_test(test_source),
+		cmocka_unit_test(test_example_doppler_file),
 	};
 	/* The download must land in locked memory: give it some. */
 	if (secret_heap_init(1 << 20, hint, sizeof(hint)) < 0) {
