@@ -4,6 +4,7 @@ running the daemon, process lookup.  See conftest.py for the fixtures.
 """
 
 import base64
+import errno
 import json
 import os
 import re
@@ -244,6 +245,19 @@ def read_file(path):
             chunks.append(b)
     finally:
         os.close(fd)
+
+
+def read_err(path):
+    """The errno of reading @path, 0 when the read works."""
+    try:
+        read_file(path)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+# What a read answers when a network store cannot be reached (and nothing stale is kept).
+UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
 def try_read(path):

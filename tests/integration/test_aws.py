@@ -38,11 +38,13 @@ import pytest
 from helpers import (
     POLL_TIMEOUT,
     REPO,
+    UNREACHABLE,
     STOP_TIMEOUT,
     TIME_SCALE,
     ctl_metric,
     hostile_file,
     is_mounted,
+    read_err,
     read_file,
     run_secretfs,
     sanitizer_env,
@@ -265,14 +267,6 @@ def start_failure(workdir, aws, certs, source="aws-sm:us-east-1", *, options=(),
     return r.stderr
 
 
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
 def no_secret_in_environ(pid):
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     for name in (b"AWS_SECRET_ACCESS_KEY=", b"AWS_SESSION_TOKEN=", b"AWS_ACCESS_KEY_ID=",
@@ -296,7 +290,6 @@ def timed_read(path):
 
 
 # What a reader may get when the store cannot be reached (as in test_vault.py).
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
 def parallel_reads(paths, timeout=POLL_TIMEOUT):

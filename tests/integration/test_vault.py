@@ -31,11 +31,13 @@ import pytest
 from helpers import (
     POLL_TIMEOUT,
     REPO,
+    UNREACHABLE,
     STOP_TIMEOUT,
     TIME_SCALE,
     ctl_metric,
     hostile_file,
     is_mounted,
+    read_err,
     read_file,
     run_secretfs,
     sanitizer_env,
@@ -226,14 +228,6 @@ def start_failure(workdir, source, *, options=(), env=None, token=ROOT):
     return r.stderr
 
 
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
 def read_err_or_bytes(path):
     try:
         return read_file(path)
@@ -261,7 +255,6 @@ def served(value):
 
 # The errors a reader may get when the store cannot be reached (docs/design.md section 4:
 # EIO or EAGAIN; the transport errors are passed through as the backend contract names them).
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
 def logins(vs, mount="approle"):

@@ -34,21 +34,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import copy
 import hashlib
 import json
 import os
-import random
 import re
 import secrets as _secrets
 import sys
-import threading
 import time
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
+from gcp_server import GcpError, GcpServer, spawn_server  # noqa: E402
 
 __all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
 
@@ -70,10 +68,11 @@ DEFAULT_MESSAGE = {
 }
 
 
-class DopplerError(Exception):
+class DopplerError(GcpError):
+    """An error answer: {"messages": [message], "success": false} with status @code."""
+
     def __init__(self, code, message, headers=None):
-        super().__init__(code, message)
-        self.code, self.message, self.headers = code, message, headers or {}
+        super().__init__(code, message, headers=headers)
 
 
 class _Req:
@@ -104,26 +103,10 @@ class DopplerServer:
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, config=None,
                  admin_token=None, admin_port=None, verbose=False, tls=True):
-        if tls and (not cert or not key):
-            raise ValueError("cert and key are required unless tls=False")
-        self.cert, self.key = cert, key
-        self.host, self._want_port = host, port
-        self._want_metadata_port = None
-        self._admin_port_wanted = admin_port
-        self.tls = tls
-        self.admin_token = admin_token or _secrets.token_hex(16)
-        self.verbose = verbose
-        self._initial_config = copy.deepcopy(config or {})
-        self._lock = threading.RLock()
-        self._servers, self._threads = [], []
-        self._conns = set()
-        self._conns_lock = threading.Lock()
-        self.port = self.metadata_port = self.admin_port = None
-        self.url = self.metadata_url = self.admin_url = None
-        self.faults = []
-        self._fault_seq = 0
-        self.reset_counts()
-        self._apply_config(self._initial_config)
+        # The Secret Manager server's attributes, without its metadata listener.
+        GcpServer.__init__(self, cert, key, host=host, port=port, metadata_port=None,
+                           config=config, admin_token=admin_token, admin_port=admin_port,
+                           verbose=verbose, tls=tls)
 
     # ------------------------------------------------------------------ state
 
@@ -190,65 +173,11 @@ class DopplerServer:
 
     FAULT_KINDS = ("status", "latency", "hold", "drop", "truncate", "malformed")
 
-    def add_fault(self, kind="status", path=None, method=None, listener=None, count=None,
-                  skip=0, probability=1.0, seed=0, status=None, message=None, headers=None,
-                  retry_after=None, latency_ms=0, body=None, content_type=None, rst=False,
-                  truncate_at=None):
-        if kind not in self.FAULT_KINDS:
-            raise ValueError(f"kind must be one of {self.FAULT_KINDS}")
-        with self._lock:
-            self._fault_seq += 1
-            self.faults.append({
-                "id": self._fault_seq, "kind": kind, "path": path,
-                "_re": re.compile(path) if path else None,
-                "method": method.upper() if method else None, "listener": listener,
-                "count": None if count is None else int(count), "skip": int(skip or 0),
-                "probability": float(probability), "_rng": random.Random(seed),
-                "status": None if status is None else int(status), "message": message,
-                "headers": dict(headers or {}), "retry_after": retry_after,
-                "latency_ms": float(latency_ms or 0), "body": body,
-                "content_type": content_type, "rst": bool(rst), "truncate_at": truncate_at,
-                "_release": threading.Event(), "matched": 0, "fired": 0,
-            })
-            return self._fault_seq
-
-    def clear_faults(self, fault_id=None):
-        with self._lock:
-            keep = []
-            for f in self.faults:
-                if fault_id is None or f["id"] == int(fault_id):
-                    f["_release"].set()
-                else:
-                    keep.append(f)
-            self.faults = keep
-
-    def _match_fault(self, req):
-        latency, holds, action = 0.0, [], None
-        for f in self.faults:
-            if f["_re"] is not None and not f["_re"].search(req.path):
-                continue
-            if f["method"] and f["method"] != req.method:
-                continue
-            if (f["listener"] or "main") != req.listener and f["listener"] != "any":
-                continue
-            if f["kind"] not in ("latency", "hold") and action is not None:
-                continue
-            f["matched"] += 1
-            if f["matched"] <= f["skip"]:
-                continue
-            if f["count"] is not None and f["fired"] >= f["count"]:
-                continue
-            if f["probability"] < 1.0 and f["_rng"].random() >= f["probability"]:
-                continue
-            f["fired"] += 1
-            self._counts["faults_fired"] += 1
-            if f["kind"] == "hold":
-                holds.append(f)
-            else:
-                latency += f["latency_ms"] / 1000.0
-            if f["kind"] not in ("latency", "hold"):
-                action = f
-        return latency, holds, action
+    # Rules, their matching and their release are the Secret Manager server's
+    # (a rule's `secret` regex matches the `name` a get asks for).
+    add_fault = GcpServer.add_fault
+    clear_faults = GcpServer.clear_faults
+    _match_fault = GcpServer._match_fault
 
     # counters -------------------------------------------------------------------
 
@@ -331,29 +260,9 @@ class DopplerServer:
                 c["not_modified"] += 1
         return resp, action
 
-    def _respond(self, req, f):
-        if f is not None and f["kind"] == "drop":
-            return None, {"drop": True, "rst": f["rst"]}
-        if f is not None and f["kind"] == "status":
-            return self._fault_status(f), None
-        with self._lock:
-            try:
-                resp = self._dispatch(req)
-            except DopplerError as e:
-                resp = self._error(e)
-        if f is not None and f["kind"] == "truncate" and resp.body:
-            n = len(resp.body) // 2 if f["truncate_at"] is None else int(f["truncate_at"])
-            return resp, {"truncate": max(0, min(n, len(resp.body) - 1))}
-        if f is not None and f["kind"] == "malformed":
-            body = f["body"].encode() if isinstance(f["body"], str) else f["body"]
-            if body is None:
-                body = (resp.body or b"{")[: max(1, len(resp.body or b"{") // 2)] + \
-                    b"\x00<<malformed>>"
-            h = {k: v for k, v in resp.headers.items() if k.lower() != "etag"}
-            if f["content_type"]:
-                h["Content-Type"] = f["content_type"]
-            return Resp(f["status"] or 200, body, h), None
-        return resp, None
+    # A fault's action (drop, truncate, malformed) or the answer: the Secret
+    # Manager server's, with DopplerError a GcpError that _error() renders.
+    _respond = GcpServer._respond
 
     def _fault_status(self, f):
         code = f["status"] or 503
@@ -395,7 +304,7 @@ class DopplerServer:
             raise DopplerError(404, f"Could not find requested config '{config}'")
         return t, project, config
 
-    def _dispatch(self, req):
+    def _dispatch(self, req, bad_crc=False):
         if req.endpoint.endswith("unknown"):
             raise DopplerError(404, "Not Found")
         if req.method != "GET":
@@ -488,7 +397,7 @@ POST /_test/secret/delete {project, config, name}
 POST /_test/token {project, config, token?, deny:[names]} -> {token}
 POST /_test/token/revoke {token}
 POST /_test/fault {kind: status|latency|hold|drop|truncate|malformed, path (regex), method,
-                   count, skip, probability, seed, status, message, headers, retry_after,
+                   secret (regex on the name a get asks for), count, skip, probability, seed, status, message, headers, retry_after,
                    latency_ms, body, content_type, rst, truncate_at}  -> {id}
 GET  /_test/faults | DELETE /_test/faults | POST /_test/faults/clear {id?}
 GET  /_test/counts | POST /_test/reset-counts | GET /_test/requests?since=SEQ
@@ -499,29 +408,8 @@ Startup config (--config): {"configs": [{project, config, environment, secrets{}
 
 def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
     """Start doppler_server.py as a subprocess; returns (Popen, info dict)."""
-    import subprocess
-
-    os.makedirs(workdir, exist_ok=True)
-    info_file = os.path.join(workdir, "doppler.info.json")
-    if os.path.exists(info_file):
-        os.unlink(info_file)
-    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
-           "--port-file", os.path.join(workdir, "doppler.port"), "--info-file", info_file]
-    if config is not None:
-        cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
-    cmd += list(extra_args)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if os.path.exists(info_file):
-            with open(info_file) as f:
-                return proc, json.load(f)
-        if proc.poll() is not None:
-            raise RuntimeError("doppler_server exited: " +
-                               proc.stderr.read().decode(errors="replace"))
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("doppler_server did not start in time")
+    return spawn_server(os.path.abspath(__file__), "doppler", cert, key, workdir, config,
+                        extra_args, python, timeout)
 
 
 def main(argv=None):

@@ -810,14 +810,21 @@ POST /_test/clock {advance: seconds}   (fake clock: token and JWT lifetimes)
 
 def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
     """Start gcp_server.py as a subprocess; returns (Popen, info dict)."""
+    return spawn_server(os.path.abspath(__file__), "gcp", cert, key, workdir, config,
+                        extra_args, python, timeout)
+
+
+def spawn_server(script, name, cert, key, workdir, config=None, extra_args=(), python=None,
+                 timeout=10):
+    """Start the test server @script (files NAME.port, NAME.info.json in @workdir)."""
     import subprocess
 
     os.makedirs(workdir, exist_ok=True)
-    info_file = os.path.join(workdir, "gcp.info.json")
+    info_file = os.path.join(workdir, f"{name}.info.json")
     if os.path.exists(info_file):
         os.unlink(info_file)
-    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
-           "--port-file", os.path.join(workdir, "gcp.port"), "--info-file", info_file]
+    cmd = [python or sys.executable, script, "--cert", cert, "--key", key,
+           "--port-file", os.path.join(workdir, f"{name}.port"), "--info-file", info_file]
     if config is not None:
         cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
     cmd += list(extra_args)
@@ -828,10 +835,11 @@ def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeo
             with open(info_file) as f:
                 return proc, json.load(f)
         if proc.poll() is not None:
-            raise RuntimeError("gcp_server exited: " + proc.stderr.read().decode(errors="replace"))
+            raise RuntimeError(f"{name} server exited: " +
+                               proc.stderr.read().decode(errors="replace"))
         time.sleep(0.02)
     proc.kill()
-    raise RuntimeError("gcp_server did not start in time")
+    raise RuntimeError(f"{name} server did not start in time")
 
 
 def main(argv=None):
