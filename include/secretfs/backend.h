@@ -66,11 +66,11 @@ struct backend_ops {
 	/* Scheme in SOURCE, e.g. "file" for "file:/etc/secretfs/store.json". */
 	const char *scheme;
 	/*
-	 * The store has no folders (Doppler): when the listing is denied, a
+	 * The store has no folders at all (Doppler): when the listing is denied, a
 	 * name that no fetch finds is not taken for a folder we may not see,
 	 * and the fetch's own error (EACCES) is the answer.
 	 */
-	bool flat;
+	bool no_folders;
 	/*
 	 * Called once, after daemonizing and after the locked heap is set up
 	 * (so that a token read here lands in it), before mounting: parse @arg (what

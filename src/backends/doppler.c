@@ -541,7 +541,7 @@ static void doppler_done(struct backend *b)
 
 const struct backend_ops doppler_backend_ops = {
 	.scheme = "doppler",
-	.flat = true,
+	.no_folders = true,
 	.init = doppler_init,
 	.done = doppler_done,
 	.fetch = doppler_fetch,

@@ -20,8 +20,6 @@
 #include "secretfs/escape.h"
 #include "secretfs/secret.h"
 
-#define META_DIR_DEFAULT ".secretfs"
-
 /* Whether @name can name the meta directory: a safe path component. */
 bool meta_name_is_valid(const char *name);
 

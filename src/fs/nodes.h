@@ -28,6 +28,7 @@ enum node_tree {
 	NODE_STORE = 0, /* a secret, a key or a folder of the store */
 	NODE_META,	/* a fixed directory of the meta tree: id "" (its root), "view" */
 	NODE_VIEW,	/* below view/FMT/: a folder (DIR) or an object secret's view (FILE) */
+	NODE_TEMPLATE,	/* a template (FILE), rendered at open; id is its mount path */
 };
 
 struct node {

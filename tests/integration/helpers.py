@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -102,6 +103,20 @@ def mount_of(mountpoint):
     mp = os.path.realpath(mountpoint)
     found = [m for m in mounts() if m["mountpoint"] == mp]
     return found[-1] if found else None
+
+
+def session_mounts(path):
+    """The secretfs mounts of this test session: under (or served from) the
+    session's sandbox that holds @path (its secretfs-it-* ancestor), so that a
+    test comparing them before and after is not upset by another test run's
+    mounts on the same machine."""
+    path = Path(path)
+    scope = next((p for p in (path, *path.parents) if p.name.startswith("secretfs-it-")), path.parent)
+    return {
+        (m["mountpoint"], m["source"])
+        for m in mounts()
+        if m["fstype"] == FSTYPE and (m["mountpoint"].startswith(f"{scope}/") or str(scope) in m["source"])
+    }
 
 
 def is_mounted(mountpoint, fstype=FSTYPE):
@@ -247,8 +262,15 @@ def read_file(path):
         os.close(fd)
 
 
+def try_read(path):
+    try:
+        return read_file(path)
+    except OSError:
+        return None
+
+
 def read_err(path):
-    """The errno of reading @path, 0 when the read works."""
+    """The errno of reading @path, 0 when it reads."""
     try:
         read_file(path)
     except OSError as e:
@@ -256,15 +278,39 @@ def read_err(path):
     return 0
 
 
-# What a read answers when a network store cannot be reached (and nothing stale is kept).
+def timed_read(path):
+    """(the bytes read or the errno, seconds the open and read took)."""
+    t0 = time.monotonic()
+    try:
+        got = read_file(path)
+    except OSError as e:
+        got = e.errno
+    return got, time.monotonic() - t0
+
+
+# The errors a reader may get when a network store cannot be reached (docs/design.md
+# section 4: EIO or EAGAIN; the transport errors pass as the backend contract names them).
 UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
-def try_read(path):
-    try:
-        return read_file(path)
-    except OSError:
-        return None
+def parallel_reads(paths, timeout=POLL_TIMEOUT):
+    """Reads each of @paths in a thread of its own, all released at once: bytes or errno."""
+    results, barrier = [None] * len(paths), threading.Barrier(len(paths))
+
+    def reader(i):
+        barrier.wait()
+        try:
+            results[i] = read_file(paths[i])
+        except OSError as e:
+            results[i] = e.errno
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a reader hung"
+    return results
 
 
 def sanitizer_env():

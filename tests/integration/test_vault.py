@@ -31,9 +31,9 @@ import pytest
 from helpers import (
     POLL_TIMEOUT,
     REPO,
-    UNREACHABLE,
     STOP_TIMEOUT,
     TIME_SCALE,
+    UNREACHABLE,
     ctl_metric,
     hostile_file,
     is_mounted,
@@ -41,6 +41,7 @@ from helpers import (
     read_file,
     run_secretfs,
     sanitizer_env,
+    timed_read,
     try_read,
     wait_until,
 )
@@ -235,16 +236,6 @@ def read_err_or_bytes(path):
         return e.errno
 
 
-def timed_read(path):
-    """(the bytes read or the errno, seconds the open and read took)."""
-    t0 = time.monotonic()
-    try:
-        got = read_file(path)
-    except OSError as e:
-        got = e.errno
-    return got, time.monotonic() - t0
-
-
 def served(value):
     """How a JSON value of a secret reads through the mount (src/namespace.c value_bytes):
     a string as its bytes, anything else as compact JSON in the server's key order."""
@@ -253,8 +244,6 @@ def served(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# The errors a reader may get when the store cannot be reached (docs/design.md section 4:
-# EIO or EAGAIN; the transport errors are passed through as the backend contract names them).
 
 
 def logins(vs, mount="approle"):
