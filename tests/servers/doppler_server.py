@@ -44,9 +44,9 @@ import time
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+from aws_server import (AdminClient, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
-from gcp_server import GcpError, GcpServer, spawn_server  # noqa: E402
+from gcp_server import AwsPlumbing, GcpError, GcpServer, spawn_server  # noqa: E402
 
 __all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
 
@@ -98,7 +98,7 @@ class _Req:
                 self.auth_form = "basic-malformed"
 
 
-class DopplerServer:
+class DopplerServer(AwsPlumbing):
     """In-memory Doppler API v3: configs of secrets, service tokens, faults, counters."""
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, config=None,
@@ -195,25 +195,6 @@ class DopplerServer:
             return self._counts["endpoints"].get(endpoint, 0)
 
     # ------------------------------------------------------------- lifecycle
-
-    # The listeners, their handler, the connection bookkeeping, the counters'
-    # readers and the control API's front door are aws_server.py's.
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-
-    def stop(self):
-        self.clear_faults()  # releases the requests a hold fault keeps
-        AwsServer.stop(self)
 
     def info(self):
         return {"port": self.port, "url": self.url, "admin_port": self.admin_port,

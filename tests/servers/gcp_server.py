@@ -132,7 +132,34 @@ class _Req:
         self.bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
 
 
-class GcpServer:
+class AwsPlumbing:
+    """
+    What a test server takes from aws_server.py: the listeners (main HTTPS,
+    plain-HTTP metadata, admin), their handler, the connection bookkeeping,
+    the counters' readers and the control API's front door; the same
+    attributes drive them.  stop() first releases the requests a hold fault
+    keeps (the subclass's clear_faults()).
+    """
+
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
+
+    def stop(self):
+        self.clear_faults()
+        AwsServer.stop(self)
+
+
+class GcpServer(AwsPlumbing):
     """In-memory Secret Manager + OAuth2 token URI + metadata server."""
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, metadata_port=0,
@@ -406,26 +433,6 @@ class GcpServer:
             return sum(d.values()) if op is None else d.get(op, 0)
 
     # ------------------------------------------------------------- lifecycle
-
-    # The listeners (main HTTPS, plain-HTTP metadata, admin), their handler,
-    # the connection bookkeeping, the counters' readers and the control API's
-    # front door are aws_server.py's: the same attributes drive them.
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-
-    def stop(self):
-        self.clear_faults()  # releases the requests a hold fault keeps
-        AwsServer.stop(self)
 
     def info(self):
         return {"port": self.port, "url": self.url, "token_uri": self.token_uri,
