@@ -2864,6 +2864,33 @@ def main(argv=None):
     return serve_until_signalled(srv, args)
 
 
+class AwsPlumbing:
+    """
+    What another test server takes from this one: the listeners (main HTTPS,
+    plain-HTTP metadata, admin), their handler, the connection bookkeeping,
+    the counters' readers and the control API's front door; the same
+    attributes drive them.  stop() first releases the requests a hold fault
+    keeps (the subclass's clear_faults()).
+    """
+
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
+
+    def stop(self):
+        self.clear_faults()
+        AwsServer.stop(self)
+
+
 def load_config_arg(text):
     """--config: JSON text, @FILE or FILE with JSON; None when not given."""
     if not text:

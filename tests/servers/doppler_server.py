@@ -44,9 +44,9 @@ import time
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, Resp, _admin_json,  # noqa: E402
+from aws_server import (AdminClient, AwsPlumbing, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
-from gcp_server import AwsPlumbing, GcpError, GcpServer, spawn_server  # noqa: E402
+from gcp_server import GcpError, GcpServer, spawn_server  # noqa: E402
 
 __all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
 

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+from aws_server import (AdminClient, AwsPlumbing, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
 
 __all__ = ["GcpServer", "AdminClient", "spawn_cli", "crc32c", "SCOPE", "JWT_BEARER"]
@@ -130,33 +130,6 @@ class _Req:
         self.project = self.secret = self.version = None
         auth = headers.get("Authorization") or ""
         self.bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-
-
-class AwsPlumbing:
-    """
-    What a test server takes from aws_server.py: the listeners (main HTTPS,
-    plain-HTTP metadata, admin), their handler, the connection bookkeeping,
-    the counters' readers and the control API's front door; the same
-    attributes drive them.  stop() first releases the requests a hold fault
-    keeps (the subclass's clear_faults()).
-    """
-
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-
-    def stop(self):
-        self.clear_faults()
-        AwsServer.stop(self)
 
 
 class GcpServer(AwsPlumbing):
