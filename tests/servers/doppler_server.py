@@ -185,7 +185,7 @@ class DopplerServer(AwsPlumbing):
         with self._lock:
             self._counts = {"total": 0, "connections": 0, "tls_handshake_failures": 0,
                             "admin_requests": 0, "faults_fired": 0, "in_flight": 0,
-                            "in_flight_peak": 0, "endpoints": {}, "not_modified": 0,
+                            "in_flight_peak": 0, "endpoints": {},
                             "auth_forms": {}, "statuses": {}}
             self._log = []
             self._seq = 0
@@ -203,43 +203,22 @@ class DopplerServer(AwsPlumbing):
 
     # ---------------------------------------------------------- request path
 
-    def serve(self, method, url, headers, body, peer=None, listener="main"):
-        """One non-admin request; returns (Resp, action) for aws_server's handler."""
-        req = _Req(method, url, headers, body, listener)
-        with self._lock:
-            c = self._counts
-            c["total"] += 1
-            c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
-            form = req.auth_form or "none"
-            c["auth_forms"][form] = c["auth_forms"].get(form, 0) + 1
-            c["in_flight"] += 1
-            c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
-            self._seq += 1
-            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
-                   "method": req.method, "path": req.path, "query": req.query,
-                   "endpoint": req.endpoint, "auth_form": req.auth_form,
-                   "if_none_match": headers.get("If-None-Match"),
-                   "user_agent": headers.get("User-Agent"), "status": None, "fault": None}
-            self._log.append(rec)
-            latency, holds, fault = self._match_fault(req)
-        try:
-            for h in holds:
-                h["_release"].wait(h["latency_ms"] / 1000.0 if h["latency_ms"] else 120)
-            if latency:
-                time.sleep(latency)
-            resp, action = self._respond(req, fault)
-        finally:
-            with self._lock:
-                c["in_flight"] -= 1
-                rec["end"] = time.time()
-        with self._lock:
-            rec["fault"] = fault["kind"] if fault else None
-            st = "dropped" if action and action.get("drop") else str(resp.status)
-            rec["status"] = st
-            c["statuses"][st] = c["statuses"].get(st, 0) + 1
-            if st == "304":
-                c["not_modified"] += 1
-        return resp, action
+    # The request path (count, log, faults, answer) is the Secret Manager
+    # server's, with these three hooks.
+    serve = GcpServer.serve
+
+    def _request(self, method, url, headers, body, listener):
+        return _Req(method, url, headers, body, listener)
+
+    def _count(self, req):
+        form = req.auth_form or "none"
+        self._counts["auth_forms"][form] = self._counts["auth_forms"].get(form, 0) + 1
+
+    def _record(self, req, headers):
+        return {"listener": req.listener, "method": req.method, "path": req.path,
+                "query": req.query, "endpoint": req.endpoint, "auth_form": req.auth_form,
+                "if_none_match": headers.get("If-None-Match"),
+                "user_agent": headers.get("User-Agent")}
 
     # A fault's action (drop, truncate, malformed) or the answer: the Secret
     # Manager server's, with DopplerError a GcpError that _error() renders.

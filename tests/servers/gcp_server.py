@@ -435,28 +435,41 @@ class GcpServer(AwsPlumbing):
         req.endpoint = ("access" if access else "get_version" if req.version else
                         "get_secret" if req.secret else "list")
 
-    def serve(self, method, url, headers, body, peer=None, listener="main"):
-        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+    def _request(self, method, url, headers, body, listener):
         req = _Req(method, url, headers, body, listener)
         self._classify(req)
+        return req
+
+    def _count(self, req):
+        """Counts @req beyond total and endpoints (under the lock)."""
+        if req.secret:
+            c = self._counts
+            d = c["secrets"].setdefault(f"{self._project_id(req.project)}/{req.secret}", {})
+            d[req.endpoint] = d.get(req.endpoint, 0) + 1
+
+    def _record(self, req, headers):
+        """What the request log keeps of @req besides seq, times, status and fault."""
+        return {"listener": req.listener, "method": req.method, "path": req.path,
+                "query": req.query, "endpoint": req.endpoint, "project": req.project,
+                "secret": req.secret, "version": req.version,
+                "bearer_present": req.bearer is not None,
+                "metadata_flavor": headers.get("Metadata-Flavor"),
+                "user_agent": headers.get("User-Agent"),
+                "x_goog_api_client": headers.get("x-goog-api-client")}
+
+    def serve(self, method, url, headers, body, peer=None, listener="main"):
+        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+        req = self._request(method, url, headers, body, listener)
         with self._lock:
             c = self._counts
             c["total"] += 1
             c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
-            if req.secret:
-                d = c["secrets"].setdefault(f"{self._project_id(req.project)}/{req.secret}", {})
-                d[req.endpoint] = d.get(req.endpoint, 0) + 1
+            self._count(req)
             c["in_flight"] += 1
             c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
             self._seq += 1
-            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
-                   "method": req.method, "path": req.path, "query": req.query,
-                   "endpoint": req.endpoint, "project": req.project, "secret": req.secret,
-                   "version": req.version, "bearer_present": req.bearer is not None,
-                   "metadata_flavor": headers.get("Metadata-Flavor"),
-                   "user_agent": headers.get("User-Agent"),
-                   "x_goog_api_client": headers.get("x-goog-api-client"),
-                   "status": None, "fault": None}
+            rec = {"seq": self._seq, "time": time.time(), "end": None, "status": None,
+                   "fault": None, **self._record(req, headers)}
             self._log.append(rec)
             latency, holds, fault = self._match_fault(req)
         try:

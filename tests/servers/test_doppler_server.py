@@ -103,7 +103,7 @@ def test_etag_and_if_none_match(srv, session):
                      headers={"Authorization": f"Bearer {tok}", "If-None-Match": etag})
     assert r3.status_code == 200 and r3.headers["ETag"] != etag
     assert r3.json()["DATABASE"] == "carol@aws.dynamodb.com:9876"
-    assert srv.counts()["not_modified"] == 1
+    assert srv.counts()["statuses"]["304"] == 1
 
 
 def test_errors_have_doppler_shape(srv, session):
