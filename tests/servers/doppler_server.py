@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl, unquote
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aws_server import (AdminClient, AwsPlumbing, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
-from gcp_server import GcpError, GcpServer, spawn_server  # noqa: E402
+from gcp_server import _NOT_MINE, GcpError, GcpServer, spawn_server  # noqa: E402
 
 __all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
 
@@ -206,6 +206,7 @@ class DopplerServer(AwsPlumbing):
     # The request path (count, log, faults, answer) is the Secret Manager
     # server's, with these three hooks.
     serve = GcpServer.serve
+    _admin_faults_and_counts = GcpServer._admin_faults_and_counts
 
     def _request(self, method, url, headers, body, listener):
         return _Req(method, url, headers, body, listener)
@@ -327,23 +328,9 @@ class DopplerServer(AwsPlumbing):
             return self.add_token(**a)
         if path == "/_test/token/revoke" and m == "POST":
             return {"ok": self.revoke_token(a["token"])}
-        if path == "/_test/fault" and m == "POST":
-            return {"id": self.add_fault(**a)}
-        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
-            self.clear_faults(a.get("id", q.get("id")))
-            return None
-        if path == "/_test/faults/clear" and m == "POST":
-            self.clear_faults(a.get("id"))
-            return None
-        if path == "/_test/faults" and m == "GET":
-            return {"faults": self.list_faults()}
-        if path == "/_test/counts" and m == "GET":
-            return self.counts()
-        if path == "/_test/reset-counts" and m == "POST":
-            self.reset_counts()
-            return None
-        if path == "/_test/requests" and m == "GET":
-            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        out = self._admin_faults_and_counts(m, path, a, q)
+        if out is not _NOT_MINE:
+            return out
         return _admin_json(404, {"error": f"no admin endpoint {m} {path}", "help": _ADMIN_HELP})
 
 

@@ -101,6 +101,9 @@ def _b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
+_NOT_MINE = object()  # an admin path a shared route does not serve
+
+
 class GcpError(Exception):
     def __init__(self, code, message, status=None, headers=None):
         super().__init__(code, message)
@@ -713,6 +716,27 @@ class GcpServer(AwsPlumbing):
 
     # control API ------------------------------------------------------------------
 
+    def _admin_faults_and_counts(self, m, path, a, q):
+        """The control API's fault rules, counters and request log; _NOT_MINE otherwise."""
+        if path == "/_test/fault" and m == "POST":
+            return {"id": self.add_fault(**a)}
+        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
+            self.clear_faults(a.get("id", q.get("id")))
+            return None
+        if path == "/_test/faults/clear" and m == "POST":
+            self.clear_faults(a.get("id"))
+            return None
+        if path == "/_test/faults" and m == "GET":
+            return {"faults": self.list_faults()}
+        if path == "/_test/counts" and m == "GET":
+            return self.counts()
+        if path == "/_test/reset-counts" and m == "POST":
+            self.reset_counts()
+            return None
+        if path == "/_test/requests" and m == "GET":
+            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        return _NOT_MINE
+
     def _admin_route(self, m, path, a, q):
         if path in ("/_test/health", "/_test/info"):
             return dict(self.info(), ok=True)
@@ -745,23 +769,9 @@ class GcpServer(AwsPlumbing):
             return self.add_token(**a)
         if path == "/_test/token/expire" and m == "POST":
             return {"expired": self.expire_tokens(a.get("token"))}
-        if path == "/_test/fault" and m == "POST":
-            return {"id": self.add_fault(**a)}
-        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
-            self.clear_faults(a.get("id", q.get("id")))
-            return None
-        if path == "/_test/faults/clear" and m == "POST":
-            self.clear_faults(a.get("id"))
-            return None
-        if path == "/_test/faults" and m == "GET":
-            return {"faults": self.list_faults()}
-        if path == "/_test/counts" and m == "GET":
-            return self.counts()
-        if path == "/_test/reset-counts" and m == "POST":
-            self.reset_counts()
-            return None
-        if path == "/_test/requests" and m == "GET":
-            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        out = self._admin_faults_and_counts(m, path, a, q)
+        if out is not _NOT_MINE:
+            return out
         if path == "/_test/clock" and m == "POST":
             self.advance_clock(a.get("advance", 0))
             return {"offset": self.clock_offset, "now": self.now()}
