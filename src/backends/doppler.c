@@ -68,7 +68,7 @@ struct doppler {
 	bool must_ask;	       /* `ctl refresh`: not fresh whatever its age; protected by lock */
 	uint64_t generation;   /* documents received that differed; protected by lock */
 	uint64_t requests, not_modified; /* protected by lock */
-	size_t hidden;	       /* names of the last document not shown; protected by lock */
+	size_t hidden; /* names of the last document not shown; protected by lock */
 };
 
 /* ---- the document ---- */
@@ -122,8 +122,8 @@ static bool etag_is_usable(const char *s)
  * GETs the download, with If-None-Match when @etag is given.  Returns 0
  * with a 200 or 304 answer in @resp, else a negative errno and a reason.
  */
-static int download(struct doppler *d, const char *etag, struct http_response *resp,
-		    char *reason, size_t reasonlen)
+static int download(struct doppler *d, const char *etag, struct http_response *resp, char *reason,
+		    size_t reasonlen)
 {
 	struct http_header h[2] = {
 		{ "Authorization", (const char *)d->auth->data, true },
@@ -211,7 +211,8 @@ static int doc_get(struct doppler *d, struct secret **ret, uint64_t *ret_left_us
 			*ret_generation = d->generation;
 		} else {
 			/* A 304 to a request without If-None-Match: the server is confused. */
-			snprintf(reason, reasonlen, "%s: 304 Not Modified with nothing kept", d->what);
+			snprintf(reason, reasonlen, "%s: 304 Not Modified with nothing kept",
+				 d->what);
 			r = -EBADMSG;
 		}
 		pthread_mutex_unlock(&d->lock);
@@ -313,17 +314,18 @@ static int doppler_describe(struct backend *b, json_t *obj)
 				 json_integer(d->doc ? (json_int_t)secret_table_count(d->doc) : 0));
 	r |= json_object_set_new(doc, "hidden_names", json_integer((json_int_t)d->hidden));
 	r |= json_object_set_new(doc, "generation", json_integer((json_int_t)d->generation));
-	r |= json_object_set_new(doc, "age_seconds",
-				 d->doc ? json_integer((json_int_t)((now - d->fetched_usec) /
-								    USEC_PER_SEC))
-					: json_null());
+	r |= json_object_set_new(
+		doc, "age_seconds",
+		d->doc ? json_integer((json_int_t)((now - d->fetched_usec) / USEC_PER_SEC))
+		       : json_null());
 	r |= json_object_set_new(doc, "requests", json_integer((json_int_t)d->requests));
 	r |= json_object_set_new(doc, "not_modified", json_integer((json_int_t)d->not_modified));
 	pthread_mutex_unlock(&d->lock);
 	r |= json_object_set_new(auth, "method", json_string("service token"));
 	r |= json_object_set_new(auth, "from", json_string(d->token_from));
 	r |= json_object_set_new(obj, "api_host", json_string(d->host));
-	r |= json_object_set_new(obj, "project", d->project ? json_string(d->project) : json_null());
+	r |= json_object_set_new(obj, "project",
+				 d->project ? json_string(d->project) : json_null());
 	r |= json_object_set_new(obj, "config", d->config ? json_string(d->config) : json_null());
 	r |= json_object_set_new(obj, "auth", auth);
 	r |= json_object_set_new(obj, "document", doc);
@@ -437,8 +439,9 @@ static int name_from_env(const char *var, char **ret, char *reason, size_t reaso
 	if (!v)
 		return 0;
 	if (!doppler_name_is_valid(v)) {
-		snprintf(reason, reasonlen, "doppler: %s must be 1 to %d characters of [A-Za-z0-9._-]",
-			 var, DOPPLER_NAME_MAX);
+		snprintf(reason, reasonlen,
+			 "doppler: %s must be 1 to %d characters of [A-Za-z0-9._-]", var,
+			 DOPPLER_NAME_MAX);
 		return -EINVAL;
 	}
 	*ret = strdup(v);
@@ -474,8 +477,8 @@ static int build_url(struct doppler *d)
 	return 0;
 }
 
-static int doppler_init(struct backend *b, const char *arg, const struct config *cfg,
-			char *reason, size_t reasonlen)
+static int doppler_init(struct backend *b, const char *arg, const struct config *cfg, char *reason,
+			size_t reasonlen)
 {
 	struct doppler *d = calloc(1, sizeof(*d));
 	const char *host;

@@ -93,9 +93,11 @@ int doppler_parse_download(const char *body, size_t len, struct secret **ret, si
 		r = -ENOMEM;
 		goto out;
 	}
-	json_object_foreach (root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		if (!json_is_string(v)) {
-			snprintf(reason, reasonlen, "the download holds a %s where a string was expected",
+			snprintf(reason, reasonlen,
+				 "the download holds a %s where a string was expected",
 				 json_is_object(v) ? "JSON object" : "value");
 			r = -EBADMSG;
 			goto out;
@@ -137,7 +139,8 @@ void doppler_parse_error(const char *body, size_t len, char *msg, size_t msglen)
 		return;
 	root = json_loadb(body, len, 0, NULL);
 	messages = json_object_get(root, "messages");
-	json_array_foreach (messages, i, m) {
+	json_array_foreach(messages, i, m)
+	{
 		if (!json_is_string(m) || json_string_length(m) == 0)
 			continue;
 		if (pos > 0)

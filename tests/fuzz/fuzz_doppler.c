@@ -85,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_check(project == (char *)1 && config == (char *)1, T,
 				   "names came back with an error");
 			fuzz_check(r == -EINVAL || r == -ENOMEM, T, "a SOURCE error not EINVAL");
-			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T, "a reason unterminated");
+			fuzz_check(fuzz_text_ok(reason, sizeof(reason)), T,
+				   "a reason unterminated");
 		} else {
 			fuzz_check((project == NULL) == (config == NULL), T, "one name of two");
 			fuzz_check(!project || (doppler_name_is_valid(project) &&

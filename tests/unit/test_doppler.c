@@ -102,8 +102,14 @@ static void test_values_stay_text_and_unsafe_names_hide(void **state)
 static void test_malformed_downloads(void **state)
 {
 	static const char *const bad[] = {
-		"", "[]", "\"s3cr3t\"", "{\"A\": \"s3cr3t", "{\"A\": 1}", "{\"A\": null}",
-		"{\"A\": {\"nested\": \"s3cr3t\"}}", "{\"A\": \"1\", \"A\": \"s3cr3t\"}",
+		"",
+		"[]",
+		"\"s3cr3t\"",
+		"{\"A\": \"s3cr3t",
+		"{\"A\": 1}",
+		"{\"A\": null}",
+		"{\"A\": {\"nested\": \"s3cr3t\"}}",
+		"{\"A\": \"1\", \"A\": \"s3cr3t\"}",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -133,8 +139,8 @@ static void test_error_bodies(void **state)
 static void test_source(void **state)
 {
 	char reason[BACKEND_REASON_MAX], *p = NULL, *c = NULL;
-	static const char *const bad[] = { "shop", "shop/", "/prd", "shop/prd/x", "sh op/prd",
-					   "../prd", "shop/prd?x" };
+	static const char *const bad[] = { "shop",	"shop/",  "/prd",      "shop/prd/x",
+					   "sh op/prd", "../prd", "shop/prd?x" };
 
 	assert_int_equal(doppler_parse_source("shop/prd_eu-1.x", &p, &c, reason, sizeof(reason)),
 			 0);
@@ -171,9 +177,8 @@ static void test_example_doppler_file(void **state)
 	assert_string_equal(c.source, "doppler:shop/prd");
 	assert_null(c.doppler_api_host);
 	assert_null(c.doppler_token_file);
-	assert_int_equal(config_set(&c, "doppler_api_host", "https://api.doppler.com", err,
-				    sizeof(err)),
-			 0);
+	assert_int_equal(
+		config_set(&c, "doppler_api_host", "https://api.doppler.com", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&c, "doppler_token_file", "/etc/secretfs/doppler-token", err,
 				    sizeof(err)),
 			 0);
