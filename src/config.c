@@ -148,6 +148,9 @@ static const struct config_option options[] = {
 	  NULL },
 	{ "doppler_token_file", "doppler", "token_file", OPT_PATH, FIELD(doppler_token_file), 0, 0,
 	  NULL },
+	/* 1Password Connect; unset: OP_CONNECT_HOST and OP_CONNECT_TOKEN, as 1Password's SDKs. */
+	{ "op_connect_host", "op-connect", "host", OPT_PATH, FIELD(op_connect_host), 0, 0, NULL },
+	{ "op_token_file", "op-connect", "token_file", OPT_PATH, FIELD(op_token_file), 0, 0, NULL },
 };
 
 void config_init(struct config *c)

@@ -811,15 +811,10 @@ POST /_test/clock {advance: seconds}   (fake clock: token and JWT lifetimes)
 """
 
 
-def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
-    """Start gcp_server.py as a subprocess; returns (Popen, info dict)."""
-    return spawn_server(os.path.abspath(__file__), "gcp", cert, key, workdir, config,
-                        extra_args, python, timeout)
-
-
 def spawn_server(script, name, cert, key, workdir, config=None, extra_args=(), python=None,
                  timeout=10):
-    """Start the test server @script (files NAME.port, NAME.info.json in @workdir)."""
+    """Start test server @script (NAME.port, NAME.info.json in @workdir) as a subprocess;
+    returns (Popen, info dict).  Shared with op_connect_server.py."""
     import subprocess
 
     os.makedirs(workdir, exist_ok=True)
@@ -838,11 +833,17 @@ def spawn_server(script, name, cert, key, workdir, config=None, extra_args=(), p
             with open(info_file) as f:
                 return proc, json.load(f)
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} server exited: " +
+            raise RuntimeError(f"{os.path.basename(script)} exited: " +
                                proc.stderr.read().decode(errors="replace"))
         time.sleep(0.02)
     proc.kill()
-    raise RuntimeError(f"{name} server did not start in time")
+    raise RuntimeError(f"{os.path.basename(script)} did not start in time")
+
+
+def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
+    """Start gcp_server.py as a subprocess; returns (Popen, info dict)."""
+    return spawn_server(os.path.abspath(__file__), "gcp", cert, key, workdir, config,
+                        extra_args, python, timeout)
 
 
 def main(argv=None):

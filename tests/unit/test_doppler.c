@@ -22,6 +22,8 @@
 #include "secretfs/config.h"
 #include "secretfs/secret.h"
 
+#include "example_config.h"
+
 static json_t *load_fixture(const char *rel)
 {
 	const char *dir = getenv("SECRETFS_FIXTURES");
@@ -162,18 +164,10 @@ static void test_source(void **state)
 /* examples/doppler.conf stays loadable; its [doppler] keys are the options' names. */
 static void test_example_doppler_file(void **state)
 {
-	const char *dir = getenv("SECRETFS_TESTDATA");
-	char path[4096], err[CONFIG_ERR_MAX] = "";
+	char err[CONFIG_ERR_MAX] = "";
 	struct config c;
 
-	if (!dir) {
-		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
-		skip();
-	}
-	snprintf(path, sizeof(path), "%s/../../examples/doppler.conf", dir);
-	config_init(&c);
-	if (config_load(&c, path, err, sizeof(err)) != 0)
-		fail_msg("%s", err);
+	load_example_config("doppler.conf", &c);
 	assert_string_equal(c.source, "doppler:shop/prd");
 	assert_null(c.doppler_api_host);
 	assert_null(c.doppler_token_file);
