@@ -32,7 +32,6 @@ aws_server.py's, shared rather than copied.  The control API is under /_test/
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import json
@@ -44,8 +43,7 @@ import time
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, AwsPlumbing, Resp, _admin_json,  # noqa: E402
-                        load_config_arg, serve_until_signalled)
+from aws_server import AdminClient, AwsPlumbing, Resp, _admin_json, serve_cli  # noqa: E402
 from gcp_server import _NOT_MINE, GcpError, GcpServer, spawn_server  # noqa: E402
 
 __all__ = ["DopplerServer", "AdminClient", "spawn_cli"]
@@ -360,28 +358,7 @@ def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeo
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Doppler API v3 test server, in memory")
-    ap.add_argument("--cert")
-    ap.add_argument("--key")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--info-file")
-    ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
-    ap.add_argument("--admin-token")
-    ap.add_argument("--admin-token-file")
-    ap.add_argument("--admin-port-file")
-    ap.add_argument("--no-tls", action="store_true")
-    ap.add_argument("--verbose", "-v", action="store_true")
-    args = ap.parse_args(argv)
-    args.metadata_port_file = None
-    if not args.no_tls and (not args.cert or not args.key):
-        ap.error("--cert and --key are required (or --no-tls)")
-    srv = DopplerServer(args.cert, args.key, host=args.host, port=args.port,
-                        config=load_config_arg(args.config), admin_token=args.admin_token,
-                        admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
-                        tls=not args.no_tls)
-    return serve_until_signalled(srv, args)
+    return serve_cli(DopplerServer, "Doppler API v3 test server, in memory", argv)
 
 
 if __name__ == "__main__":
