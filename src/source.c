@@ -309,6 +309,15 @@ struct source *source_route(struct source *s, const char *id, const char **ret_r
 	return NULL;
 }
 
+bool source_no_folders(struct source *s, const char *id)
+{
+	const char *rest;
+	struct source *leaf = source_route(s, id, &rest);
+	struct backend *b = leaf ? source_backend(leaf) : NULL;
+
+	return b && b->ops->no_folders;
+}
+
 static int leaf_start(struct source *s, char *reason, size_t reasonlen)
 {
 	struct backend *b = source_backend(s);
@@ -501,6 +510,16 @@ static void leaf_retry(struct source *s)
 		log_warn("source '%s': %s", s->name, b->warning);
 	__atomic_store_n(&s->backend, b, __ATOMIC_RELEASE);
 	log_info("source '%s' is up", s->name);
+}
+
+void source_revalidate(struct source *s)
+{
+	struct backend *b = source_backend(s);
+
+	for (size_t i = 0; i < s->nchildren; i++)
+		source_revalidate(s->children[i]);
+	if (b && b->ops->revalidate)
+		b->ops->revalidate(b);
 }
 
 void source_expire(struct source *s)

@@ -69,6 +69,8 @@ static inline struct backend *source_backend(const struct source *s)
 {
 	return __atomic_load_n(&s->backend, __ATOMIC_ACQUIRE);
 }
+/* Whether the store that holds mount path @id has no folders (Doppler: flat). */
+bool source_no_folders(struct source *s, const char *id);
 /* The name that metrics, status and audit records give @s: its [source NAME], else its SOURCE. */
 static inline const char *source_label(const struct source *s)
 {
@@ -94,6 +96,8 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 /* now_usec() + fetch_timeout: the deadline of a request that starts now. */
 uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
+/* Before `ctl refresh`: the backend asks the store on its next fetch (backend_ops.revalidate). */
+void source_revalidate(struct source *s);
 /* Drops expired entries and retries optional sources that are down; main calls it each second. */
 void source_expire(struct source *s);
 

@@ -26,7 +26,6 @@ control API is under /_test/ (header X-Test-Admin); see _ADMIN_HELP.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -37,8 +36,7 @@ import time
 from urllib.parse import unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, Resp, _admin_json, load_config_arg,  # noqa: E402
-                        serve_until_signalled)
+from aws_server import AdminClient, Resp, _admin_json, serve_cli  # noqa: E402
 from gcp_server import GcpError, GcpServer, _rfc3339, spawn_server  # noqa: E402
 
 __all__ = ["OpConnectServer", "AdminClient", "spawn_cli", "new_id"]
@@ -284,28 +282,7 @@ def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeo
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="1Password Connect test server, in memory")
-    ap.add_argument("--cert")
-    ap.add_argument("--key")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--info-file")
-    ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
-    ap.add_argument("--admin-token")
-    ap.add_argument("--admin-token-file")
-    ap.add_argument("--admin-port-file")
-    ap.add_argument("--no-tls", action="store_true")
-    ap.add_argument("--verbose", "-v", action="store_true")
-    args = ap.parse_args(argv)
-    args.metadata_port_file = None
-    if not args.no_tls and (not args.cert or not args.key):
-        ap.error("--cert and --key are required (or --no-tls)")
-    srv = OpConnectServer(args.cert, args.key, host=args.host, port=args.port,
-                          config=load_config_arg(args.config), admin_token=args.admin_token,
-                          admin_port=0 if args.admin_port_file else None,
-                          verbose=args.verbose, tls=not args.no_tls)
-    return serve_until_signalled(srv, args)
+    return serve_cli(OpConnectServer, "1Password Connect test server, in memory", argv)
 
 
 if __name__ == "__main__":

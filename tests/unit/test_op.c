@@ -24,20 +24,7 @@
 #include "secretfs/config.h"
 #include "secretfs/secret.h"
 #include "example_config.h"
-
-static json_t *load_fixture(const char *rel)
-{
-	const char *dir = getenv("SECRETFS_FIXTURES");
-	char path[4096];
-	json_error_t je;
-	json_t *doc;
-
-	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/fixtures", rel);
-	doc = json_load_file(path, 0, &je);
-	if (!doc)
-		fail_msg("%s: %s", path, je.text);
-	return doc;
-}
+#include "fixture_json.h"
 
 /* The value at @name in @t, as a NUL-terminated copy (static buffer), or NULL. */
 static const char *field(const struct secret *t, const char *name)
