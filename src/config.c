@@ -673,7 +673,7 @@ static bool option_per_source(const struct config_option *o)
 	return strcmp(o->section, "cache") == 0 || strcmp(o->section, "http") == 0 ||
 	       strcmp(o->section, "vault") == 0 || strcmp(o->section, "aws") == 0 ||
 	       strcmp(o->section, "gcp") == 0 || strcmp(o->section, "op-connect") == 0 ||
-	       strcmp(o->name, "name_separator") == 0;
+	       strcmp(o->section, "doppler") == 0 || strcmp(o->name, "name_separator") == 0;
 }
 
 static bool name_valid(const char *s)
@@ -822,6 +822,8 @@ static const char *uri_section(const char *uri)
 		return "gcp";
 	if (strncmp(uri, "op-connect:", 11) == 0)
 		return "op-connect";
+	if (strncmp(uri, "doppler:", 8) == 0)
+		return "doppler";
 	return NULL;
 }
 
@@ -870,7 +872,8 @@ static int sources_check(struct load_ctx *ctx)
 			const struct config_option *o = option_by_name(s->overrides[j].name);
 
 			if (strcmp(o->section, "vault") != 0 && strcmp(o->section, "aws") != 0 &&
-			    strcmp(o->section, "gcp") != 0 && strcmp(o->section, "op-connect") != 0)
+			    strcmp(o->section, "gcp") != 0 && strcmp(o->section, "op-connect") != 0 &&
+			    strcmp(o->section, "doppler") != 0)
 				continue;
 			if (!sect || strcmp(sect, o->section) != 0) {
 				ctx->line = s->overrides[j].line;

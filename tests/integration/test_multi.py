@@ -1,7 +1,7 @@
 """
 Several stores in one mount ([source NAME] sections), through the real
 mount: a file store, Vault (tests/servers/vault_server.py) and AWS Secrets
-Manager (tests/servers/aws_server.py), each under its prefix.
+Manager (tests/servers/aws_server.py) and Doppler, each under its prefix.
 
 Checked here: the root lists the prefixes; values equal the stores'; each
 source keeps its own TTL (counted at the servers); one policy covers all
@@ -13,10 +13,8 @@ true an empty directory that fills once its store is back; config mistakes
 name file:line; no token or value reaches the logs, the audit log or the
 metrics.
 
-TODO(i14-doppler): Doppler joins the four-store mount of issue 14 once its
-backend and test server land: add a [source app] uri = doppler:shop/prd
-with tests/servers' Doppler server to mount_config() and its values to
-ALL_VALUES.  The cross-source `.env` template waits for i11-templates.
+Doppler (tests/servers/doppler_server.py) is the fourth store, [source app]:
+the `.env` template reads Vault, AWS, Doppler and file values.
 """
 
 import json
@@ -31,14 +29,16 @@ from policy_env import EACCES, write_policy
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY  # noqa: E402
 from certs import generate_certs  # noqa: E402
+from doppler_server import DopplerServer  # noqa: E402
 from test_aws import Aws  # noqa: E402
 from test_vault import ROOT, SECRETS, VALUES as VAULT_VALUES, VaultProcess  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 FILE_DOC = {"public/motd": "multi-file-motd-1", "team/cfg": {"region": "multi-file-region-1"}}
 AWS_VALUES = [b"db-user-41", b"pa55-w0rd-db", b"api-key-plain-77", b"single-value-xyz"]
+DOPPLER = {"DATABASE_URL": "postgres://app:dop-pa55@db:5432/shop", "API_KEY": "dop-api-key-9"}
 LEAKS = [*VAULT_VALUES, *AWS_VALUES, b"multi-file-motd-1", b"multi-file-region-1",
-         ROOT.encode(), DEFAULT_SECRET_KEY.encode()]
+         ROOT.encode(), DEFAULT_SECRET_KEY.encode(), b"dop-pa55", b"dop-api-key-9"]
 V = ".secretfs/view"
 
 
@@ -64,17 +64,35 @@ def aws_server(certs, tmp_path_factory):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def doppler_server(certs):
+    s = DopplerServer(certs.server, certs.server_key)
+    s.start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture
-def servers(vault, aws_server):
+def doppler(doppler_server):
+    doppler_server.reset()
+    doppler_server.put_config("shop", "prd", DOPPLER)
+    doppler_server.token = doppler_server.add_token("shop", "prd")["token"]
+    return doppler_server
+
+
+@pytest.fixture
+def servers(vault, aws_server, doppler):
     vault.reset()
     aws_server.post("/_test/reset")
     return vault, aws_server
 
 
-def daemon_env(workdir, aws, certs):
+def daemon_env(workdir, aws, certs, doppler=None):
     """Every store's credentials, as their own clients read them; none of ours."""
     env = {k: v for k, v in sanitizer_env().items()
-           if not k.startswith(("AWS_", "VAULT_"))}
+           if not k.startswith(("AWS_", "VAULT_", "DOPPLER_"))}
+    if doppler:
+        env["DOPPLER_TOKEN"] = doppler.token
     env.pop("CREDENTIALS_DIRECTORY", None)
     env.update(HOME=str(workdir), VAULT_TOKEN=ROOT, AWS_ENDPOINT_URL=aws.url,
                AWS_CA_BUNDLE=certs.ca, AWS_EC2_METADATA_DISABLED="true",
@@ -88,17 +106,19 @@ def write_config(path, text):
     return path
 
 
-def mount_config(workdir, store, vault_url, certs, *, extra="", db_extra=""):
+def mount_config(workdir, store, vault_url, certs, doppler_url, *, extra="", db_extra=""):
     return (f"[cache]\nttl = 1h\n\n[http]\nca_file = {certs.ca}\n\n"
             f"[control]\nsocket = {workdir}/ctl.sock\n\n"
             f"[source files]\nuri = file:{store}\n\n"
             f"[source db]\nuri = vault:{vault_url}/secret\n{db_extra}\n"
-            f"[source aws]\nuri = aws-sm:us-east-1\nprefix = cloud\nttl = 1s\n\n{extra}")
+            f"[source aws]\nuri = aws-sm:us-east-1\nprefix = cloud\nttl = 1s\n\n"
+            f"[source app]\nuri = doppler:shop/prd\ndoppler_api_host = {doppler_url}\n\n"
+            f"{extra}")
 
 
 @pytest.fixture
-def multi(secretfs, workdir, certs, servers):
-    """Factory: mounts file + Vault + AWS SM from a config file; returns the Daemon."""
+def multi(secretfs, workdir, certs, servers, doppler):
+    """Factory: mounts file + Vault + AWS SM + Doppler from a config file; returns the Daemon."""
     vault, aws = servers
 
     def start(*, extra="", db_extra="", vault_url=None, options=()):
@@ -107,9 +127,10 @@ def multi(secretfs, workdir, certs, servers):
         os.chmod(store, 0o600)
         conf = write_config(workdir / "multi.conf",
                             mount_config(workdir, store, vault_url or vault.url, certs,
-                                         extra=extra, db_extra=db_extra))
+                                         doppler.url, extra=extra, db_extra=db_extra))
         d = secretfs(None, argv=lambda _store, mnt: [*options, "--config", str(conf), str(mnt)],
-                     env=daemon_env(workdir, aws, certs), secrets=LEAKS)
+                     env=daemon_env(workdir, aws, certs, doppler),
+                     secrets=[*LEAKS, doppler.token.encode()])
         d.sock = workdir / "ctl.sock"
         wait_until(lambda: d.sock.exists(), what="the control socket")
         return d
@@ -132,8 +153,10 @@ def test_tree_values_ttls_audit_metrics_and_status(multi, servers, workdir):
     audit = workdir / "audit.log"
     d = multi(options=["-o", f"audit={audit}"])
 
-    assert sorted(os.listdir(d.mnt)) == ["cloud", "db", "files"]
+    assert sorted(os.listdir(d.mnt)) == ["app", "cloud", "db", "files"]
     assert read_file(d.path("files/public/motd")) == b"multi-file-motd-1"
+    assert read_file(d.path("app/API_KEY")) == b"dop-api-key-9"
+    assert {"API_KEY", "DATABASE_URL"} <= set(os.listdir(d.path("app")))
     assert read_file(d.path("files/team/cfg/region")) == b"multi-file-region-1"
     assert read_file(d.path("db/app/api-key/value")) == b"abc-api-key-123"
     assert read_file(d.path("cloud/single")) == b"single-value-xyz"
@@ -162,6 +185,7 @@ def test_tree_values_ttls_audit_metrics_and_status(multi, servers, workdir):
     assert by_path["files/public/motd"] == "files"
     assert by_path["db/app/api-key/value"] == "db"
     assert by_path["cloud/single"] == "aws"
+    assert by_path["app/API_KEY"] == "app"
 
     # metrics: one series per source
     assert ctl_metric(d.sock, "secretfs_backend_requests_total",
@@ -174,7 +198,8 @@ def test_tree_values_ttls_audit_metrics_and_status(multi, servers, workdir):
     # ctl status: one block per source
     st = json.loads(ctl(d, "status"))
     blocks = {s["name"]: s for s in st["sources"]}
-    assert list(blocks) == ["files", "db", "aws"]
+    assert list(blocks) == ["files", "db", "aws", "app"]
+    assert blocks["app"]["backend"] == "doppler"
     assert blocks["aws"]["prefix"] == "cloud" and blocks["aws"]["backend"] == "aws-sm"
     assert blocks["db"]["backend"] == "vault" and blocks["db"]["state"] == "up"
     assert blocks["db"]["cache"]["fetches"] >= 1
@@ -201,11 +226,11 @@ ENV_TEMPLATE = """\
 DB_API_KEY={{ db/app/api-key/value }}
 AWS_SINGLE={{ cloud/single }}
 MOTD={{ files/public/motd }}
+DATABASE_URL={{ app/DATABASE_URL }}
 """
 
 
-def test_one_env_file_from_vault_aws_and_file_values(multi, servers, workdir):
-    # TODO(i14-doppler): add a Doppler reference, e.g. APP_URL={{ app/DATABASE_URL }}
+def test_one_env_file_from_vault_aws_doppler_and_file_values(multi, servers, doppler, workdir):
     vault, aws = servers
     tmpl = workdir / "app.env.tmpl"
     tmpl.write_text(ENV_TEMPLATE)
@@ -214,9 +239,11 @@ def test_one_env_file_from_vault_aws_and_file_values(multi, servers, workdir):
     assert read_file(d.path("files/app.env")) == (
         b'DB_API_KEY="abc-api-key-123"\n'
         b'AWS_SINGLE="single-value-xyz"\n'
-        b'MOTD="multi-file-motd-1"\n')
+        b'MOTD="multi-file-motd-1"\n'
+        b'DATABASE_URL="postgres://app:dop-pa55@db:5432/shop"\n')
     assert vault.secret_count("secret/app/api-key", "read") == 1
     assert aws.secret_op("single", "GetSecretValue") == 1
+    assert doppler.counts()["endpoints"].get("download", 0) == 1
 
 
 POLICY = """\
@@ -226,6 +253,7 @@ permit *                files/public/*
 permit user:sfst-carol  db/app/api-key/value
 permit user:sfst-carol  cloud/single
 permit user:sfst-carol  files/app.env
+permit user:sfst-carol  app/DATABASE_URL
 """
 
 
@@ -254,7 +282,7 @@ def test_one_policy_over_all_sources(multi, workdir, agents):
     assert bob.read(d.path(V, "env", "cloud", "..", "db", "app", "db")) == EACCES
     # the same name at the root, without a prefix, is nobody's
     assert bob.read(d.path("single")) == "ENOENT"
-    # a template over three sources needs each reference: only carol has all three
+    # a template over four sources needs each reference: only carol has all four
     assert carol.read(d.path("files/app.env")).startswith(b'DB_API_KEY="abc-api-key-123"')
     assert bob.read(d.path("files/app.env")) == EACCES
     assert alice.read(d.path("files/app.env")) == EACCES
@@ -274,7 +302,7 @@ def test_optional_source_down_at_start_comes_back(multi, certs, workdir):
         url = proc.url
         proc.kill()
         d = multi(vault_url=url, db_extra="optional = true\n")
-        assert sorted(os.listdir(d.mnt)) == ["cloud", "db", "files"]
+        assert sorted(os.listdir(d.mnt)) == ["app", "cloud", "db", "files"]
         assert os.listdir(d.path("db")) == []
         assert read_file(d.path("cloud/single")) == b"single-value-xyz"  # the others serve
         err = d.wait_stderr("source 'db' (optional) is down")
@@ -299,7 +327,8 @@ def test_a_source_down_at_start_is_an_error_naming_it(workdir, certs, servers):
     store.write_text(json.dumps(FILE_DOC))
     os.chmod(store, 0o600)
     conf = write_config(workdir / "down.conf",
-                        mount_config(workdir, store, "https://127.0.0.1:1", certs))
+                        mount_config(workdir, store, "https://127.0.0.1:1", certs,
+                                     "https://127.0.0.1:1"))
     mnt = workdir / "mnt-down"
     mnt.mkdir()
     r = run_secretfs(["-f", "--config", str(conf), str(mnt)],
