@@ -29,8 +29,8 @@ from policy_env import EACCES, write_policy
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY  # noqa: E402
 from certs import generate_certs  # noqa: E402
-from doppler_server import DopplerServer  # noqa: E402
 from test_aws import Aws  # noqa: E402
+from test_doppler import doppler_server  # noqa: E402,F401 (a module fixture, on our certs)
 from test_vault import ROOT, SECRETS, VALUES as VAULT_VALUES, VaultProcess  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
@@ -62,14 +62,6 @@ def aws_server(certs, tmp_path_factory):
     srv = Aws(certs, tmp_path_factory.mktemp("multi-aws"))
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def doppler_server(certs):
-    s = DopplerServer(certs.server, certs.server_key)
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture
