@@ -168,6 +168,7 @@ $(FUZZ_BUILD)/fuzz_gcp: $(call FUZZ_OBJ,src/backends/gcp_parse.o src/backends/cr
 	src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
+$(FUZZ_BUILD)/fuzz_selector: $(call FUZZ_OBJ,src/selector.o src/util.o)
 $(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).
