@@ -45,6 +45,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "backends/aws_creds.h"
 #include "backends/aws_parse.h"
 #include "backends/backends.h"
@@ -53,6 +55,7 @@
 #include "secretfs/aws_sigv4.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define JSON_CT "application/x-amz-json-1.1"
@@ -299,6 +302,73 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 	else if (!backend_error_is_transient(r))
 		kept_map_forget(&a->kept, id);
 	return r;
+}
+
+/*
+ * previous, pending and label:L are VersionStage AWSPREVIOUS, AWSPENDING
+ * and L; id:ID is VersionId ID.  Nothing is kept: a named version is
+ * fetched whole each time the cache asks.
+ */
+static int sm_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+		       struct secret **ret_value, struct backend_info *ret_info, char *reason,
+		       size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id), *body = NULL;
+	struct http_response resp = { 0 };
+	const char *stage = NULL;
+	size_t len;
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	switch (sel->kind) {
+	case SELECTOR_PREVIOUS:
+		stage = "AWSPREVIOUS";
+		break;
+	case SELECTOR_PENDING:
+		stage = "AWSPENDING";
+		break;
+	case SELECTOR_LABEL:
+		stage = sel->arg;
+		break;
+	case SELECTOR_ID:
+		break;
+	default:
+		snprintf(reason, reasonlen, "aws-sm: Secrets Manager has no version numbers");
+		return -ENOENT;
+	}
+	r = stage ? aws_body_get_secret_value(name, stage, &body, &len)
+		  : aws_body_get_secret_version(name, sel->arg, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "GetSecretValue", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_get_secret_value(resp.body, resp.body_len, ret_value, ret_info, reason,
+				       reasonlen);
+	return parsed(a, "GetSecretValue", name, r, &resp, reason, reasonlen);
+}
+
+static int sm_list_versions(struct backend *b, const char *id, json_t **ret_list, char *reason,
+			    size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id), *body = NULL;
+	struct http_response resp = { 0 };
+	size_t len;
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	r = aws_body_list_secret_versions(name, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "ListSecretVersionIds", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_list_secret_versions(resp.body, resp.body_len, ret_list, reason, reasonlen);
+	return parsed(a, "ListSecretVersionIds", name, r, &resp, reason, reasonlen);
 }
 
 /* One listing in progress: ListSecrets or GetParametersByPath, page by page. */
@@ -643,6 +713,8 @@ const struct backend_ops aws_sm_backend_ops = {
 	.init = sm_init,
 	.done = aws_done,
 	.fetch = sm_fetch,
+	.fetch_at = sm_fetch_at,
+	.list_versions = sm_list_versions,
 	.list = sm_list,
 	.forget = aws_forget,
 };
