@@ -14,6 +14,9 @@
 #include "secretfs/source.h"
 #include "secretfs/util.h"
 
+/* How long a value named by number or id stays: until evicted, in practice (ten years). */
+#define PINNED_TTL_USEC (UINT64_C(10) * 365 * 24 * 3600 * 1000000)
+
 static void op_record(struct source_op_metrics *m, int r, uint64_t start_usec)
 {
 	uint64_t end = now_usec();
@@ -67,6 +70,30 @@ static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
 
 	r = b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
 	return backend_result(s, &s->fetch_metrics, key, r, start, reason);
+}
+
+/* A key of the at and pinned caches: "SELECTOR/ID" (a selector holds no '/'). */
+static int fetch_at(void *ctx, const char *key, struct secret **ret_value,
+		    struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct source *s = ctx;
+	struct backend *b = s->backend;
+	const char *slash = strchr(key, '/');
+	char spelled[SELECTOR_ARG_MAX + 8];
+	struct selector sel;
+	uint64_t start = now_usec();
+	size_t n;
+	int r;
+
+	n = slash ? (size_t)(slash - key) : 0;
+	if (!slash || n >= sizeof(spelled))
+		return -EINVAL; /* only source_value_at() makes keys */
+	memcpy(spelled, key, n);
+	spelled[n] = '\0';
+	if (selector_parse(spelled, &sel) < 0)
+		return -EINVAL;
+	r = b->ops->fetch_at(b, slash + 1, &sel, ret_value, ret_info, reason, reasonlen);
+	return backend_result(s, &s->fetch_metrics, slash + 1, r, start, reason);
 }
 
 static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
@@ -168,6 +195,15 @@ int source_open(const struct config *cfg, struct source **ret, char *reason, siz
 		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
+	if (r >= 0 && s->backend->ops->fetch_at) {
+		cc.ttl_usec = cfg->ttl_usec;
+		cc.stale_event = on_stale;
+		r = cache_new(&cc, fetch_at, s, &s->at);
+		/* A number or an id names the same bytes forever: kept until evicted. */
+		cc.ttl_usec = PINNED_TTL_USEC;
+		if (r >= 0)
+			r = cache_new(&cc, fetch_at, s, &s->pinned);
+	}
 	if (r < 0) {
 		snprintf(reason, reasonlen, "cannot set up the cache: %s", strerror(-r));
 		goto fail;
@@ -197,6 +233,10 @@ void source_close(struct source *s)
 		cache_free(s->values);
 	if (s->listings)
 		cache_free(s->listings);
+	if (s->at)
+		cache_free(s->at);
+	if (s->pinned)
+		cache_free(s->pinned);
 	backend_close(s->backend);
 	free(s);
 }
@@ -239,11 +279,55 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 	return cache_get_until(s->listings, prefix, deadline_usec, ret, reason, reasonlen);
 }
 
+int source_value_at(struct source *s, const char *id, const struct selector *sel,
+		    uint64_t deadline_usec, struct cache_result *ret, char *reason, size_t reasonlen)
+{
+	char spelled[SELECTOR_ARG_MAX + 8];
+	_cleanup_free_ char *key = NULL;
+	int r;
+
+	if (sel->kind == SELECTOR_CURRENT)
+		return source_value_until(s, id, deadline_usec, ret, reason, reasonlen);
+	if (!s->at) {
+		snprintf(reason, reasonlen, "%s keeps no versions", s->backend->ops->scheme);
+		return -ENOENT;
+	}
+	selector_format(sel, spelled, sizeof(spelled));
+	if (asprintf(&key, "%s/%s", spelled, id) < 0) {
+		key = NULL;
+		return -ENOMEM;
+	}
+	r = cache_get_until(selector_is_pinned(sel) ? s->pinned : s->at, key, deadline_usec, ret,
+			    reason, reasonlen);
+	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err)
+		log_stale(s, key, reason);
+	return r;
+}
+
+int source_versions(struct source *s, const char *id, struct json_t **ret_list, char *reason,
+		    size_t reasonlen)
+{
+	struct backend *b = s->backend;
+	uint64_t start = now_usec();
+	int r;
+
+	if (!b->ops->list_versions) {
+		snprintf(reason, reasonlen, "%s cannot list versions", b->ops->scheme);
+		return -ENOENT;
+	}
+	r = b->ops->list_versions(b, id, ret_list, reason, reasonlen);
+	return backend_result(s, &s->list_metrics, id, r, start, reason);
+}
+
 void source_flush(struct source *s)
 {
 	cache_flush(s->values, NULL);
 	if (s->listings)
 		cache_flush(s->listings, NULL);
+	if (s->at)
+		cache_flush(s->at, NULL);
+	if (s->pinned)
+		cache_flush(s->pinned, NULL);
 	if (s->backend->ops->forget)
 		s->backend->ops->forget(s->backend);
 }
@@ -253,4 +337,8 @@ void source_expire(struct source *s)
 	cache_expire(s->values);
 	if (s->listings)
 		cache_expire(s->listings);
+	if (s->at)
+		cache_expire(s->at);
+	if (s->pinned)
+		cache_expire(s->pinned);
 }

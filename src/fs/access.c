@@ -329,6 +329,20 @@ bool access_permits(struct access *a, const struct policy *p, const struct calle
 	return d.permit;
 }
 
+bool access_permits_versions(struct access *a, const struct policy *p, const struct caller *c,
+			     const char *path, unsigned want, char *rule, size_t rulelen)
+{
+	struct policy_decision d;
+
+	rule[0] = '\0';
+	if (!p)
+		return c->subject.uid == a->owner;
+	policy_decide(p, path, &c->subject, &d);
+	if (d.line)
+		snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
+	return d.permit && (d.versions & want);
+}
+
 int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,
 		 bool dir, char *rule, size_t rulelen)
 {
