@@ -291,8 +291,8 @@ static int versions_value(struct fs *fs, struct node *n, struct handle *ret)
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	json_t *list = NULL;
-	char *text;
 	struct secret *s;
+	size_t len;
 	int r;
 
 	if (n->type != NODE_FILE)
@@ -304,17 +304,17 @@ static int versions_value(struct fs *fs, struct node *n, struct handle *ret)
 		log_failure(fs, "versions", n->id, r, reason);
 	if (r < 0)
 		return r;
-	text = json_dumps(list, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_decref(list);
-	if (!text)
-		return -ENOMEM;
-	/* names, dates and ids, not values: the ordinary heap keeps locked memory for values */
-	s = secret_new_unlocked(strlen(text) + 1);
-	if (s) {
-		memcpy(s->data, text, strlen(text));
-		s->data[strlen(text)] = '\n';
+	/* Names, dates and ids, not values: the ordinary heap keeps locked memory for values. */
+	len = json_dumpb(list, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	s = len ? secret_new_unlocked(len + 1) : NULL;
+	if (s && json_dumpb(list, (char *)s->data, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ==
+			 len) {
+		s->data[len] = '\n';
+	} else {
+		secret_unref(s);
+		s = NULL;
 	}
-	free(text);
+	json_decref(list);
 	if (!s)
 		return -ENOMEM;
 	ret->value = s;
