@@ -4,6 +4,7 @@ running the daemon, process lookup.  See conftest.py for the fixtures.
 """
 
 import base64
+import errno
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -251,6 +253,50 @@ def try_read(path):
         return read_file(path)
     except OSError:
         return None
+
+
+def read_err(path):
+    """The errno of reading @path, 0 when it reads."""
+    try:
+        read_file(path)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def timed_read(path):
+    """(the bytes read or the errno, seconds the open and read took)."""
+    t0 = time.monotonic()
+    try:
+        got = read_file(path)
+    except OSError as e:
+        got = e.errno
+    return got, time.monotonic() - t0
+
+
+# The errors a reader may get when a network store cannot be reached (docs/design.md
+# section 4: EIO or EAGAIN; the transport errors pass as the backend contract names them).
+UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
+
+
+def parallel_reads(paths, timeout=POLL_TIMEOUT):
+    """Reads each of @paths in a thread of its own, all released at once: bytes or errno."""
+    results, barrier = [None] * len(paths), threading.Barrier(len(paths))
+
+    def reader(i):
+        barrier.wait()
+        try:
+            results[i] = read_file(paths[i])
+        except OSError as e:
+            results[i] = e.errno
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a reader hung"
+    return results
 
 
 def sanitizer_env():

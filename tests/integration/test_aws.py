@@ -29,7 +29,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -40,12 +39,16 @@ from helpers import (
     REPO,
     STOP_TIMEOUT,
     TIME_SCALE,
+    UNREACHABLE,
     ctl_metric,
     hostile_file,
     is_mounted,
+    parallel_reads,
+    read_err,
     read_file,
     run_secretfs,
     sanitizer_env,
+    timed_read,
     wait_until,
 )
 
@@ -265,14 +268,6 @@ def start_failure(workdir, aws, certs, source="aws-sm:us-east-1", *, options=(),
     return r.stderr
 
 
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
 def no_secret_in_environ(pid):
     environ = Path(f"/proc/{pid}/environ").read_bytes()
     for name in (b"AWS_SECRET_ACCESS_KEY=", b"AWS_SESSION_TOKEN=", b"AWS_ACCESS_KEY_ID=",
@@ -283,40 +278,6 @@ def no_secret_in_environ(pid):
 
 def pause(seconds):
     time.sleep(seconds * TIME_SCALE)
-
-
-def timed_read(path):
-    """(the bytes read or the errno, seconds the open and read took)."""
-    t0 = time.monotonic()
-    try:
-        got = read_file(path)
-    except OSError as e:
-        got = e.errno
-    return got, time.monotonic() - t0
-
-
-# What a reader may get when the store cannot be reached (as in test_vault.py).
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
-
-
-def parallel_reads(paths, timeout=POLL_TIMEOUT):
-    """Reads each of @paths in a thread of its own, all released at once: bytes or errno."""
-    results, barrier = [None] * len(paths), threading.Barrier(len(paths))
-
-    def reader(i):
-        barrier.wait()
-        try:
-            results[i] = read_file(paths[i])
-        except OSError as e:
-            results[i] = e.errno
-
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(len(paths))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=timeout)
-    assert not any(t.is_alive() for t in threads), "a reader hung"
-    return results
 
 
 def boto3_client(server, certs, service):

@@ -33,12 +33,15 @@ from helpers import (
     REPO,
     STOP_TIMEOUT,
     TIME_SCALE,
+    UNREACHABLE,
     ctl_metric,
     hostile_file,
     is_mounted,
+    read_err,
     read_file,
     run_secretfs,
     sanitizer_env,
+    timed_read,
     try_read,
     wait_until,
 )
@@ -226,29 +229,11 @@ def start_failure(workdir, source, *, options=(), env=None, token=ROOT):
     return r.stderr
 
 
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
-
-
 def read_err_or_bytes(path):
     try:
         return read_file(path)
     except OSError as e:
         return e.errno
-
-
-def timed_read(path):
-    """(the bytes read or the errno, seconds the open and read took)."""
-    t0 = time.monotonic()
-    try:
-        got = read_file(path)
-    except OSError as e:
-        got = e.errno
-    return got, time.monotonic() - t0
 
 
 def served(value):
@@ -259,9 +244,6 @@ def served(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# The errors a reader may get when the store cannot be reached (docs/design.md section 4:
-# EIO or EAGAIN; the transport errors are passed through as the backend contract names them).
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
 
 
 def logins(vs, mount="approle"):
