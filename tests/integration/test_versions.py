@@ -333,3 +333,74 @@ def test_paths_an_attacker_tries_under_at(vs, vmount):
     with pytest.raises(OSError) as e:
         open(d.path(AT, "previous", "rot/db/pw"), "w")
     assert e.value.errno in (errno.EROFS, errno.EACCES)
+
+
+# ---------------------------------------------------------------- Google and Azure columns
+
+
+@pytest.fixture(scope="module")
+def gcp_server(certs):
+    from gcp_server import GcpServer  # noqa: PLC0415
+    s = GcpServer(certs.server, certs.server_key, metadata_port=0)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_gcp_numbers_and_aliases(gcp_server, secretfs, workdir, certs):
+    import test_gcp  # noqa: PLC0415
+    gs = gcp_server
+    gs.reset()
+    for v in ("gcp-version-one-1", "gcp-version-two-2", "gcp-version-three-3"):
+        gs.put_secret(test_gcp.PROJECT, "rot", v)
+    key = gs.add_service_account()
+    creds = test_gcp.write_creds(workdir, key)
+    opts = ["-o", f"gcp_endpoint={gs.url}", "-o", f"ca_file={certs.ca}", "-o",
+            f"gcp_credentials={creds}", *TTL]
+    d = secretfs(None, argv=lambda store, mnt: [*opts, f"gcp-sm:{test_gcp.PROJECT}", str(mnt)],
+                 env=test_gcp.gcp_env(workdir),
+                 secrets=[b"gcp-version-one-1", b"gcp-version-two-2", b"gcp-version-three-3",
+                          key[test_gcp.KEY_PEM].split("\n")[1].encode()])
+    at = lambda sel: d.path(AT, sel, "rot")  # noqa: E731
+    assert read_file(at("current")) == b"gcp-version-three-3"
+    assert read_file(at("1")) == b"gcp-version-one-1"
+    assert read_file(at("2")) == b"gcp-version-two-2"
+    assert read_file(at("label:latest")) == b"gcp-version-three-3"
+    for sel in ("previous", "pending", "id:2", "9", "label:no-such-alias"):
+        assert err(at(sel)) == "ENOENT", sel
+    # a version read by number is kept (pinned) even once destroyed, until a flush
+    gs.set_version_state(test_gcp.PROJECT, "rot", 2, "DESTROYED")
+    assert read_file(at("2")) == b"gcp-version-two-2"
+    gs.set_version_state(test_gcp.PROJECT, "rot", 1, "DISABLED")
+    # a mount that never read them: a disabled or destroyed version is not found
+    d2 = secretfs(None, argv=lambda store, mnt: [*opts, f"gcp-sm:{test_gcp.PROJECT}", str(mnt)],
+                  env=test_gcp.gcp_env(workdir), secrets=d.secrets)
+    assert err(d2.path(AT, "1", "rot")) == "ENOENT"
+    assert err(d2.path(AT, "2", "rot")) == "ENOENT"
+    assert err(d2.path(VERSIONS, "rot")) == "ENOENT"  # no list of versions (yet)
+
+
+@pytest.fixture(scope="module")
+def azure_server(certs, tmp_path_factory):
+    from test_azure import Azure  # noqa: PLC0415
+    srv = Azure(certs, tmp_path_factory.mktemp("versions-azure"))
+    yield srv
+    srv.stop()
+
+
+def test_azure_version_ids(azure_server, secretfs, workdir, certs):
+    import test_azure  # noqa: PLC0415
+    az = azure_server
+    az.post("/_test/reset")
+    old = az.post("/_test/secret", {"name": "rot", "value": "azure-version-old-1"})["version"]
+    new = az.post("/_test/secret", {"name": "rot", "value": "azure-version-new-2"})["version"]
+    d = secretfs(None, argv=lambda store, mnt: ["-o", f"ca_file={certs.ca}", *TTL,
+                                                f"azure-kv:{az.url}", str(mnt)],
+                 env=test_azure.az_env(workdir, az),
+                 secrets=[b"azure-version-old-1", b"azure-version-new-2"])
+    at = lambda sel: d.path(AT, sel, "rot")  # noqa: E731
+    assert read_file(at("current")) == b"azure-version-new-2"
+    assert read_file(at(f"id:{old}")) == b"azure-version-old-1"
+    assert read_file(at(f"id:{new}")) == b"azure-version-new-2"
+    for sel in ("previous", "pending", "1", "label:x", "id:" + "0" * 32, "id:not-hex"):
+        assert err(at(sel)) == "ENOENT", sel
