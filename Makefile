@@ -154,7 +154,7 @@ fuzz: fuzz-deps
 fuzz-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_FUZZ)
 
-$(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
+$(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/selector.o src/util.o)
 $(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)

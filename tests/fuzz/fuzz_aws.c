@@ -4,7 +4,8 @@
  * picks the parser, the rest is its input:
  *
  *   0  GetSecretValue               5  an error: body, no x-amzn-ErrorType
- *   1  DescribeSecret (v1, AWSCURRENT)   6  an error: first line the header, the rest the body
+ *   1  DescribeSecret (v1, AWSCURRENT),  6  an error: first line the header, the rest the body
+ *      then ListSecretVersionIds
  *   2  ListSecrets, then the listing    7  the SOURCE string, aws-sm and aws-ssm
  *   3  GetParameter                 8  an endpoint URL
  *   4  GetParametersByPath, then the listing
@@ -14,6 +15,8 @@
  * set and a terminated reason; an error code and message are one clean line.
  */
 #include <errno.h>
+
+#include <jansson.h>
 
 #include "backends/aws_parse.h"
 #include "fuzz.h"
@@ -158,6 +161,28 @@ static void endpoint(const char *s)
 	aws_endpoint_done(&e);
 }
 
+/* ListSecretVersionIds: entries with an id, a state and labels, never anything else. */
+static void versions(const char *s, size_t len)
+{
+	json_t *list = NULL, *e;
+	char reason[BACKEND_REASON_MAX];
+	size_t i;
+	int r;
+
+	r = aws_parse_list_secret_versions(s, len, &list, reason, sizeof(reason));
+	if (r < 0) {
+		fuzz_check(list == NULL, T, "a version list with an error");
+		check_error(r, reason);
+		return;
+	}
+	json_array_foreach(list, i, e)
+		fuzz_check(json_is_string(json_object_get(e, "id")) &&
+				   json_is_string(json_object_get(e, "state")) &&
+				   json_is_array(json_object_get(e, "labels")),
+			   T, "a version entry without id, state or labels");
+	json_decref(list);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char reason[BACKEND_REASON_MAX] = "";
@@ -182,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      sizeof(reason));
 		if (r < 0)
 			check_error(r, reason);
+		versions(s, len);
 		break;
 	case 2:
 		names(AWS_SM, s, len);
