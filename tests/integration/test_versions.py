@@ -157,6 +157,34 @@ def test_vault_kv2_selector_table(vs, vmount, workdir):
     assert "pending" not in d.stderr()
 
 
+def test_file_store_has_current_only(secretfs):
+    d = secretfs({"app/db": {"pw": "file-store-value-1"}, "app/plain": "file-plain-value-2"})
+    assert read_file(d.path(AT, "current", "app/db/pw")) == b"file-store-value-1"
+    assert read_file(d.path(AT, "current", "app/plain")) == b"file-plain-value-2"
+    for sel in ("previous", "pending", "1", "id:x", "label:x"):
+        assert err(d.path(AT, sel, "app/plain")) == "ENOENT", sel
+        assert err(d.path(AT, sel, "app/db/pw")) == "ENOENT", sel
+    assert err(d.path(VERSIONS, "app/plain")) == "ENOENT"
+    # the store's shape under every selector, the meta directory hidden in it
+    assert sorted(os.listdir(d.path(AT, "previous", "app"))) == ["db", "plain"]
+    assert ".secretfs" not in os.listdir(d.path(AT, "current"))
+
+
+def test_no_value_in_metrics_or_status(vs, vmount, workdir):
+    vault_versions(vs)
+    sock = workdir / "versions-metrics.sock"
+    d = vmount(vs, options=["-o", f"control={sock}"])
+    for sel in ("current", "previous", "1", "2"):
+        assert read_file(d.path(AT, sel, "rot/db/pw")).startswith(b"vault-rot-value-v")
+    read_file(d.path(VERSIONS, "rot/db"))
+    for cmd in ("metrics", "status"):
+        r = run_secretfs(["ctl", "--socket", str(sock), cmd])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout, cmd
+        assert not [v for v in VAULT_VALUES if v in r.stdout], cmd
+    assert not [v for v in VAULT_VALUES if v in d.stderr()]
+
+
 def test_vault_new_version_delete_and_destroy(vs, vmount):
     vault_versions(vs)
     d = vmount(vs)
