@@ -223,15 +223,18 @@ static int parsed(struct aws *a, const char *op, const char *name, int r,
 
 /* ---- Secrets Manager ---- */
 
-static int sm_get_value(struct aws *a, const char *name, struct secret **ret_value,
-			struct backend_info *ret_info, char *reason, size_t reasonlen)
+/* GetSecretValue of @name at @stage, or at VersionId @version_id when it is not NULL. */
+static int sm_get_value(struct aws *a, const char *name, const char *stage, const char *version_id,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen)
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
 	size_t len;
 	int r;
 
-	r = aws_body_get_secret_value(name, a->stage, &body, &len);
+	r = version_id ? aws_body_get_secret_version(name, version_id, &body, &len)
+		       : aws_body_get_secret_value(name, stage, &body, &len);
 	if (r < 0)
 		return r;
 	r = aws_call(a, "GetSecretValue", name, body, len, &resp, reason, reasonlen);
@@ -296,7 +299,7 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 			return r; /* transient: the cache serves what it has */
 		}
 	}
-	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
+	r = sm_get_value(a, name, a->stage, NULL, ret_value, ret_info, reason, reasonlen);
 	if (r >= 0)
 		kept_map_put(&a->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))
@@ -314,11 +317,8 @@ static int sm_fetch_at(struct backend *b, const char *id, const struct selector 
 		       size_t reasonlen)
 {
 	struct aws *a = b->priv;
-	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id), *body = NULL;
-	struct http_response resp = { 0 };
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id);
 	const char *stage = NULL;
-	size_t len;
-	int r;
 
 	if (!name)
 		return -ENOMEM;
@@ -338,16 +338,8 @@ static int sm_fetch_at(struct backend *b, const char *id, const struct selector 
 		snprintf(reason, reasonlen, "aws-sm: Secrets Manager has no version numbers");
 		return -ENOENT;
 	}
-	r = stage ? aws_body_get_secret_value(name, stage, &body, &len)
-		  : aws_body_get_secret_version(name, sel->arg, &body, &len);
-	if (r < 0)
-		return r;
-	r = aws_call(a, "GetSecretValue", name, body, len, &resp, reason, reasonlen);
-	if (r < 0)
-		return r;
-	r = aws_parse_get_secret_value(resp.body, resp.body_len, ret_value, ret_info, reason,
-				       reasonlen);
-	return parsed(a, "GetSecretValue", name, r, &resp, reason, reasonlen);
+	return sm_get_value(a, name, stage, stage ? NULL : sel->arg, ret_value, ret_info, reason,
+			    reasonlen);
 }
 
 static int sm_list_versions(struct backend *b, const char *id, json_t **ret_list, char *reason,

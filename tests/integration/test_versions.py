@@ -33,10 +33,11 @@ from helpers import REPO, read_file, run_secretfs, wait_until
 from policy_env import write_policy
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
-from test_aws import STATIC, Aws, aws_env, boto3_client  # noqa: E402
-from test_vault import ROOT, SECRETS, vault_env  # noqa: E402
-from certs import generate_certs  # noqa: E402
-from vault_server import VaultServer  # noqa: E402
+# The servers and their certificates are the backend tests' own fixtures, one of each.
+from test_aws import STATIC, aws, aws_env, aws_server, boto3_client  # noqa: E402,F401
+from test_azure import azure_server  # noqa: E402,F401
+from test_gcp import gcp_server  # noqa: E402,F401
+from test_vault import ROOT, certs, vault_env, vault_server, vs  # noqa: E402,F401
 
 AT = ".secretfs/at"
 VERSIONS = ".secretfs/versions"
@@ -64,28 +65,6 @@ def audit_records(path):
 # ---------------------------------------------------------------- servers
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("versions-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
-
-
-@pytest.fixture(scope="module")
-def vault_server(certs):
-    vs = VaultServer(certs.server, certs.server_key,
-                     config={"root_token": ROOT, "secrets": SECRETS})
-    vs.start()
-    yield vs
-    vs.stop()
-
-
-@pytest.fixture
-def vs(vault_server):
-    vault_server.reset()
-    yield vault_server
-
-
 @pytest.fixture
 def vmount(secretfs, workdir, certs):
     def start(vs, path="secret", *, options=()):
@@ -95,19 +74,6 @@ def vmount(secretfs, workdir, certs):
         return secretfs(None, argv=lambda store, mnt: [*opts, f"vault:{vs.url}/{path}",
                                                        str(mnt)], env=e, secrets=leak)
     return start
-
-
-@pytest.fixture(scope="module")
-def aws_server(certs, tmp_path_factory):
-    srv = Aws(certs, tmp_path_factory.mktemp("versions-aws"))
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def aws(aws_server):
-    aws_server.post("/_test/reset")
-    return aws_server
 
 
 @pytest.fixture
@@ -366,15 +332,6 @@ def test_paths_an_attacker_tries_under_at(vs, vmount):
 # ---------------------------------------------------------------- Google and Azure columns
 
 
-@pytest.fixture(scope="module")
-def gcp_server(certs):
-    from gcp_server import GcpServer  # noqa: PLC0415
-    s = GcpServer(certs.server, certs.server_key, metadata_port=0)
-    s.start()
-    yield s
-    s.stop()
-
-
 def test_gcp_numbers_and_aliases(gcp_server, secretfs, workdir, certs):
     import test_gcp  # noqa: PLC0415
     gs = gcp_server
@@ -406,14 +363,6 @@ def test_gcp_numbers_and_aliases(gcp_server, secretfs, workdir, certs):
     assert err(d2.path(AT, "1", "rot")) == "ENOENT"
     assert err(d2.path(AT, "2", "rot")) == "ENOENT"
     assert err(d2.path(VERSIONS, "rot")) == "ENOENT"  # no list of versions (yet)
-
-
-@pytest.fixture(scope="module")
-def azure_server(certs, tmp_path_factory):
-    from test_azure import Azure  # noqa: PLC0415
-    srv = Azure(certs, tmp_path_factory.mktemp("versions-azure"))
-    yield srv
-    srv.stop()
 
 
 def test_azure_version_ids(azure_server, secretfs, workdir, certs):
