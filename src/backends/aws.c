@@ -37,6 +37,7 @@
  * canonical request, which holds the session token).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,27 +461,65 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 	return parsed(a, "GetParameter", name, r, &resp, reason, reasonlen);
 }
 
-static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
-		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+/*
+ * Parameter @id, with @suffix (":N" or ":LABEL", a Parameter Store selector)
+ * or "" for the current version.
+ */
+static int ssm_fetch_named(struct aws *a, const char *id, const char *suffix,
+			   struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			   size_t reasonlen)
 {
-	struct aws *a = b->priv;
-	_cleanup_free_ char *name = aws_name_for_id(AWS_SSM, a->prefix, id);
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SSM, a->prefix, id), *full = NULL,
+			    *bare = NULL;
 	char why[WHY_MAX];
 	int r;
 
-	if (!name)
+	if (!name || asprintf(&full, "%s%s", name, suffix) < 0) {
+		full = NULL;
 		return -ENOMEM;
-	r = ssm_get(a, name, ret_value, ret_info, reason, reasonlen);
+	}
+	r = ssm_get(a, full, ret_value, ret_info, reason, reasonlen);
 	if (r == -ENOENT && !*a->prefix && !strchr(id, '/')) {
 		/* A parameter outside any hierarchy ("db", not "/db") shows at the top too. */
-		int r2 = ssm_get(a, id, ret_value, ret_info, why, sizeof(why));
+		int r2;
 
+		if (asprintf(&bare, "%s%s", id, suffix) < 0) {
+			bare = NULL;
+			return -ENOMEM;
+		}
+		r2 = ssm_get(a, bare, ret_value, ret_info, why, sizeof(why));
 		if (r2 != -ENOENT) {
 			snprintf(reason, reasonlen, "%s", why);
 			r = r2;
 		}
 	}
 	return r;
+}
+
+static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	return ssm_fetch_named(b->priv, id, "", ret_value, ret_info, reason, reasonlen);
+}
+
+/* N is NAME:N, label:L is NAME:L, as GetParameter reads selectors; nothing else. */
+static int ssm_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen)
+{
+	char suffix[SELECTOR_ARG_MAX + 24];
+
+	if (sel->kind == SELECTOR_NUMBER) {
+		snprintf(suffix, sizeof(suffix), ":%" PRIu64, sel->number);
+	} else if (sel->kind == SELECTOR_LABEL && !strchr(sel->arg, ':')) {
+		snprintf(suffix, sizeof(suffix), ":%s", sel->arg);
+	} else {
+		snprintf(reason, reasonlen, "aws-ssm: Parameter Store serves current, N and "
+					    "label:L, not %s",
+			 selector_kind_name(sel->kind));
+		return -ENOENT;
+	}
+	return ssm_fetch_named(b->priv, id, suffix, ret_value, ret_info, reason, reasonlen);
 }
 
 static int ssm_list(struct backend *b, const char *folder, struct secret **ret_listing,
@@ -716,6 +755,7 @@ const struct backend_ops aws_ssm_backend_ops = {
 	.init = ssm_init,
 	.done = aws_done,
 	.fetch = ssm_fetch,
+	.fetch_at = ssm_fetch_at,
 	.list = ssm_list,
 	.forget = aws_forget,
 };

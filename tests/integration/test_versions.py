@@ -243,6 +243,26 @@ def test_aws_four_step_rotation(aws, amount, certs):
     assert AWS_OLD not in text and AWS_NEW not in text
 
 
+def test_ssm_numbers_and_labels(aws, secretfs, workdir, certs):
+    ssm = boto3_client(aws, certs, "ssm")
+    ssm.put_parameter(Name="/rot/pw", Value="ssm-version-one-1", Type="SecureString")
+    ssm.put_parameter(Name="/rot/pw", Value="ssm-version-two-2", Type="SecureString",
+                      Overwrite=True)
+    aws.post("/_test/parameter", {"name": "/rot/pw", "value": "ssm-version-three-3",
+                                  "type": "SecureString", "labels": ["blue"]})
+    e = aws_env(workdir, aws, certs, **STATIC)
+    d = secretfs(None, argv=lambda store, mnt: [*TTL, "aws-ssm:us-east-1", str(mnt)], env=e,
+                 secrets=[b"ssm-version-one-1", b"ssm-version-two-2", b"ssm-version-three-3"])
+    at = lambda sel: d.path(AT, sel, "rot/pw")  # noqa: E731
+    assert read_file(at("current")) == b"ssm-version-three-3"
+    assert read_file(at("1")) == b"ssm-version-one-1"
+    assert read_file(at("2")) == b"ssm-version-two-2"
+    assert read_file(at("label:blue")) == b"ssm-version-three-3"
+    for sel in ("previous", "pending", "id:1", "9", "label:green"):
+        assert err(at(sel)) == "ENOENT", sel
+    assert err(d.path(VERSIONS, "rot/pw")) == "ENOENT"
+
+
 # ---------------------------------------------------------------- policy and attackers
 
 
