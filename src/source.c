@@ -6,6 +6,7 @@
  * cache's fetch threads only, so a cache hit never reaches them.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,40 @@ int source_versions(struct source *s, const char *id, struct json_t **ret_list, 
 	}
 	r = b->ops->list_versions(b, id, ret_list, reason, reasonlen);
 	return backend_result(s, &s->list_metrics, id, r, start, reason);
+}
+
+/* Whether path @a is @b or below it. */
+static bool path_under(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+static size_t flush_versions_of(struct cache *c, const char *path)
+{
+	char **keys = NULL;
+	size_t n = 0, dropped = 0;
+
+	if (!c || cache_keys(c, &keys, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *id = strchr(keys[i], '/');
+
+		/* the secret itself, one below it, or the object whose key @path names */
+		if (id && (path_under(id + 1, path) || path_under(path, id + 1))) {
+			cache_flush(c, keys[i]);
+			dropped++;
+		}
+		free(keys[i]);
+	}
+	free(keys);
+	return dropped;
+}
+
+size_t source_flush_versions(struct source *s, const char *path)
+{
+	return flush_versions_of(s->at, path) + flush_versions_of(s->pinned, path);
 }
 
 void source_flush(struct source *s)

@@ -72,6 +72,11 @@ int source_versions(struct source *s, const char *id, struct json_t **ret_list, 
 /* now_usec() + fetch_timeout: the deadline of a request that starts now. */
 uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
+/*
+ * Drops the named versions (at and pinned caches) of the secret at @path,
+ * of those below it, and of the object whose key @path names; how many.
+ */
+size_t source_flush_versions(struct source *s, const char *path);
 /* Drops expired entries; main calls it periodically. */
 void source_expire(struct source *s);
 

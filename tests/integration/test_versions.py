@@ -176,7 +176,8 @@ def test_vault_new_version_delete_and_destroy(vs, vmount):
 
 def test_vault_pinned_versions_stay_until_flushed(vs, vmount, workdir):
     """A number names the same bytes forever: read once, it is kept past the TTL, so a
-    version destroyed afterwards is still served until `secretfs ctl flush` (documented)."""
+    version destroyed afterwards is still served until `secretfs ctl flush [PATH]`
+    (documented)."""
     vault_versions(vs, 2)
     sock = workdir / "versions-ctl.sock"
     d = vmount(vs, options=["-o", f"control={sock}"])
@@ -186,8 +187,12 @@ def test_vault_pinned_versions_stay_until_flushed(vs, vmount, workdir):
     vs.delete_secret("secret", "rot/db", mode="destroy", versions=[1])
     assert read_file(one) == b"vault-rot-value-v1"
     assert vs.secret_count("secret/rot/db", "read") == reads  # from memory
-    r = run_secretfs(["ctl", "--socket", str(sock), "flush"])
+    # flushing another path keeps it; flushing the key's path (or everything) drops it
+    r = run_secretfs(["ctl", "--socket", str(sock), "flush", "app"])
     assert r.returncode == 0, r.stderr
+    assert read_file(one) == b"vault-rot-value-v1"
+    r = run_secretfs(["ctl", "--socket", str(sock), "flush", "rot/db/pw"])
+    assert r.returncode == 0 and "1 versions" in r.stdout, r.stdout + r.stderr
     assert err(one) == "ENOENT"
 
 
