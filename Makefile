@@ -173,6 +173,8 @@ $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
 $(FUZZ_BUILD)/fuzz_selector: $(call FUZZ_OBJ,src/selector.o src/util.o)
 $(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
+$(FUZZ_BUILD)/fuzz_template: $(call FUZZ_OBJ,src/template.o src/escape.o src/namespace.o src/secret.o \
+	src/util.o)
 # fuzz_http.c includes http.c itself (its curl callbacks are static).
 $(FUZZ_BUILD)/fuzz_http: $(call FUZZ_OBJ,src/secret.o src/util.o src/backends/errors.o)
 # control.c holds the server too: the target takes what it needs from the library.
@@ -285,7 +287,7 @@ secret-scan:
 	@tests/install-deps $(DEB_SECRET_SCAN)
 	tests/secret-scan
 
-# examples/ holds files and one level of directories (container/, kubernetes/).
+# examples/ holds files and one level of directories (container/, kubernetes/, templates/).
 EXAMPLE_DIRS := $(patsubst %/.,%,$(wildcard examples/*/.))
 EXAMPLE_FILES := $(filter-out $(EXAMPLE_DIRS),$(wildcard examples/*))
 

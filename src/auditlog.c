@@ -31,25 +31,26 @@
 #include "secretfs/auditlog.h"
 #include "secretfs/util.h"
 
-#define AUDITLOG_LINE_MAX 8192
+#define AUDITLOG_LINE_MAX 8448
 
 /*
  * Encoded size of each string field, quotes included.  The path budget holds
  * any ASCII path up to PATH_MAX unescaped; the others are generous for what
  * they carry.  Together with the fixed part they fit AUDITLOG_LINE_MAX.
  */
-#define BUDGET_EXE     1024
-#define BUDGET_OP      64
-#define BUDGET_PATH    4608
-#define BUDGET_SOURCE  1024
-#define BUDGET_RULE    768
-#define BUDGET_CACHE   32
-#define BUDGET_VERSION 256
+#define BUDGET_EXE	1024
+#define BUDGET_OP	64
+#define BUDGET_PATH	4608
+#define BUDGET_SOURCE	1024
+#define BUDGET_RULE	768
+#define BUDGET_CACHE	32
+#define BUDGET_VERSION	256
+#define BUDGET_TEMPLATE 160 /* a template's name: at most 64 characters */
 /* Keys, punctuation, the time, six numbers and the newline: about 290 bytes. */
 #define FIXED_MAX 384
 
 _Static_assert(BUDGET_EXE + BUDGET_OP + BUDGET_PATH + BUDGET_SOURCE + BUDGET_RULE + BUDGET_CACHE +
-			       BUDGET_VERSION + FIXED_MAX <
+			       BUDGET_VERSION + BUDGET_TEMPLATE + FIXED_MAX <
 		       AUDITLOG_LINE_MAX,
 	       "audit record budgets exceed the line buffer");
 
@@ -438,6 +439,11 @@ static int format_record(char *buf, size_t cap, const struct auditlog_record *r)
 	put_str(&l, ",\"version\":");
 	/* The header gives NULL and "" the same meaning; a reader sees one spelling. */
 	put_json_string(&l, r->version && *r->version ? r->version : NULL, BUDGET_VERSION);
+	/* Only in the records of a template's render, so other records keep their shape. */
+	if (r->template_name) {
+		put_str(&l, ",\"template\":");
+		put_json_string(&l, r->template_name, BUDGET_TEMPLATE);
+	}
 	put_str(&l, "}\n");
 	/* The budgets make this unreachable; the check keeps the buffer safe if they drift. */
 	if (l.overflow || l.len >= cap)

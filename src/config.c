@@ -180,11 +180,31 @@ static char **string_field(struct config *c, const struct config_option *o)
 	return (char **)((char *)c + o->offset);
 }
 
+static void template_done(struct config_template *t)
+{
+	free(t->name);
+	free(t->file);
+	free(t->path);
+	free(t->format);
+	free(t->delims);
+	free(t->origin);
+}
+
+static void templates_free(struct config *c)
+{
+	for (size_t i = 0; i < c->ntemplates; i++)
+		template_done(&c->templates[i]);
+	free(c->templates);
+	c->templates = NULL;
+	c->ntemplates = 0;
+}
+
 void config_done(struct config *c)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 		if (option_is_string(&options[i]))
 			string_free(string_field(c, &options[i]));
+	templates_free(c);
 }
 
 static int string_dup(const char *s, char **ret)
@@ -200,6 +220,34 @@ static int string_dup(const char *s, char **ret)
 	return 0;
 }
 
+static int template_copy(const struct config_template *src, struct config_template *ret)
+{
+	*ret = (struct config_template){ .access_whole = src->access_whole,
+					 .missing_empty = src->missing_empty };
+	if (string_dup(src->name, &ret->name) < 0 || string_dup(src->file, &ret->file) < 0 ||
+	    string_dup(src->path, &ret->path) < 0 || string_dup(src->format, &ret->format) < 0 ||
+	    string_dup(src->delims, &ret->delims) < 0 ||
+	    string_dup(src->origin, &ret->origin) < 0) {
+		template_done(ret);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A new, empty template at the end of c->templates; NULL on ENOMEM. */
+static struct config_template *template_add(struct config *c)
+{
+	struct config_template *t =
+		realloc(c->templates, (c->ntemplates + 1) * sizeof(*c->templates));
+
+	if (!t)
+		return NULL;
+	c->templates = t;
+	t = &c->templates[c->ntemplates++];
+	*t = (struct config_template){ 0 };
+	return t;
+}
+
 static int config_copy(const struct config *src, struct config *ret)
 {
 	struct config c = *src;
@@ -207,6 +255,18 @@ static int config_copy(const struct config *src, struct config *ret)
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++)
 		if (option_is_string(&options[i]))
 			*string_field(&c, &options[i]) = NULL;
+	c.templates = NULL;
+	c.ntemplates = 0;
+	for (size_t i = 0; i < src->ntemplates; i++) {
+		struct config_template *t = template_add(&c);
+
+		if (!t || template_copy(&src->templates[i], t) < 0) {
+			if (t)
+				c.ntemplates--;
+			config_done(&c);
+			return -ENOMEM;
+		}
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
 		if (option_is_string(&options[i]) &&
 		    string_dup(*string_field((struct config *)src, &options[i]),
@@ -284,6 +344,21 @@ static bool fuse_options_valid(const char *s)
 	return !item_empty;
 }
 
+/* Whether @w is one of the '|'-separated @words. */
+static bool word_in(const char *words, const char *w)
+{
+	size_t wl = strlen(w);
+
+	for (const char *p = words; *p;) {
+		size_t n = strcspn(p, "|");
+
+		if (n == wl && strncmp(p, w, wl) == 0)
+			return true;
+		p += n + (p[n] == '|');
+	}
+	return false;
+}
+
 static int option_apply(struct config *c, const struct config_option *o, const char *value,
 			char *err, size_t errlen)
 {
@@ -316,21 +391,11 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 			return set_error(err, errlen, -EINVAL,
 					 "expected one file name, not '.', '..' or one with '/'");
 		break;
-	case OPT_CHOICE: {
-		size_t vl = strlen(value);
-		bool found = false;
-
-		for (const char *w = o->bounds; *w;) {
-			size_t wl = strcspn(w, "|");
-
-			found |= wl == vl && strncmp(w, value, vl) == 0;
-			w += wl + (w[wl] == '|');
-		}
-		if (!found)
+	case OPT_CHOICE:
+		if (!word_in(o->bounds, value))
 			return set_error(err, errlen, -EINVAL, "expected one of %s, got '%s'",
 					 o->bounds, printable(value));
 		break;
-	}
 	case OPT_AUDIT:
 		if (strcmp(value, "syslog") != 0 && strcmp(value, "stderr") != 0 && value[0] != '/')
 			return set_error(err, errlen, -EINVAL,
@@ -387,13 +452,44 @@ static int option_apply(struct config *c, const struct config_option *o, const c
 
 bool config_is_option(const char *key)
 {
-	return option_by_name(key) != NULL;
+	return option_by_name(key) != NULL || strcmp(key, "template") == 0;
+}
+
+#define TEMPLATE_FORMATS "raw|env|shell|json|yaml|properties|ini"
+
+/* -o template=MOUNTPATH:FILE[:FORMAT]; repeatable, each adds one. */
+static int template_short(struct config *c, const char *value, char *err, size_t errlen)
+{
+	const char *c1 = strchr(value, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	struct config_template *t;
+
+	if (!c1 || c1 == value || c1[1] != '/' || (c2 && !word_in(TEMPLATE_FORMATS, c2 + 1)))
+		return set_error(err, errlen, -EINVAL,
+				 "expected MOUNTPATH:FILE[:FORMAT] like "
+				 "app/app.env:/etc/secretfs/app.env.tmpl:env, FILE absolute, "
+				 "FORMAT one of " TEMPLATE_FORMATS);
+	t = template_add(c);
+	if (!t)
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	t->name = strndup(value, (size_t)(c1 - value));
+	t->path = strndup(value, (size_t)(c1 - value));
+	t->file = c2 ? strndup(c1 + 1, (size_t)(c2 - c1 - 1)) : strdup(c1 + 1);
+	t->format = c2 ? strdup(c2 + 1) : NULL;
+	t->origin = strdup("-o template");
+	if (!t->name || !t->path || !t->file || (c2 && !t->format) || !t->origin) {
+		template_done(t);
+		c->ntemplates--;
+		return set_error(err, errlen, -ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct config_option *o = option_by_name(key);
 
+	if (strcmp(key, "template") == 0)
+		return template_short(c, value ? value : "", err, errlen);
 	if (!o)
 		return set_error(err, errlen, -ENOENT, "unknown key");
 	return option_apply(c, o, value, err, errlen);
@@ -401,6 +497,7 @@ int config_set(struct config *c, const char *key, const char *value, char *err, 
 
 struct load_ctx {
 	FILE *f;
+	const char *path;
 	/* Staged: replaces the caller's settings only if the whole file is valid. */
 	struct config cfg;
 	/* The line inih is parsing; our reader counts the lines it hands out. */
@@ -493,6 +590,115 @@ static const char *value_hint(const char *value)
 	return "";
 }
 
+/* The [template NAME] being filled, or a new one; NULL on ENOMEM (reported). */
+static struct config_template *template_section(struct load_ctx *ctx, const char *name)
+{
+	struct config *c = &ctx->cfg;
+	struct config_template *t;
+
+	for (size_t i = 0; i < c->ntemplates; i++)
+		if (c->templates[i].name && c->templates[i].origin &&
+		    strcmp(c->templates[i].origin, "-o template") != 0 &&
+		    strcmp(c->templates[i].name, name) == 0)
+			return &c->templates[i];
+	t = template_add(c);
+	if (t) {
+		t->name = strdup(name);
+		if (asprintf(&t->origin, "%s:%u", ctx->path, ctx->line) < 0)
+			t->origin = NULL;
+		if (t->name && t->origin)
+			return t;
+		template_done(t);
+		c->ntemplates--;
+	}
+	load_error(ctx, -ENOMEM, "out of memory");
+	return NULL;
+}
+
+/* A two-word key of a [template NAME] section: @off (the default) or @on. */
+static int template_switch(struct load_ctx *ctx, const char *section, const char *key,
+			   const char *value, const char *off, const char *on, const char *hint,
+			   bool *field)
+{
+	if (strcmp(value, off) != 0 && strcmp(value, on) != 0) {
+		load_error(ctx, -EINVAL,
+			   "[%s] key '%s': expected %s%s, the default, or %s, got '%s'", section,
+			   key, off, hint, on, printable(value));
+		return 0;
+	}
+	*field = strcmp(value, on) == 0;
+	return 1;
+}
+
+/* One key of a [template NAME] section: file, path, format, access, missing, delims. */
+static int template_key(struct load_ctx *ctx, const char *section, const char *key,
+			const char *value)
+{
+	const char *name = section + strlen("template ");
+	struct config_template *t;
+	char **field = NULL;
+	size_t nlen = strlen(name);
+
+	if (nlen == 0 || nlen > 64 ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		    nlen) {
+		load_error(ctx, -EINVAL,
+			   "[%s]: a template's name is 1 to 64 of A-Z a-z 0-9 _ . -, like "
+			   "[template app-env]",
+			   section);
+		return 0;
+	}
+	t = template_section(ctx, name);
+	if (!t)
+		return 0;
+	if (!*value) {
+		load_error(ctx, -EINVAL, "[%s] key '%s': empty value", section, key);
+		return 0;
+	}
+	if (strcmp(key, "file") == 0) {
+		field = &t->file;
+		if (value[0] != '/') {
+			load_error(ctx, -EINVAL, "[%s] key 'file': expected an absolute path",
+				   section);
+			return 0;
+		}
+	} else if (strcmp(key, "path") == 0) {
+		field = &t->path;
+	} else if (strcmp(key, "format") == 0) {
+		field = &t->format;
+		if (!word_in(TEMPLATE_FORMATS, value)) {
+			load_error(ctx, -EINVAL, "[%s] key 'format': expected one of %s, got '%s'",
+				   section, TEMPLATE_FORMATS, printable(value));
+			return 0;
+		}
+	} else if (strcmp(key, "delims") == 0) {
+		field = &t->delims;
+	} else if (strcmp(key, "access") == 0) {
+		return template_switch(ctx, section, key, value, "references", "template",
+				       " (each reference checked for the reader)",
+				       &t->access_whole);
+	} else if (strcmp(key, "missing") == 0) {
+		return template_switch(ctx, section, key, value, "error", "empty", "",
+				       &t->missing_empty);
+	} else {
+		load_error(ctx, -EINVAL,
+			   "[%s] key '%s': unknown key, [template NAME] has: file, path, format, "
+			   "access, missing, delims",
+			   section, key);
+		return 0;
+	}
+	if (*field) {
+		load_error(ctx, -EINVAL, "[%s] key '%s': given twice", section, key);
+		return 0;
+	}
+	*field = strdup(value);
+	if (!*field) {
+		load_error(ctx, -ENOMEM, "out of memory");
+		return 0;
+	}
+	return 1;
+}
+
 static int handle_key(void *user, const char *section, const char *key, const char *value)
 {
 	struct load_ctx *ctx = user;
@@ -504,18 +710,22 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 	/* Only the first error is reported; later lines could be fallout from it. */
 	if (ctx->err_line)
 		return 1;
+	if (strncmp(section, "template ", 9) == 0)
+		return template_key(ctx, section, key, value);
 
 	if (!*section) {
 		load_error(ctx, -EINVAL,
 			   "key '%s': outside of any section, put it under [secretfs], [cache], "
-			   "[access], [control], [http], [vault] or [aws]",
+			   "[access], [views], [control], [http], [vault], [aws], [gcp] or "
+			   "[template NAME]",
 			   key);
 		return 0;
 	}
 	if (!section_known(section)) {
 		load_error(ctx, -EINVAL,
 			   "[%s] key '%s': unknown section [%s], expected [secretfs], [cache], "
-			   "[access], [control], [http], [vault] or [aws]",
+			   "[access], [views], [control], [http], [vault], [aws], [gcp] or "
+			   "[template NAME]",
 			   section, key, section);
 		return 0;
 	}
@@ -552,7 +762,7 @@ static int handle_key(void *user, const char *section, const char *key, const ch
 
 int config_load_stream(struct config *c, FILE *f, const char *path, char *err, size_t errlen)
 {
-	struct load_ctx ctx = { .f = f };
+	struct load_ctx ctx = { .f = f, .path = path };
 	int r;
 
 	r = config_copy(c, &ctx.cfg);
@@ -574,6 +784,13 @@ int config_load_stream(struct config *c, FILE *f, const char *path, char *err, s
 		r = set_error(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
 
+	for (size_t i = 0; r >= 0 && i < ctx.cfg.ntemplates; i++) {
+		const struct config_template *t = &ctx.cfg.templates[i];
+
+		if (strcmp(t->origin, "-o template") != 0 && (!t->file || !t->path))
+			r = set_error(err, errlen, -EINVAL, "%s: [template %s]: no '%s' given",
+				      t->origin, t->name, t->file ? "path" : "file");
+	}
 	if (r < 0) {
 		config_done(&ctx.cfg);
 		return r;

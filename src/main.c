@@ -139,6 +139,13 @@ static void usage(FILE *f)
 		"    -o view_env_case=upper env and shell views write keys as UPPER_SNAKE\n"
 		"                           (default keep)\n"
 		"\n"
+		"Templates ([template NAME] in the config file; see secretfs.conf):\n"
+		"    -o template=MOUNTPATH:FILE[:FORMAT]  show FILE, rendered, at MOUNTPATH;\n"
+		"                           FORMAT raw (default), env, shell, json, yaml,\n"
+		"                           properties or ini; repeatable; rendered at each open\n"
+		"                           for the reader, every reference checked; SIGHUP\n"
+		"                           re-reads the template files\n"
+		"\n"
 		"Network stores ([http] in the config file):\n"
 		"    -o ca_file=PEM, ca_path=DIR      CA to verify the server (default: system)\n"
 		"    -o client_cert=PEM,client_key=PEM  TLS client certificate (mTLS)\n"
@@ -181,8 +188,8 @@ static void usage(FILE *f)
 		"DURATION is a number of seconds or has a unit: 250ms, 30s, 5m, 2h, 1d.\n"
 		"SIZE is a number of bytes or has a unit: 64K, 4M, 1G.\n"
 		"Command-line options override the config file.\n"
-		"SIGHUP re-reads the policy and the audit settings (from the config file too)\n"
-		"and reopens the audit file; other settings need a restart.\n"
+		"SIGHUP re-reads the policy, the audit settings and the templates (from the\n"
+		"config file too) and reopens the audit file; other settings need a restart.\n"
 		"\n"
 		"Mount defaults: ro,nosuid,nodev,noexec,auto_unmount. Without a policy only the\n"
 		"user who mounts can read. Secret files are opened with direct_io: a shared "
@@ -563,6 +570,8 @@ static int check_allow_other(void)
  */
 struct reloader {
 	const char *policy_path;
+	const struct config *templates_from; /* the config the templates come from */
+	const char *meta_dir;		     /* as at start: renaming it needs a restart */
 	struct fs *fs;
 	struct auditlog *audit;
 	const char *audit_target;
@@ -618,6 +627,7 @@ static int reload_config(struct reloader *rl, char *err, size_t errlen)
 	rl->audit_target = c.audit;
 	config_done(&rl->cfg);
 	rl->cfg = c;
+	rl->templates_from = &rl->cfg;
 	return 0;
 }
 
@@ -636,6 +646,7 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 	char err[POLICY_ERR_MAX];
 	const char *failed = NULL;
 	struct policy *p;
+	size_t ntemplates = 0;
 
 	if (msg && msglen)
 		msg[0] = '\0';
@@ -649,6 +660,22 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 		} else {
 			log_info("%s: re-read for the policy and audit settings",
 				 rl->cl->config_path);
+		}
+	}
+	/* Every template file again; a broken one keeps the previous set in service. */
+	if (!failed && rl->templates_from) {
+		struct template_set *ts;
+
+		if (template_set_load(rl->templates_from, rl->meta_dir, &ts, err, sizeof(err)) <
+		    0) {
+			log_error("%s; keeping the previous templates", err);
+			reload_note(msg, msglen, "", err, "; keeping the previous templates");
+			failed = "the templates (see the log)";
+		} else {
+			ntemplates = ts ? ts->n : 0;
+			if (ts)
+				log_info("%zu template%s reloaded", ts->n, ts->n == 1 ? "" : "s");
+			fs_set_templates(rl->fs, ts);
 		}
 	}
 	if (rl->policy_path) {
@@ -674,6 +701,15 @@ static int reload(struct reloader *rl, char *msg, size_t msglen)
 			 rl->audit	   ? "reopened the audit log"
 			 : rl->policy_path ? ""
 					   : "nothing to reload: no policy, no audit log");
+	if (!failed && msg && msglen && ntemplates) {
+		size_t used = strlen(msg);
+
+		/* "nothing to reload: ..." would be wrong now; otherwise one more item. */
+		if (!rl->policy_path && !rl->audit)
+			used = 0;
+		snprintf(msg + used, msglen - used, "%sreloaded %zu template%s",
+			 used ? " and " : "", ntemplates, ntemplates == 1 ? "" : "s");
+	}
 	service_reloaded(failed);
 	pthread_mutex_unlock(&lock);
 	return failed ? -EINVAL : 0;
@@ -737,6 +773,7 @@ int main(int argc, char *argv[])
 	struct fs *fs = NULL;
 	struct policy *policy = NULL;
 	struct auditlog *audit = NULL;
+	struct template_set *templates = NULL;
 	struct reloader rl = { 0 };
 	struct control *ctl = NULL;
 	char *control_path = NULL;
@@ -822,6 +859,13 @@ int main(int argc, char *argv[])
 		}
 	}
 
+	/* Before the fork: a broken template is a start-up error, naming FILE:LINE:COL. */
+	r = template_set_load(&cfg, cfg.meta_dir ? cfg.meta_dir : SECRETFS_META_DIR, &templates,
+			      reason, sizeof(reason));
+	if (r < 0) {
+		fprintf(stderr, "secretfs: %s\n", reason);
+		goto out_opts;
+	}
 	if (check_mount_prerequisites(opts.mountpoint) < 0)
 		goto out_opts;
 	if (!secret_heap_can_lock(heap_size_for(&cfg))) {
@@ -870,11 +914,15 @@ int main(int argc, char *argv[])
 					.meta_dir = cfg.meta_dir,
 					.show_meta = cfg.show_meta,
 					.view_env_upper = cfg.view_env_case &&
-							  strcmp(cfg.view_env_case, "upper") == 0 },
+							  strcmp(cfg.view_env_case, "upper") == 0,
+					.templates = templates,
+					.max_render = cfg.http_max_body ? cfg.http_max_body
+									: TEMPLATE_MAX_RENDER },
 		   &fs);
 	if (r < 0)
 		goto out_source;
 	policy = NULL; /* the fs owns it now */
+	templates = NULL;
 	se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
 	if (!se)
 		goto out_fs;
@@ -909,6 +957,8 @@ int main(int argc, char *argv[])
 		goto out_unmount;
 	house_started = true;
 	rl = (struct reloader){ .policy_path = cfg.policy,
+				.templates_from = &cfg,
+				.meta_dir = cfg.meta_dir ? cfg.meta_dir : SECRETFS_META_DIR,
 				.fs = fs,
 				.audit = audit,
 				.audit_target = cfg.audit,
@@ -992,6 +1042,7 @@ out_source:
 out_opts:
 	if (policy)
 		policy_unref(policy);
+	template_set_unref(templates);
 	auditlog_close(audit);
 	service_done();
 	fuse_loop_cfg_destroy(loop_cfg);

@@ -8,6 +8,9 @@
  *    "source":"file:/etc/secretfs/store.json","decision":"permit",
  *    "rule":"/etc/secretfs/policy:3","errno":0,"cache":"hit","version":"7"}
  *
+ * A template's render adds "template":"NAME" to its open record and writes
+ * one "op":"render" record per reference.
+ *
  * Never a value, never a token: a record has no field that could hold one.
  * Targets: a file (O_APPEND, created 0600, reopened by auditlog_reopen() so
  * logrotate works), syslog, or stderr.  A failed write is counted and
@@ -40,6 +43,12 @@ struct auditlog_record {
 	int error;	     /* errno returned to the caller, 0 on success */
 	const char *cache;   /* "hit", "miss", "stale", "negative", or NULL */
 	const char *version; /* backend version, NULL or "" when unknown */
+	/*
+	 * The template being rendered, or NULL: its open (op "open", the
+	 * template's path) and one record per reference (op "render", the
+	 * reference's path and the version it used) carry its name.
+	 */
+	const char *template_name;
 };
 
 struct auditlog_stats {

@@ -15,6 +15,24 @@
 
 #define CONFIG_ERR_MAX 512
 
+/*
+ * One [template NAME] section, or one -o template=MOUNTPATH:FILE[:FORMAT].
+ * Only the settings: the file is read and parsed by template_set_load().
+ */
+struct config_template {
+	char *name;	    /* the section's NAME; the mount path for -o template= */
+	char *file;	    /* absolute path of the template file */
+	char *path;	    /* where it appears in the mount */
+	char *format;	    /* raw|env|shell|json|yaml|properties|ini; NULL: raw */
+	char *delims;	    /* "<% %>"; NULL: {{ }} */
+	bool access_whole;  /* access = template: the rendered file is granted as a unit */
+	bool missing_empty; /* missing = empty: a missing reference renders empty */
+	char *origin;	    /* "FILE:LINE" of its section, or "-o template" */
+};
+
+/* The reserved meta directory at the mount root (views, ...), unless -o meta_dir=. */
+#define SECRETFS_META_DIR ".secretfs"
+
 struct config {
 	char *source;	  /* SOURCE, e.g. "file:/etc/secretfs/store.json" */
 	char *mountpoint; /* may be NULL until the command line is read */
@@ -36,7 +54,7 @@ struct config {
 	char *audit;		    /* "syslog", "stderr", an absolute path, or NULL */
 
 	/* [views]: the meta directory (src/fs/meta.h) and the format views under it. */
-	char *meta_dir;	     /* its name at the root; NULL: ".secretfs" */
+	char *meta_dir;	     /* its name at the root; NULL: SECRETFS_META_DIR */
 	bool show_meta;	     /* the root lists it */
 	char *view_env_case; /* "keep" (NULL) or "upper": env and shell views' keys */
 
@@ -71,11 +89,16 @@ struct config {
 	char *aws_profile;	    /* default: AWS_PROFILE, else "default" */
 	char *aws_version_stage;    /* Secrets Manager staging label; default AWSCURRENT */
 	uint64_t aws_list_ttl_usec; /* ListSecrets / GetParametersByPath listings; default 5m */
+
 	/* Stores whose names cannot hold '/': SEP in a name is shown as '/'; NULL: flat. */
 	char *name_separator;
 	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
 	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
 	char *gcp_credentials; /* a service_account or authorized_user JSON file */
+
+	/* [template NAME] sections and -o template=, in the order given. */
+	struct config_template *templates;
+	size_t ntemplates;
 };
 
 /* Fills @c with the defaults of docs/design.md section 4. */

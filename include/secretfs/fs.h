@@ -13,6 +13,7 @@
 #include "secretfs/auditlog.h"
 #include "secretfs/policy.h"
 #include "secretfs/source.h"
+#include "secretfs/template.h"
 
 struct fs_params {
 	struct source *source;
@@ -30,10 +31,12 @@ struct fs_params {
 	bool hide_denied_size;
 	/* How long a denied lookup of one path by one uid is not audited again. */
 	uint64_t lookup_audit_usec;
-	size_t max_handles_per_uid; /* 0: no cap */
-	const char *meta_dir;	    /* the meta directory's name; NULL: ".secretfs" */
-	bool show_meta;		    /* the root lists the meta directory */
-	bool view_env_upper;	    /* env and shell views write keys as UPPER_SNAKE */
+	size_t max_handles_per_uid;	/* 0: no cap */
+	const char *meta_dir;		/* the meta directory's name; NULL: ".secretfs" */
+	bool show_meta;			/* the root lists the meta directory */
+	bool view_env_upper;		/* env and shell views write keys as UPPER_SNAKE */
+	struct template_set *templates; /* taken over; NULL: none */
+	size_t max_render;		/* bytes of a rendered template at most */
 };
 
 struct fs;
@@ -42,6 +45,8 @@ int fs_new(const struct fs_params *p, struct fs **ret);
 void fs_free(struct fs *fs);
 /* Swaps in a reloaded policy; takes over @p's reference. */
 void fs_set_policy(struct fs *fs, struct policy *p);
+/* Swaps in reloaded templates (NULL: none); takes over @t's reference. */
+void fs_set_templates(struct fs *fs, struct template_set *t);
 /* The session the ops run in, for notifications to the kernel. */
 void fs_set_session(struct fs *fs, struct fuse_session *se);
 /*

@@ -448,6 +448,13 @@ static const char *cache_state_name(enum cache_state s)
 void access_audit(struct access *a, const struct caller *c, const char *op, const char *path,
 		  bool permit, int error, const char *rule, const struct cache_result *res)
 {
+	access_audit_template(a, c, op, path, permit, error, rule, res, NULL);
+}
+
+void access_audit_template(struct access *a, const struct caller *c, const char *op,
+			   const char *path, bool permit, int error, const char *rule,
+			   const struct cache_result *res, const char *name)
+{
 	struct auditlog_record r = {
 		.uid = c->subject.uid,
 		.gid = c->subject.gid,
@@ -464,6 +471,7 @@ void access_audit(struct access *a, const struct caller *c, const char *op, cons
 		.error = -error,
 		.cache = res ? cache_state_name(res->state) : NULL,
 		.version = res && res->version[0] ? res->version : NULL,
+		.template_name = name,
 	};
 	struct auditlog_stats st;
 	bool report;

@@ -105,5 +105,9 @@ bool access_visible(struct access *a, const struct policy *p, const struct calle
  */
 void access_audit(struct access *a, const struct caller *c, const char *op, const char *path,
 		  bool permit, int error, const char *rule, const struct cache_result *res);
+/* The same for a template's render: the record carries the template's @name. */
+void access_audit_template(struct access *a, const struct caller *c, const char *op,
+			   const char *path, bool permit, int error, const char *rule,
+			   const struct cache_result *res, const char *name);
 
 #endif

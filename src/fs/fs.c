@@ -49,7 +49,9 @@ struct fs {
 	unsigned view_flags;	/* view_render()'s flags: VIEW_UPPER */
 	bool meta_clash_logged; /* a stored name the meta directory hides was logged; atomic */
 	bool meta_looked_up;	/* the first lookup of the meta directory checked for one; atomic */
-	pthread_mutex_t dirlist_lock; /* every node's dirlist pointer and each dirlist's refs */
+	pthread_mutex_t dirlist_lock;	/* every node's dirlist pointer and each dirlist's refs */
+	struct template_set *templates; /* protected by access.lock; NULL: none */
+	size_t max_render;		/* bytes of a rendered template at most */
 	/*
 	 * Every open file and directory handle: a session that ends (SIGTERM,
 	 * unmount) sends no release for files still open, or whose release is
@@ -107,7 +109,7 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 		free(fs);
 		return -ENOMEM;
 	}
-	fs->meta_name = strdup(p->meta_dir ? p->meta_dir : META_DIR_DEFAULT);
+	fs->meta_name = strdup(p->meta_dir ? p->meta_dir : SECRETFS_META_DIR);
 	if (!fs->meta_name) {
 		nodes_done(&fs->nodes);
 		free(fs);
@@ -131,6 +133,8 @@ int fs_new(const struct fs_params *p, struct fs **ret)
 	fs->access.source = p->source->backend->source;
 	fs->access.owner = p->owner;
 	fs->access.show_denied = p->show_denied;
+	fs->templates = p->templates;
+	fs->max_render = p->max_render;
 	*ret = fs;
 	return 0;
 }
@@ -157,6 +161,7 @@ void fs_free(struct fs *fs)
 	if (fs->access.policy)
 		policy_unref(fs->access.policy);
 	pthread_mutex_destroy(&fs->access.lock);
+	template_set_unref(fs->templates);
 	free(fs->access.seen);
 	pthread_mutex_destroy(&fs->dirlist_lock);
 	handles_done(&fs->handles);
@@ -167,6 +172,28 @@ void fs_free(struct fs *fs)
 void fs_set_policy(struct fs *fs, struct policy *p)
 {
 	access_set_policy(&fs->access, p);
+}
+
+void fs_set_templates(struct fs *fs, struct template_set *t)
+{
+	struct template_set *old;
+
+	pthread_mutex_lock(&fs->access.lock);
+	old = fs->templates;
+	fs->templates = t;
+	pthread_mutex_unlock(&fs->access.lock);
+	template_set_unref(old);
+}
+
+/* The templates in service, with a reference (template_set_unref), or NULL. */
+static struct template_set *fs_templates(struct fs *fs)
+{
+	struct template_set *t;
+
+	pthread_mutex_lock(&fs->access.lock);
+	t = fs->templates ? template_set_ref(fs->templates) : NULL;
+	pthread_mutex_unlock(&fs->access.lock);
+	return t;
 }
 
 void fs_set_session(struct fs *fs, struct fuse_session *se)
@@ -428,12 +455,18 @@ static void fill_attr(struct fs *fs, struct node *n, size_t size, struct stat *s
  * The stat of a node; a FILE's size is the true length of its value, or 0
  * when @hide_size (nothing is fetched then).
  */
+static size_t template_size(struct fs *fs, struct node *n, uint64_t deadline);
+
 static int node_attr(struct fs *fs, struct node *n, bool hide_size, uint64_t deadline,
 		     struct stat *st)
 {
 	struct handle h = { 0 };
 	int r;
 
+	if (n->tree == NODE_TEMPLATE) {
+		fill_attr(fs, n, hide_size ? 0 : template_size(fs, n, deadline), st);
+		return 0;
+	}
 	if (n->type == NODE_FILE && !hide_size) {
 		r = node_value(fs, n, deadline, &h, NULL);
 		if (r < 0)
@@ -565,6 +598,342 @@ static int resolve(struct fs *fs, struct node *parent, const char *name, uint64_
 	return 0;
 }
 
+/* ---- templates (issue 11): rendered at open, for the reader at hand ---- */
+
+/*
+ * Where the store path @path leads, walked from the root as lookups would
+ * (so "a/b/c" is the secret "a/b/c" or key "c" of the object "a/b"), but
+ * through the store only: a template never reads another template.
+ * *ret_id and *ret_key (NULL for a whole secret) are the caller's to free.
+ */
+static int walk(struct fs *fs, const char *path, uint64_t deadline, char **ret_id, char **ret_key,
+		enum node_type *ret_type)
+{
+	struct node cur = {
+		.type = NODE_DIR, .has_folder = true, .id = (char *)"", .tpath = (char *)""
+	};
+	_cleanup_free_ char *buf = strdup(path);
+	char *owned_id = NULL, *owned_key = NULL, *owned_tpath = NULL, *comp, *slash;
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (comp = buf;; comp = slash + 1) {
+		struct node next;
+		bool keynode;
+		char *tpath;
+
+		slash = strchr(comp, '/');
+		if (slash)
+			*slash = '\0';
+		if (cur.type != NODE_DIR) {
+			r = -ENOENT;
+			break;
+		}
+		r = resolve(fs, &cur, comp, deadline, &next);
+		if (r < 0)
+			break;
+		tpath = ns_join(cur.tpath, comp);
+		keynode = next.key != NULL;
+		if (keynode) {
+			/* A key node borrows its parent's id and its name: copies here. */
+			next.id = strdup(cur.id);
+			next.key = strdup(comp);
+		}
+		if (!tpath || !next.id || (keynode && !next.key)) {
+			free(tpath);
+			free(next.id);
+			free(next.key);
+			r = -ENOMEM;
+			break;
+		}
+		free(owned_id);
+		free(owned_key);
+		free(owned_tpath);
+		cur = next;
+		owned_id = cur.id;
+		owned_key = cur.key;
+		owned_tpath = cur.tpath = tpath;
+		if (!slash)
+			break;
+	}
+	free(owned_tpath);
+	if (r < 0) {
+		free(owned_id);
+		free(owned_key);
+		return r;
+	}
+	*ret_id = owned_id;
+	*ret_key = owned_key;
+	*ret_type = cur.type;
+	return 0;
+}
+
+/* One render's values: each secret is read once, so keys of one object agree. */
+struct render_fetch {
+	char *id;
+	struct cache_result res;
+};
+
+struct render_state {
+	struct render_fetch *f; /* one per reference at most */
+	size_t nf;
+};
+
+static int render_fetch(struct fs *fs, struct render_state *st, const char *id, uint64_t deadline,
+			bool quiet, struct cache_result **ret)
+{
+	char reason[BACKEND_REASON_MAX] = "";
+	struct render_fetch *f;
+	int r;
+
+	for (size_t i = 0; i < st->nf; i++)
+		if (strcmp(st->f[i].id, id) == 0) {
+			*ret = &st->f[i].res;
+			return 0;
+		}
+	f = &st->f[st->nf];
+	*f = (struct render_fetch){ .id = strdup(id) };
+	if (!f->id)
+		return -ENOMEM;
+	r = source_value_until(fs->src, id, deadline, &f->res, reason, sizeof(reason));
+	if (r < 0) {
+		if (!quiet)
+			log_failure(fs, "fetch", id, r, reason);
+		free(f->id);
+		return r;
+	}
+	st->nf++;
+	*ret = &f->res;
+	return 0;
+}
+
+static void render_state_done(struct render_state *st)
+{
+	for (size_t i = 0; i < st->nf; i++) {
+		free(st->f[i].id);
+		secret_unref(st->f[i].res.value);
+	}
+	free(st->f);
+}
+
+/* Logs a render's failure once a window per template and errno; never a value. */
+static void log_render(const struct template_entry *e, int r, const char *reason,
+		       const char *format)
+{
+	unsigned more = 0;
+
+	if (!log_limit("template", e->name, r, now_usec(), &more))
+		return;
+	log_warn("template %s %s%s%s%s", e->name, reason, format ? " (format " : "",
+		 format ? format : "", format ? ")" : "");
+}
+
+/*
+ * The record of reference @ref of a render for @c, with the version it used
+ * (@res).  A plain reference was judged before its fetch (@rule holds the
+ * deciding rule); an expansion is judged here, on every key of the object
+ * it read (@table), or on its path when there was no object.  Nothing is
+ * judged with access = template.  Returns 0 or -EACCES.
+ */
+static int render_check(struct fs *fs, const struct policy *p, const struct caller *c,
+			const struct template_entry *e, const struct template_ref *ref,
+			const struct secret *table, const struct cache_result *res, bool audit,
+			char *rule, size_t rulelen)
+{
+	const char *path = ref->path;
+	char kpath[PATH_MAX];
+	struct secret_entry k;
+	int r = 0;
+
+	if (e->access_whole || !ref->expand) {
+		/* Granted with the file, or judged already: the record says what it read. */
+	} else if (!table) {
+		r = access_check(&fs->access, p, c, path, false, rule, rulelen);
+	} else {
+		for (size_t i = 0; r >= 0 && secret_table_at(table, i, &k); i++) {
+			if (snprintf(kpath, sizeof(kpath), "%s/%s", path, k.name) >=
+			    (int)sizeof(kpath))
+				r = -ENAMETOOLONG;
+			else
+				r = access_check(&fs->access, p, c, kpath, false, rule, rulelen);
+			if (r < 0)
+				path = kpath; /* the record names the key refused */
+		}
+	}
+	if (audit)
+		access_audit_template(&fs->access, c, "render", path, r >= 0, r < 0 ? r : 0, rule,
+				      res, e->name);
+	return r;
+}
+
+/*
+ * Renders @e for the reader @c (judged by @p), or with no checks when @c is
+ * NULL.  @quiet: nothing is logged or audited (a stat that only needs the
+ * size and whether the reader may have it).
+ */
+static int template_open(struct fs *fs, const struct template_entry *e, const struct policy *p,
+			 const struct caller *c, uint64_t deadline, bool quiet, struct secret **ret)
+{
+	const struct template *t = e->t;
+	struct render_state st = { .f = calloc(t->nrefs + 1, sizeof(*st.f)) };
+	struct template_value *vals = calloc(t->nrefs + 1, sizeof(*vals));
+	char reason[TEMPLATE_ERR_MAX] = "";
+	int r = 0, bad = -1;
+
+	if (!st.f || !vals) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; r >= 0 && i < t->nrefs; i++) {
+		const struct template_ref *ref = &t->refs[i];
+		_cleanup_free_ char *id = NULL, *key = NULL;
+		struct cache_result *res = NULL;
+		char rule[ACCESS_RULE_MAX] = "";
+		struct secret_entry k;
+		enum node_type type;
+
+		/* A plain reference is judged by its path before anything is fetched for it. */
+		if (c && !e->access_whole && !ref->expand) {
+			r = access_check(&fs->access, p, c, ref->path, false, rule, sizeof(rule));
+			if (r < 0) {
+				if (!quiet)
+					access_audit_template(&fs->access, c, "render", ref->path,
+							      false, r, rule, NULL, e->name);
+				break;
+			}
+		}
+		r = walk(fs, ref->path, deadline, &id, &key, &type);
+		if (r >= 0)
+			r = render_fetch(fs, &st, id, deadline, quiet, &res);
+		if (r == -ENOENT) {
+			vals[i].missing = true;
+			r = 0;
+		} else if (r >= 0 && key) {
+			if (res->value->kind == SECRET_TABLE &&
+			    secret_table_find(res->value, key, &k)) {
+				vals[i].data = k.value;
+				vals[i].len = k.valuelen;
+			} else {
+				vals[i].missing = true;
+			}
+		} else if (r >= 0 && res->value->kind == SECRET_TABLE) {
+			if (ref->expand) {
+				vals[i].table = res->value;
+			} else {
+				r = -EISDIR;
+				bad = (int)i;
+				snprintf(reason, sizeof(reason),
+					 "line %u: %s: an object secret, use {{* %s }} or a key",
+					 ref->line, ref->path, ref->path);
+			}
+		} else if (r >= 0 && ref->expand) {
+			r = -ENOTDIR;
+			bad = (int)i;
+			snprintf(reason, sizeof(reason), "line %u: %s: not an object secret",
+				 ref->line, ref->path);
+		} else if (r >= 0) {
+			vals[i].data = res->value->data;
+			vals[i].len = res->value->len;
+		}
+		/* A missing reference is judged too: the policy decides by path. */
+		if (c && (r >= 0 || bad >= 0)) {
+			int a = render_check(fs, p, c, e, ref, vals[i].table,
+					     vals[i].missing ? NULL : res, !quiet, rule, sizeof(rule));
+
+			if (a < 0)
+				r = a;
+		}
+		if (r < 0 && r != -EACCES && bad < 0 && !quiet)
+			snprintf(reason, sizeof(reason), "line %u: %s: %s", ref->line, ref->path,
+				 strerror(-r));
+	}
+	if (r >= 0) {
+		r = template_render(t, e->format, fs->view_flags, vals, e->missing_empty,
+				    fs->max_render, ret, &bad, reason, sizeof(reason));
+		if (r < 0 && !quiet)
+			log_render(e, r, reason,
+				   r == -EINVAL && bad >= 0
+					   ? escape_name(t->refs[bad].has_escaper
+								 ? t->refs[bad].escaper
+								 : e->format)
+					   : NULL);
+	} else if (r != -EACCES && !quiet) {
+		log_render(e, r, reason, NULL);
+	}
+out:
+	render_state_done(&st);
+	free(vals);
+	/*
+	 * What a reader gets: a value the format cannot hold, or a missing one, is
+	 * EIO, and so is anything else a reader of one file would not expect (an
+	 * ENOSYS answer to open would even tell the kernel open is unsupported).
+	 */
+	if (r < 0 && r != -EACCES && r != -EAGAIN && r != -ENOMEM && r != -EFBIG)
+		r = -EIO;
+	return r;
+}
+
+/* The size a stat shows for template node @n: its render now, or 0 when that fails. */
+static size_t template_size(struct fs *fs, struct node *n, uint64_t deadline)
+{
+	struct template_set *ts = fs_templates(fs);
+	const struct template_entry *e = template_set_find(ts, n->id);
+	struct secret *out = NULL;
+	size_t len = 0;
+
+	if (e && template_open(fs, e, NULL, NULL, deadline, true, &out) >= 0)
+		len = out->len;
+	secret_unref(out);
+	template_set_unref(ts);
+	return len;
+}
+
+/*
+ * What @name in @parent is, templates first: a template's path wins over the
+ * store (a clash is logged once, by the listing), and the directories that
+ * lead to a template exist even where the store has nothing.
+ */
+static int lookup_child(struct fs *fs, struct node *parent, const char *name, uint64_t deadline,
+			struct node *ret)
+{
+	struct template_set *ts = fs_templates(fs);
+	_cleanup_free_ char *tpath = NULL;
+	int r;
+
+	if (!ts || parent->type != NODE_DIR) {
+		template_set_unref(ts);
+		return resolve(fs, parent, name, deadline, ret);
+	}
+	tpath = ns_join(parent->tpath, name);
+	if (!tpath) {
+		r = -ENOMEM;
+	} else if (template_set_find(ts, tpath)) {
+		*ret = (struct node){ .type = NODE_FILE,
+				      .tree = NODE_TEMPLATE,
+				      .id = TAKE_PTR(tpath) };
+		r = 0;
+	} else {
+		r = resolve(fs, parent, name, deadline, ret);
+		if ((r == -ENOENT || (r >= 0 && ret->type == NODE_FILE)) &&
+		    template_set_has_below(ts, tpath)) {
+			if (r >= 0) {
+				log_warn("'%s' is a secret and leads to a template; showing the "
+					 "template's directory",
+					 tpath);
+				if (!ret->key)
+					free(ret->id);
+			}
+			*ret = (struct node){ .type = NODE_DIR,
+					      .has_folder = true,
+					      .id = TAKE_PTR(tpath) };
+			r = 0;
+		}
+	}
+	template_set_unref(ts);
+	return r;
+}
+
 /*
  * Whether @c may read the view file @n: the object's directory, then every
  * key of the object as the cache has it now (meta_view_permits).  Returns
@@ -593,6 +962,23 @@ static int view_check(struct fs *fs, struct node *n, const struct policy *p, con
 	secret_unref(res->value);
 	res->value = NULL;
 	return -EACCES;
+}
+
+/* Whether reader @c may have template node @n's render (nothing logged or audited). */
+static bool template_permits(struct fs *fs, struct node *n, const struct policy *p,
+			     const struct caller *c)
+{
+	struct template_set *ts = fs_templates(fs);
+	const struct template_entry *e = template_set_find(ts, n->id);
+	struct secret *out = NULL;
+	bool permit = true;
+
+	if (e && !e->access_whole)
+		permit = template_open(fs, e, p, c, source_deadline(fs->src), true, &out) !=
+			 -EACCES;
+	secret_unref(out);
+	template_set_unref(ts);
+	return permit;
 }
 
 /*
@@ -650,6 +1036,13 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 		secret_unref(res.value);
 	} else {
 		permit = node_permits(fs, p, &c, n, rule, sizeof(rule));
+		/*
+		 * A render's length is the sum of its references' lengths: with
+		 * hide_denied_size it is shown only to a reader who may open
+		 * every one of them, as the open would judge it.
+		 */
+		if (permit && fs->hide_denied_size && n->tree == NODE_TEMPLATE)
+			permit = template_permits(fs, n, p, &c);
 	}
 	policy_unref(p);
 	if (permit)
@@ -662,6 +1055,9 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
  */
 static double attr_timeout_of(struct fs *fs, struct node *n)
 {
+	/* A template's size is its latest render: the kernel asks again each time. */
+	if (n->tree == NODE_TEMPLATE)
+		return 0.0;
 	return fs->hide_denied_size && n->type == NODE_FILE ? 0.0 : fs->attr_timeout;
 }
 
@@ -724,7 +1120,7 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 		return meta_tree_node(parent, &store, name, ret);
 	}
 	if (parent->tree != NODE_VIEW)
-		return resolve(fs, parent, name, deadline, ret);
+		return lookup_child(fs, parent, name, deadline, ret);
 	if (parent->type != NODE_DIR)
 		return -ENOTDIR;
 	if (parent->id[0] == '\0' && strcmp(name, fs->meta_name) == 0)
@@ -799,6 +1195,12 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	struct stat st;
 	int r;
 
+	if (n->tree == NODE_TEMPLATE && fi && fi->fh && !nodes_detached(n)) {
+		/* fstat(2) of an open template: the length of the bytes it reads. */
+		fill_attr(fs, n, ((struct handle *)(uintptr_t)fi->fh)->len, &st);
+		fuse_reply_attr(req, &st, 0.0);
+		return;
+	}
 	r = nodes_detached(n) ? -ESTALE : node_attr(fs, n, attr_denied(fs, req, n), 0, &st);
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -812,6 +1214,8 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct node *n = nodes_get(&fs->nodes, ino);
 	struct policy *p = access_policy(&fs->access);
 	struct cache_result res = { .value = NULL };
+	struct template_set *ts = NULL;
+	const struct template_entry *te = NULL;
 	char rule[ACCESS_RULE_MAX], denied[PATH_MAX];
 	struct handle *h = NULL;
 	struct secret *table = NULL; /* a view's object */
@@ -842,24 +1246,43 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (!permit)
 			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
 	}
+	if (n->tree == NODE_TEMPLATE) {
+		ts = fs_templates(fs);
+		te = template_set_find(ts, n->id);
+		if (!te && r >= 0)
+			r = -ENOENT; /* gone with a reload */
+	}
 	if (r >= 0)
 		r = take_handle(fs, c.subject.uid);
 	if (r >= 0) {
 		h = calloc(1, sizeof(*h));
 		if (!h)
 			r = -ENOMEM;
+		else if (te)
+			r = template_open(fs, te, p, &c, source_deadline(fs->src), false,
+					  &h->value);
 		else if (table)
 			r = view_value(fs, n, table, false, h); /* the object the policy judged */
 		else
 			r = node_value(fs, n, 0, h, &res);
-		if (r < 0)
+		if (r < 0) {
 			handles_put(&fs->handles, c.subject.uid);
-		else
+		} else {
 			h->uid = c.subject.uid;
+			if (te) {
+				h->data = h->value->data;
+				h->len = h->value->len;
+			}
+		}
 	}
 	secret_unref(table);
-	access_audit(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0, rule,
-		     permit && (r >= 0 || res.state == CACHE_NEGATIVE) ? &res : NULL);
+	if (te)
+		access_audit_template(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0,
+				      rule, NULL, te->name);
+	else
+		access_audit(&fs->access, &c, "open", n->tpath, permit, r < 0 ? r : 0, rule,
+			     permit && (r >= 0 || res.state == CACHE_NEGATIVE) ? &res : NULL);
+	template_set_unref(ts);
 	if (p)
 		policy_unref(p);
 	if (r < 0) {
@@ -932,11 +1355,13 @@ struct dirlist_entry {
 };
 
 struct dirlist {
-	struct node *node;	 /* immutable; alive while any handle is open */
-	struct secret *keys;	 /* the object secret's value, or NULL; immutable */
-	struct secret *children; /* the folder's listing, or NULL; immutable */
-	unsigned refs;		 /* protected by fs->dirlist_lock */
-	size_t n;		 /* immutable */
+	struct node *node;		/* immutable; alive while any handle is open */
+	struct secret *keys;		/* the object secret's value, or NULL; immutable */
+	struct secret *children;	/* the folder's listing, or NULL; immutable */
+	struct template_set *templates; /* a reference, or NULL; immutable */
+	char *tnames;			/* the names templates add, NUL-separated; immutable */
+	unsigned refs;			/* protected by fs->dirlist_lock */
+	size_t n;			/* immutable */
 	struct dirlist_entry e[];
 };
 
@@ -963,29 +1388,101 @@ static void dirlist_unref(struct fs *fs, struct dirlist *d)
 		return;
 	secret_unref(d->keys);
 	secret_unref(d->children);
+	template_set_unref(d->templates);
+	free(d->tnames);
 	free(d);
+}
+
+/*
+ * The names templates add to directory @tpath: a template there, or the
+ * directory that leads to one below.  Written NUL-separated into *ret (the
+ * caller frees it), each once; returns how many, or -ENOMEM.
+ */
+static int template_names(const struct template_set *ts, const char *tpath, char **ret)
+{
+	size_t tl = strlen(tpath), used = 0, cap = 1, n = 0;
+	char *buf;
+
+	for (size_t i = 0; ts && i < ts->n; i++)
+		cap += strlen(ts->e[i].path) + 1;
+	buf = calloc(1, cap);
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = 0; ts && i < ts->n; i++) {
+		const char *p = ts->e[i].path, *rest;
+		size_t nl;
+		bool dup = false;
+
+		if (tl && (strncmp(p, tpath, tl) != 0 || p[tl] != '/'))
+			continue;
+		rest = tl ? p + tl + 1 : p;
+		nl = strcspn(rest, "/");
+		for (const char *q = buf; q < buf + used; q += strlen(q) + 1)
+			dup |= strlen(q) == nl && memcmp(q, rest, nl) == 0;
+		if (dup)
+			continue;
+		memcpy(buf + used, rest, nl);
+		used += nl + 1;
+		n++;
+	}
+	*ret = buf;
+	return (int)n;
+}
+
+/* Whether template name @name of the listing of @n hides a store entry: logged once. */
+static bool template_hides(struct node *n, const struct template_set *ts, const char *tnames,
+			   size_t nt, const char *name)
+{
+	const char *q = tnames;
+
+	for (size_t i = 0; i < nt; i++, q += strlen(q) + 1) {
+		char path[PATH_MAX];
+		const struct template_entry *e;
+
+		if (strcmp(q, name) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s%s%s", n->tpath, n->tpath[0] ? "/" : "", name);
+		e = template_set_find(ts, path);
+		if (e && !__atomic_exchange_n((bool *)&e->clash_logged, true, __ATOMIC_RELAXED))
+			log_warn("'%s' is both template %s and a stored secret or folder; "
+				 "showing the template",
+				 path, e->name);
+		return true;
+	}
+	return false;
 }
 
 /*
  * Builds the unfiltered listing of @n from @keys and @children (references
  * taken).  In the root, the meta directory @meta_name comes first when
  * @show_meta, and a stored child of that name is never listed: the meta
- * directory hides it.
+ * directory hides it.  Then the names templates @ts add, which win a clash
+ * with the store.
  */
 static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct secret *children,
-				     const char *meta_name, bool show_meta)
+				     const char *meta_name, bool show_meta, struct template_set *ts)
 {
 	size_t nk = keys ? secret_table_count(keys) : 0,
-	       nc = children ? secret_table_count(children) : 0, i = 0;
+	       nc = children ? secret_table_count(children) : 0, i = 0, nt;
 	struct secret_entry e, k;
 	struct dirlist *d;
+	char *tnames = NULL;
+	const char *q;
+	int r = template_names(ts, n->tpath, &tnames);
 
-	d = calloc(1, sizeof(*d) + (3 + nk + nc) * sizeof(d->e[0]));
-	if (!d)
+	if (r < 0)
 		return NULL;
+	nt = (size_t)r;
+	d = calloc(1, sizeof(*d) + (3 + nk + nc + nt) * sizeof(d->e[0]));
+	if (!d) {
+		free(tnames);
+		return NULL;
+	}
 	d->node = n;
 	d->keys = keys ? secret_ref(keys) : NULL;
 	d->children = children ? secret_ref(children) : NULL;
+	d->templates = ts ? template_set_ref(ts) : NULL;
+	d->tnames = tnames;
 	d->refs = 1;
 	d->e[i++] = (struct dirlist_entry){ .name = ".", .type = S_IFDIR };
 	d->e[i++] = (struct dirlist_entry){ .name = "..", .type = S_IFDIR };
@@ -993,14 +1490,31 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
 		d->e[i++] = (struct dirlist_entry){
 			.name = meta_name, .type = S_IFDIR, .folder = true, .meta = true
 		};
-	for (size_t j = 0; keys && secret_table_at(keys, j, &e); j++)
+	/* Templates next: they win a clash with the store. */
+	q = tnames;
+	for (size_t t = 0; t < nt; t++, q += strlen(q) + 1) {
+		char path[PATH_MAX];
+		bool file;
+
+		snprintf(path, sizeof(path), "%s%s%s", n->tpath, n->tpath[0] ? "/" : "", q);
+		file = template_set_find(ts, path) != NULL;
+		d->e[i++] = (struct dirlist_entry){
+			.name = q, .type = file ? S_IFREG : S_IFDIR, .folder = !file, .key = file
+		};
+	}
+	for (size_t j = 0; keys && secret_table_at(keys, j, &e); j++) {
+		if (nt && template_hides(n, ts, tnames, nt, e.name))
+			continue;
 		d->e[i++] = (struct dirlist_entry){ .name = e.name, .type = S_IFREG, .key = true };
+	}
 	for (size_t j = 0; children && secret_table_at(children, j, &e); j++) {
 		bool folder = e.value[0] & BACKEND_LIST_FOLDER;
 
 		/* The store's root name the meta directory hides (meta_clash() says so), in the
 		 * store's tree and in the views of its root alike. */
 		if (n->tree != NODE_META && n->id[0] == '\0' && strcmp(e.name, meta_name) == 0)
+			continue;
+		if (nt && template_hides(n, ts, tnames, nt, e.name))
 			continue;
 		if (keys && secret_table_find(keys, e.name, &k)) {
 			log_warn("'%s/%s' is both a key and a secret; showing the key", n->id,
@@ -1023,16 +1537,16 @@ static struct dirlist *dirlist_build(struct node *n, struct secret *keys, struct
  * holds references to both, so the same address is the same data.
  */
 static struct dirlist *dirlist_get(struct fs *fs, struct node *n, struct secret *keys,
-				   struct secret *children)
+				   struct secret *children, struct template_set *ts)
 {
 	struct dirlist *d;
 
 	pthread_mutex_lock(&fs->dirlist_lock);
 	d = n->dirlist;
-	if (d && d->keys == keys && d->children == children) {
+	if (d && d->keys == keys && d->children == children && d->templates == ts) {
 		d->refs++;
 	} else {
-		d = dirlist_build(n, keys, children, fs->meta_name, fs->show_meta);
+		d = dirlist_build(n, keys, children, fs->meta_name, fs->show_meta, ts);
 		if (d)
 			n->dirlist = d; /* the old one lives on in the handles that hold it */
 	}
@@ -1062,6 +1576,7 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 {
 	char reason[BACKEND_REASON_MAX] = "";
 	struct secret *keys = NULL, *children = NULL;
+	struct template_set *ts;
 	char pathbuf[PATH_MAX];
 	struct cache_result res;
 	struct dirlist *d;
@@ -1093,7 +1608,9 @@ static int list_dir(struct fs *fs, struct node *n, const struct policy *p, const
 		if (n == &fs->nodes.root)
 			meta_clash(fs, children);
 	}
-	d = dirlist_get(fs, n, keys, children);
+	ts = fs_templates(fs);
+	d = dirlist_get(fs, n, keys, children, ts);
+	template_set_unref(ts);
 	secret_unref(keys);
 	secret_unref(children);
 	if (!d)

@@ -22,8 +22,6 @@
 #include "secretfs/secret.h"
 #include "secretfs/selector.h"
 
-#define META_DIR_DEFAULT ".secretfs"
-
 /* Whether @name can name the meta directory: a safe path component. */
 bool meta_name_is_valid(const char *name);
 

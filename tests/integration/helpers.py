@@ -105,6 +105,20 @@ def mount_of(mountpoint):
     return found[-1] if found else None
 
 
+def session_mounts(path):
+    """The secretfs mounts of this test session: under (or served from) the
+    session's sandbox that holds @path (its secretfs-it-* ancestor), so that a
+    test comparing them before and after is not upset by another test run's
+    mounts on the same machine."""
+    path = Path(path)
+    scope = next((p for p in (path, *path.parents) if p.name.startswith("secretfs-it-")), path.parent)
+    return {
+        (m["mountpoint"], m["source"])
+        for m in mounts()
+        if m["fstype"] == FSTYPE and (m["mountpoint"].startswith(f"{scope}/") or str(scope) in m["source"])
+    }
+
+
 def is_mounted(mountpoint, fstype=FSTYPE):
     m = mount_of(mountpoint)
     return m is not None and (fstype is None or m["fstype"] == fstype)

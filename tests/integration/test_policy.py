@@ -19,7 +19,6 @@ import threading
 import pytest
 
 from helpers import (
-    FSTYPE,
     MOUNT_TIMEOUT,
     POLL_TIMEOUT,
     SECRETFS_BIN,
@@ -28,12 +27,12 @@ from helpers import (
     is_mounted,
     kill_pids,
     mount_of,
-    mounts,
     pids_serving,
     run_secretfs,
     sanitizer_env,
     sanitizer_reports,
     secret_values,
+    session_mounts,
     wait_until,
     write_store,
 )
@@ -381,10 +380,6 @@ def test_allow_other_only_with_a_policy(policy_fs, secretfs):
 # ---------------------------------------------------------------- load errors
 
 
-def _secretfs_mounts():
-    return {(m["mountpoint"], m["source"]) for m in mounts() if m["fstype"] == FSTYPE}
-
-
 LOAD_ERRORS = {
     # name: (policy text, mode, what stderr must say after "FILE")
     "unknown-user": ("# c\npermit user:sfst-nosuch app/*\n", 0o644, ":2: unknown user 'sfst-nosuch'"),
@@ -441,7 +436,7 @@ def test_policy_file_level_error_at_start(workdir, sfs_users, case):
 
 
 def _expect_start_failure(mnt, store, policy, needle, foreground):
-    before = _secretfs_mounts()
+    before = session_mounts(mnt)
     args = [*(["-f"] if foreground else []), "-o", f"policy={policy}", f"file:{store}", str(mnt)]
     r = run_secretfs(args, timeout=10 * (4 if os.environ.get("SECRETFS_SANITIZER") else 1))
     mounted = is_mounted(mnt)
@@ -451,7 +446,7 @@ def _expect_start_failure(mnt, store, policy, needle, foreground):
     assert not mounted, r.stderr
     assert r.returncode != 0, r.stderr
     assert needle in r.stderr, f"{needle!r} not in:\n{r.stderr}"
-    assert _secretfs_mounts() == before
+    assert session_mounts(mnt) == before
     for v in secret_values(DOC):
         assert v.decode() not in r.stderr + r.stdout
 

@@ -7,15 +7,14 @@ import shutil
 import pytest
 
 from helpers import (
-    FSTYPE,
     REPO,
     SECRETFS_BIN,
     force_unmount,
     is_mounted,
     kill_pids,
-    mounts,
     pids_serving,
     run_secretfs,
+    session_mounts,
     write_store,
 )
 
@@ -36,13 +35,9 @@ OUR_OPTIONS = [
 MODES = {"foreground": ["-f"], "daemon": []}
 
 
-def secretfs_mounts():
-    return {(m["mountpoint"], m["source"]) for m in mounts() if m["fstype"] == FSTYPE}
-
-
 def expect_failure(mnt, args, needles, *, prefix=(), forbidden=()):
     """Runs secretfs @args: it must exit non-zero, say every @needle on stderr, mount nothing."""
-    before = secretfs_mounts()
+    before = session_mounts(mnt)
     r = run_secretfs(args, prefix=prefix, timeout=10)
     mounted = is_mounted(mnt)
     if mounted or r.returncode == 0:  # clean up whatever it started before failing the test
@@ -55,7 +50,7 @@ def expect_failure(mnt, args, needles, *, prefix=(), forbidden=()):
         assert n in r.stderr, f"{n!r} not in stderr:\n{r.stderr}"
     for s in [*SECRET_VALUES, *forbidden]:
         assert s not in r.stderr + r.stdout, f"secret {s!r} printed:\n{r.stderr}"
-    assert secretfs_mounts() - before == set(), "a new fuse.secretfs mount appeared"
+    assert session_mounts(mnt) - before == set(), "a new fuse.secretfs mount appeared"
     return r
 
 

@@ -475,6 +475,23 @@ static const struct load_case load_cases[] = {
 	{ "[secretfs]\nsource = \"file:/x\"\n", 2, "source", "values are not quoted" },
 	{ "[secretfs]\nfuse_options = allow_root,,ro\n", 2, "fuse_options",
 	  "expected comma separated FUSE options" },
+	/* [template NAME] sections. */
+	{ "[template app-env]\nfile = etc/x.tmpl\npath = a\n", 2, "file",
+	  "expected an absolute path" },
+	{ "[template app-env]\nfile = /x\nformat = toml\n", 3, "format",
+	  "expected one of raw|env|shell|json|yaml|properties|ini, got 'toml'" },
+	{ "[template app-env]\nfile = /x\naccess = everyone\n", 3, "access",
+	  "expected references" },
+	{ "[template app-env]\nfile = /x\nmissing = ignore\n", 3, "missing",
+	  "expected error, the default, or empty" },
+	{ "[template app-env]\nfile = /x\nfile = /y\n", 3, "file", "given twice" },
+	{ "[template app-env]\nfile = /x\nmode = 0400\n", 3, "mode",
+	  "unknown key, [template NAME] has: file, path, format" },
+	{ "[template a b]\nfile = /x\n", 2, NULL, "a template's name is 1 to 64" },
+	{ "[template ]\nfile = /x\n", 2, NULL, "a template's name" },
+	{ "[template app-env]\nfile = /x\n", 2, NULL, "[template app-env]: no 'path' given" },
+	{ "[secretfs]\ndebug = no\n[template t]\npath = a/b\n", 4, NULL,
+	  "[template t]: no 'file' given" },
 	/* Syntax errors, and the first error wins whichever kind it is. */
 	{ "[secretfs]\ndebug = no\njust some words\n", 3, NULL, "syntax error" },
 	{ "[secretfs\ndebug = no\n", 1, NULL, "syntax error" },
@@ -722,6 +739,70 @@ static void test_example_file(void **state)
 	config_done(&c);
 }
 
+static void test_templates(void **state)
+{
+	const char *text = "[secretfs]\nsource = file:/s\n"
+			   "[template app-env]\n"
+			   "file   = /etc/secretfs/app.env.tmpl ; a comment\n"
+			   "path   = app/app.env\n"
+			   "format = env\n"
+			   "access = template\n"
+			   "missing = empty\n"
+			   "delims = <% %>\n"
+			   "[template other]\nfile = /t/o\npath = o\n";
+	char path[64], err[CONFIG_ERR_MAX] = "", origin[80];
+	struct config c, copy;
+	const struct config_template *t;
+
+	config_init(&c);
+	if (load_text(&c, text, path, sizeof(path), err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(c.ntemplates, 2);
+	t = &c.templates[0];
+	assert_string_equal(t->name, "app-env");
+	assert_string_equal(t->file, "/etc/secretfs/app.env.tmpl");
+	assert_string_equal(t->path, "app/app.env");
+	assert_string_equal(t->format, "env");
+	assert_string_equal(t->delims, "<% %>");
+	assert_true(t->access_whole);
+	assert_true(t->missing_empty);
+	snprintf(origin, sizeof(origin), "%s:4", path);
+	assert_string_equal(t->origin, origin);
+	t = &c.templates[1];
+	assert_string_equal(t->name, "other");
+	assert_null(t->format);
+	assert_false(t->access_whole);
+	assert_false(t->missing_empty);
+
+	/* -o template=MOUNTPATH:FILE[:FORMAT], repeatable, after the file's. */
+	assert_int_equal(config_set(&c, "template", "x/y.json:/t/y.tmpl:json", err, sizeof(err)),
+			 0);
+	assert_int_equal(config_set(&c, "template", "z:/t/z.tmpl", err, sizeof(err)), 0);
+	assert_true(config_is_option("template"));
+	assert_int_equal(c.ntemplates, 4);
+	assert_string_equal(c.templates[2].path, "x/y.json");
+	assert_string_equal(c.templates[2].file, "/t/y.tmpl");
+	assert_string_equal(c.templates[2].format, "json");
+	assert_string_equal(c.templates[2].origin, "-o template");
+	assert_null(c.templates[3].format);
+	assert_int_equal(config_set(&c, "template", "x.env:/t/x:toml", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "MOUNTPATH:FILE[:FORMAT]"));
+	assert_int_equal(config_set(&c, "template", "x.env:rel/x", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_set(&c, "template", ":/t/x", err, sizeof(err)), -EINVAL);
+	assert_int_equal(config_set(&c, "template", "x.env", err, sizeof(err)), -EINVAL);
+	assert_int_equal(c.ntemplates, 4);
+
+	/* A reload loads into a copy: a bad file leaves the templates as they were. */
+	config_init(&copy);
+	assert_int_equal(load_text(&copy, text, path, sizeof(path), err, sizeof(err)), 0);
+	assert_int_equal(
+		load_text(&copy, "[template t]\nfile = /x\n", path, sizeof(path), err, sizeof(err)),
+		-EINVAL);
+	assert_int_equal(copy.ntemplates, 2);
+	config_done(&copy);
+	config_done(&c);
+}
+
 int main(void)
 {
 	/* clang-format off */
@@ -744,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_example_vault_file),
 		cmocka_unit_test(test_example_aws_file),
 		cmocka_unit_test(test_choice_values),
+		cmocka_unit_test(test_templates),
 	};
 	/* clang-format on */
 
