@@ -136,6 +136,25 @@ def test_file_store_has_current_only(secretfs):
     assert ".secretfs" not in os.listdir(d.path(AT, "current"))
 
 
+def test_no_template_under_a_selector(secretfs, workdir):
+    """A template renders current values at its own mount path; under at/ it is not there."""
+    from test_templates import write_template  # noqa: PLC0415
+    t = write_template(workdir, "v", "PW={{ app/db/pw }}\n")
+
+    def argv(store, mnt):
+        cfg = workdir / "versions-tmpl.conf"
+        cfg.write_text(f"[secretfs]\nsource = file:{store}\n[template v]\nfile = {t}\n"
+                       "path = app/v.env\nformat = env\n")
+        os.chmod(cfg, 0o600)
+        return ["--config", str(cfg), str(mnt)]
+
+    d = secretfs({"app/db": {"pw": "tmpl-version-value-1"}}, argv=argv)
+    assert read_file(d.path("app/v.env")) == b'PW="tmpl-version-value-1"\n'
+    for sel in ("current", "previous"):
+        assert err(d.path(AT, sel, "app/v.env")) == "ENOENT", sel
+    assert read_file(d.path(AT, "current", "app/db/pw")) == b"tmpl-version-value-1"
+
+
 def test_no_value_in_metrics_or_status(vs, vmount, workdir):
     vault_versions(vs)
     sock = workdir / "versions-metrics.sock"
