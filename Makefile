@@ -166,6 +166,10 @@ $(FUZZ_BUILD)/fuzz_aws: $(call FUZZ_OBJ,src/backends/aws_parse.o $(FUZZ_KIT) src
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_gcp: $(call FUZZ_OBJ,src/backends/gcp_parse.o src/backends/crc32c.o $(FUZZ_KIT) \
 	src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_doppler: $(call FUZZ_OBJ,src/backends/doppler_parse.o $(FUZZ_KIT) \
+	src/namespace.o src/secret.o src/util.o)
+$(FUZZ_BUILD)/fuzz_op: $(call FUZZ_OBJ,src/backends/op_parse.o $(FUZZ_KIT) src/namespace.o \
+	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o $(FUZZ_KIT) src/namespace.o \
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)

@@ -143,6 +143,14 @@ static const struct config_option options[] = {
 	/* Google Secret Manager. */
 	{ "gcp_endpoint", "gcp", "endpoint", OPT_PATH, FIELD(gcp_endpoint), 0, 0, NULL },
 	{ "gcp_credentials", "gcp", "credentials", OPT_PATH, FIELD(gcp_credentials), 0, 0, NULL },
+	/* Doppler. */
+	{ "doppler_api_host", "doppler", "api_host", OPT_PATH, FIELD(doppler_api_host), 0, 0,
+	  NULL },
+	{ "doppler_token_file", "doppler", "token_file", OPT_PATH, FIELD(doppler_token_file), 0, 0,
+	  NULL },
+	/* 1Password Connect; unset: OP_CONNECT_HOST and OP_CONNECT_TOKEN, as 1Password's SDKs. */
+	{ "op_connect_host", "op-connect", "host", OPT_PATH, FIELD(op_connect_host), 0, 0, NULL },
+	{ "op_token_file", "op-connect", "token_file", OPT_PATH, FIELD(op_token_file), 0, 0, NULL },
 };
 
 void config_init(struct config *c)

@@ -1042,6 +1042,7 @@ static void answer_refresh(struct control *c, const char *path, uid_t uid, struc
 	int r;
 
 	log_info("control: uid %u refreshes %s", (unsigned)uid, path ? path : "everything cached");
+	source_revalidate(s);
 	if (!path) {
 		refresh_everything(c, out);
 		return;

@@ -90,6 +90,7 @@ struct http_attempt {
 	bool has_retry_after;
 	uint64_t retry_after_usec;
 	char error_type[sizeof(((struct http_response *)0)->header_error_type)];
+	char etag[sizeof(((struct http_response *)0)->etag)];
 };
 
 int http_global_init(void)
@@ -409,6 +410,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userdata)
 		a->has_retry_after = false;
 		a->retry_after_usec = 0;
 		a->error_type[0] = '\0';
+		a->etag[0] = '\0';
+	} else if (header_value(data, n, "etag", &v, &vlen)) {
+		if (vlen < sizeof(a->etag)) {
+			memcpy(a->etag, v, vlen);
+			a->etag[vlen] = '\0';
+		} else {
+			a->etag[0] = '\0';
+		}
 	} else if (header_value(data, n, "retry-after", &v, &vlen)) {
 		a->has_retry_after = parse_retry_after(v, vlen, &a->retry_after_usec);
 	} else if (header_value(data, n, "x-amzn-errortype", &v, &vlen)) {
@@ -971,6 +980,7 @@ int http_do(struct http_client *c, const struct http_request *req, struct http_r
 		.attempts = attempt,
 	};
 	memcpy(ret->header_error_type, a.error_type, sizeof(ret->header_error_type));
+	memcpy(ret->etag, a.etag, sizeof(ret->etag));
 	return 0;
 }
 

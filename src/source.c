@@ -367,6 +367,12 @@ void source_flush(struct source *s)
 		s->backend->ops->forget(s->backend);
 }
 
+void source_revalidate(struct source *s)
+{
+	if (s->backend->ops->revalidate)
+		s->backend->ops->revalidate(s->backend);
+}
+
 void source_expire(struct source *s)
 {
 	cache_expire(s->values);

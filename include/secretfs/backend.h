@@ -24,6 +24,7 @@
 #ifndef SECRETFS_BACKEND_H
 #define SECRETFS_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,12 @@ struct backend_events {
 struct backend_ops {
 	/* Scheme in SOURCE, e.g. "file" for "file:/etc/secretfs/store.json". */
 	const char *scheme;
+	/*
+	 * The store has no folders at all (Doppler): when the listing is denied, a
+	 * name that no fetch finds is not taken for a folder we may not see,
+	 * and the fetch's own error (EACCES) is the answer.
+	 */
+	bool no_folders;
 	/*
 	 * Called once, after daemonizing and after the locked heap is set up
 	 * (so that a token read here lands in it), before mounting: parse @arg (what
@@ -132,6 +139,14 @@ struct backend_ops {
 	 * whose buffers hold the last response.  Any thread.  Optional.
 	 */
 	void (*forget)(struct backend *b);
+	/*
+	 * Called before `secretfs ctl refresh` fetches again: whatever the
+	 * backend would serve without asking the store (Doppler's document
+	 * within its ttl) must be asked about on the next fetch.  Unlike
+	 * forget(), what it keeps to revalidate cheaply (an ETag) may stay.
+	 * Any thread.  Optional.
+	 */
+	void (*revalidate)(struct backend *b);
 };
 
 struct backend {

@@ -95,6 +95,12 @@ struct config {
 	/* [gcp]: gcp-sm; NULL means "as Google's Application Default Credentials decide". */
 	char *gcp_endpoint;    /* default https://secretmanager.googleapis.com */
 	char *gcp_credentials; /* a service_account or authorized_user JSON file */
+	/* [doppler]: doppler; NULL means "as the Doppler CLI decides" (DOPPLER_*). */
+	char *doppler_api_host;	  /* default: DOPPLER_API_HOST, else https://api.doppler.com */
+	char *doppler_token_file; /* a service token; default: DOPPLER_TOKEN */
+	/* [op-connect]: op-connect; NULL means "as 1Password's SDKs decide". */
+	char *op_connect_host; /* default $OP_CONNECT_HOST */
+	char *op_token_file;   /* default $OP_CONNECT_TOKEN, $CREDENTIALS_DIRECTORY/op-connect-token */
 
 	/* [template NAME] sections and -o template=, in the order given. */
 	struct config_template *templates;

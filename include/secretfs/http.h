@@ -60,6 +60,11 @@ struct http_response {
 	 * AWS backend takes the code from it (before ':', after '#').
 	 */
 	char header_error_type[128];
+	/*
+	 * The ETag as sent, trimmed ("" if absent or longer than fits: a tag
+	 * cut short would never match), for a later If-None-Match.
+	 */
+	char etag[128];
 };
 
 /*

@@ -77,6 +77,8 @@ void source_flush(struct source *s);
  * of those below it, and of the object whose key @path names; how many.
  */
 size_t source_flush_versions(struct source *s, const char *path);
+/* Before `ctl refresh`: the backend asks the store on its next fetch (backend_ops.revalidate). */
+void source_revalidate(struct source *s);
 /* Drops expired entries; main calls it periodically. */
 void source_expire(struct source *s);
 

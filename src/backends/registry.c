@@ -16,7 +16,9 @@ static const struct backend_ops *const registry[] = {
 	&aws_sm_backend_ops,
 	&aws_ssm_backend_ops,
 	&gcp_sm_backend_ops,
+	&doppler_backend_ops,
 	&azure_kv_backend_ops,
+	&op_connect_backend_ops,
 };
 
 int backend_open(const char *source, const struct config *cfg, const struct backend_events *events,
@@ -56,7 +58,7 @@ int backend_open(const char *source, const struct config *cfg, const struct back
 	}
 	snprintf(reason, reasonlen,
 		 "source '%s': unknown backend '%.*s' (this build has: file, vault, aws-sm, "
-		 "aws-ssm, gcp-sm, azure-kv)",
+		 "aws-ssm, gcp-sm, azure-kv, op-connect, doppler)",
 		 source, (int)sl, source);
 	return -EINVAL;
 }

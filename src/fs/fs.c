@@ -526,10 +526,13 @@ static int resolve_store(struct fs *fs, struct node *parent, const char *name, u
 		/*
 		 * A store that cannot list, or a token that may read but not list
 		 * (common in Vault policies): a name is a secret if a fetch finds
-		 * it, else a folder whose contents we cannot see.
+		 * it, else a folder whose contents we cannot see.  In a store
+		 * without folders (Doppler) the fetch's error is the answer.
 		 */
-		flags = BACKEND_LIST_SECRET | BACKEND_LIST_FOLDER;
-		unlisted = true;
+		bool no_folders = fs->src->backend->ops->no_folders;
+
+		flags = BACKEND_LIST_SECRET | (no_folders ? 0 : BACKEND_LIST_FOLDER);
+		unlisted = !no_folders;
 	} else if (r < 0) {
 		if (r != -ENOENT)
 			log_failure(fs, "list", parent->id[0] ? parent->id : "/", r, reason);

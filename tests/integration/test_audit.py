@@ -21,19 +21,18 @@ import pytest
 
 from helpers import (
     CMD_TIMEOUT,
-    FSTYPE,
     MIN_LEAK_CHECK_LEN,
     POLL_TIMEOUT,
     SECRETFS_BIN,
     force_unmount,
     is_mounted,
     kill_pids,
-    mounts,
     pids_serving,
     run_secretfs,
     sanitizer_env,
     sanitizer_reports,
     secret_values,
+    session_mounts,
     wait_until,
     write_store,
 )
@@ -474,7 +473,7 @@ def _audit_start_failure(workdir, audit, needle, *, foreground=True):
     write_store(store, DOC)
     mnt = workdir / "mnt"
     mnt.mkdir()
-    before = {m["mountpoint"] for m in mounts() if m["fstype"] == FSTYPE}
+    before = session_mounts(mnt)
     args = [*(["-f"] if foreground else []), "-o", f"audit={audit}", f"file:{store}", str(mnt)]
     r = run_secretfs(args)
     mounted = is_mounted(mnt)
@@ -483,7 +482,7 @@ def _audit_start_failure(workdir, audit, needle, *, foreground=True):
         kill_pids(pids_serving(str(mnt)))
     assert not mounted and r.returncode != 0, r.stderr
     assert needle in r.stderr, f"{needle!r} not in:\n{r.stderr}"
-    assert {m["mountpoint"] for m in mounts() if m["fstype"] == FSTYPE} == before
+    assert session_mounts(mnt) == before
 
 
 def test_audit_target_errors_at_start(workdir):

@@ -21,8 +21,8 @@ import threading
 
 import pytest
 
-from helpers import POLL_TIMEOUT, REPO, is_mounted, read_file, run_secretfs, sanitizer_env, \
-    wait_until
+from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_err, read_file, \
+    run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from certs import generate_certs  # noqa: E402
@@ -42,15 +42,6 @@ VALUES = [b"app-user-77", b"s3cr3t-pa55word", b"abc-api-key-123", b"team-config-
 KEY_PEM = "private_key"
 NODE_CLIENT = REPO / "tests" / "servers" / "gcp_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@google-cloud" / "secret-manager"
-UNREACHABLE = (errno.EIO, errno.EAGAIN, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.ECONNRESET)
-
-
-def read_err(path):
-    try:
-        read_file(path)
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -2864,6 +2864,33 @@ def main(argv=None):
     return serve_until_signalled(srv, args)
 
 
+class AwsPlumbing:
+    """
+    What another test server takes from this one: the listeners (main HTTPS,
+    plain-HTTP metadata, admin), their handler, the connection bookkeeping,
+    the counters' readers and the control API's front door; the same
+    attributes drive them.  stop() first releases the requests a hold fault
+    keeps (the subclass's clear_faults()).
+    """
+
+    _ssl_context = AwsServer._ssl_context
+    _listen = AwsServer._listen
+    start = AwsServer.start
+    __enter__ = AwsServer.__enter__
+    __exit__ = AwsServer.__exit__
+    _on_connection = AwsServer._on_connection
+    _on_disconnect = AwsServer._on_disconnect
+    _on_tls_failure = AwsServer._on_tls_failure
+    counts = AwsServer.counts
+    requests_log = AwsServer.requests_log
+    list_faults = AwsServer.list_faults
+    admin = AwsServer.admin
+
+    def stop(self):
+        self.clear_faults()
+        AwsServer.stop(self)
+
+
 def load_config_arg(text):
     """--config: JSON text, @FILE or FILE with JSON; None when not given."""
     if not text:
@@ -2873,6 +2900,37 @@ def load_config_arg(text):
     elif not text.lstrip().startswith("{") and os.path.exists(text):
         text = open(text).read()
     return json.loads(text)
+
+
+def serve_cli(server_class, description, argv=None):
+    """
+    The command line of a test server with one HTTPS listener (and the admin
+    one): parses --cert, --key, --host, --port[-file], --info-file, --config,
+    --admin-token[-file], --admin-port-file, --no-tls, -v, then serves until
+    signalled.
+    """
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--info-file")
+    ap.add_argument("--config", help="JSON text, or @FILE / FILE with JSON")
+    ap.add_argument("--admin-token")
+    ap.add_argument("--admin-token-file")
+    ap.add_argument("--admin-port-file")
+    ap.add_argument("--no-tls", action="store_true")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    args = ap.parse_args(argv)
+    args.metadata_port_file = None
+    if not args.no_tls and (not args.cert or not args.key):
+        ap.error("--cert and --key are required (or --no-tls)")
+    srv = server_class(args.cert, args.key, host=args.host, port=args.port,
+                       config=load_config_arg(args.config), admin_token=args.admin_token,
+                       admin_port=0 if args.admin_port_file else None, verbose=args.verbose,
+                       tls=not args.no_tls)
+    return serve_until_signalled(srv, args)
 
 
 def serve_until_signalled(srv, args):

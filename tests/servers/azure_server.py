@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl, quote, unquote
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aws_server import (  # noqa: E402  the shared HTTP plumbing, lifecycle and test client
     AdminClient,
-    AwsServer,
+    AwsPlumbing,
     Resp,
     _admin_json,
     load_config_arg,
@@ -116,7 +116,7 @@ class _Req:
         self.version = None
 
 
-class AzureServer:
+class AzureServer(AwsPlumbing):
     """In-memory Key Vault, token endpoint and IMDS. See the module docstring."""
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, metadata_port=0,
@@ -357,25 +357,6 @@ class AzureServer:
             self._seq = 0
 
     # ------------------------------------------------------------- lifecycle
-
-    # The listeners, TLS, connection bookkeeping, counters' readers and the admin
-    # front door are aws_server.py's: the same attributes drive them.
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-
-    def stop(self):
-        self.clear_faults()  # releases requests held by a hold rule
-        AwsServer.stop(self)
 
     def info(self):
         return {"port": self.port, "url": self.url, "metadata_port": self.metadata_port,

@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl, unquote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from aws_server import (AdminClient, AwsServer, Resp, _admin_json,  # noqa: E402
+from aws_server import (AdminClient, AwsPlumbing, Resp, _admin_json,  # noqa: E402
                         load_config_arg, serve_until_signalled)
 
 __all__ = ["GcpServer", "AdminClient", "spawn_cli", "crc32c", "SCOPE", "JWT_BEARER"]
@@ -101,6 +101,9 @@ def _b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
+_NOT_MINE = object()  # an admin path a shared route does not serve
+
+
 class GcpError(Exception):
     def __init__(self, code, message, status=None, headers=None):
         super().__init__(code, message)
@@ -132,7 +135,7 @@ class _Req:
         self.bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
 
 
-class GcpServer:
+class GcpServer(AwsPlumbing):
     """In-memory Secret Manager + OAuth2 token URI + metadata server."""
 
     def __init__(self, cert=None, key=None, *, host="127.0.0.1", port=0, metadata_port=0,
@@ -407,26 +410,6 @@ class GcpServer:
 
     # ------------------------------------------------------------- lifecycle
 
-    # The listeners (main HTTPS, plain-HTTP metadata, admin), their handler,
-    # the connection bookkeeping, the counters' readers and the control API's
-    # front door are aws_server.py's: the same attributes drive them.
-    _ssl_context = AwsServer._ssl_context
-    _listen = AwsServer._listen
-    start = AwsServer.start
-    __enter__ = AwsServer.__enter__
-    __exit__ = AwsServer.__exit__
-    _on_connection = AwsServer._on_connection
-    _on_disconnect = AwsServer._on_disconnect
-    _on_tls_failure = AwsServer._on_tls_failure
-    counts = AwsServer.counts
-    requests_log = AwsServer.requests_log
-    list_faults = AwsServer.list_faults
-    admin = AwsServer.admin
-
-    def stop(self):
-        self.clear_faults()  # releases the requests a hold fault keeps
-        AwsServer.stop(self)
-
     def info(self):
         return {"port": self.port, "url": self.url, "token_uri": self.token_uri,
                 "metadata_port": self.metadata_port, "metadata_url": self.metadata_url,
@@ -455,28 +438,41 @@ class GcpServer:
         req.endpoint = ("access" if access else "get_version" if req.version else
                         "get_secret" if req.secret else "list")
 
-    def serve(self, method, url, headers, body, peer=None, listener="main"):
-        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+    def _request(self, method, url, headers, body, listener):
         req = _Req(method, url, headers, body, listener)
         self._classify(req)
+        return req
+
+    def _count(self, req):
+        """Counts @req beyond total and endpoints (under the lock)."""
+        if req.secret:
+            c = self._counts
+            d = c["secrets"].setdefault(f"{self._project_id(req.project)}/{req.secret}", {})
+            d[req.endpoint] = d.get(req.endpoint, 0) + 1
+
+    def _record(self, req, headers):
+        """What the request log keeps of @req besides seq, times, status and fault."""
+        return {"listener": req.listener, "method": req.method, "path": req.path,
+                "query": req.query, "endpoint": req.endpoint, "project": req.project,
+                "secret": req.secret, "version": req.version,
+                "bearer_present": req.bearer is not None,
+                "metadata_flavor": headers.get("Metadata-Flavor"),
+                "user_agent": headers.get("User-Agent"),
+                "x_goog_api_client": headers.get("x-goog-api-client")}
+
+    def serve(self, method, url, headers, body, peer=None, listener="main"):
+        """One non-admin request; returns (Resp, action) for aws_server's handler."""
+        req = self._request(method, url, headers, body, listener)
         with self._lock:
             c = self._counts
             c["total"] += 1
             c["endpoints"][req.endpoint] = c["endpoints"].get(req.endpoint, 0) + 1
-            if req.secret:
-                d = c["secrets"].setdefault(f"{self._project_id(req.project)}/{req.secret}", {})
-                d[req.endpoint] = d.get(req.endpoint, 0) + 1
+            self._count(req)
             c["in_flight"] += 1
             c["in_flight_peak"] = max(c["in_flight_peak"], c["in_flight"])
             self._seq += 1
-            rec = {"seq": self._seq, "time": time.time(), "end": None, "listener": listener,
-                   "method": req.method, "path": req.path, "query": req.query,
-                   "endpoint": req.endpoint, "project": req.project, "secret": req.secret,
-                   "version": req.version, "bearer_present": req.bearer is not None,
-                   "metadata_flavor": headers.get("Metadata-Flavor"),
-                   "user_agent": headers.get("User-Agent"),
-                   "x_goog_api_client": headers.get("x-goog-api-client"),
-                   "status": None, "fault": None}
+            rec = {"seq": self._seq, "time": time.time(), "end": None, "status": None,
+                   "fault": None, **self._record(req, headers)}
             self._log.append(rec)
             latency, holds, fault = self._match_fault(req)
         try:
@@ -720,6 +716,27 @@ class GcpServer:
 
     # control API ------------------------------------------------------------------
 
+    def _admin_faults_and_counts(self, m, path, a, q):
+        """The control API's fault rules, counters and request log; _NOT_MINE otherwise."""
+        if path == "/_test/fault" and m == "POST":
+            return {"id": self.add_fault(**a)}
+        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
+            self.clear_faults(a.get("id", q.get("id")))
+            return None
+        if path == "/_test/faults/clear" and m == "POST":
+            self.clear_faults(a.get("id"))
+            return None
+        if path == "/_test/faults" and m == "GET":
+            return {"faults": self.list_faults()}
+        if path == "/_test/counts" and m == "GET":
+            return self.counts()
+        if path == "/_test/reset-counts" and m == "POST":
+            self.reset_counts()
+            return None
+        if path == "/_test/requests" and m == "GET":
+            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        return _NOT_MINE
+
     def _admin_route(self, m, path, a, q):
         if path in ("/_test/health", "/_test/info"):
             return dict(self.info(), ok=True)
@@ -752,23 +769,9 @@ class GcpServer:
             return self.add_token(**a)
         if path == "/_test/token/expire" and m == "POST":
             return {"expired": self.expire_tokens(a.get("token"))}
-        if path == "/_test/fault" and m == "POST":
-            return {"id": self.add_fault(**a)}
-        if path in ("/_test/fault", "/_test/faults") and m == "DELETE":
-            self.clear_faults(a.get("id", q.get("id")))
-            return None
-        if path == "/_test/faults/clear" and m == "POST":
-            self.clear_faults(a.get("id"))
-            return None
-        if path == "/_test/faults" and m == "GET":
-            return {"faults": self.list_faults()}
-        if path == "/_test/counts" and m == "GET":
-            return self.counts()
-        if path == "/_test/reset-counts" and m == "POST":
-            self.reset_counts()
-            return None
-        if path == "/_test/requests" and m == "GET":
-            return {"requests": self.requests_log(int(q.get("since", 0)))}
+        out = self._admin_faults_and_counts(m, path, a, q)
+        if out is not _NOT_MINE:
+            return out
         if path == "/_test/clock" and m == "POST":
             self.advance_clock(a.get("advance", 0))
             return {"offset": self.clock_offset, "now": self.now()}
@@ -808,16 +811,18 @@ POST /_test/clock {advance: seconds}   (fake clock: token and JWT lifetimes)
 """
 
 
-def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
-    """Start gcp_server.py as a subprocess; returns (Popen, info dict)."""
+def spawn_server(script, name, cert, key, workdir, config=None, extra_args=(), python=None,
+                 timeout=10):
+    """Start test server @script (NAME.port, NAME.info.json in @workdir) as a subprocess;
+    returns (Popen, info dict).  Shared with op_connect_server.py."""
     import subprocess
 
     os.makedirs(workdir, exist_ok=True)
-    info_file = os.path.join(workdir, "gcp.info.json")
+    info_file = os.path.join(workdir, f"{name}.info.json")
     if os.path.exists(info_file):
         os.unlink(info_file)
-    cmd = [python or sys.executable, os.path.abspath(__file__), "--cert", cert, "--key", key,
-           "--port-file", os.path.join(workdir, "gcp.port"), "--info-file", info_file]
+    cmd = [python or sys.executable, script, "--cert", cert, "--key", key,
+           "--port-file", os.path.join(workdir, f"{name}.port"), "--info-file", info_file]
     if config is not None:
         cmd += ["--config", config if isinstance(config, str) else json.dumps(config)]
     cmd += list(extra_args)
@@ -828,10 +833,17 @@ def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeo
             with open(info_file) as f:
                 return proc, json.load(f)
         if proc.poll() is not None:
-            raise RuntimeError("gcp_server exited: " + proc.stderr.read().decode(errors="replace"))
+            raise RuntimeError(f"{os.path.basename(script)} exited: " +
+                               proc.stderr.read().decode(errors="replace"))
         time.sleep(0.02)
     proc.kill()
-    raise RuntimeError("gcp_server did not start in time")
+    raise RuntimeError(f"{os.path.basename(script)} did not start in time")
+
+
+def spawn_cli(cert, key, workdir, config=None, extra_args=(), python=None, timeout=10):
+    """Start gcp_server.py as a subprocess; returns (Popen, info dict)."""
+    return spawn_server(os.path.abspath(__file__), "gcp", cert, key, workdir, config,
+                        extra_args, python, timeout)
 
 
 def main(argv=None):

@@ -26,6 +26,7 @@
 #include "secretfs/config.h"
 #include "secretfs/secret.h"
 #include "secretfs/util.h"
+#include "example_config.h"
 
 #define BASE "https://myvault.vault.azure.net"
 
@@ -401,19 +402,10 @@ static void test_errors(void **state)
 /* examples/azure.conf stays loadable and says what it documents. */
 static void test_example_file(void **state)
 {
-	const char *dir = getenv("SECRETFS_TESTDATA");
-	char path[4096], err[CONFIG_ERR_MAX] = "";
 	struct config c;
 
 	(void)state;
-	if (!dir) {
-		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
-		skip();
-	}
-	snprintf(path, sizeof(path), "%s/../../examples/azure.conf", dir);
-	config_init(&c);
-	if (config_load(&c, path, err, sizeof(err)) != 0)
-		fail_msg("%s", err);
+	load_example_config("azure.conf", &c);
 	assert_string_equal(c.source, "azure-kv:contoso-prod");
 	assert_string_equal(c.name_separator, "--");
 	assert_true(azure_separator_is_valid(c.name_separator));

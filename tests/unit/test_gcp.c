@@ -30,20 +30,8 @@
 #include "backends/gcp_parse.h"
 #include "secretfs/config.h"
 #include "secretfs/secret.h"
-
-static json_t *load_fixture(const char *rel)
-{
-	const char *dir = getenv("SECRETFS_FIXTURES");
-	char path[4096];
-	json_error_t je;
-	json_t *doc;
-
-	snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/fixtures", rel);
-	doc = json_load_file(path, 0, &je);
-	if (!doc)
-		fail_msg("%s: %s", path, je.text);
-	return doc;
-}
+#include "example_config.h"
+#include "fixture_json.h"
 
 static size_t unhex(const char *hex, unsigned char *out, size_t cap)
 {
@@ -451,19 +439,10 @@ static void test_list_version_token_credentials(void **state)
 /* examples/gcp.conf stays loadable and says what it documents. */
 static void test_example_gcp_file(void **state)
 {
-	const char *dir = getenv("SECRETFS_TESTDATA");
-	char path[4096], err[CONFIG_ERR_MAX] = "";
 	struct config c;
 
 	(void)state;
-	if (!dir) {
-		print_message("skipped: SECRETFS_TESTDATA is not set (make check-unit sets it)\n");
-		skip();
-	}
-	snprintf(path, sizeof(path), "%s/../../examples/gcp.conf", dir);
-	config_init(&c);
-	if (config_load(&c, path, err, sizeof(err)) != 0)
-		fail_msg("%s", err);
+	load_example_config("gcp.conf", &c);
 	assert_string_equal(c.source, "gcp-sm:my-project/prod");
 	assert_string_equal(c.name_separator, "__");
 	assert_null(c.gcp_endpoint);

@@ -1203,6 +1203,33 @@ static void test_request_headers(void **state)
 	http_client_free(c);
 }
 
+static void test_etag_header(void **state)
+{
+	struct srv *s = *state;
+	struct http_config cfg = fast_cfg();
+	struct http_client *c = client_new(&cfg);
+	struct http_response resp = { 0 };
+	char reason[256] = "", longhdr[400];
+
+	srv_add(s, (struct script){ .status = 200, .headers = "ETag:  \"abc123\"  \r\n" });
+	snprintf(longhdr, sizeof(longhdr), "etag: \"%0300d\"\r\n", 7);
+	srv_add(s, (struct script){ .status = 200, .headers = longhdr });
+	srv_add(s, (struct script){ .status = 304 });
+
+	assert_int_equal(do_get(c, s, "/doc", &resp, reason, sizeof(reason)), 0);
+	assert_string_equal(resp.etag, "\"abc123\"");
+	http_response_done(&resp);
+	/* A tag too long to keep whole is not kept at all: cut short, it would never match. */
+	assert_int_equal(do_get(c, s, "/doc", &resp, reason, sizeof(reason)), 0);
+	assert_string_equal(resp.etag, "");
+	http_response_done(&resp);
+	assert_int_equal(do_get(c, s, "/doc", &resp, reason, sizeof(reason)), 0);
+	assert_int_equal(resp.status, 304);
+	assert_string_equal(resp.etag, "");
+	http_response_done(&resp);
+	http_client_free(c);
+}
+
 static void test_error_type_header(void **state)
 {
 	struct srv *s = *state;
@@ -1601,6 +1628,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_methods, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_request_headers, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_error_type_header, setup_srv, teardown_srv),
+		cmocka_unit_test_setup_teardown(test_timeout, setup_srv, teardown_srv),
+		cmocka_unit_test_setup_teardown(test_etag_header, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_timeout, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_timeout_budget, setup_srv, teardown_srv),
 		cmocka_unit_test_setup_teardown(test_proxy_env, setup_srv, teardown_srv),
