@@ -154,7 +154,7 @@ fuzz: fuzz-deps
 fuzz-deps:
 	@tests/install-deps $(DEB_BUILD) $(DEB_FUZZ)
 
-$(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/util.o)
+$(FUZZ_BUILD)/fuzz_policy: $(call FUZZ_OBJ,src/policy.o src/selector.o src/util.o)
 $(FUZZ_BUILD)/fuzz_file_store: $(call FUZZ_OBJ,src/backends/file.o src/config.o src/namespace.o \
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_namespace: $(call FUZZ_OBJ,src/namespace.o src/secret.o src/util.o)
@@ -174,6 +174,7 @@ $(FUZZ_BUILD)/fuzz_azure: $(call FUZZ_OBJ,src/backends/azure_parse.o $(FUZZ_KIT)
 	src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_kit: $(call FUZZ_OBJ,$(FUZZ_KIT) src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_units: $(call FUZZ_OBJ,src/util.o)
+$(FUZZ_BUILD)/fuzz_selector: $(call FUZZ_OBJ,src/selector.o src/util.o)
 $(FUZZ_BUILD)/fuzz_escape: $(call FUZZ_OBJ,src/escape.o src/namespace.o src/secret.o src/util.o)
 $(FUZZ_BUILD)/fuzz_config: $(call FUZZ_OBJ,src/config.o src/util.o)
 $(FUZZ_BUILD)/fuzz_template: $(call FUZZ_OBJ,src/template.o src/escape.o src/namespace.o src/secret.o \

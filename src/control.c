@@ -810,7 +810,7 @@ static void answer_flush(struct control *c, const char *path, uid_t uid, struct 
 	struct source *s = c->p.source;
 	struct cache_stats vs, ls = { 0 };
 	char parent[CONTROL_REQUEST_MAX];
-	size_t nv, nl;
+	size_t nv, nl, nver;
 	bool known;
 
 	if (!path) {
@@ -823,19 +823,27 @@ static void answer_flush(struct control *c, const char *path, uid_t uid, struct 
 				   vs.entries, ls.entries);
 		return;
 	}
+	/* Named versions too: a version destroyed in the store goes from memory with it. */
+	nver = source_flush_versions(s, path);
 	if (parent_holds_key(s, path, parent, sizeof(parent), &known)) {
 		cache_flush(s->values, parent);
 		log_info("control: uid %u flushed %s", (unsigned)uid, parent);
-		metrics_buf_printf(out, "ok flushed %s (the secret that holds %s)\n", parent, path);
+		metrics_buf_printf(out, "ok flushed %s (the secret that holds %s)", parent, path);
+		if (nver)
+			metrics_buf_printf(out, ", %zu versions", nver);
+		metrics_buf_printf(out, "\n");
 		return;
 	}
 	nv = flush_under(s->values, path);
 	nl = flush_under(s->listings, path);
 	log_info("control: uid %u flushed %s", (unsigned)uid, path);
-	if (nv + nl == 0)
+	if (nv + nl + nver == 0)
 		metrics_buf_printf(out, "ok nothing cached for %s\n", path);
-	else
+	else if (nver == 0)
 		metrics_buf_printf(out, "ok flushed %s: %zu entries, %zu listings\n", path, nv, nl);
+	else
+		metrics_buf_printf(out, "ok flushed %s: %zu entries, %zu listings, %zu versions\n",
+				   path, nv, nl, nver);
 }
 
 /*

@@ -31,6 +31,7 @@
 #include <wctype.h>
 
 #include "secretfs/policy.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 /*
@@ -64,6 +65,8 @@ struct rule {
 	ino_t exe_ino;
 	bool sets_attrs;
 	struct policy_attrs attrs;
+	/* versions=: the selector kinds (SELECTOR_BIT) a permit grants under META/at/; current always */
+	unsigned versions;
 	/* The glob's components, each NUL-terminated, component i at glob + off[i]. */
 	char *glob;
 	unsigned ncomp;
@@ -497,6 +500,7 @@ void policy_decide(const struct policy *p, const char *path, const struct policy
 		if (rule_applies(r, who) && glob_match(r, &sp)) {
 			ret->permit = r->permit;
 			ret->line = r->line;
+			ret->versions = r->permit ? r->versions | SELECTOR_BIT(SELECTOR_CURRENT) : 0;
 			return;
 		}
 	}
@@ -618,7 +622,35 @@ enum {
 	OPT_GROUP = 1 << 1,
 	OPT_MODE = 1 << 2,
 	OPT_EXE = 1 << 3,
+	OPT_VERSIONS = 1 << 4,
 };
+
+/* "versions" (every selector) or "versions=KIND,KIND" (selector.h's kind names). */
+static int parse_versions(const char *value, struct rule *r, char *why, size_t whylen)
+{
+	unsigned bits = SELECTOR_BIT(SELECTOR_CURRENT);
+
+	if (!value) {
+		r->versions = SELECTOR_ALL;
+		return 0;
+	}
+	for (const char *p = value;;) {
+		size_t n = strcspn(p, ",");
+		enum selector_kind k;
+
+		if (selector_kind_from_name(p, n, &k) < 0)
+			return set_error(why, whylen, -EINVAL,
+					 "bad versions= list '%s': expected names among previous, "
+					 "pending, number, id, label, current, separated by ','",
+					 printable(value));
+		bits |= SELECTOR_BIT(k);
+		if (!p[n])
+			break;
+		p += n + 1;
+	}
+	r->versions = bits;
+	return 0;
+}
 
 static int parse_option(char *opt, struct rule *r, unsigned *seen, char *why, size_t whylen)
 {
@@ -636,6 +668,15 @@ static int parse_option(char *opt, struct rule *r, unsigned *seen, char *why, si
 	unsigned flag = 0;
 	int e;
 
+	if (strcmp(opt, "versions") == 0 || strncmp(opt, "versions=", 9) == 0) {
+		if (*seen & OPT_VERSIONS)
+			return set_error(why, whylen, -EINVAL, "duplicate option versions");
+		*seen |= OPT_VERSIONS;
+		if (!r->permit)
+			return set_error(why, whylen, -EINVAL,
+					 "versions on a deny rule: a deny refuses every version");
+		return parse_versions(eq ? eq + 1 : NULL, r, why, whylen);
+	}
 	if (eq) {
 		*eq = '\0';
 		for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
@@ -645,7 +686,8 @@ static int parse_option(char *opt, struct rule *r, unsigned *seen, char *why, si
 	}
 	if (!flag)
 		return set_error(why, whylen, -EINVAL,
-				 "unknown option '%s': expected owner=, group=, mode= or exe=",
+				 "unknown option '%s': expected owner=, group=, mode=, exe= or "
+				 "versions[=...]",
 				 printable(opt));
 	*eq = '\0';
 	value = eq + 1;

@@ -6,6 +6,7 @@
  * cache's fetch threads only, so a cache hit never reaches them.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@
 #include "secretfs/namespace.h"
 #include "secretfs/source.h"
 #include "secretfs/util.h"
+
+/* How long a value named by number or id stays: until evicted, in practice (ten years). */
+#define PINNED_TTL_USEC (UINT64_C(10) * 365 * 24 * 3600 * 1000000)
 
 static void op_record(struct source_op_metrics *m, int r, uint64_t start_usec)
 {
@@ -70,6 +74,32 @@ static int fetch_value(void *ctx, const char *key, struct secret **ret_value,
 		return -EAGAIN; /* an optional source went down between the route and here */
 	r = b->ops->fetch(b, key, ret_value, ret_info, reason, reasonlen);
 	return backend_result(s, &s->fetch_metrics, key, r, start, reason);
+}
+
+/* A key of the at and pinned caches: "SELECTOR/ID" (a selector holds no '/'). */
+static int fetch_at(void *ctx, const char *key, struct secret **ret_value,
+		    struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	struct source *s = ctx;
+	struct backend *b = source_backend(s);
+	const char *slash = strchr(key, '/');
+	char spelled[SELECTOR_ARG_MAX + 8];
+	struct selector sel;
+	uint64_t start = now_usec();
+	size_t n;
+	int r;
+
+	n = slash ? (size_t)(slash - key) : 0;
+	if (!slash || n >= sizeof(spelled))
+		return -EINVAL; /* only source_value_at() makes keys */
+	memcpy(spelled, key, n);
+	spelled[n] = '\0';
+	if (selector_parse(spelled, &sel) < 0)
+		return -EINVAL;
+	if (!b || !b->ops->fetch_at)
+		return b ? -ENOENT : -EAGAIN;
+	r = b->ops->fetch_at(b, slash + 1, &sel, ret_value, ret_info, reason, reasonlen);
+	return backend_result(s, &s->fetch_metrics, slash + 1, r, start, reason);
 }
 
 static int fetch_listing(void *ctx, const char *key, struct secret **ret_value,
@@ -207,6 +237,16 @@ static int leaf_open(const struct config *cfg, const struct config_source *cs, s
 		cc.ttl_usec = listing_ttl(cfg);
 		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
+	}
+	/* Before the backend is known (an optional one may be down): any store may keep versions. */
+	if (r >= 0) {
+		cc.ttl_usec = cfg->ttl_usec;
+		cc.stale_event = on_stale;
+		r = cache_new(&cc, fetch_at, s, &s->at);
+		/* A number or an id names the same bytes forever: kept until evicted. */
+		cc.ttl_usec = PINNED_TTL_USEC;
+		if (r >= 0)
+			r = cache_new(&cc, fetch_at, s, &s->pinned);
 	}
 	if (r < 0) {
 		snprintf(reason, reasonlen, "cannot set up the cache: %s", strerror(-r));
@@ -362,6 +402,10 @@ void source_close(struct source *s)
 		cache_free(s->values);
 	if (s->listings)
 		cache_free(s->listings);
+	if (s->at)
+		cache_free(s->at);
+	if (s->pinned)
+		cache_free(s->pinned);
 	backend_close(b);
 	if (s->cfg) {
 		config_done(s->cfg);
@@ -463,6 +507,95 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 	return cache_get_until(leaf->listings, rest, deadline_usec, ret, reason, reasonlen);
 }
 
+int source_value_at(struct source *s, const char *id, const struct selector *sel,
+		    uint64_t deadline_usec, struct cache_result *ret, char *reason, size_t reasonlen)
+{
+	char spelled[SELECTOR_ARG_MAX + 8];
+	_cleanup_free_ char *key = NULL;
+	struct backend *b;
+	const char *rest;
+	int r;
+
+	if (sel->kind == SELECTOR_CURRENT)
+		return source_value_until(s, id, deadline_usec, ret, reason, reasonlen);
+	/* The source of several that holds @id, and @id within it. */
+	s = source_route(s, id, &rest);
+	b = s ? source_backend(s) : NULL;
+	if (!b)
+		return -ENOENT;
+	id = rest;
+	if (!s->at || !b->ops->fetch_at) {
+		snprintf(reason, reasonlen, "%s keeps no versions", b->ops->scheme);
+		return -ENOENT;
+	}
+	selector_format(sel, spelled, sizeof(spelled));
+	if (asprintf(&key, "%s/%s", spelled, id) < 0) {
+		key = NULL;
+		return -ENOMEM;
+	}
+	r = cache_get_until(selector_is_pinned(sel) ? s->pinned : s->at, key, deadline_usec, ret,
+			    reason, reasonlen);
+	if (r >= 0 && ret->state == CACHE_STALE && ret->stale_err)
+		log_stale(s, key, reason);
+	return r;
+}
+
+int source_versions(struct source *s, const char *id, struct json_t **ret_list, char *reason,
+		    size_t reasonlen)
+{
+	const char *rest;
+	struct backend *b;
+	uint64_t start = now_usec();
+	int r;
+
+	/* The source of several that holds @id, and @id within it. */
+	s = source_route(s, id, &rest);
+	b = s ? source_backend(s) : NULL;
+	if (!b)
+		return -ENOENT;
+	id = rest;
+	if (!b->ops->list_versions) {
+		snprintf(reason, reasonlen, "%s cannot list versions", b->ops->scheme);
+		return -ENOENT;
+	}
+	r = b->ops->list_versions(b, id, ret_list, reason, reasonlen);
+	return backend_result(s, &s->list_metrics, id, r, start, reason);
+}
+
+/* Whether path @a is @b or below it. */
+static bool path_under(const char *a, const char *b)
+{
+	size_t n = strlen(b);
+
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+static size_t flush_versions_of(struct cache *c, const char *path)
+{
+	char **keys = NULL;
+	size_t n = 0, dropped = 0;
+
+	if (!c || cache_keys(c, &keys, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *id = strchr(keys[i], '/');
+
+		/* the secret itself, one below it, or the object whose key @path names */
+		if (id && (path_under(id + 1, path) || path_under(path, id + 1))) {
+			cache_flush(c, keys[i]);
+			dropped++;
+		}
+		free(keys[i]);
+	}
+	free(keys);
+	return dropped;
+}
+
+size_t source_flush_versions(struct source *s, const char *path)
+{
+	return flush_versions_of(s->at, path) + flush_versions_of(s->pinned, path);
+}
+
 void source_flush(struct source *s)
 {
 	struct backend *b = source_backend(s);
@@ -473,6 +606,10 @@ void source_flush(struct source *s)
 		cache_flush(s->values, NULL);
 	if (s->listings)
 		cache_flush(s->listings, NULL);
+	if (s->at)
+		cache_flush(s->at, NULL);
+	if (s->pinned)
+		cache_flush(s->pinned, NULL);
 	if (b && b->ops->forget)
 		b->ops->forget(b);
 }
@@ -532,4 +669,8 @@ void source_expire(struct source *s)
 		cache_expire(s->values);
 	if (s->listings)
 		cache_expire(s->listings);
+	if (s->at)
+		cache_expire(s->at);
+	if (s->pinned)
+		cache_expire(s->pinned);
 }

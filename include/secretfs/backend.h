@@ -31,7 +31,8 @@
 #include "secretfs/secret.h"
 
 struct config;
-struct json_t; /* jansson's json_t, for describe() */
+struct json_t;
+struct selector; /* jansson's json_t, for describe() */
 
 #define BACKEND_VERSION_MAX 64
 #define BACKEND_REASON_MAX  256
@@ -94,6 +95,26 @@ struct backend_ops {
 	 */
 	int (*fetch)(struct backend *b, const char *id, struct secret **ret_value,
 		     struct backend_info *ret_info, char *reason, size_t reasonlen);
+	/*
+	 * Fetches the version of @id that @sel names (selector.h): never
+	 * SELECTOR_CURRENT, which is fetch().  The same contract as fetch;
+	 * ret_info->version is the version it resolved to.  -ENOENT when there
+	 * is no such version, when it is deleted or destroyed, and when the
+	 * store cannot serve this kind of selector; @reason says which (fs logs
+	 * it at debug level).  NULL when the store keeps no versions.
+	 */
+	int (*fetch_at)(struct backend *b, const char *id, const struct selector *sel,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen);
+	/*
+	 * The versions of @id, newest first: *ret_list gets a JSON array of
+	 * {"id", "labels": [...], "created": RFC 3339 or absent, "state":
+	 * "enabled" | "deleted" | "destroyed" | "disabled"} (kit_version_entry()),
+	 * never a value, owned by the caller.  -ENOENT when @id does not exist.
+	 * NULL when the store cannot list versions.  Any thread.
+	 */
+	int (*list_versions)(struct backend *b, const char *id, struct json_t **ret_list,
+			     char *reason, size_t reasonlen);
 	/*
 	 * Lists the direct children of the folder @prefix ("" is the top): a
 	 * SECRET_TABLE whose values are one byte of BACKEND_LIST_* flags.

@@ -10,11 +10,15 @@
 //   deny      user:mallory     prod/**
 //   permit    user:postgres    prod/db/password     exe=/usr/lib/postgresql/15/bin/postgres
 //   permit    *                public/*
+//   permit    user:deploy      prod/db/*            versions=previous,pending
 /*
  * Subjects: user:NAME|UID, group:NAME|GID (primary or supplementary), "*".
  * exe=PATH names a binary by the (device, inode) that stat(2) gives PATH,
  * symlinks followed, when the policy is loaded: a reload resolves it again,
  * and a PATH that cannot be resolved is a load error.
+ * versions (every selector) or versions=KIND,... (previous, pending, number,
+ * id, label) on a permit: what the reader may open under META/at/SELECTOR/
+ * of the paths it matches; without it, current only.
  * Globs: "*" within one component, "**" (a whole component) across any
  * number of components, "?" and "[...]" as in fnmatch(3).  Paths are relative
  * to the mount root, without a leading "/".  The last matching rule decides;
@@ -62,6 +66,12 @@ struct policy_attrs {
 struct policy_decision {
 	bool permit;
 	unsigned line; /* the deciding rule's line; 0 when no rule matched */
+	/*
+	 * policy_decide(): the selector kinds (selector.h SELECTOR_BIT) the
+	 * deciding permit grants under META/at/: current only, unless it has
+	 * the option versions (all) or versions=KIND,...; 0 on a refusal.
+	 */
+	unsigned versions;
 };
 
 /*

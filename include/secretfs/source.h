@@ -17,6 +17,7 @@
 #include "secretfs/cache.h"
 #include "secretfs/config.h"
 #include "secretfs/metrics.h"
+#include "secretfs/selector.h"
 
 /* A reason from opening a store: a backend's, with the credential chain it tried. */
 #define SOURCE_REASON_MAX 512
@@ -32,6 +33,14 @@ struct source {
 	struct backend *backend;
 	struct cache *values;
 	struct cache *listings;			/* NULL when the backend cannot list */
+	/*
+	 * Named versions (NULL when the backend keeps none), keyed
+	 * "SELECTOR/ID": @at for the selectors that move (previous, pending,
+	 * label:), on the values' ttl; @pinned for N and id:, which name one
+	 * version forever and stay until evicted.
+	 */
+	struct cache *at;
+	struct cache *pinned;
 	struct source_op_metrics fetch_metrics; /* backend fetch calls */
 	struct source_op_metrics list_metrics;	/* backend list calls */
 	uint64_t malformed; /* answers with a malformed body (EBADMSG); atomic */
@@ -93,9 +102,27 @@ int source_value_until(struct source *s, const char *id, uint64_t deadline_usec,
 		       struct cache_result *ret, char *reason, size_t reasonlen);
 int source_listing_until(struct source *s, const char *prefix, uint64_t deadline_usec,
 			 struct cache_result *ret, char *reason, size_t reasonlen);
+/*
+ * The version of @id that @sel names: source_value_until() for current,
+ * else through the @at or @pinned cache.  -ENOENT (with @reason) when the
+ * backend keeps no versions.
+ */
+int source_value_at(struct source *s, const char *id, const struct selector *sel,
+		    uint64_t deadline_usec, struct cache_result *ret, char *reason, size_t reasonlen);
+/*
+ * The versions of @id as a JSON array (backend_ops.list_versions), not
+ * cached; -ENOENT when the backend cannot list them.
+ */
+int source_versions(struct source *s, const char *id, struct json_t **ret_list, char *reason,
+		    size_t reasonlen);
 /* now_usec() + fetch_timeout: the deadline of a request that starts now. */
 uint64_t source_deadline(const struct source *s);
 void source_flush(struct source *s);
+/*
+ * Drops the named versions (at and pinned caches) of the secret at @path,
+ * of those below it, and of the object whose key @path names; how many.
+ */
+size_t source_flush_versions(struct source *s, const char *path);
 /* Before `ctl refresh`: the backend asks the store on its next fetch (backend_ops.revalidate). */
 void source_revalidate(struct source *s);
 /* Drops expired entries and retries optional sources that are down; main calls it each second. */

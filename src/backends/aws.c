@@ -37,6 +37,7 @@
  * canonical request, which holds the session token).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,8 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "backends/aws_creds.h"
 #include "backends/aws_parse.h"
@@ -53,6 +56,7 @@
 #include "secretfs/aws_sigv4.h"
 #include "secretfs/config.h"
 #include "secretfs/http.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define JSON_CT "application/x-amz-json-1.1"
@@ -220,15 +224,18 @@ static int parsed(struct aws *a, const char *op, const char *name, int r,
 
 /* ---- Secrets Manager ---- */
 
-static int sm_get_value(struct aws *a, const char *name, struct secret **ret_value,
-			struct backend_info *ret_info, char *reason, size_t reasonlen)
+/* GetSecretValue of @name at @stage, or at VersionId @version_id when it is not NULL. */
+static int sm_get_value(struct aws *a, const char *name, const char *stage, const char *version_id,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen)
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *body = NULL;
 	size_t len;
 	int r;
 
-	r = aws_body_get_secret_value(name, a->stage, &body, &len);
+	r = version_id ? aws_body_get_secret_version(name, version_id, &body, &len)
+		       : aws_body_get_secret_value(name, stage, &body, &len);
 	if (r < 0)
 		return r;
 	r = aws_call(a, "GetSecretValue", name, body, len, &resp, reason, reasonlen);
@@ -293,12 +300,68 @@ static int sm_fetch(struct backend *b, const char *id, struct secret **ret_value
 			return r; /* transient: the cache serves what it has */
 		}
 	}
-	r = sm_get_value(a, name, ret_value, ret_info, reason, reasonlen);
+	r = sm_get_value(a, name, a->stage, NULL, ret_value, ret_info, reason, reasonlen);
 	if (r >= 0)
 		kept_map_put(&a->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))
 		kept_map_forget(&a->kept, id);
 	return r;
+}
+
+/*
+ * previous, pending and label:L are VersionStage AWSPREVIOUS, AWSPENDING
+ * and L; id:ID is VersionId ID.  Nothing is kept: a named version is
+ * fetched whole each time the cache asks.
+ */
+static int sm_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+		       struct secret **ret_value, struct backend_info *ret_info, char *reason,
+		       size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id);
+	const char *stage = NULL;
+
+	if (!name)
+		return -ENOMEM;
+	switch (sel->kind) {
+	case SELECTOR_PREVIOUS:
+		stage = "AWSPREVIOUS";
+		break;
+	case SELECTOR_PENDING:
+		stage = "AWSPENDING";
+		break;
+	case SELECTOR_LABEL:
+		stage = sel->arg;
+		break;
+	case SELECTOR_ID:
+		break;
+	default:
+		snprintf(reason, reasonlen, "aws-sm: Secrets Manager has no version numbers");
+		return -ENOENT;
+	}
+	return sm_get_value(a, name, stage, stage ? NULL : sel->arg, ret_value, ret_info, reason,
+			    reasonlen);
+}
+
+static int sm_list_versions(struct backend *b, const char *id, json_t **ret_list, char *reason,
+			    size_t reasonlen)
+{
+	struct aws *a = b->priv;
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SM, a->prefix, id), *body = NULL;
+	struct http_response resp = { 0 };
+	size_t len;
+	int r;
+
+	if (!name)
+		return -ENOMEM;
+	r = aws_body_list_secret_versions(name, &body, &len);
+	if (r < 0)
+		return r;
+	r = aws_call(a, "ListSecretVersionIds", name, body, len, &resp, reason, reasonlen);
+	if (r < 0)
+		return r;
+	r = aws_parse_list_secret_versions(resp.body, resp.body_len, ret_list, reason, reasonlen);
+	return parsed(a, "ListSecretVersionIds", name, r, &resp, reason, reasonlen);
 }
 
 /* One listing in progress: ListSecrets or GetParametersByPath, page by page. */
@@ -398,27 +461,65 @@ static int ssm_get(struct aws *a, const char *name, struct secret **ret_value,
 	return parsed(a, "GetParameter", name, r, &resp, reason, reasonlen);
 }
 
-static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
-		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+/*
+ * Parameter @id, with @suffix (":N" or ":LABEL", a Parameter Store selector)
+ * or "" for the current version.
+ */
+static int ssm_fetch_named(struct aws *a, const char *id, const char *suffix,
+			   struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			   size_t reasonlen)
 {
-	struct aws *a = b->priv;
-	_cleanup_free_ char *name = aws_name_for_id(AWS_SSM, a->prefix, id);
+	_cleanup_free_ char *name = aws_name_for_id(AWS_SSM, a->prefix, id), *full = NULL,
+			    *bare = NULL;
 	char why[WHY_MAX];
 	int r;
 
-	if (!name)
+	if (!name || asprintf(&full, "%s%s", name, suffix) < 0) {
+		full = NULL;
 		return -ENOMEM;
-	r = ssm_get(a, name, ret_value, ret_info, reason, reasonlen);
+	}
+	r = ssm_get(a, full, ret_value, ret_info, reason, reasonlen);
 	if (r == -ENOENT && !*a->prefix && !strchr(id, '/')) {
 		/* A parameter outside any hierarchy ("db", not "/db") shows at the top too. */
-		int r2 = ssm_get(a, id, ret_value, ret_info, why, sizeof(why));
+		int r2;
 
+		if (asprintf(&bare, "%s%s", id, suffix) < 0) {
+			bare = NULL;
+			return -ENOMEM;
+		}
+		r2 = ssm_get(a, bare, ret_value, ret_info, why, sizeof(why));
 		if (r2 != -ENOENT) {
 			snprintf(reason, reasonlen, "%s", why);
 			r = r2;
 		}
 	}
 	return r;
+}
+
+static int ssm_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		     struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	return ssm_fetch_named(b->priv, id, "", ret_value, ret_info, reason, reasonlen);
+}
+
+/* N is NAME:N, label:L is NAME:L, as GetParameter reads selectors; nothing else. */
+static int ssm_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen)
+{
+	char suffix[SELECTOR_ARG_MAX + 24];
+
+	if (sel->kind == SELECTOR_NUMBER) {
+		snprintf(suffix, sizeof(suffix), ":%" PRIu64, sel->number);
+	} else if (sel->kind == SELECTOR_LABEL && !strchr(sel->arg, ':')) {
+		snprintf(suffix, sizeof(suffix), ":%s", sel->arg);
+	} else {
+		snprintf(reason, reasonlen, "aws-ssm: Parameter Store serves current, N and "
+					    "label:L, not %s",
+			 selector_kind_name(sel->kind));
+		return -ENOENT;
+	}
+	return ssm_fetch_named(b->priv, id, suffix, ret_value, ret_info, reason, reasonlen);
 }
 
 static int ssm_list(struct backend *b, const char *folder, struct secret **ret_listing,
@@ -643,6 +744,8 @@ const struct backend_ops aws_sm_backend_ops = {
 	.init = sm_init,
 	.done = aws_done,
 	.fetch = sm_fetch,
+	.fetch_at = sm_fetch_at,
+	.list_versions = sm_list_versions,
 	.list = sm_list,
 	.forget = aws_forget,
 };
@@ -652,6 +755,7 @@ const struct backend_ops aws_ssm_backend_ops = {
 	.init = ssm_init,
 	.done = aws_done,
 	.fetch = ssm_fetch,
+	.fetch_at = ssm_fetch_at,
 	.list = ssm_list,
 	.forget = aws_forget,
 };

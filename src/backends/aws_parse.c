@@ -351,6 +351,19 @@ int aws_body_get_secret_value(const char *secret_id, const char *stage, char **r
 			 ret_len);
 }
 
+int aws_body_get_secret_version(const char *secret_id, const char *version_id, char **ret,
+				size_t *ret_len)
+{
+	return dump_body(json_pack("{s:s, s:s}", "SecretId", secret_id, "VersionId", version_id),
+			 ret, ret_len);
+}
+
+int aws_body_list_secret_versions(const char *secret_id, char **ret, size_t *ret_len)
+{
+	return dump_body(json_pack("{s:s, s:i}", "SecretId", secret_id, "MaxResults", 100), ret,
+			 ret_len);
+}
+
 int aws_body_describe_secret(const char *secret_id, char **ret, size_t *ret_len)
 {
 	return dump_body(json_pack("{s:s}", "SecretId", secret_id), ret, ret_len);
@@ -777,4 +790,54 @@ bool aws_error_is_throttling(const char *code)
 bool aws_error_is_expired_token(const char *code)
 {
 	return code_flags(code) & KIT_CODE_REAUTH;
+}
+
+int aws_parse_list_secret_versions(const char *body, size_t len, json_t **ret_list,
+				   char *reason, size_t reasonlen)
+{
+	json_auto_t *root = NULL, *list = NULL;
+	json_t *versions, *v;
+	size_t i;
+
+	root = load_object(body, len, 0, reason, reasonlen);
+	if (!root)
+		return -EBADMSG;
+	versions = json_object_get(root, "Versions");
+	if (!json_is_array(versions)) {
+		snprintf(reason, reasonlen, "Versions is not a list");
+		return -EBADMSG;
+	}
+	list = json_array();
+	if (!list)
+		return -ENOMEM;
+	json_array_foreach(versions, i, v)
+	{
+		const char *id = json_string_value(json_object_get(v, "VersionId"));
+		json_t *stages = json_object_get(v, "VersionStages"), *st;
+		json_t *created = json_object_get(v, "CreatedDate");
+		const char *labels[16];
+		size_t nl = 0, j;
+
+		if (!id || !*id) {
+			snprintf(reason, reasonlen, "Versions[%zu].VersionId is not a string", i);
+			return -EBADMSG;
+		}
+		json_array_foreach(stages, j, st)
+		{
+			if (!json_is_string(st) || nl >= ARRAY_SIZE(labels)) {
+				snprintf(reason, reasonlen, "Versions[%zu].VersionStages is not a short "
+					 "list of names", i);
+				return -EBADMSG;
+			}
+			labels[nl++] = json_string_value(st);
+		}
+		if (json_array_append_new(list, kit_version_entry(id, labels, nl,
+					json_is_number(created) && json_number_value(created) > 0
+						? (int64_t)(json_number_value(created) * 1e6)
+						: 0,
+					nl ? "enabled" : "deprecated")) < 0)
+			return -ENOMEM;
+	}
+	*ret_list = TAKE_PTR(list);
+	return 0;
 }

@@ -101,6 +101,11 @@ int aws_listing_from_names(enum aws_service svc, const struct aws_names *names, 
 
 int aws_body_get_secret_value(const char *secret_id, const char *stage, char **ret,
 			      size_t *ret_len);
+/* GetSecretValue of one version, by its VersionId. */
+int aws_body_get_secret_version(const char *secret_id, const char *version_id, char **ret,
+				size_t *ret_len);
+/* ListSecretVersionIds, one page of 100 (AWS keeps about 100 versions at most). */
+int aws_body_list_secret_versions(const char *secret_id, char **ret, size_t *ret_len);
 int aws_body_describe_secret(const char *secret_id, char **ret, size_t *ret_len);
 /* @name_prefix NULL or "": every secret; @next_token NULL on the first page. */
 int aws_body_list_secrets(const char *name_prefix, const char *next_token, char **ret,
@@ -118,6 +123,14 @@ int aws_body_parameters_by_path(const char *path, const char *next_token, char *
  */
 int aws_parse_get_secret_value(const char *body, size_t len, struct secret **ret_value,
 			       struct backend_info *ret_info, char *reason, size_t reasonlen);
+
+/*
+ * ListSecretVersionIds: *ret_list gets a JSON array of {id, labels (the
+ * VersionStages), created, state} (kit_version_entry()); a version without
+ * stages is "deprecated", as AWS calls it.  Never a value.
+ */
+int aws_parse_list_secret_versions(const char *body, size_t len, struct json_t **ret_list,
+				   char *reason, size_t reasonlen);
 
 /*
  * DescribeSecret: whether VersionIdsToStages still gives @stage to

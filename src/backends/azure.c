@@ -47,6 +47,7 @@
 #include "secretfs/config.h"
 #include "secretfs/http.h"
 #include "secretfs/namespace.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define API_VERSION	    "7.4"
@@ -277,10 +278,11 @@ static int kv_get(struct azure *a, const char *url, struct http_response *resp, 
 	return r;
 }
 
-static int azure_fetch(struct backend *b, const char *id, struct secret **ret_value,
-		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+/* GET /secrets/NAME[/VERSION]: the value and its version. */
+static int azure_get_secret(struct azure *a, const char *id, const char *version,
+			    struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			    size_t reasonlen)
 {
-	struct azure *a = b->priv;
 	_cleanup_free_ char *name = NULL, *url = NULL;
 	struct http_response resp = { 0 };
 	int r;
@@ -292,8 +294,8 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 			 a->sep ? ", name_separator for '/'" : "; see -o name_separator");
 		return r;
 	}
-	if (r < 0 ||
-	    asprintf(&url, "%s/secrets/%s?api-version=" API_VERSION, a->base_url, name) < 0) {
+	if (r < 0 || asprintf(&url, "%s/secrets/%s%s%s?api-version=" API_VERSION, a->base_url,
+			      name, version ? "/" : "", version ? version : "") < 0) {
 		url = NULL;
 		return -ENOMEM;
 	}
@@ -305,8 +307,29 @@ static int azure_fetch(struct backend *b, const char *id, struct secret **ret_va
 		r = status_error(&resp, reason, reasonlen);
 	http_response_done(&resp);
 	if (r < 0)
-		kit_reason_prefix(reason, reasonlen, "azure-kv: GET /secrets/%s", name);
+		kit_reason_prefix(reason, reasonlen, "azure-kv: GET /secrets/%s%s%s", name,
+				  version ? "/" : "", version ? version : "");
 	return r;
+}
+
+static int azure_fetch(struct backend *b, const char *id, struct secret **ret_value,
+		       struct backend_info *ret_info, char *reason, size_t reasonlen)
+{
+	return azure_get_secret(b->priv, id, NULL, ret_value, ret_info, reason, reasonlen);
+}
+
+/* id:VERSION is the version segment of the secret's id (32 hex digits); nothing else. */
+static int azure_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+			  struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			  size_t reasonlen)
+{
+	if (sel->kind != SELECTOR_ID || strspn(sel->arg, "0123456789abcdefABCDEF") !=
+						   strlen(sel->arg)) {
+		snprintf(reason, reasonlen, "azure-kv: serves current and id:VERSION, not %s",
+			 selector_kind_name(sel->kind));
+		return -ENOENT;
+	}
+	return azure_get_secret(b->priv, id, sel->arg, ret_value, ret_info, reason, reasonlen);
 }
 
 /* The ids of a listing, gathered page by page. */
@@ -618,6 +641,7 @@ const struct backend_ops azure_kv_backend_ops = {
 	.init = azure_init,
 	.done = azure_done,
 	.fetch = azure_fetch,
+	.fetch_at = azure_fetch_at,
 	.list = azure_list,
 	.describe = azure_describe,
 	.forget = azure_forget,

@@ -30,6 +30,7 @@
  * UNAVAILABLE transient (the HTTP layer has retried 429 and 5xx).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@
 #include "secretfs/config.h"
 #include "secretfs/http.h"
 #include "secretfs/namespace.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define GCP_DEFAULT_ENDPOINT "https://secretmanager.googleapis.com"
@@ -300,13 +302,14 @@ static int gcp_get(struct gcp *g, const char *url, const char *what, struct http
 /* ---- values ---- */
 
 /*
- * Reads versions/latest of secret @name: with @access its value (into
- * *ret_value and *ret_info), else its metadata (the version number into
- * ret_info->version and whether it is enabled into *ret_enabled).
+ * Reads versions/@version ("latest", a number or an alias) of secret @name:
+ * with @access its value (into *ret_value and *ret_info), else its metadata
+ * (the version number into ret_info->version and whether it is enabled
+ * into *ret_enabled).
  */
-static int read_latest(struct gcp *g, const char *name, bool access, struct secret **ret_value,
-		       struct backend_info *ret_info, int *ret_enabled, char *reason,
-		       size_t reasonlen)
+static int read_version(struct gcp *g, const char *name, const char *version, bool access,
+			struct secret **ret_value, struct backend_info *ret_info, int *ret_enabled,
+			char *reason, size_t reasonlen)
 {
 	struct http_response resp = { 0 };
 	_cleanup_free_ char *url = NULL;
@@ -314,7 +317,7 @@ static int read_latest(struct gcp *g, const char *name, bool access, struct secr
 	char what[GCP_SECRET_ID_MAX + 64], why[WHY_MAX];
 	int r;
 
-	snprintf(what, sizeof(what), "%s/versions/latest%s", name, suffix);
+	snprintf(what, sizeof(what), "%s/versions/%s%s", name, version, suffix);
 	if (asprintf(&url, "%s/%s", g->base, what) < 0)
 		return -ENOMEM;
 	r = gcp_get(g, url, what, &resp, reason, reasonlen);
@@ -349,7 +352,7 @@ static int gcp_fetch(struct backend *b, const char *id, struct secret **ret_valu
 		return r;
 	kept = kept_map_get(&g->kept, id, kept_version);
 	if (kept) {
-		r = read_latest(g, name, false, NULL, &latest, &enabled, reason, reasonlen);
+		r = read_version(g, name, "latest", false, NULL, &latest, &enabled, reason, reasonlen);
 		if (r >= 0 && enabled && strcmp(latest.version, kept_version) == 0) {
 			*ret_value = kept;
 			*ret_info = (struct backend_info){ .ttl_hint_usec = 0 };
@@ -364,12 +367,46 @@ static int gcp_fetch(struct backend *b, const char *id, struct secret **ret_valu
 		}
 		/* Changed, disabled, or versions.get is not ours to call: read it. */
 	}
-	r = read_latest(g, name, true, ret_value, ret_info, NULL, reason, reasonlen);
+	r = read_version(g, name, "latest", true, ret_value, ret_info, NULL, reason, reasonlen);
 	if (r >= 0)
 		kept_map_put(&g->kept, id, ret_info->version, *ret_value);
 	else if (!backend_error_is_transient(r))
 		kept_map_forget(&g->kept, id);
 	return r;
+}
+
+/*
+ * N is versions/N, label:ALIAS the version alias ALIAS; a disabled or
+ * destroyed version is FAILED_PRECONDITION, not found.  GCP has no
+ * previous, pending or version ids besides numbers.
+ */
+static int gcp_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+			struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			size_t reasonlen)
+{
+	struct gcp *g = b->priv;
+	_cleanup_free_ char *name = NULL;
+	char version[SELECTOR_ARG_MAX + 1];
+	int r;
+
+	if (sel->kind == SELECTOR_NUMBER) {
+		snprintf(version, sizeof(version), "%" PRIu64, sel->number);
+	} else if (sel->kind == SELECTOR_LABEL && strspn(sel->arg, "abcdefghijklmnopqrstuvwxyz"
+								 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+								 "0123456789_-") == strlen(sel->arg)) {
+		snprintf(version, sizeof(version), "%s", sel->arg);
+	} else {
+		snprintf(reason, reasonlen, "gcp-sm: serves current, N and label:ALIAS, not %s",
+			 selector_kind_name(sel->kind));
+		return -ENOENT;
+	}
+	r = gcp_name_for_id(g->prefix, g->sep, id, &name);
+	if (r < 0) {
+		if (r == -ENOENT)
+			snprintf(reason, reasonlen, "gcp-sm: no secret id can be named %s", id);
+		return r;
+	}
+	return read_version(g, name, version, true, ret_value, ret_info, NULL, reason, reasonlen);
 }
 
 /* ---- listings ---- */
@@ -678,6 +715,7 @@ const struct backend_ops gcp_sm_backend_ops = {
 	.init = gcp_init,
 	.done = gcp_done,
 	.fetch = gcp_fetch,
+	.fetch_at = gcp_fetch_at,
 	.list = gcp_list,
 	.describe = gcp_describe,
 	.forget = gcp_forget,

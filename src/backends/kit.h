@@ -64,6 +64,16 @@ enum {
  */
 int kit_parse_time(const char *s, unsigned flags, int64_t *ret_usec);
 
+/* ---- versions (kit_parse.c) ---- */
+
+/*
+ * One entry of a versions listing (backend_ops.list_versions): {"id",
+ * "labels": [...], "created": RFC 3339 (left out when @created_usec is 0),
+ * "state"}.  NULL on ENOMEM.  Never a value.
+ */
+struct json_t *kit_version_entry(const char *id, const char *const *labels, size_t nlabels,
+				 int64_t created_usec, const char *state);
+
 /* ---- errors (kit_parse.c) ---- */
 
 /*

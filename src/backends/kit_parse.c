@@ -336,3 +336,24 @@ int kit_page_link(const struct json_t *root, const char *member, const char *bas
 	*ret = link;
 	return 0;
 }
+
+/* ---- versions ---- */
+
+/* One entry of a versions listing: {id, labels, created, state}; NULL on ENOMEM. */
+json_t *kit_version_entry(const char *id, const char *const *labels, size_t nlabels,
+			    int64_t created_usec, const char *state)
+{
+	char when[40] = "";
+	json_t *l = json_array(), *e;
+
+	for (size_t i = 0; l && i < nlabels; i++)
+		if (json_array_append_new(l, json_string(labels[i])) < 0) {
+			json_decref(l);
+			return NULL;
+		}
+	if (created_usec > 0 && format_rfc3339((uint64_t)created_usec, when, sizeof(when)) < 0)
+		when[0] = '\0';
+	e = json_pack("{s:s, s:o*, s:s*, s:s}", "id", id, "labels", l, "created",
+		      when[0] ? when : NULL, "state", state);
+	return e;
+}

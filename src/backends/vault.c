@@ -63,6 +63,7 @@
 #include "secretfs/config.h"
 #include "secretfs/http.h"
 #include "secretfs/namespace.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -537,6 +538,99 @@ static int vault_fetch(struct backend *b, const char *id, struct secret **ret_va
 	if (r < 0)
 		kit_reason_prefix(reason, reasonlen, "%s", what);
 	return r;
+}
+
+/* GET MOUNT/metadata/ID: every version's facts, and which one "previous" is. */
+static int kv2_metadata(struct vault *v, const char *id, json_t **ret_versions,
+			uint64_t *ret_previous, char *reason, size_t reasonlen)
+{
+	struct http_response resp = { 0 };
+	char what[BACKEND_REASON_MAX / 2];
+	int r;
+
+	r = secret_request(v, "GET", v->list_url, id, false, &resp, what, sizeof(what), reason,
+			   reasonlen);
+	if (r < 0)
+		return r;
+	if (resp.status == 200) {
+		r = vault_parse_kv2_metadata(resp.body, resp.body_len, ret_versions, ret_previous,
+					     reason, reasonlen);
+		if (r < 0)
+			kit_reason_prefix(reason, reasonlen, "%s", what);
+	} else {
+		r = status_error(&resp, what, reason, reasonlen);
+	}
+	http_response_done(&resp);
+	return r;
+}
+
+/*
+ * KV v2 only: N is GET data/ID?version=N, previous the newest live version
+ * below current from the metadata.  KV v1 keeps one value.
+ */
+static int vault_fetch_at(struct backend *b, const char *id, const struct selector *sel,
+			  struct secret **ret_value, struct backend_info *ret_info, char *reason,
+			  size_t reasonlen)
+{
+	struct vault *v = b->priv;
+	struct http_response resp = { 0 };
+	_cleanup_free_ char *url = NULL, *full = NULL;
+	char what[BACKEND_REASON_MAX / 2];
+	uint64_t number;
+	int r;
+
+	if (v->kv_version != 2) {
+		snprintf(reason, reasonlen, "vault: a KV v1 mount keeps no versions");
+		return -ENOENT;
+	}
+	if (sel->kind == SELECTOR_PREVIOUS) {
+		r = kv2_metadata(v, id, NULL, &number, reason, reasonlen);
+		if (r < 0)
+			return r;
+		if (number == 0) {
+			snprintf(reason, reasonlen, "vault: '%s' has no live version below the current one", id);
+			return -ENOENT;
+		}
+	} else if (sel->kind == SELECTOR_NUMBER) {
+		number = sel->number;
+	} else {
+		snprintf(reason, reasonlen, "vault: KV v2 serves current, previous and N, not %s",
+			 selector_kind_name(sel->kind));
+		return -ENOENT;
+	}
+	url = secret_url(v, v->read_url, id, false);
+	if (!url || asprintf(&full, "%s?version=%" PRIu64, url, number) < 0) {
+		full = NULL;
+		return -ENOMEM;
+	}
+	snprintf(what, sizeof(what), "vault: GET %s", url_path(v, full));
+	r = vault_call(v, "GET", full, &resp, reason, reasonlen);
+	if (r < 0) {
+		kit_reason_prefix(reason, reasonlen, "%s", what);
+		return r;
+	}
+	if (resp.status == 200 || resp.status == 404)
+		r = vault_parse_kv2_read(resp.status, resp.body, resp.body_len, ret_value, ret_info,
+					 reason, reasonlen);
+	else
+		r = status_error(&resp, what, reason, reasonlen);
+	http_response_done(&resp);
+	if (r < 0)
+		kit_reason_prefix(reason, reasonlen, "%s", what);
+	return r;
+}
+
+static int vault_list_versions(struct backend *b, const char *id, json_t **ret_list, char *reason,
+			       size_t reasonlen)
+{
+	struct vault *v = b->priv;
+	uint64_t previous;
+
+	if (v->kv_version != 2) {
+		snprintf(reason, reasonlen, "vault: a KV v1 mount keeps no versions");
+		return -ENOENT;
+	}
+	return kv2_metadata(v, id, ret_list, &previous, reason, reasonlen);
 }
 
 static int vault_list(struct backend *b, const char *prefix, struct secret **ret_listing,
@@ -1231,6 +1325,8 @@ const struct backend_ops vault_backend_ops = {
 	.stop = vault_stop,
 	.done = vault_done,
 	.fetch = vault_fetch,
+	.fetch_at = vault_fetch_at,
+	.list_versions = vault_list_versions,
 	.list = vault_list,
 	.describe = vault_describe,
 	.forget = vault_forget,

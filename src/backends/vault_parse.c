@@ -564,3 +564,81 @@ void vault_parse_error(const char *body, size_t len, char *buf, size_t buflen)
 	while (pos && buf[pos - 1] == ' ')
 		buf[--pos] = '\0';
 }
+
+/* ---- KV v2 versions ---- */
+
+int vault_parse_kv2_metadata(const char *body, size_t len, json_t **ret_versions,
+			     uint64_t *ret_previous, char *reason, size_t reasonlen)
+{
+	json_auto_t *root = NULL, *list = NULL;
+	json_t *data, *versions, *cur, *v;
+	uint64_t current, previous = 0;
+	json_int_t oldest;
+
+	root = load_object(body, len, 0, reason, reasonlen);
+	if (!root)
+		return -EBADMSG;
+	data = get_object(root, "data", "the answer's data", reason, reasonlen);
+	if (!data)
+		return -EBADMSG;
+	versions = get_object(data, "versions", "data.versions", reason, reasonlen);
+	if (!versions)
+		return -EBADMSG;
+	cur = json_object_get(data, "current_version");
+	if (!json_is_integer(cur) || json_integer_value(cur) < 0) {
+		snprintf(reason, reasonlen, "data.current_version is not a version number");
+		return -EBADMSG;
+	}
+	current = (uint64_t)json_integer_value(cur);
+	list = json_array();
+	if (!list)
+		return -ENOMEM;
+	oldest = json_integer_value(json_object_get(data, "oldest_version"));
+	if (oldest < 1)
+		oldest = 1;
+	/* Vault orders nothing: newest first here, and "previous" is the newest live one below. */
+	for (uint64_t want = current; want >= (uint64_t)oldest && json_array_size(list) < 1000;
+	     want--) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%" PRIu64, want);
+		v = json_object_get(versions, num);
+		if (!v)
+			continue; /* beyond max_versions: gone */
+		if (!json_is_object(v)) {
+			snprintf(reason, reasonlen, "data.versions.%s is not an object", num);
+			return -EBADMSG;
+		}
+		{
+			const char *dt = json_string_value(json_object_get(v, "deletion_time"));
+			const char *ct = json_string_value(json_object_get(v, "created_time"));
+			bool destroyed = json_is_true(json_object_get(v, "destroyed"));
+			int64_t created = 0, deleted = 0;
+			const char *labels[2];
+			size_t nl = 0;
+			const char *state = "enabled";
+
+			if (ct && *ct && kit_parse_time(ct, 0, &created) < 0)
+				created = 0;
+			/* A deletion_time in the future (delete_version_after) has not happened. */
+			if (dt && *dt && kit_parse_time(dt, 0, &deleted) == 0 &&
+			    (uint64_t)deleted <= realtime_usec())
+				state = "deleted";
+			if (destroyed)
+				state = "destroyed";
+			if (want == current)
+				labels[nl++] = "current";
+			else if (!previous && strcmp(state, "enabled") == 0) {
+				previous = want;
+				labels[nl++] = "previous";
+			}
+			if (json_array_append_new(list, kit_version_entry(num, labels, nl, created,
+									    state)) < 0)
+				return -ENOMEM;
+		}
+	}
+	if (ret_versions)
+		*ret_versions = TAKE_PTR(list);
+	*ret_previous = previous;
+	return 0;
+}

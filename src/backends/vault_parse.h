@@ -67,6 +67,16 @@ int vault_parse_mount(const char *body, size_t len, const char *path, struct vau
 int vault_parse_kv2_read(long status, const char *body, size_t len, struct secret **ret_value,
 			 struct backend_info *ret_info, char *reason, size_t reasonlen);
 
+/*
+ * A KV v2 metadata read (GET MOUNT/metadata/ID, 200): *@ret_versions (when
+ * not NULL) gets a JSON array of {id, labels, created, state}, newest first,
+ * state "enabled", "deleted" or "destroyed", labels "current" and
+ * "previous"; *@ret_previous the newest version below current_version that
+ * is neither deleted nor destroyed, 0 when there is none.  Never a value.
+ */
+int vault_parse_kv2_metadata(const char *body, size_t len, struct json_t **ret_versions,
+			     uint64_t *ret_previous, char *reason, size_t reasonlen);
+
 /* A KV v1 read (200): the value is data, lease_duration becomes ttl_hint_usec. */
 int vault_parse_kv1_read(const char *body, size_t len, struct secret **ret_value,
 			 struct backend_info *ret_info, char *reason, size_t reasonlen);

@@ -21,6 +21,7 @@
 
 #include "fs/access.h"
 #include "secretfs/log.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 struct policy *access_policy(struct access *a)
@@ -312,21 +313,39 @@ void access_caller(struct access *a, fuse_req_t req, const struct policy *p, str
 		close(dfd);
 }
 
+/* The policy's decision for @path in @d (without a policy: the owner only), its rule in @rule. */
+static bool decide(struct access *a, const struct policy *p, const struct caller *c,
+		   const char *path, bool dir, struct policy_decision *d, char *rule,
+		   size_t rulelen)
+{
+	rule[0] = '\0';
+	*d = (struct policy_decision){ .versions = SELECTOR_ALL };
+	if (!p)
+		return c->subject.uid == a->owner;
+	if (dir)
+		policy_decide_dir(p, path, &c->subject, d);
+	else
+		policy_decide(p, path, &c->subject, d);
+	if (d->line)
+		snprintf(rule, rulelen, "%s:%u", policy_file(p), d->line);
+	return d->permit;
+}
+
 bool access_permits(struct access *a, const struct policy *p, const struct caller *c,
 		    const char *path, bool dir, char *rule, size_t rulelen)
 {
 	struct policy_decision d;
 
-	rule[0] = '\0';
-	if (!p)
-		return c->subject.uid == a->owner;
-	if (dir)
-		policy_decide_dir(p, path, &c->subject, &d);
-	else
-		policy_decide(p, path, &c->subject, &d);
-	if (d.line)
-		snprintf(rule, rulelen, "%s:%u", policy_file(p), d.line);
-	return d.permit;
+	return decide(a, p, c, path, dir, &d, rule, rulelen);
+}
+
+bool access_permits_versions(struct access *a, const struct policy *p, const struct caller *c,
+			     const char *path, unsigned want, char *rule, size_t rulelen)
+{
+	struct policy_decision d;
+
+	/* without a policy the owner reads every version (d.versions stays SELECTOR_ALL) */
+	return decide(a, p, c, path, false, &d, rule, rulelen) && (d.versions & want);
 }
 
 int access_check(struct access *a, const struct policy *p, const struct caller *c, const char *path,

@@ -80,6 +80,14 @@ bool access_permits(struct access *a, const struct policy *p, const struct calle
 		    const char *path, bool dir, char *rule, size_t rulelen);
 
 /*
+ * The file decision for @path, and whether the deciding permit grants one
+ * of the selector kinds in @want (SELECTOR_BIT; policy_decision.versions).
+ * Without a policy, the owner may read every version.  Counts nothing.
+ */
+bool access_permits_versions(struct access *a, const struct policy *p, const struct caller *c,
+			     const char *path, unsigned want, char *rule, size_t rulelen);
+
+/*
  * A lookup or stat of @path that the policy refuses @c: one "lookup" record,
  * unless the same uid's lookup of the same path was recorded within
  * lookup_audit_usec (a bounded table: past ACCESS_SEEN_SLOTS busy entries the

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "fs/access.h"
 #include "fs/handles.h"
 #include "fs/meta.h"
@@ -308,6 +310,47 @@ static int view_value(struct fs *fs, struct node *n, const struct secret *table,
 }
 
 /*
+ * A versions/ file: the JSON list of the secret's versions (ids, labels,
+ * dates and states, never a value), one per line, in a buffer of its own.
+ * -ENOENT where the store cannot list versions (said at debug level).
+ */
+static int versions_value(struct fs *fs, struct node *n, struct handle *ret)
+{
+	char reason[BACKEND_REASON_MAX] = "";
+	json_t *list = NULL;
+	struct secret *s;
+	size_t len;
+	int r;
+
+	if (n->type != NODE_FILE)
+		return -EISDIR;
+	r = source_versions(fs->src, n->id, &list, reason, sizeof(reason));
+	if (r == -ENOENT)
+		log_debug("%s: %s", n->tpath, reason[0] ? reason : "no versions");
+	else if (r < 0)
+		log_failure(fs, "versions", n->id, r, reason);
+	if (r < 0)
+		return r;
+	/* Names, dates and ids, not values: the ordinary heap keeps locked memory for values. */
+	len = json_dumpb(list, NULL, 0, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	s = len ? secret_new_unlocked(len + 1) : NULL;
+	if (s && json_dumpb(list, (char *)s->data, len, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ==
+			 len) {
+		s->data[len] = '\n';
+	} else {
+		secret_unref(s);
+		s = NULL;
+	}
+	json_decref(list);
+	if (!s)
+		return -ENOMEM;
+	ret->value = s;
+	ret->data = s->data;
+	ret->len = s->len;
+	return 0;
+}
+
+/*
  * The value a FILE node shows: a reference and the byte range within it.
  * @res receives the cache's answer (state, version) for the audit record.
  */
@@ -330,12 +373,31 @@ static int node_value(struct fs *fs, struct node *n, uint64_t deadline, struct h
 		resp->value = NULL;
 		return r == -EIO ? 0 : r;
 	}
-	r = source_value_until(fs->src, n->id, deadline, resp, reason, sizeof(reason));
-	res = *resp;
-	if (r < 0) {
-		log_failure(fs, "fetch", n->id, r, reason);
-		return r;
+	if (n->tree == NODE_VERSIONS)
+		return versions_value(fs, n, ret);
+	if (n->tree == NODE_AT) {
+		struct selector sel;
+
+		r = meta_at_selector(n, &sel);
+		if (r >= 0)
+			r = source_value_at(fs->src, n->id, &sel, deadline, resp, reason,
+					    sizeof(reason));
+		if (r == -ENOENT)
+			/* Not a failure: a version that is not there, or a selector the store cannot
+			 * serve; said for whoever debugs. */
+			log_debug("%s: %s", n->tpath, reason[0] ? reason : "no such version");
+		else if (r < 0)
+			log_failure(fs, "fetch", n->tpath, r, reason);
+		if (r < 0)
+			return r;
+	} else {
+		r = source_value_until(fs->src, n->id, deadline, resp, reason, sizeof(reason));
+		if (r < 0) {
+			log_failure(fs, "fetch", n->id, r, reason);
+			return r;
+		}
 	}
+	res = *resp;
 	if (!n->key) {
 		if (res.value->kind != SECRET_BLOB) {
 			secret_unref(res.value);
@@ -923,6 +985,34 @@ static bool template_permits(struct fs *fs, struct node *n, const struct policy 
 }
 
 /*
+ * The policy's answer for @c opening @n, which is not a view file: a file in
+ * at/ needs a permit that grants its selector's kind (the rule option
+ * versions), a file in versions/ one that grants some selector besides
+ * current (version ids and dates say how to name the others); anything
+ * else is judged at meta_policy_path().  Counts nothing.
+ */
+static bool node_permits(struct fs *fs, const struct policy *p, const struct caller *c,
+			 const struct node *n, char *rule, size_t rulelen)
+{
+	struct selector sel;
+
+	if (n->type == NODE_FILE && n->tree == NODE_AT) {
+		if (meta_at_selector(n, &sel) < 0) {
+			rule[0] = '\0';
+			return false;
+		}
+		return access_permits_versions(&fs->access, p, c, meta_policy_path(n),
+					       SELECTOR_BIT(sel.kind), rule, rulelen);
+	}
+	if (n->type == NODE_FILE && n->tree == NODE_VERSIONS)
+		return access_permits_versions(&fs->access, p, c, meta_policy_path(n),
+					       SELECTOR_ALL & ~SELECTOR_BIT(SELECTOR_CURRENT), rule,
+					       rulelen);
+	return access_permits(&fs->access, p, c, meta_policy_path(n), meta_policy_dir(n), rule,
+			      rulelen);
+}
+
+/*
  * A lookup or stat decides too, when an option needs it: whether the policy
  * refuses the caller @n, audited once per uid and path per window (a lookup
  * fetches, and tells existence and size).  Returns whether st_size must be
@@ -948,8 +1038,7 @@ static bool attr_denied(struct fs *fs, fuse_req_t req, struct node *n)
 		view_check(fs, n, p, &c, rule, sizeof(rule), denied, sizeof(denied), &res, &permit);
 		secret_unref(res.value);
 	} else {
-		permit = access_permits(&fs->access, p, &c, meta_policy_path(n), meta_policy_dir(n),
-					rule, sizeof(rule));
+		permit = node_permits(fs, p, &c, n, rule, sizeof(rule));
 		/*
 		 * A render's length is the sum of its references' lengths: with
 		 * hide_denied_size it is shown only to a reader who may open
@@ -1017,6 +1106,22 @@ static int lookup_node(struct fs *fs, struct node *parent, const char *name, uin
 	}
 	if (parent->tree == NODE_META)
 		return meta_resolve(parent, name, ret);
+	if (parent->tree == NODE_AT || parent->tree == NODE_VERSIONS) {
+		if (parent->type != NODE_DIR)
+			return -ENOTDIR;
+		if (parent->id[0] == '\0' && strcmp(name, fs->meta_name) == 0)
+			return -ENOENT; /* hidden in the store's tree, so in these */
+		/* The store directory it stands for, looked up as the store would. */
+		shadow = (struct node){ .type = NODE_DIR,
+					.has_secret = parent->has_secret,
+					.has_folder = parent->has_folder,
+					.id = parent->id,
+					.tpath = parent->id };
+		r = resolve(fs, &shadow, name, deadline, &store);
+		if (r < 0)
+			return r;
+		return meta_tree_node(parent, &store, name, ret);
+	}
 	if (parent->tree != NODE_VIEW)
 		return lookup_child(fs, parent, name, deadline, ret);
 	if (parent->type != NODE_DIR)
@@ -1139,8 +1244,10 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			access_audit(&fs->access, &c, "view", denied, false, r, rule, NULL);
 		}
 	} else {
-		r = access_check(&fs->access, p, &c, n->tpath, false, rule, sizeof(rule));
-		permit = r >= 0;
+		permit = node_permits(fs, p, &c, n, rule, sizeof(rule));
+		r = permit ? 0 : -EACCES;
+		if (!permit)
+			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
 	}
 	if (n->tree == NODE_TEMPLATE) {
 		ts = fs_templates(fs);
@@ -1660,8 +1767,9 @@ static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		if (!permit)
 			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
 	} else {
-		r = access_check(&fs->access, p, &c, meta_policy_path(n), meta_policy_dir(n), rule,
-				 sizeof(rule));
+		r = node_permits(fs, p, &c, n, rule, sizeof(rule)) ? 0 : -EACCES;
+		if (r < 0)
+			__atomic_fetch_add(&fs->access.denied, 1, __ATOMIC_RELAXED);
 	}
 	if (r >= 0 && (mask & X_OK) && n->type != NODE_DIR)
 		r = -EACCES; /* mounted noexec, and secrets are not programs */

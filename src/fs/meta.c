@@ -11,13 +11,16 @@
 
 #include "fs/meta.h"
 #include "secretfs/namespace.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 /* The formats a view can be in, in the order view/ lists them. */
 static const enum escape_kind view_formats[] = { ESCAPE_ENV, ESCAPE_JSON, ESCAPE_PROPERTIES,
 						 ESCAPE_SHELL, ESCAPE_YAML };
 
-#define META_VIEW "view"
+#define META_VIEW     "view"
+#define META_AT	      "at"
+#define META_VERSIONS "versions"
 
 bool meta_name_is_valid(const char *name)
 {
@@ -68,6 +71,24 @@ int meta_resolve(const struct node *parent, const char *name, struct node *ret)
 		*ret = (struct node){ .type = NODE_DIR, .tree = NODE_META };
 		return meta_node(ret, META_VIEW, tpath);
 	}
+	if (parent->id[0] == '\0' && strcmp(name, META_AT) == 0) {
+		*ret = (struct node){ .type = NODE_DIR, .tree = NODE_META };
+		return meta_node(ret, META_AT, tpath);
+	}
+	if (parent->id[0] == '\0' && strcmp(name, META_VERSIONS) == 0) {
+		/* versions/: the store's root folder, each secret a list of its versions */
+		*ret = (struct node){ .type = NODE_DIR, .tree = NODE_VERSIONS, .has_folder = true };
+		return meta_node(ret, "", tpath);
+	}
+	if (strcmp(parent->id, META_AT) == 0) {
+		struct selector sel;
+
+		if (selector_parse(name, &sel) < 0)
+			return -ENOENT;
+		/* at/SELECTOR: the store's root folder, its values of that version */
+		*ret = (struct node){ .type = NODE_DIR, .tree = NODE_AT, .has_folder = true };
+		return meta_node(ret, "", tpath);
+	}
 	if (strcmp(parent->id, META_VIEW) == 0 && meta_view_format(name, &k) == 0) {
 		/* view/FMT: the store's root folder, seen in one format */
 		*ret = (struct node){ .type = NODE_DIR,
@@ -104,6 +125,57 @@ int meta_view_node(const struct node *parent, struct node *store, const char *na
 	return 0;
 }
 
+int meta_tree_node(const struct node *parent, struct node *store, const char *name,
+		   struct node *ret)
+{
+	char *tpath;
+
+	if (parent->tree == NODE_VERSIONS && store->key)
+		return -ENOENT; /* a key has no versions of its own: its object has */
+	tpath = ns_join(parent->tpath, name);
+	if (!tpath) {
+		if (!store->key)
+			free(store->id);
+		return -ENOMEM;
+	}
+	*ret = *store;
+	ret->tree = parent->tree;
+	ret->tpath = tpath;
+	if (parent->tree == NODE_VERSIONS && (store->type == NODE_FILE || store->has_secret)) {
+		/* a secret, plain or object (even when a folder too), is its list */
+		ret->type = NODE_FILE;
+		ret->has_secret = ret->has_folder = false;
+	}
+	return 0;
+}
+
+/* @s after its first @n components ("" when it has no more). */
+static const char *skip_components(const char *s, unsigned n)
+{
+	for (; n > 0; n--) {
+		const char *slash = strchr(s, '/');
+
+		if (!slash)
+			return "";
+		s = slash + 1;
+	}
+	return s;
+}
+
+int meta_at_selector(const struct node *n, struct selector *ret)
+{
+	/* tpath is META/at/SELECTOR[/...], checked by meta_resolve() when it was made */
+	const char *sel = skip_components(n->tpath, 2);
+	char buf[SELECTOR_ARG_MAX + 8];
+	size_t len = strcspn(sel, "/");
+
+	if (n->tree != NODE_AT || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, sel, len);
+	buf[len] = '\0';
+	return selector_parse(buf, ret);
+}
+
 const char *meta_policy_path(const struct node *n)
 {
 	switch (n->tree) {
@@ -111,6 +183,10 @@ const char *meta_policy_path(const struct node *n)
 		return "";
 	case NODE_VIEW:
 		return n->id;
+	case NODE_AT:
+		return skip_components(n->tpath, 3);
+	case NODE_VERSIONS:
+		return skip_components(n->tpath, 2);
 	default:
 		return n->tpath;
 	}
@@ -123,11 +199,15 @@ bool meta_policy_dir(const struct node *n)
 
 int meta_listing(const struct node *n, struct secret **ret)
 {
-	static const char *const root[] = { META_VIEW "/" };
+	static const char *const root[] = { META_AT "/", META_VERSIONS "/", META_VIEW "/" };
+	/* The selectors that need no argument; N, id: and label: are looked up by name. */
+	static const char *const at[] = { "current/", "pending/", "previous/" };
 	static const char *const views[] = { "env/", "json/", "properties/", "shell/", "yaml/" };
 
 	if (n->id[0] == '\0')
-		return ns_listing_from_keys(root, 1, ret);
+		return ns_listing_from_keys(root, ARRAY_SIZE(root), ret);
+	if (strcmp(n->id, META_AT) == 0)
+		return ns_listing_from_keys(at, ARRAY_SIZE(at), ret);
 	return ns_listing_from_keys(views, sizeof(views) / sizeof(views[0]), ret);
 }
 

@@ -3,8 +3,9 @@
  *
  * A reserved directory at the mount root, ".secretfs" unless -o meta_dir
  * renames it, holds what is not a secret of the store but says something
- * about secrets: today view/FMT/PATH, the object secret PATH whole in format
- * FMT.  Later issues add more beside view/ (at/SELECTOR/..., versions/...);
+ * about secrets: view/FMT/PATH, the object secret PATH whole in format
+ * FMT; at/SELECTOR/PATH, the version SELECTOR (selector.h) of PATH, in the
+ * store's shape; versions/PATH, the JSON list of PATH's versions;
  * each subtree maps its paths back to store paths here, and the policy
  * judges a meta path by the store path it stands for (the path with the
  * meta prefix removed), so one rule set covers both trees.
@@ -19,6 +20,7 @@
 #include "fs/nodes.h"
 #include "secretfs/escape.h"
 #include "secretfs/secret.h"
+#include "secretfs/selector.h"
 
 /* Whether @name can name the meta directory: a safe path component. */
 bool meta_name_is_valid(const char *name);
@@ -46,9 +48,23 @@ int meta_view_node(const struct node *parent, struct node *store, const char *na
 		   struct node *ret);
 
 /*
+ * An at/ or versions/ directory @parent found @store at its @name in the
+ * store (what resolve() gives for the store folder parent->id): @ret is the
+ * node there in @parent's tree, taking over store->id (a key's is
+ * borrowed), and a tpath to free.  In versions/ a secret (plain or object)
+ * is a FILE, its list; a key has none (-ENOENT).
+ */
+int meta_tree_node(const struct node *parent, struct node *store, const char *name,
+		   struct node *ret);
+
+/* The selector of a node in at/, from its tree path; -EINVAL for another node. */
+int meta_at_selector(const struct node *n, struct selector *ret);
+
+/*
  * The store path the policy judges for @n: the tree path of a store node,
- * the store path of a view ("" for view/FMT itself), the root ("") for the
- * fixed meta directories.  Whether it is judged as a directory: see
+ * the store path of a view ("" for view/FMT itself), of an at/ or versions/
+ * node (its tree path without META/at/SELECTOR/ or META/versions/), the
+ * root ("") for the fixed meta directories.  Whether it is judged as a directory: see
  * meta_policy_dir().
  */
 const char *meta_policy_path(const struct node *n);

@@ -26,9 +26,11 @@ enum node_type {
  */
 enum node_tree {
 	NODE_STORE = 0, /* a secret, a key or a folder of the store */
-	NODE_META,	/* a fixed directory of the meta tree: id "" (its root), "view" */
+	NODE_META,	/* a fixed directory of the meta tree: id "" (its root), "view", "at" */
 	NODE_VIEW,	/* below view/FMT/: a folder (DIR) or an object secret's view (FILE) */
 	NODE_TEMPLATE,	/* a template (FILE), rendered at open; id is its mount path */
+	NODE_AT,	/* at/SELECTOR/ and below: the store's shape, a selected version's values */
+	NODE_VERSIONS,	/* versions/ and below: a folder (DIR) or a secret's version list (FILE) */
 };
 
 struct node {

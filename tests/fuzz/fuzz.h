@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "secretfs/secret.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -118,6 +120,20 @@ static inline void fuzz_secret_ok(const struct secret *s, const char *target)
 		prev = e;
 	}
 	fuzz_check(!secret_table_at(s, n, &e), target, "a table entry past the count");
+}
+
+/* A versions list (backend_ops.list_versions): entries with an id, a state and labels. */
+static inline void fuzz_version_list_ok(json_t *list, const char *target)
+{
+	json_t *e;
+	size_t i;
+
+	fuzz_check(json_is_array(list), target, "a version list that is not an array");
+	json_array_foreach(list, i, e)
+		fuzz_check(json_is_string(json_object_get(e, "id")) &&
+				   json_is_string(json_object_get(e, "state")) &&
+				   json_is_array(json_object_get(e, "labels")),
+			   target, "a version entry without id, state or labels");
 }
 
 #endif

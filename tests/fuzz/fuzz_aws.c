@@ -4,7 +4,8 @@
  * picks the parser, the rest is its input:
  *
  *   0  GetSecretValue               5  an error: body, no x-amzn-ErrorType
- *   1  DescribeSecret (v1, AWSCURRENT)   6  an error: first line the header, the rest the body
+ *   1  DescribeSecret (v1, AWSCURRENT),  6  an error: first line the header, the rest the body
+ *      then ListSecretVersionIds
  *   2  ListSecrets, then the listing    7  the SOURCE string, aws-sm and aws-ssm
  *   3  GetParameter                 8  an endpoint URL
  *   4  GetParametersByPath, then the listing
@@ -158,6 +159,23 @@ static void endpoint(const char *s)
 	aws_endpoint_done(&e);
 }
 
+/* ListSecretVersionIds: entries with an id, a state and labels, never anything else. */
+static void versions(const char *s, size_t len)
+{
+	json_t *list = NULL;
+	char reason[BACKEND_REASON_MAX];
+	int r;
+
+	r = aws_parse_list_secret_versions(s, len, &list, reason, sizeof(reason));
+	if (r < 0) {
+		fuzz_check(list == NULL, T, "a version list with an error");
+		check_error(r, reason);
+		return;
+	}
+	fuzz_version_list_ok(list, T);
+	json_decref(list);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char reason[BACKEND_REASON_MAX] = "";
@@ -182,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      sizeof(reason));
 		if (r < 0)
 			check_error(r, reason);
+		versions(s, len);
 		break;
 	case 2:
 		names(AWS_SM, s, len);

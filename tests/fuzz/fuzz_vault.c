@@ -6,7 +6,8 @@
  *   0  KV v2 read, status 200      5  auth (login, renew-self)
  *   1  KV v2 read, status 404      6  {"errors": [...]}
  *   2  KV v1 read                  7  mount description, for "secret/team/app"
- *   3  LIST                        8  an RFC 3339 time
+ *   3  LIST, then the same body as   8  an RFC 3339 time
+ *      KV v2 metadata (versions)
  *   4  lookup-self                 9  the SOURCE string (after "vault:")
  *
  * A success hands back a well-formed secret (a listing's names are safe), a
@@ -141,6 +142,25 @@ static void time_round_trip(const char *s)
 		   "a time that does not read back: a date out of its month accepted");
 }
 
+/* A metadata answer: a list of entries without values, and a previous below current. */
+static void versions(const char *s, size_t len)
+{
+	json_t *list = NULL;
+	uint64_t previous = 7;
+	char reason[BACKEND_REASON_MAX];
+	int r;
+
+	r = vault_parse_kv2_metadata(s, len, &list, &previous, reason, sizeof(reason));
+	if (r < 0) {
+		fuzz_check(list == NULL && previous == 7, T, "metadata output with an error");
+		check_error(r, reason);
+		return;
+	}
+	fuzz_check(json_array_size(list) <= 1000, T, "a version list past its bound");
+	fuzz_version_list_ok(list, T);
+	json_decref(list);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char reason[BACKEND_REASON_MAX] = "", msg[VAULT_ERROR_MAX + 1];
@@ -167,6 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 3:
 		listing(s, len);
+		versions(s, len);
 		break;
 	case 4:
 	case 5:

@@ -307,7 +307,7 @@ def test_only_object_secrets_have_views(fs):
 
 def test_meta_directory_layout_and_listing(fs):
     assert ".secretfs" not in os.listdir(fs.mnt)  # listed only with show_meta
-    assert os.listdir(fs.path(".secretfs")) == ["view"]
+    assert sorted(os.listdir(fs.path(".secretfs"))) == ["at", "versions", "view"]
     assert sorted(os.listdir(fs.path(V))) == ["env", "json", "properties", "shell", "yaml"]
     assert set(os.listdir(fs.path(V, "env"))) == {"app"}
     # a folder's view directory lists what the folder lists

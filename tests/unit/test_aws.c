@@ -1549,10 +1549,48 @@ static void test_no_leaks(void **state)
 	assert_int_equal(secret_live_count(), 0);
 }
 
+/* ListSecretVersionIds: ids with their stages and dates; a version without stages is deprecated. */
+static void test_list_secret_versions(void **state)
+{
+	static const char body[] =
+		"{\"Versions\":[{\"VersionId\":\"v-new\",\"VersionStages\":[\"AWSCURRENT\","
+		"\"AWSPENDING\"],\"CreatedDate\":1767225600.25},{\"VersionId\":\"v-old\"}],"
+		"\"Name\":\"rot\"}";
+	static const char *const bad[] = { "{}", "{\"Versions\":[{}]}",
+					   "{\"Versions\":[{\"VersionId\":\"a\","
+					   "\"VersionStages\":[1]}]}" };
+	char reason[BACKEND_REASON_MAX];
+	json_t *list = NULL, *e;
+
+	(void)state;
+	assert_int_equal(aws_parse_list_secret_versions(body, strlen(body), &list, reason,
+							sizeof(reason)),
+			 0);
+	assert_int_equal(json_array_size(list), 2);
+	e = json_array_get(list, 0);
+	assert_string_equal(json_string_value(json_object_get(e, "id")), "v-new");
+	assert_string_equal(json_string_value(json_object_get(e, "state")), "enabled");
+	assert_string_equal(json_string_value(json_object_get(e, "created")),
+			    "2026-01-01T00:00:00Z");
+	assert_int_equal(json_array_size(json_object_get(e, "labels")), 2);
+	e = json_array_get(list, 1);
+	assert_string_equal(json_string_value(json_object_get(e, "state")), "deprecated");
+	assert_null(json_object_get(e, "created"));
+	json_decref(list);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		list = NULL;
+		assert_int_equal(aws_parse_list_secret_versions(bad[i], strlen(bad[i]), &list,
+								reason, sizeof(reason)),
+				 -EBADMSG);
+		assert_null(list);
+	}
+}
+
 int main(void)
 {
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_list_secret_versions),
 		cmocka_unit_test(test_error_vectors),
 		cmocka_unit_test(test_error_bodies),
 		cmocka_unit_test(test_error_normalize),

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "secretfs/policy.h"
+#include "secretfs/selector.h"
 #include "secretfs/util.h"
 
 #define NOEXE NULL
@@ -541,6 +542,68 @@ static void test_error_messages(void **state)
 	assert_string_equal(err, "f:1");
 	assert_int_equal(policy_parse(t, strlen(t), "f", &p, NULL, 0), -EINVAL);
 	assert_null(p);
+}
+
+/*
+ * versions=: which selector kinds the deciding permit grants under at/.  The last
+ * matching rule decides, so a later rule without the option takes it away, and a
+ * deny grants nothing.  The option's errors name the line.
+ */
+static void test_versions_option(void **state)
+{
+	static const char text[] = "permit * a/**    versions\n"
+				   "permit * a/b     versions=previous,pending\n"
+				   "permit * a/c\n"
+				   "permit * d/*     versions=label,id\n"
+				   "deny   * d/x\n";
+	static const struct {
+		const char *path;
+		bool permit;
+		unsigned versions;
+	} cases[] = {
+		{ "a/z", true, SELECTOR_ALL },
+		{ "a/b", true,
+		  SELECTOR_BIT(SELECTOR_CURRENT) | SELECTOR_BIT(SELECTOR_PREVIOUS) |
+			  SELECTOR_BIT(SELECTOR_PENDING) },
+		{ "a/c", true, SELECTOR_BIT(SELECTOR_CURRENT) },
+		{ "d/y", true,
+		  SELECTOR_BIT(SELECTOR_CURRENT) | SELECTOR_BIT(SELECTOR_LABEL) |
+			  SELECTOR_BIT(SELECTOR_ID) },
+		{ "d/x", false, 0 },
+		{ "e", false, 0 },
+	};
+	static const struct {
+		const char *text, *what;
+	} bad[] = {
+		{ "deny * a versions\n", "versions on a deny rule" },
+		{ "permit * a versions=prev\n", "bad versions= list 'prev'" },
+		{ "permit * a versions=\n", "bad versions= list ''" },
+		{ "permit * a versions=previous,\n", "bad versions= list" },
+		{ "permit * a versions versions=pending\n", "duplicate option versions" },
+		{ "permit * a version\n", "unknown option 'version'" },
+	};
+	struct policy_subject who = { .uid = 1, .gid = 1 };
+	struct policy *p = parse_ok(text);
+	char err[POLICY_ERR_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct policy_decision d = { .versions = 12345 };
+
+		policy_decide(p, cases[i].path, &who, &d);
+		if (d.permit != cases[i].permit || d.versions != cases[i].versions)
+			fail_msg("'%s': permit %d versions %#x", cases[i].path, d.permit,
+				 d.versions);
+	}
+	policy_unref(p);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct policy *q = NULL;
+
+		assert_int_equal(policy_parse(bad[i].text, strlen(bad[i].text), "f", &q, err,
+					      sizeof(err)),
+				 -EINVAL);
+		if (strncmp(err, "f:1: ", 5) != 0 || !strstr(err, bad[i].what))
+			fail_msg("'%s': '%s'", bad[i].text, err);
+	}
 }
 
 /* What must load: the issue's example, comments, tabs, CRLF, both mode spellings. */
@@ -1133,6 +1196,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_error_messages),
 		cmocka_unit_test(test_parse_valid),
+		cmocka_unit_test(test_versions_option),
 		cmocka_unit_test(test_glob_details),
 		cmocka_unit_test(test_starstar_cost),
 		cmocka_unit_test(test_matcher_vs_naive),

@@ -365,6 +365,66 @@ static void test_list_shapes(void **state)
 
 /* ---- ui/mounts ---- */
 
+/*
+ * KV v2 metadata: newest first, states from deletion_time (past only) and
+ * destroyed, previous the newest live version below current, versions below
+ * oldest_version skipped; malformed shapes are EBADMSG with nothing returned.
+ */
+static void test_kv2_metadata(void **state)
+{
+	static const char body[] =
+		"{\"data\":{\"current_version\":5,\"oldest_version\":2,\"versions\":{"
+		"\"1\":{\"created_time\":\"2026-01-01T00:00:00Z\",\"deletion_time\":\"\","
+		"\"destroyed\":false},"
+		"\"2\":{\"created_time\":\"2026-01-02T00:00:00Z\",\"deletion_time\":\"\","
+		"\"destroyed\":false},"
+		"\"3\":{\"created_time\":\"2026-01-03T00:00:00Z\",\"deletion_time\":\"\","
+		"\"destroyed\":true},"
+		"\"4\":{\"created_time\":\"2026-01-04T00:00:00Z\","
+		"\"deletion_time\":\"2026-01-05T00:00:00Z\",\"destroyed\":false},"
+		"\"5\":{\"created_time\":\"2026-01-06T12:00:00.5+02:00\","
+		"\"deletion_time\":\"2999-01-01T00:00:00Z\",\"destroyed\":false}}}}";
+	static const char *const ids[] = { "5", "4", "3", "2" };
+	static const char *const states[] = { "enabled", "deleted", "destroyed", "enabled" };
+	static const char *const bad[] = {
+		"[]", "{\"data\":{}}", "{\"data\":{\"versions\":{},\"current_version\":\"5\"}}",
+		"{\"data\":{\"versions\":{\"1\":3},\"current_version\":1}}",
+	};
+	char reason[BACKEND_REASON_MAX];
+	json_t *list = NULL, *e;
+	uint64_t previous = 0;
+
+	(void)state;
+	assert_int_equal(vault_parse_kv2_metadata(body, strlen(body), &list, &previous, reason,
+						  sizeof(reason)),
+			 0);
+	assert_true(previous == 2);
+	assert_int_equal(json_array_size(list), 4);
+	for (size_t i = 0; i < 4; i++) {
+		e = json_array_get(list, i);
+		assert_string_equal(json_string_value(json_object_get(e, "id")), ids[i]);
+		assert_string_equal(json_string_value(json_object_get(e, "state")), states[i]);
+	}
+	e = json_array_get(list, 0);
+	assert_string_equal(json_string_value(json_object_get(e, "created")),
+			    "2026-01-06T10:00:00Z");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(e, "labels"), 0)),
+			    "current");
+	assert_string_equal(json_string_value(json_array_get(
+				    json_object_get(json_array_get(list, 3), "labels"), 0)),
+			    "previous");
+	json_decref(list);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		list = NULL;
+		previous = 9;
+		assert_int_equal(vault_parse_kv2_metadata(bad[i], strlen(bad[i]), &list, &previous,
+							  reason, sizeof(reason)),
+				 -EBADMSG);
+		assert_null(list);
+		assert_true(previous == 9);
+	}
+}
+
 static void test_mount(void **state)
 {
 	/* The shape of GET sys/internal/ui/mounts/PATH (Vault's and the test server's). */
@@ -740,6 +800,7 @@ int main(void)
 		cmocka_unit_test(test_kv1_malformed),
 		cmocka_unit_test(test_list_fixtures),
 		cmocka_unit_test(test_list_shapes),
+		cmocka_unit_test(test_kv2_metadata),
 		cmocka_unit_test(test_mount),
 		cmocka_unit_test(test_lookup_self_fixture),
 		cmocka_unit_test(test_lookup_self_shapes),
