@@ -238,7 +238,8 @@ static int leaf_open(const struct config *cfg, const struct config_source *cs, s
 		cc.stale_event = NULL; /* a listing's failure is not a value's */
 		r = cache_new(&cc, fetch_listing, s, &s->listings);
 	}
-	/* Before the backend is known (an optional one may be down): any store may keep versions. */
+	/* Before the backend is known (an optional one may be down): any store may keep versions.
+	 */
 	if (r >= 0) {
 		cc.ttl_usec = cfg->ttl_usec;
 		cc.stale_event = on_stale;
@@ -508,7 +509,8 @@ int source_listing_until(struct source *s, const char *prefix, uint64_t deadline
 }
 
 int source_value_at(struct source *s, const char *id, const struct selector *sel,
-		    uint64_t deadline_usec, struct cache_result *ret, char *reason, size_t reasonlen)
+		    uint64_t deadline_usec, struct cache_result *ret, char *reason,
+		    size_t reasonlen)
 {
 	char spelled[SELECTOR_ARG_MAX + 8];
 	_cleanup_free_ char *key = NULL;
