@@ -17,7 +17,7 @@
 #   make fuzz                    libFuzzer targets (clang) in build-fuzz/; run e.g.
 #                                build-fuzz/fuzz_policy -dict=tests/fuzz/policy.dict \
 #                                    tests/fuzz/corpus/policy
-#   make fuzz-run FUZZ_TIME=20   every target for FUZZ_TIME seconds (CI)
+#   make fuzz-run FUZZ_TIME=10   every target for FUZZ_TIME seconds (CI)
 
 VERSION := 0.1.0
 PREFIX ?= /usr/local
