@@ -226,6 +226,10 @@ def test_token_expiry_mid_run_is_refreshed(gs, gmount):
     assert read_file(d.path("other")) == b"other-value-777"
     assert gs.expire_tokens() == 1
     assert read_file(d.path("other")) == b"other-value-777"
+    # That read may be the stale value while the refresh runs (stale-while-revalidate).
+    wait_until(lambda: sum(gs.counts()["grants"].values()) == 2, what="a second token")
+    wait_until(lambda: gs.counts()["statuses"].get("401", 0) == 1, what="the one 401")
+    assert read_file(d.path("other")) == b"other-value-777"
     assert sum(gs.counts()["grants"].values()) == 2
     assert gs.counts()["statuses"].get("401", 0) == 1
     assert_no_leaks(d, gs)
