@@ -708,6 +708,18 @@ void aws_parse_error(const char *header_error_type, const char *body, size_t len
 }
 
 /*
+ * CreatedDate (epoch seconds, a JSON number) in microseconds, or 0 when it
+ * is absent, not positive or past the year 9999: a double out of int64_t's
+ * range must not be converted (undefined behaviour, found by fuzz_aws).
+ */
+static int64_t version_created_usec(const json_t *created)
+{
+	double sec = json_is_number(created) ? json_number_value(created) : 0;
+
+	return sec > 0 && sec < 253402300800.0 ? (int64_t)(sec * 1e6) : 0;
+}
+
+/*
  * AWS's error codes in the terms backend.h knows.  Not found -ENOENT;
  * denied -EACCES (the credentials are good, the policy says no); rejected
  * -EIO (AWS does not accept the credentials at all: a setup error, not a
@@ -832,9 +844,7 @@ int aws_parse_list_secret_versions(const char *body, size_t len, json_t **ret_li
 			labels[nl++] = json_string_value(st);
 		}
 		if (json_array_append_new(list, kit_version_entry(id, labels, nl,
-					json_is_number(created) && json_number_value(created) > 0
-						? (int64_t)(json_number_value(created) * 1e6)
-						: 0,
+					version_created_usec(created),
 					nl ? "enabled" : "deprecated")) < 0)
 			return -ENOMEM;
 	}
