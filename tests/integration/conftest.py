@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from helpers import (
     MIN_LEAK_CHECK_LEN,
     MOUNT_TIMEOUT,
     POLL_TIMEOUT,
+    REPO,
     SECRETFS_BIN,
     SKIP_REASON,
     STOP_TIMEOUT,
@@ -55,6 +57,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 # ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A test PKI (tests/servers/certs.py) for a module's TLS test servers."""
+    sys.path.insert(0, str(REPO / "tests" / "servers"))
+    from certs import generate_certs
+
+    d = tmp_path_factory.mktemp("certs")
+    os.chmod(d, 0o755)
+    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,6 @@ from helpers import (
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, AdminClient, spawn_cli  # noqa: E402
-from certs import generate_certs  # noqa: E402
 
 DB_JSON = {"username": "db-user-41", "password": "pa55-w0rd-db", "port": 5432}
 BINARY = bytes(range(256)) + b"\x00tail"
@@ -135,13 +134,6 @@ class Aws:
 
     def key(self, **kw):
         return self.post("/_test/key", kw)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("aws-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,6 @@ from azure_server import (  # noqa: E402
     vendor_client,
     vendor_client_missing,
 )
-from certs import generate_certs  # noqa: E402
 
 DB_JSON = {"username": "kv-user-7", "password": "kv-pa55-w0rd", "port": 5432}
 PFX = bytes(range(256)) + b"\x00pfx-tail"
@@ -143,13 +142,6 @@ class Azure:
 
     def tokens(self):
         return [t["token"] for t in self.get("/_test/tokens")["tokens"]]
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("azure-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

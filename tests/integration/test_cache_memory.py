@@ -19,7 +19,7 @@ import os
 import pytest
 
 from helpers import read_file
-from test_vault import ROOT, certs, vault_env, vmount  # noqa: F401
+from test_vault import ROOT, vault_env, vmount  # noqa: F401
 from vault_server import VaultServer
 
 FOLDERS = 10_000

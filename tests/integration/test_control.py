@@ -32,7 +32,7 @@ from helpers import (
     wait_until,
 )
 from policy_env import DOC, POLICY, VALUES, write_policy
-from test_vault import ROOT, certs, vault_server, vmount, vs  # noqa: F401  (fixtures)
+from test_vault import ROOT, vault_server, vmount, vs  # noqa: F401  (fixtures)
 from test_vault import VALUES as VAULT_VALUES
 from users import run_as
 

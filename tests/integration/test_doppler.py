@@ -26,7 +26,6 @@ from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_err, read_
     run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
-from certs import generate_certs  # noqa: E402
 from doppler_server import DopplerServer  # noqa: E402
 
 PROJECT, CONFIG = "shop", "prd"
@@ -41,13 +40,6 @@ VALUES = [b"s3cr3t-pa55word", b"abc-api-key-123", b"brian-user-77"]
 MANAGED = ["DOPPLER_CONFIG", "DOPPLER_ENVIRONMENT", "DOPPLER_PROJECT"]
 NODE_CLIENT = REPO / "tests" / "servers" / "doppler_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@dopplerhq" / "node-sdk"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("doppler-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

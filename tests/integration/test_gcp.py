@@ -25,7 +25,6 @@ from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_err, read_
     run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
-from certs import generate_certs  # noqa: E402
 from gcp_server import GcpServer  # noqa: E402
 
 PROJECT = "secretfs-it"
@@ -42,13 +41,6 @@ VALUES = [b"app-user-77", b"s3cr3t-pa55word", b"abc-api-key-123", b"team-config-
 KEY_PEM = "private_key"
 NODE_CLIENT = REPO / "tests" / "servers" / "gcp_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@google-cloud" / "secret-manager"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("gcp-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

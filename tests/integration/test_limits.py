@@ -27,7 +27,7 @@ import pytest
 from helpers import CMD_TIMEOUT, POLL_TIMEOUT, run_secretfs, wait_until
 from policy_env import write_policy
 from test_control import metrics
-from test_vault import ROOT, certs, vault_server, vmount, vs  # noqa: F401
+from test_vault import ROOT, vault_server, vmount, vs  # noqa: F401
 from users import Agent
 
 POLICY = """\

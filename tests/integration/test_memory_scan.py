@@ -34,7 +34,6 @@ from helpers import (
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY  # noqa: E402
 from aws_server import spawn_cli as spawn_aws  # noqa: E402
-from certs import generate_certs  # noqa: E402
 from vault_server import VaultServer  # noqa: E402
 
 pytestmark = [
@@ -154,13 +153,6 @@ def test_file_store_copies_are_locked(secretfs, workdir):
 
 
 # ---------------------------------------------------------------- Vault
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("memscan-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 def test_vault_token_and_values_are_locked_then_gone(secretfs, workdir, certs):

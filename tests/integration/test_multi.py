@@ -28,7 +28,6 @@ from policy_env import EACCES, write_policy
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
 from aws_server import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY  # noqa: E402
-from certs import generate_certs  # noqa: E402
 from test_aws import Aws  # noqa: E402
 from test_doppler import doppler_server  # noqa: E402,F401 (a module fixture, on our certs)
 from test_vault import ROOT, SECRETS, VALUES as VAULT_VALUES, VaultProcess  # noqa: E402
@@ -40,13 +39,6 @@ DOPPLER = {"DATABASE_URL": "postgres://app:dop-pa55@db:5432/shop", "API_KEY": "d
 LEAKS = [*VAULT_VALUES, *AWS_VALUES, b"multi-file-motd-1", b"multi-file-region-1",
          ROOT.encode(), DEFAULT_SECRET_KEY.encode(), b"dop-pa55", b"dop-api-key-9"]
 V = ".secretfs/view"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("multi-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

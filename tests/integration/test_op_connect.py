@@ -27,7 +27,6 @@ from helpers import POLL_TIMEOUT, REPO, UNREACHABLE, is_mounted, read_err, read_
     run_secretfs, sanitizer_env, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
-from certs import generate_certs  # noqa: E402
 from op_connect_server import OpConnectServer  # noqa: E402
 
 VAULT = "Prod"
@@ -56,13 +55,6 @@ VALUES = [b"app-user-77", b"s3cr3t-op-pass", b"root-pw-9090", b"top-level-value"
           b"slash-title-value", b"never-shown-dotdot"]
 NODE_CLIENT = REPO / "tests" / "servers" / "op_node_client.js"
 NODE_MODULES = REPO / "tests" / "node" / "node_modules" / "@1password" / "connect"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("op-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from helpers import POLL_TIMEOUT, read_file, wait_until
-from test_vault import ROOT, SECRETS, certs, vault_server, vmount, vs  # noqa: F401
+from test_vault import ROOT, SECRETS, vault_server, vmount, vs  # noqa: F401
 
 FOLDER = "par"
 N_DIR = 8  # cold lookups in one folder

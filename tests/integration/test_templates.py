@@ -478,7 +478,7 @@ def test_every_example_renders(secretfs, workdir):
 
 
 # A transient store failure: the inputs are served stale, as plain files are (Vault test server).
-from test_vault import certs, vault_server, vmount, vs  # noqa: E402,F401  (fixtures)
+from test_vault import vault_server, vmount, vs  # noqa: E402,F401  (fixtures)
 
 
 def test_a_failing_store_serves_stale_inputs(vs, vmount, workdir):

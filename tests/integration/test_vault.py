@@ -47,7 +47,7 @@ from helpers import (
 )
 
 sys.path.insert(0, str(REPO / "tests" / "servers"))
-from certs import generate_certs, generate_expired_cert  # noqa: E402
+from certs import generate_expired_cert  # noqa: E402
 from vault_server import AdminClient, VaultServer, spawn_cli  # noqa: E402
 
 ROOT = "hvs.R00tTokenForSecretfsTests01"
@@ -70,13 +70,6 @@ def counted(vs, key, op="read"):
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("vault-certs")
-    os.chmod(d, 0o755)
-    return generate_certs(str(d))
 
 
 @pytest.fixture(scope="module")

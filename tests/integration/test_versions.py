@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "tests" / "servers"))
 from test_aws import STATIC, aws, aws_env, aws_server, boto3_client  # noqa: E402,F401
 from test_azure import azure_server  # noqa: E402,F401
 from test_gcp import gcp_server  # noqa: E402,F401
-from test_vault import ROOT, certs, vault_env, vault_server, vs  # noqa: E402,F401
+from test_vault import ROOT, vault_env, vault_server, vs  # noqa: E402,F401
 
 AT = ".secretfs/at"
 VERSIONS = ".secretfs/versions"
