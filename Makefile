@@ -242,6 +242,8 @@ node-deps: $(NODE_STAMP)
 
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	@tests/install-deps $(DEB_NODE)
+	@# Debian's nodejs comes without npm (its own package); NodeSource's has it.
+	@command -v npm >/dev/null || tests/install-deps npm
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
